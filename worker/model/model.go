@@ -1,0 +1,241 @@
+// Package model turns a Hugging Face checkpoint (Llama, Mistral, Qwen2 families) into a
+// forward pass written once against gpukern, for batches whose rows mix prefill and decode,
+// sequences, and LoRA adapters.
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/pkg/safetensors"
+)
+
+// Model is a loaded base model. It is not safe for concurrent use: one Forward at a time.
+type Model struct {
+	Config Config
+
+	be     gpukern.Backend
+	embed  gpukern.Tensor
+	norm   gpukern.Tensor
+	lmHead gpukern.Tensor // the embedding table when tied
+	layers []layer
+	cosSin gpukern.Tensor // [MaxPositions, HeadDim]
+	ws     workspace
+}
+
+type layer struct {
+	inNorm, postNorm gpukern.Tensor
+	w                [numProj]gpukern.Tensor
+	bias             [numProj]gpukern.Tensor // nil when the projection has none
+}
+
+// Load reads config.json and the safetensors weights in dir onto the backend.
+func Load(dir string, be gpukern.Backend) (*Model, error) {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	ckpt, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	defer ckpt.Close()
+	m := &Model{Config: cfg, be: be}
+	if err := m.loadWeights(ckpt); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	m.cosSin = be.Weight(cfg.RoPE.cosSinTable(cfg.MaxPositions, cfg.HeadDim))
+	return m, nil
+}
+
+// Backend returns the backend the model runs on.
+func (m *Model) Backend() gpukern.Backend { return m.be }
+
+// NewKVCache allocates a paged KV cache of numBlocks blocks of blockSize tokens.
+func (m *Model) NewKVCache(numBlocks, blockSize int) *gpukern.KVCache {
+	c := &m.Config
+	kv := &gpukern.KVCache{NumBlocks: numBlocks, BlockSize: blockSize, KVHeads: c.KVHeads, HeadDim: c.HeadDim}
+	n := numBlocks * blockSize * c.KVHeads * c.HeadDim
+	for range c.Layers {
+		kv.K = append(kv.K, m.be.Alloc(n))
+		kv.V = append(kv.V, m.be.Alloc(n))
+	}
+	return kv
+}
+
+// KVBytesPerToken is the float32 cache footprint of one token across layers.
+func (m *Model) KVBytesPerToken() int {
+	c := &m.Config
+	return 2 * c.Layers * c.KVHeads * c.HeadDim * 4
+}
+
+// AdapterRun is a run of consecutive batch rows that use one adapter; nil is the base model.
+type AdapterRun struct {
+	Start, End int
+	Adapter    *Adapter
+}
+
+// Batch is one forward step: every row is a token of some sequence at some position.
+type Batch struct {
+	Tokens    []int32
+	Positions []int32
+	Slots     []int32 // KV cache slot of each row
+	Seqs      []gpukern.AttnSeq
+	Adapters  []AdapterRun // cover all rows, in order
+	LogitRows []int32      // rows whose next-token logits are wanted
+}
+
+// validate checks the batch against the model: the engine builds batches, but positions and
+// token ids come from users, and a bad one must be an error, not an out-of-range access.
+func (m *Model) validate(b *Batch, kv *gpukern.KVCache) error {
+	n := len(b.Tokens)
+	if n == 0 || len(b.Positions) != n || len(b.Slots) != n {
+		return fmt.Errorf("model: batch has %d tokens, %d positions, %d slots", n, len(b.Positions), len(b.Slots))
+	}
+	for i, t := range b.Tokens {
+		if t < 0 || int(t) >= m.Config.VocabSize {
+			return fmt.Errorf("model: token id %d outside the vocabulary (%d)", t, m.Config.VocabSize)
+		}
+		if p := b.Positions[i]; p < 0 || int(p) >= m.Config.MaxPositions {
+			return fmt.Errorf("model: position %d outside the context (%d)", p, m.Config.MaxPositions)
+		}
+		if s := b.Slots[i]; s < 0 || int(s) >= kv.NumBlocks*kv.BlockSize {
+			return fmt.Errorf("model: KV slot %d outside the cache", s)
+		}
+	}
+	if err := validateSeqs(b.Seqs, n, kv); err != nil {
+		return err
+	}
+	next := 0
+	for _, r := range b.Adapters {
+		if r.Start != next || r.End <= r.Start {
+			return fmt.Errorf("model: adapter runs do not tile the batch at row %d", next)
+		}
+		next = r.End
+	}
+	if next != n {
+		return fmt.Errorf("model: adapter runs cover %d of %d rows", next, n)
+	}
+	for _, r := range b.LogitRows {
+		if r < 0 || int(r) >= n {
+			return fmt.Errorf("model: logit row %d outside the batch", r)
+		}
+	}
+	return nil
+}
+
+// validateSeqs checks that the sequences tile the batch rows in order and that their block
+// tables cover their contexts with blocks of the cache.
+func validateSeqs(seqs []gpukern.AttnSeq, rows int, kv *gpukern.KVCache) error {
+	next := 0
+	for _, s := range seqs {
+		if s.QStart != next || s.QLen <= 0 || s.QLen > s.CtxLen {
+			return fmt.Errorf("model: sequences do not tile the batch at row %d", next)
+		}
+		next += s.QLen
+		if s.CtxLen > len(s.Blocks)*kv.BlockSize {
+			return fmt.Errorf("model: context of %d tokens exceeds its %d blocks", s.CtxLen, len(s.Blocks))
+		}
+		for _, blk := range s.Blocks {
+			if blk < 0 || int(blk) >= kv.NumBlocks {
+				return fmt.Errorf("model: KV block %d outside the cache", blk)
+			}
+		}
+	}
+	if next != rows {
+		return fmt.Errorf("model: sequences cover %d of %d rows", next, rows)
+	}
+	return nil
+}
+
+// Forward runs the batch and returns the logits of LogitRows, [len(LogitRows), VocabSize].
+func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
+	if err := m.validate(b, kv); err != nil {
+		return nil, err
+	}
+	c, be := &m.Config, m.be
+	rows := len(b.Tokens)
+	ws := m.ws.ensure(be, c, rows, len(b.LogitRows), maxRank(b.Adapters))
+	be.Embedding(ws.x, m.embed, b.Tokens, c.Hidden)
+	attn := gpukern.AttnParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
+	for li := range m.layers {
+		ly := &m.layers[li]
+		segs := loraSegments(b.Adapters, li)
+		be.RMSNorm(ws.h, ws.x, ly.inNorm, rows, c.Hidden, float32(c.RMSNormEps))
+		m.project(ws.q, ws.h, ly, ProjQ, rows, segs)
+		m.project(ws.k, ws.h, ly, ProjK, rows, segs)
+		m.project(ws.v, ws.h, ly, ProjV, rows, segs)
+		be.RoPE(ws.q, rows, c.Heads, c.HeadDim, b.Positions, m.cosSin)
+		be.RoPE(ws.k, rows, c.KVHeads, c.HeadDim, b.Positions, m.cosSin)
+		be.WriteKV(kv, li, ws.k, ws.v, b.Slots)
+		be.Attention(ws.attn, ws.q, kv, li, b.Seqs, attn)
+		m.project(ws.h, ws.attn, ly, ProjO, rows, segs)
+		be.Add(ws.x, ws.x, ws.h, rows*c.Hidden)
+
+		be.RMSNorm(ws.h, ws.x, ly.postNorm, rows, c.Hidden, float32(c.RMSNormEps))
+		m.project(ws.gate, ws.h, ly, ProjGate, rows, segs)
+		m.project(ws.up, ws.h, ly, ProjUp, rows, segs)
+		be.SiLUMul(ws.gate, ws.gate, ws.up, rows*c.Intermediate)
+		m.project(ws.h, ws.gate, ly, ProjDown, rows, segs)
+		be.Add(ws.x, ws.x, ws.h, rows*c.Hidden)
+	}
+	n := len(b.LogitRows)
+	if n == 0 {
+		return nil, be.Sync()
+	}
+	be.Embedding(ws.last, ws.x, b.LogitRows, c.Hidden)
+	be.RMSNorm(ws.last, ws.last, m.norm, n, c.Hidden, float32(c.RMSNormEps))
+	be.MatMul(ws.logits, ws.last, m.lmHead, n, c.VocabSize, c.Hidden)
+	out := make([]float32, n*c.VocabSize)
+	be.Download(out, ws.logits)
+	return out, be.Sync()
+}
+
+// project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for projection p.
+func (m *Model) project(out, in gpukern.Tensor, ly *layer, p Proj, rows int, segs [][numProj]gpukern.LoRASegment) {
+	inDim, outDim := m.Config.Shape(p)
+	m.be.MatMul(out, in, ly.w[p], rows, outDim, inDim)
+	if ly.bias[p] != nil {
+		m.be.AddBias(out, ly.bias[p], rows, outDim)
+	}
+	lora := make([]gpukern.LoRASegment, 0, len(segs))
+	any := false
+	for _, s := range segs {
+		lora = append(lora, s[p])
+		any = any || s[p].A != nil
+	}
+	if !any {
+		return
+	}
+	m.be.LoRAShrink(m.ws.loraV, in, lora, inDim, m.ws.rank)
+	m.be.LoRAExpand(out, m.ws.loraV, lora, outDim, m.ws.rank)
+}
+
+// workspace holds the activations of one step, grown when a larger batch arrives.
+type workspace struct {
+	rows, logitRows, rank int
+
+	x, h, q, k, v, attn, gate, up gpukern.Tensor
+	last, logits, loraV           gpukern.Tensor
+}
+
+func (w *workspace) ensure(be gpukern.Backend, c *Config, rows, logitRows, rank int) *workspace {
+	if rows <= w.rows && logitRows <= w.logitRows && rank <= w.rank {
+		return w
+	}
+	for _, t := range []gpukern.Tensor{w.x, w.h, w.q, w.k, w.v, w.attn, w.gate, w.up, w.last, w.logits, w.loraV} {
+		if t != nil {
+			be.Free(t)
+		}
+	}
+	w.rows, w.logitRows, w.rank = max(rows, w.rows), max(logitRows, w.logitRows, 1), max(rank, w.rank, 1)
+	r := w.rows
+	w.x, w.h = be.Alloc(r*c.Hidden), be.Alloc(r*max(c.Hidden, c.Heads*c.HeadDim))
+	w.q, w.attn = be.Alloc(r*c.Heads*c.HeadDim), be.Alloc(r*c.Heads*c.HeadDim)
+	w.k, w.v = be.Alloc(r*c.KVHeads*c.HeadDim), be.Alloc(r*c.KVHeads*c.HeadDim)
+	w.gate, w.up = be.Alloc(r*c.Intermediate), be.Alloc(r*c.Intermediate)
+	w.last, w.logits = be.Alloc(w.logitRows*c.Hidden), be.Alloc(w.logitRows*c.VocabSize)
+	w.loraV = be.Alloc(r * w.rank)
+	return w
+}

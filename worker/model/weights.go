@@ -1,0 +1,143 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/pkg/peft"
+	"github.com/lorafleet/lorafleet/pkg/safetensors"
+)
+
+// ErrWeights is wrapped by every problem with the checkpoint's tensors.
+var ErrWeights = errors.New("model: bad weights")
+
+// Proj names one of a decoder layer's seven linear projections.
+type Proj int
+
+// The projections, in the order PEFT and the forward pass know them.
+const (
+	ProjQ Proj = iota
+	ProjK
+	ProjV
+	ProjO
+	ProjGate
+	ProjUp
+	ProjDown
+	numProj
+)
+
+// projPaths are the module paths inside a decoder layer.
+var projPaths = [numProj]string{
+	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+	"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+}
+
+// Name is the module's short name, e.g. "q_proj".
+func (p Proj) Name() string {
+	return projPaths[p][strings.LastIndexByte(projPaths[p], '.')+1:]
+}
+
+// Shape returns the projection's input and output sizes.
+func (c *Config) Shape(p Proj) (in, out int) {
+	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	switch p {
+	case ProjQ:
+		return c.Hidden, q
+	case ProjK, ProjV:
+		return c.Hidden, kv
+	case ProjO:
+		return q, c.Hidden
+	case ProjGate, ProjUp:
+		return c.Hidden, c.Intermediate
+	default:
+		return c.Intermediate, c.Hidden
+	}
+}
+
+// PEFTBase describes the model's LoRA-targetable modules for pkg/peft.
+func (c *Config) PEFTBase() peft.Base {
+	b := peft.Base{NumLayers: c.Layers}
+	for p := range numProj {
+		in, out := c.Shape(p)
+		b.Modules = append(b.Modules, peft.Module{Name: p.Name(), Path: projPaths[p], In: in, Out: out})
+	}
+	return b
+}
+
+// hasBias reports whether projection p carries a bias vector.
+func (c *Config) hasBias(p Proj) bool {
+	switch p {
+	case ProjQ, ProjK, ProjV:
+		return c.AttentionBias
+	case ProjO:
+		return c.OProjBias
+	default:
+		return c.MLPBias
+	}
+}
+
+// tensorSource is what the loader needs from a checkpoint.
+type tensorSource interface {
+	Info(name string) (safetensors.TensorInfo, bool)
+	Float32(name string) ([]float32, error)
+}
+
+// loader uploads checked tensors to the backend, remembering the first error.
+type loader struct {
+	src tensorSource
+	be  gpukern.Backend
+	err error
+}
+
+// load reads tensor name, checks its shape and uploads it.
+func (l *loader) load(name string, shape ...int) gpukern.Tensor {
+	if l.err != nil {
+		return nil
+	}
+	info, ok := l.src.Info(name)
+	if !ok {
+		l.err = fmt.Errorf("%w: missing tensor %s", ErrWeights, name)
+		return nil
+	}
+	if !slices.Equal(info.Shape, shape) {
+		l.err = fmt.Errorf("%w: tensor %s has shape %v, config.json implies %v", ErrWeights, name, info.Shape, shape)
+		return nil
+	}
+	data, err := l.src.Float32(name)
+	if err != nil {
+		l.err = fmt.Errorf("%w: %s: %w", ErrWeights, name, err)
+		return nil
+	}
+	return l.be.Weight(data)
+}
+
+func (m *Model) loadWeights(src tensorSource) error {
+	c := &m.Config
+	l := &loader{src: src, be: m.be}
+	m.embed = l.load("model.embed_tokens.weight", c.VocabSize, c.Hidden)
+	m.norm = l.load("model.norm.weight", c.Hidden)
+	m.lmHead = m.embed
+	if _, ok := src.Info("lm_head.weight"); ok && !c.TieEmbeddings {
+		m.lmHead = l.load("lm_head.weight", c.VocabSize, c.Hidden)
+	} else if !ok && !c.TieEmbeddings {
+		return fmt.Errorf("%w: missing tensor lm_head.weight and tie_word_embeddings is false", ErrWeights)
+	}
+	m.layers = make([]layer, c.Layers)
+	for i := range m.layers {
+		ly := &m.layers[i]
+		prefix := fmt.Sprintf("model.layers.%d.", i)
+		ly.inNorm = l.load(prefix+"input_layernorm.weight", c.Hidden)
+		ly.postNorm = l.load(prefix+"post_attention_layernorm.weight", c.Hidden)
+		for p := range numProj {
+			in, out := c.Shape(p)
+			ly.w[p] = l.load(prefix+projPaths[p]+".weight", out, in)
+			if c.hasBias(p) {
+				ly.bias[p] = l.load(prefix+projPaths[p]+".bias", out)
+			}
+		}
+	}
+	return l.err
+}
