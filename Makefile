@@ -51,8 +51,8 @@ lint:
 
 bench: build
 	$(GO) test -run=NONE -bench=. -benchtime=2s ./gpukern/cpuref ./pkg/tokenizer ./worker/sample
-	./$(BIN) generate --model testdata/tiny-llama/model --prompt "The quick brown fox" --max-tokens 256 --stats > /dev/null
-	./$(BIN) generate --model testdata/tiny-qwen2/model --prompt "The quick brown fox" --max-tokens 256 --stats > /dev/null
+	./$(BIN) generate --model testdata/tiny-llama/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
+	./$(BIN) generate --model testdata/tiny-qwen2/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
 
 clean:
 	rm -rf bin .cache

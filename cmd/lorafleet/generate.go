@@ -20,7 +20,7 @@ type generateFlags struct {
 	topK                   int
 	seed                   int64
 	stops                  []string
-	chat, stats            bool
+	chat, stats, ignoreEOS bool
 }
 
 func runGenerate(args []string, e env) error {
@@ -37,6 +37,7 @@ func runGenerate(args []string, e env) error {
 	fs.Func("stop", "stop string (repeatable)", func(s string) error { g.stops = append(g.stops, s); return nil })
 	fs.BoolVar(&g.chat, "chat", false, "wrap the prompt in the model's chat template as a user message")
 	fs.BoolVar(&g.stats, "stats", false, "print token counts and tokens/s to stderr")
+	fs.BoolVar(&g.ignoreEOS, "ignore-eos", false, "keep generating past end-of-sequence tokens (benchmarks)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -135,6 +136,7 @@ func samplingParams(g generateFlags, gen model.GenerationConfig, vocab int) (sam
 	if g.seed != -1 {
 		p.Seed = &g.seed
 	}
+	p.IgnoreEOS = g.ignoreEOS
 	if err := p.Validate(vocab); err != nil {
 		return p, err
 	}

@@ -28,7 +28,7 @@ type fixture struct {
 	adapters map[string]*model.Adapter
 }
 
-func loadFixture(t *testing.T, set string) *fixture {
+func loadFixture(t testing.TB, set string) *fixture {
 	t.Helper()
 	g, err := golden.Load(set)
 	if err != nil {
@@ -212,6 +212,57 @@ func TestIncrementalMatchesRecompute(t *testing.T) {
 						t.Errorf("%s step %d: incremental logits differ from recompute by %.3g", caseName(c), step, d)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestStaggeredPrefillAndDecode admits one more case every step, so most steps mix decode
+// rows of running sequences with (chunked) prefill rows of new ones, across adapters.
+func TestStaggeredPrefillAndDecode(t *testing.T) {
+	for _, set := range golden.Sets {
+		t.Run(set, func(t *testing.T) {
+			f := loadFixture(t, set)
+			e := f.engine(t, Config{MaxBatchTokens: 24})
+			var waiting, active []*Sequence
+			for _, c := range f.g.Cases {
+				waiting = append(waiting, f.greedySeq(c))
+			}
+			all := slices.Clone(waiting)
+			mixed := 0
+			for steps := 0; len(waiting)+len(active) > 0; steps++ {
+				if steps > 1000 {
+					t.Fatal("no progress")
+				}
+				if len(waiting) > 0 {
+					active, waiting = append(active, waiting[0]), waiting[1:]
+				}
+				decode, prefill := 0, 0
+				for _, s := range active {
+					if s.pending() == 1 && len(s.Output) > 0 {
+						decode++
+					} else {
+						prefill++
+					}
+				}
+				if decode > 0 && prefill > 0 {
+					mixed++
+				}
+				if err := e.Step(active); err != nil {
+					t.Fatal(err)
+				}
+				active = slices.DeleteFunc(active, func(s *Sequence) bool { return s.Finished })
+			}
+			if mixed < 5 {
+				t.Fatalf("only %d steps mixed prefill and decode", mixed)
+			}
+			for i, c := range f.g.Cases {
+				if d := maxDiff(all[i].Logits[0], c.LastLogits); d > refTol || !slices.Equal(all[i].Output, c.Greedy) {
+					t.Errorf("%s: staggered run differs (logits by %.3g, greedy %v want %v)", caseName(c), d, all[i].Output, c.Greedy)
+				}
+			}
+			if e.KVUsage() != 0 {
+				t.Errorf("KV usage %v after the run, want 0", e.KVUsage())
 			}
 		})
 	}
