@@ -40,7 +40,7 @@ func FuzzEncode(f *testing.F) {
 	var toks []*Tokenizer
 	for _, model := range tinyModels {
 		toks = append(toks, loadTokenizer(f, tinyDir(model)))
-		for _, c := range readGoldenTB(f, model).TokenizerCases {
+		for _, c := range readGolden(f, model).TokenizerCases {
 			f.Add(c.Text)
 		}
 	}

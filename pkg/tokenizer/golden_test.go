@@ -1,51 +1,30 @@
 package tokenizer
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/lorafleet/lorafleet/internal/golden"
 )
 
-// golden.json, computed by Hugging Face transformers for the tiny models.
-type golden struct {
-	TokenizerCases []struct {
-		Text         string `json:"text"`
-		IDs          []int  `json:"ids"`
-		IDsNoSpecial []int  `json:"ids_no_special"`
-		Decoded      string `json:"decoded"`
-	} `json:"tokenizer_cases"`
-	ChatCases []struct {
-		Messages            []struct{ Role, Content string } `json:"messages"`
-		AddGenerationPrompt bool                             `json:"add_generation_prompt"`
-		Text                string                           `json:"text"`
-		IDs                 []int                            `json:"ids"`
-	} `json:"chat_cases"`
-}
-
-var tinyModels = []string{"tiny-llama", "tiny-qwen2"}
+var tinyModels = golden.Sets
 
 func tinyDir(model string) string { return filepath.Join("..", "..", "testdata", model, "model") }
 
-func readGolden(t *testing.T, model string) *golden { return readGoldenTB(t, model) }
-
-func readGoldenTB(t testing.TB, model string) *golden {
+// readGolden reads the set's golden.json, computed by Hugging Face transformers.
+func readGolden(t testing.TB, model string) *golden.File {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", model, "golden.json"))
+	g, err := golden.Load(model)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(data, &g); err != nil {
 		t.Fatal(err)
 	}
 	if len(g.TokenizerCases) == 0 || len(g.ChatCases) == 0 {
 		t.Fatalf("%s: golden.json has no tokenizer or chat cases", model)
 	}
-	return &g
+	return g
 }
 
 func loadTokenizer(t testing.TB, dir string) *Tokenizer {

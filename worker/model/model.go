@@ -231,7 +231,7 @@ func (w *workspace) ensure(be gpukern.Backend, c *Config, rows, logitRows, rank 
 	}
 	w.rows, w.logitRows, w.rank = max(rows, w.rows), max(logitRows, w.logitRows, 1), max(rank, w.rank, 1)
 	r := w.rows
-	w.x, w.h = be.Alloc(r*c.Hidden), be.Alloc(r*max(c.Hidden, c.Heads*c.HeadDim))
+	w.x, w.h = be.Alloc(r*c.Hidden), be.Alloc(r*c.Hidden)
 	w.q, w.attn = be.Alloc(r*c.Heads*c.HeadDim), be.Alloc(r*c.Heads*c.HeadDim)
 	w.k, w.v = be.Alloc(r*c.KVHeads*c.HeadDim), be.Alloc(r*c.KVHeads*c.HeadDim)
 	w.gate, w.up = be.Alloc(r*c.Intermediate), be.Alloc(r*c.Intermediate)
