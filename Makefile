@@ -13,7 +13,9 @@ FUZZ_TARGETS := \
 	./pkg/peft:FuzzParseConfig \
 	./pkg/tokenizer:FuzzFromJSON \
 	./pkg/tokenizer:FuzzEncode \
-	./worker/model:FuzzParseConfig
+	./worker/model:FuzzParseConfig \
+	./worker/sample:FuzzStopMatcher \
+	./worker/sample:FuzzSample
 
 .PHONY: all build run test unit fuzz lint testdata bench clean
 

@@ -36,20 +36,27 @@ func loadTokenizer(t testing.TB, dir string) *Tokenizer {
 	return tok
 }
 
+// checkEncodeDecode compares Encode with and without special tokens, and Decode of the
+// latter, with a reference's outputs.
+func checkEncodeDecode(t *testing.T, tok *Tokenizer, text string, ids, idsNoSpecial []int, decoded string) {
+	t.Helper()
+	if got := tok.Encode(text, true); !slices.Equal(got, ids) {
+		t.Errorf("Encode(%q, true)\n got %v\nwant %v", text, got, ids)
+	}
+	if got := tok.Encode(text, false); !slices.Equal(got, idsNoSpecial) {
+		t.Errorf("Encode(%q, false)\n got %v\nwant %v", text, got, idsNoSpecial)
+	}
+	if got := tok.Decode(idsNoSpecial, false); got != decoded {
+		t.Errorf("Decode(%v) = %q, want %q", idsNoSpecial, got, decoded)
+	}
+}
+
 func TestGoldenEncodeDecode(t *testing.T) {
 	for _, model := range tinyModels {
 		t.Run(model, func(t *testing.T) {
 			tok := loadTokenizer(t, tinyDir(model))
 			for _, c := range readGolden(t, model).TokenizerCases {
-				if got := tok.Encode(c.Text, true); !slices.Equal(got, c.IDs) {
-					t.Errorf("Encode(%q, true)\n got %v\nwant %v", c.Text, got, c.IDs)
-				}
-				if got := tok.Encode(c.Text, false); !slices.Equal(got, c.IDsNoSpecial) {
-					t.Errorf("Encode(%q, false)\n got %v\nwant %v", c.Text, got, c.IDsNoSpecial)
-				}
-				if got := tok.Decode(c.IDsNoSpecial, false); got != c.Decoded {
-					t.Errorf("Decode(%v) = %q, want %q", c.IDsNoSpecial, got, c.Decoded)
-				}
+				checkEncodeDecode(t, tok, c.Text, c.IDs, c.IDsNoSpecial, c.Decoded)
 				if got := tok.Decode(tok.Encode(c.Text, false), false); got != c.Text {
 					t.Errorf("Decode(Encode(%q)) = %q", c.Text, got)
 				}

@@ -75,15 +75,7 @@ func TestRealTokenizers(t *testing.T) {
 		t.Run(ref.Name, func(t *testing.T) {
 			tok := realTokenizer(t, ref.Name, ref.Dir)
 			for _, c := range ref.Cases {
-				if got := tok.Encode(c.Text, true); !slices.Equal(got, c.IDs) {
-					t.Errorf("Encode(%q, true)\n got %v\nwant %v", c.Text, got, c.IDs)
-				}
-				if got := tok.Encode(c.Text, false); !slices.Equal(got, c.IDsNoSpecial) {
-					t.Errorf("Encode(%q, false)\n got %v\nwant %v", c.Text, got, c.IDsNoSpecial)
-				}
-				if got := tok.Decode(c.IDsNoSpecial, false); got != c.Decoded {
-					t.Errorf("Decode(%v) = %q, want %q", c.IDsNoSpecial, got, c.Decoded)
-				}
+				checkEncodeDecode(t, tok, c.Text, c.IDs, c.IDsNoSpecial, c.Decoded)
 				if got := tok.Decode(c.IDs, true); got != c.DecodedSkipSpecial {
 					t.Errorf("Decode(%v, skip) = %q, want %q", c.IDs, got, c.DecodedSkipSpecial)
 				}
