@@ -65,18 +65,27 @@ func (m *Model) FreeAdapter(a *Adapter) {
 	a.weights = nil
 }
 
-// loraSegments returns, for each adapter run, the LoRA segment of every projection of
-// layer li.
-func loraSegments(runs []AdapterRun, li int) [][numProj]gpukern.LoRASegment {
-	segs := make([][numProj]gpukern.LoRASegment, len(runs))
-	for i, r := range runs {
-		for p := range numProj {
+// loraSegments returns, for every projection of layer li, the LoRA segments of the adapter
+// runs, or nil for a projection that no run's adapter touches.
+func loraSegments(runs []AdapterRun, li int) [numProj][]gpukern.LoRASegment {
+	var segs [numProj][]gpukern.LoRASegment
+	for p := range numProj {
+		for _, r := range runs {
+			if r.Adapter != nil && r.Adapter.weights[li][p].A != nil {
+				segs[p] = make([]gpukern.LoRASegment, 0, len(runs))
+				break
+			}
+		}
+		if segs[p] == nil {
+			continue
+		}
+		for _, r := range runs {
 			s := gpukern.LoRASegment{Start: r.Start, End: r.End}
 			if r.Adapter != nil {
 				w := r.Adapter.weights[li][p]
 				s.A, s.B, s.Rank, s.Scale = w.A, w.B, w.Rank, w.Scale
 			}
-			segs[i][p] = s
+			segs[p] = append(segs[p], s)
 		}
 	}
 	return segs

@@ -193,19 +193,14 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 }
 
 // project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for projection p.
-func (m *Model) project(out, in gpukern.Tensor, ly *layer, p Proj, rows int, segs [][numProj]gpukern.LoRASegment) {
+func (m *Model) project(out, in gpukern.Tensor, ly *layer, p Proj, rows int, segs [numProj][]gpukern.LoRASegment) {
 	inDim, outDim := m.Config.Shape(p)
 	m.be.MatMul(out, in, ly.w[p], rows, outDim, inDim)
 	if ly.bias[p] != nil {
 		m.be.AddBias(out, ly.bias[p], rows, outDim)
 	}
-	lora := make([]gpukern.LoRASegment, 0, len(segs))
-	any := false
-	for _, s := range segs {
-		lora = append(lora, s[p])
-		any = any || s[p].A != nil
-	}
-	if !any {
+	lora := segs[p]
+	if lora == nil {
 		return
 	}
 	m.be.LoRAShrink(m.ws.loraV, in, lora, inDim, m.ws.rank)
