@@ -3,7 +3,7 @@ GO          ?= go
 BIN         := bin/lorafleet
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_MODEL  := testdata/tiny-llama/model
-DEMO_ADAPTER:= testdata/tiny-llama/adapters/sql
+DEMO_ADAPTERS:= testdata/tiny-llama/adapters
 
 # package:FuzzTarget:budget triples run by `make fuzz` (and so by `make test`). Budgets are
 # execution counts (about 10 s each here), not durations: a duration races Go's fuzz
@@ -13,11 +13,15 @@ FUZZ_TARGETS := \
 	./pkg/safetensors:FuzzParseHeader:300000x \
 	./pkg/safetensors:FuzzParseIndex:100000x \
 	./pkg/peft:FuzzParseConfig:100000x \
+	./pkg/api:FuzzDecodeCompletion:100000x \
+	./pkg/api:FuzzDecodeChat:100000x \
+	./pkg/api:FuzzDecodeGenerate:60000x \
 	./pkg/tokenizer:FuzzFromJSON:50000x \
 	./pkg/tokenizer:FuzzEncode:4000x \
 	./worker/model:FuzzParseConfig:150000x \
 	./worker/sample:FuzzStopMatcher:10000x \
-	./worker/sample:FuzzSample:200000x
+	./worker/sample:FuzzSample:200000x \
+	./worker/adapterstore:FuzzValidID:50000x
 
 .PHONY: all build run test unit fuzz lint testdata bench clean
 
@@ -26,10 +30,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/lorafleet
 
-# Until the cluster exists, running the system means generating from the demo model with
-# one of its adapters.
+# Until the cluster exists, running the system means one worker serving the demo model and
+# its adapters (try: curl localhost:9000/v1/completions -d '{"model":"sql","prompt":"SELECT"}').
 run: build
-	./$(BIN) generate --model $(DEMO_MODEL) --adapter $(DEMO_ADAPTER) --prompt "def main():" --max-tokens 32 --stats
+	./$(BIN) worker --model $(DEMO_MODEL) --adapters $(DEMO_ADAPTERS) --listen 127.0.0.1:9000
 
 test: lint unit fuzz
 
@@ -54,7 +58,8 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 bench: build
-	$(GO) test -run=NONE -bench=. -benchtime=2s ./gpukern/cpuref ./pkg/tokenizer ./worker/sample
+	$(GO) test -run=NONE -bench=. -benchtime=2s ./gpukern/cpuref ./pkg/tokenizer ./worker/sample ./worker/engine/sched
+	$(GO) test -run=NONE -bench=WorkerThroughput -benchtime=5x ./worker
 	./$(BIN) generate --model testdata/tiny-llama/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
 	./$(BIN) generate --model testdata/tiny-qwen2/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
 

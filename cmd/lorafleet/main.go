@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"logits":   {"print next-token logits for token ids", runLogits},
 	"tokenize": {"print the token ids of stdin's text", runTokenize},
 	"generate": {"generate a continuation of a prompt", runGenerate},
+	"worker":   {"serve the OpenAI and LoRAX APIs for one model and its adapters", runWorker},
 }
 
 func main() {

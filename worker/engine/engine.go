@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/pkg/peft"
 	"github.com/lorafleet/lorafleet/worker/kvcache"
 	"github.com/lorafleet/lorafleet/worker/model"
 	"github.com/lorafleet/lorafleet/worker/sample"
@@ -25,6 +26,18 @@ type Config struct {
 	// MaxBatchTokens caps the rows of one forward pass; longer prompts are prefilled in
 	// chunks. Default 512.
 	MaxBatchTokens int
+
+	// The serving Loop's limits (Start); the offline Step and Run ignore them.
+
+	// MaxRunning caps the sequences holding KV blocks at once. Default 256.
+	MaxRunning int
+	// MaxWaiting caps the requests queued and not yet running; beyond it Submit fails with
+	// ErrOverloaded at once. Default 1024.
+	MaxWaiting int
+	// MaxWaitingTokens caps the prompt tokens of those requests. Default 1<<20.
+	MaxWaitingTokens int
+	// Slots is the number of adapters resident on the device at once. Default 8.
+	Slots int
 }
 
 func (c *Config) setDefaults(m *model.Config) error {
@@ -34,10 +47,15 @@ func (c *Config) setDefaults(m *model.Config) error {
 	if c.NumBlocks == 0 {
 		c.NumBlocks = 8 * ((m.MaxPositions + c.BlockSize - 1) / c.BlockSize)
 	}
-	if c.MaxBatchTokens == 0 {
-		c.MaxBatchTokens = 512
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{{&c.MaxBatchTokens, 512}, {&c.MaxRunning, 256}, {&c.MaxWaiting, 1024}, {&c.MaxWaitingTokens, 1 << 20}, {&c.Slots, 8}} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
-	if c.BlockSize < 0 || c.NumBlocks < 0 || c.MaxBatchTokens < 0 {
+	if c.BlockSize < 0 || c.NumBlocks < 0 || c.MaxBatchTokens < 0 || c.MaxRunning < 0 || c.MaxWaiting < 0 || c.MaxWaitingTokens < 0 || c.Slots < 0 {
 		return fmt.Errorf("engine: negative size in config %+v", *c)
 	}
 	return nil
@@ -82,6 +100,15 @@ type Sequence struct {
 
 	kv       kvcache.Table
 	computed int // tokens whose K/V are in the cache
+
+	// Serving state, owned by the Loop.
+	id, arrival           uint64
+	ctx                   context.Context
+	stream                *Stream
+	adapterID, adapterKey string
+	host                  *peft.Adapter
+	admitted, admitNow    bool
+	delivered             int // Samples handed to the stream
 }
 
 // pending is the number of the sequence's tokens not yet in the KV cache.

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/lorafleet/lorafleet/worker"
+)
+
+func runWorker(args []string, e env) error {
+	fs := newFlags("worker", "--model DIR --adapters DIR [--listen ADDR] [flags]", e)
+	var c worker.Config
+	var hostMiB, diskMiB int64
+	fs.StringVar(&c.ModelDir, "model", "", "Hugging Face model directory")
+	fs.StringVar(&c.AdaptersDir, "adapters", "", "directory of PEFT adapters (name or org/name)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9000", "HTTP listen address")
+	fs.StringVar(&c.Backend, "backend", "cpu", "kernel backend")
+	fs.StringVar(&c.ModelName, "model-name", "", "name clients use for the base model (default: the model directory's name)")
+	fs.IntVar(&c.Threads, "threads", 0, "CPU backend threads (0: all cores)")
+	fs.IntVar(&c.Engine.MaxRunning, "max-running", 256, "sequences running at once")
+	fs.IntVar(&c.Engine.MaxBatchTokens, "max-batch-tokens", 512, "tokens per forward pass (longer prompts are chunked)")
+	fs.IntVar(&c.Engine.MaxWaiting, "max-waiting", 1024, "requests queued before new ones get 429")
+	fs.IntVar(&c.Engine.MaxWaitingTokens, "max-waiting-tokens", 1<<20, "prompt tokens queued before new requests get 429")
+	fs.IntVar(&c.Engine.Slots, "max-adapters", 8, "adapters resident on the device at once")
+	fs.IntVar(&c.Engine.NumBlocks, "kv-blocks", 0, "KV cache blocks of 16 tokens (0: 8 full contexts)")
+	fs.Int64Var(&hostMiB, "host-cache-mib", 4096, "MiB of parsed adapters kept in memory")
+	fs.Int64Var(&diskMiB, "disk-cache-mib", 32768, "MiB of downloaded adapters kept on disk")
+	fs.IntVar(&c.MaxLoRARank, "max-lora-rank", 64, "largest adapter rank accepted")
+	fs.StringVar(&c.HubEndpoint, "hf-endpoint", "https://huggingface.co", "Hugging Face Hub-compatible endpoint for hf:// adapters")
+	fs.StringVar(&c.HubCacheDir, "hf-cache", defaultHubCache(), "download cache for hf:// adapters")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "time in-flight requests get to finish on SIGTERM")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "model", c.ModelDir); err != nil {
+		return err
+	}
+	if err := required(fs, "adapters", c.AdaptersDir); err != nil {
+		return err
+	}
+	c.HostCacheBytes, c.DiskCacheBytes = hostMiB<<20, diskMiB<<20
+	// Secrets come from the environment, not flags, so they stay out of process listings.
+	c.AdminToken = os.Getenv("LORAFLEET_ADMIN_TOKEN")
+	c.HubToken = os.Getenv("HF_TOKEN")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	return worker.Run(ctx, c, log)
+}
+
+func defaultHubCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "lorafleet", "hub")
+}

@@ -1,0 +1,94 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/lorafleet/lorafleet/worker/engine"
+)
+
+// Config is what `lorafleet worker` runs. Zero fields take the documented defaults.
+type Config struct {
+	// ModelDir is the Hugging Face model directory (config.json, safetensors, tokenizer.json).
+	// Required.
+	ModelDir string
+	// AdaptersDir holds PEFT adapters as AdaptersDir/name or AdaptersDir/org/name. Required.
+	AdaptersDir string
+	// Listen is the HTTP address. Default 127.0.0.1:9000.
+	Listen string
+	// ModelName is the name clients use for the base model. Default: ModelDir's last element.
+	ModelName string
+	// Backend runs the kernels: "cpu" (the default; the CUDA backend comes with the cuda build).
+	Backend string
+	// Threads for the CPU backend. Default 0: GOMAXPROCS.
+	Threads int
+
+	// Engine holds the scheduling limits: MaxRunning, MaxBatchTokens, MaxWaiting,
+	// MaxWaitingTokens, Slots (resident adapters), KV cache size. Defaults: engine.Config's.
+	Engine engine.Config
+
+	// HubCacheDir is where hf:// adapters are downloaded. Default: no hub downloads.
+	HubCacheDir string
+	// HubEndpoint is the Hugging Face Hub-compatible endpoint. Default https://huggingface.co.
+	HubEndpoint string
+	// HubToken is sent as a bearer token to the hub. Optional.
+	HubToken string
+	// HubIdleTimeout fails a download that receives nothing for this long. Default 30 s.
+	HubIdleTimeout time.Duration
+	// HostCacheBytes bounds parsed adapters kept in memory. Default 4 GiB.
+	HostCacheBytes int64
+	// DiskCacheBytes bounds the hub download cache. Default 32 GiB.
+	DiskCacheBytes int64
+	// MaxLoRARank refuses adapters of a larger rank. Default 64.
+	MaxLoRARank int
+
+	// DrainTimeout is how long in-flight requests may run after shutdown begins. Default 30 s.
+	DrainTimeout time.Duration
+	// StuckAfter turns /readyz to 503 when requests are pending and no step has finished for
+	// this long. Default 60 s.
+	StuckAfter time.Duration
+	// AdminToken guards /v1/load_lora_adapter and /v1/unload_lora_adapter (Bearer). Empty:
+	// the admin endpoints answer 403.
+	AdminToken string
+	// AdapterLabels is how many distinct adapters get their own label in per-adapter metrics;
+	// the rest share "other". Default 32.
+	AdapterLabels int
+}
+
+// validate fills defaults and checks the config.
+func (c *Config) validate() error {
+	if c.ModelDir == "" {
+		return errors.New("worker: model directory is required")
+	}
+	if c.AdaptersDir == "" {
+		return errors.New("worker: adapters directory is required")
+	}
+	if c.ModelName == "" {
+		c.ModelName = filepath.Base(filepath.Clean(c.ModelDir))
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9000"
+	}
+	if c.Backend == "" {
+		c.Backend = "cpu"
+	}
+	if c.Backend != "cpu" {
+		return fmt.Errorf("worker: backend %q is not built in (have: cpu)", c.Backend)
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = 60 * time.Second
+	}
+	if c.AdapterLabels == 0 {
+		c.AdapterLabels = 32
+	}
+	if c.Threads < 0 || c.DrainTimeout < 0 || c.StuckAfter < 0 || c.AdapterLabels < 0 || c.MaxLoRARank < 0 ||
+		c.HostCacheBytes < 0 || c.DiskCacheBytes < 0 || c.HubIdleTimeout < 0 {
+		return errors.New("worker: negative limit in config")
+	}
+	return nil
+}
