@@ -17,12 +17,14 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 			b.Run(fmt.Sprintf("adapters=%d/concurrency=%d", len(adapters), conc), func(b *testing.B) {
 				tw := startWorker(b, "tiny-llama", nil)
 				var total time.Duration
+				n := 0
 				for b.Loop() {
+					n++
 					start := time.Now()
 					var wg sync.WaitGroup
 					for i := range conc {
 						wg.Go(func() {
-							body := map[string]any{"model": adapters[i%len(adapters)], "prompt": "The quick brown fox", "max_tokens": tokens, "temperature": 0, "ignore_eos": true}
+							body := map[string]any{"model": adapters[(n*conc+i)%len(adapters)], "prompt": "The quick brown fox", "max_tokens": tokens, "temperature": 0, "ignore_eos": true}
 							if status, out, _, err := tw.do("/v1/completions", body); err != nil || status != http.StatusOK {
 								b.Errorf("%d %s %v", status, out, err)
 							}
