@@ -230,6 +230,7 @@ func (l *Loop) run(ctx context.Context) {
 			case <-l.inbox.wake:
 			case <-ctx.Done():
 			}
+			l.publish() // fresh LastStep: an idle loop that wakes up is not a stuck one
 			continue
 		}
 		if err := l.step(); err != nil {

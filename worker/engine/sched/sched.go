@@ -18,7 +18,11 @@
 //     unpins, and the blocked adapter loads. A hot adapter cannot keep a cold one out.
 package sched
 
-import "errors"
+import (
+	"cmp"
+	"errors"
+	"slices"
+)
 
 // Config bounds one step.
 type Config struct {
@@ -79,7 +83,7 @@ type Plan struct {
 	Chunks  []Chunk
 
 	// Scratch space reused across calls so that a steady state allocates nothing.
-	order []int
+	order []byArrival
 	gone  []bool
 	res   []slot
 }
@@ -125,18 +129,15 @@ func (pl *planner) blocksFor(s *Seq, n int) int {
 // run out.
 func (pl *planner) runRunning() {
 	p, run := pl.p, pl.st.Running
-	p.order = p.order[:0]
-	for i := range run {
-		p.order = append(p.order, i)
-	}
-	sortByArrival(p.order, run)
+	p.sortRunning(run)
 	if cap(p.gone) < len(run) {
 		p.gone = make([]bool, len(run))
 	}
 	p.gone = p.gone[:len(run)]
 	clear(p.gone)
 	newest := len(p.order) - 1 // the next preemption victim, in p.order
-	for k, i := range p.order {
+	for k, o := range p.order {
+		i := o.i
 		if p.gone[i] {
 			break // everything from here on was preempted
 		}
@@ -147,7 +148,7 @@ func (pl *planner) runRunning() {
 		}
 		need := pl.blocksFor(s, n)
 		for need > pl.free && newest >= k {
-			v := p.order[newest]
+			v := p.order[newest].i
 			newest--
 			p.gone[v] = true
 			pl.free += run[v].Blocks
@@ -162,14 +163,29 @@ func (pl *planner) runRunning() {
 	}
 }
 
-// sortByArrival sorts indexes into seqs by Arrival (insertion sort: the engine keeps running
-// sequences nearly ordered, and it allocates nothing).
-func sortByArrival(idx []int, seqs []Seq) {
-	for i := 1; i < len(idx); i++ {
-		for j := i; j > 0 && seqs[idx[j]].Arrival < seqs[idx[j-1]].Arrival; j-- {
-			idx[j], idx[j-1] = idx[j-1], idx[j]
-		}
+// byArrival is a running sequence's place in the planning order.
+type byArrival struct {
+	arrival uint64
+	i       int // index in State.Running
+}
+
+// sortRunning fills p.order with the running sequences, oldest first, ties by index, so the
+// plan does not depend on the order of State.Running.
+func (p *Plan) sortRunning(run []Seq) {
+	p.order = p.order[:0]
+	for i := range run {
+		p.order = append(p.order, byArrival{run[i].Arrival, i})
 	}
+	if !slices.IsSortedFunc(p.order, cmpArrival) {
+		slices.SortFunc(p.order, cmpArrival)
+	}
+}
+
+func cmpArrival(a, b byArrival) int {
+	if a.arrival != b.arrival {
+		return cmp.Compare(a.arrival, b.arrival)
+	}
+	return a.i - b.i
 }
 
 // loadSlots records the resident adapters and how many surviving running sequences pin each.
