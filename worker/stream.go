@@ -35,7 +35,9 @@ func (w *Worker) stream(c *fasthttp.RequestCtx, g *generation, f streamFormat, f
 	c.SetBodyStreamWriter(func(bw *bufio.Writer) {
 		defer w.inflight.Add(-1)
 		defer g.abort()
-		if writeEvents(bw, first) != nil {
+		// Send the headers now, as vLLM does, not with the first token: a client sees its
+		// request accepted while it waits in the queue.
+		if _, err := bw.WriteString(": accepted\n\n"); err != nil || writeEvents(bw, first) != nil || bw.Flush() != nil {
 			return
 		}
 		for {

@@ -42,8 +42,14 @@ func TestWorkerProcessDrainsOnSIGTERM(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
-	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
-		t.Fatalf("first event %q: %v", line, err)
+	for { // up to the first token; lines starting with ':' are SSE comments
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended before its first token: %v", err)
+		}
+		if strings.HasPrefix(line, "data: {") {
+			break
+		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
