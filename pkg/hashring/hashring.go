@@ -151,43 +151,90 @@ func (r *Ring) capOf(w *worker) int64 {
 
 // Pick returns the worker for key — the first clockwise from its hash whose load is under
 // its cap — and counts one more in-flight request on it; call Release when the request ends.
-// A cap always exists below which some worker is, so Pick fails only on an empty ring.
+// Some worker is always under its cap (the caps add up to more than the total load), so Pick
+// fails only on an empty ring.
 func (r *Ring) Pick(key string) (string, error) {
 	return r.PickFunc(key, nil)
 }
 
 // PickFunc is Pick restricted to workers accept allows (nil allows all); it is how callers skip
-// workers they know to be failing or draining. It fails with ErrEmpty when none is allowed.
+// workers they know to be failing or draining. When every allowed worker is at its cap it
+// takes the least loaded of them; it fails with ErrEmpty when none is allowed.
 func (r *Ring) PickFunc(key string, accept func(id string) bool) (string, error) {
-	h := xxhash.Sum64String(key)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := len(r.points)
-	if n == 0 {
+	w, fallback := r.walk(key, accept)
+	if w == nil {
+		w = fallback
+	}
+	if w == nil {
 		return "", ErrEmpty
 	}
+	r.acquire(w)
+	return w.id, nil
+}
+
+// PickUnderCap is PickFunc without the fallback: it reports false, acquiring nothing, when
+// no allowed worker is under its cap.
+func (r *Ring) PickUnderCap(key string, accept func(id string) bool) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, _ := r.walk(key, accept)
+	if w == nil {
+		return "", false
+	}
+	r.acquire(w)
+	return w.id, true
+}
+
+// walk returns the first allowed worker under its cap in key's ring order, and the allowed
+// worker least loaded relative to its weight; r.mu is held.
+func (r *Ring) walk(key string, accept func(id string) bool) (under, fallback *worker) {
+	n := len(r.points)
+	if n == 0 {
+		return nil, nil
+	}
+	h := xxhash.Sum64String(key)
 	start, _ := slices.BinarySearchFunc(r.points, h, func(p point, h uint64) int { return cmpU64(p.hash, h) })
-	var fallback *worker // least loaded relative to its cap, if every allowed worker is at its cap
 	for i := range n {
 		w := r.points[(start+i)%n].w
 		if accept != nil && !accept(w.id) {
 			continue
 		}
 		if w.load() < r.capOf(w) {
-			r.acquire(w)
-			return w.id, nil
+			return w, nil
 		}
 		if fallback == nil || w.load()*int64(fallback.weight) < fallback.load()*int64(w.weight) {
 			fallback = w
 		}
 	}
-	if fallback == nil {
+	return nil, fallback
+}
+
+// LeastLoaded picks the allowed worker with the least load per unit of weight (ties: by id),
+// for requests that have no key (the base model), and acquires it.
+func (r *Ring) LeastLoaded(accept func(id string) bool) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var best *worker
+	for _, w := range r.workers {
+		if accept != nil && !accept(w.id) {
+			continue
+		}
+		if best == nil {
+			best = w
+			continue
+		}
+		a, b := w.load()*int64(best.weight), best.load()*int64(w.weight)
+		if a < b || a == b && w.id < best.id {
+			best = w
+		}
+	}
+	if best == nil {
 		return "", ErrEmpty
 	}
-	// Some worker is always under its cap (the caps add up to more than the total load), so
-	// this is reached only when accept rules out all of those: take the least loaded allowed.
-	r.acquire(fallback)
-	return fallback.id, nil
+	r.acquire(best)
+	return best.id, nil
 }
 
 func (r *Ring) acquire(w *worker) {

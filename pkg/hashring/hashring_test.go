@@ -228,6 +228,12 @@ func TestWeightsAndReports(t *testing.T) {
 	if _, err := r.PickFunc(key, func(string) bool { return false }); err != ErrEmpty {
 		t.Errorf("nothing allowed: %v", err)
 	}
+	if _, ok := r.PickUnderCap(key, func(id string) bool { return id == first }); ok {
+		t.Errorf("PickUnderCap took %s, which is over its cap", first)
+	}
+	if id, err := r.LeastLoaded(nil); err != nil || id == first {
+		t.Errorf("LeastLoaded = %s, %v; %s reported 1000", id, err, first)
+	}
 	r.Remove("small")
 	r.Remove("big")
 	if _, err := r.Pick(key); err != ErrEmpty {
