@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"tokenize": {"print the token ids of stdin's text", runTokenize},
 	"generate": {"generate a continuation of a prompt", runGenerate},
 	"worker":   {"serve the OpenAI and LoRAX APIs for one model and its adapters", runWorker},
+	"router":   {"route requests to workers by adapter (bounded-load consistent hashing)", runRouter},
 }
 
 func main() {

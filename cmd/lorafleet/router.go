@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/lorafleet/lorafleet/router"
+)
+
+func runRouter(args []string, e env) error {
+	fs := newFlags("router", "--worker ID=HOST:PORT ... [--listen ADDR] [--tenants FILE] [flags]", e)
+	var c router.Config
+	var listen, tenants string
+	var workers []string
+	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&c.BaseModel, "base-model", "", "model name that selects no adapter (the workers' --model-name)")
+	fs.Float64Var(&c.BalanceFactor, "balance-factor", 1.25, "no worker takes more than this times its share of the load")
+	fs.StringVar(&tenants, "tenants", "", "tenants file (JSON); without it every request is served")
+	fs.Func("worker", "a worker, as ID=HOST:PORT (repeatable)", func(s string) error {
+		id, addr, ok := strings.Cut(s, "=")
+		if !ok || id == "" {
+			return fmt.Errorf("want ID=HOST:PORT, got %q", s)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return err
+		}
+		workers = append(workers, s)
+		return nil
+	})
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if len(workers) == 0 {
+		fmt.Fprintln(fs.Output(), "at least one --worker is required")
+		fs.Usage()
+		return errUsage
+	}
+	if tenants != "" {
+		t, err := router.LoadTenants(tenants)
+		if err != nil {
+			return err
+		}
+		c.Tenants = t
+	}
+	r, err := router.New(c)
+	if err != nil {
+		return err
+	}
+	for _, w := range workers {
+		id, addr, _ := strings.Cut(w, "=")
+		r.SetWorker(id, addr, 1)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	slog.New(slog.NewTextHandler(e.stderr, nil)).Info("router listening", "addr", ln.Addr().String(), "workers", len(workers))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return r.Serve(ctx, ln)
+}
