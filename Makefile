@@ -61,6 +61,8 @@ lint:
 bench: build
 	$(GO) test -run=NONE -bench=. -benchtime=2s ./gpukern/cpuref ./pkg/tokenizer ./worker/sample ./worker/engine/sched
 	$(GO) test -run=NONE -bench=WorkerThroughput -benchtime=5x ./worker
+	$(GO) test -run=NONE -bench=RouterOverhead -benchtime=20000x ./router
+	$(GO) test -run=NONE -bench=Pick64 ./pkg/hashring
 	./$(BIN) generate --model testdata/tiny-llama/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
 	./$(BIN) generate --model testdata/tiny-qwen2/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
 
