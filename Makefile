@@ -22,7 +22,8 @@ FUZZ_TARGETS := \
 	./worker/sample:FuzzStopMatcher:10000x \
 	./worker/sample:FuzzSample:200000x \
 	./worker/adapterstore:FuzzValidID:50000x \
-	./pkg/membership:FuzzDecodeMeta:50000x
+	./pkg/membership:FuzzDecodeMeta:50000x \
+	./pkg/loadreport:FuzzDecode:40000x
 
 .PHONY: all build run test unit fuzz lint testdata bench clean
 

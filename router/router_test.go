@@ -18,6 +18,7 @@ import (
 
 	"github.com/lorafleet/lorafleet/internal/golden"
 	"github.com/lorafleet/lorafleet/internal/testutil"
+	"github.com/lorafleet/lorafleet/pkg/membership"
 	"github.com/lorafleet/lorafleet/worker"
 )
 
@@ -412,5 +413,56 @@ func (rl *relay) cut() {
 			tc.SetLinger(0) // a reset, as when a process dies
 		}
 		c.Close()
+	}
+}
+
+// Workers found by gossip: the router learns them from membership, routes to them, and drops
+// one that leaves.
+func TestWorkersFoundByGossip(t *testing.T) {
+	g, err := golden.Load("tiny-llama")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{BaseModel: "tiny-llama"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := membership.Start(membership.Config{Name: "router", BindAddr: "127.0.0.1", Fast: true,
+		Meta: membership.Meta{Role: membership.RoleRouter}, Events: r.Apply})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Shutdown()
+	stops := map[string]context.CancelFunc{}
+	for _, name := range []string{"wa", "wb"} {
+		w, err := worker.New(worker.Config{ModelDir: g.ModelDir(), AdaptersDir: g.Dir + "/adapters", ModelName: "tiny-llama", Threads: 1,
+			Gossip: worker.Gossip{Name: name, Bind: "127.0.0.1:0", Seeds: []string{self.LocalAddr()}, Fast: true}},
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Serve(ctx, ln) }()
+		stops[name] = cancel
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	url := "http://" + serve(t, r.Serve)
+	testutil.Eventually(t, 10*time.Second, "both workers in the ring", func() bool { return len(r.ring.Loads()) == 2 })
+	cl := &cluster{r: r, url: url}
+	if status, body, w := cl.complete(t, map[string]any{"model": "sql", "prompt": "x", "max_tokens": 2}); status != http.StatusOK || w == "" {
+		t.Fatalf("%d %s", status, body)
+	}
+	stops["wa"]()
+	testutil.Eventually(t, 10*time.Second, "the stopped worker to leave the ring", func() bool {
+		l := r.ring.Loads()
+		return len(l) == 1 && l[0].ID == "wb"
+	})
+	if status, body, w := cl.complete(t, map[string]any{"model": "sql", "prompt": "x", "max_tokens": 2}); status != http.StatusOK || w != "wb" {
+		t.Fatalf("after wa left: %d %s from %s", status, body, w)
 	}
 }

@@ -52,9 +52,22 @@ type Config struct {
 	// AdminToken guards /v1/load_lora_adapter and /v1/unload_lora_adapter (Bearer). Empty:
 	// the admin endpoints answer 403.
 	AdminToken string
+	// Gossip, when Gossip.Name is set, makes the worker a cluster member: routers learn its
+	// HTTP address from it. Default: a standalone worker.
+	Gossip Gossip
+
 	// AdapterLabels is how many distinct adapters get their own label in per-adapter metrics;
 	// the rest share "other". Default 32.
 	AdapterLabels int
+}
+
+// Gossip is the worker's cluster membership (hashicorp/memberlist).
+type Gossip struct {
+	Name      string   // unique node name; empty: no membership
+	Bind      string   // gossip host:port. Default 0.0.0.0:7946
+	Seeds     []string // gossip addresses of nodes to join
+	Advertise string   // HTTP host:port routers should use. Default: the listener's address
+	Fast      bool     // test timings (see membership.Config.Fast)
 }
 
 // validate fills defaults and checks the config.

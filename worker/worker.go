@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/lorafleet/lorafleet/gpukern/cpuref"
+	"github.com/lorafleet/lorafleet/pkg/membership"
 	"github.com/lorafleet/lorafleet/pkg/tokenizer"
 	"github.com/lorafleet/lorafleet/worker/adapterstore"
 	"github.com/lorafleet/lorafleet/worker/engine"
@@ -109,12 +111,26 @@ func (w *Worker) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	member, err := w.join(ln)
+	if err != nil {
+		srv.Shutdown()
+		w.stopLoop()
+		<-w.loop.Done()
+		return err
+	}
 	select {
 	case err := <-served:
 		w.stopLoop()
 		<-w.loop.Done()
 		return fmt.Errorf("worker: serving: %w", err)
 	case <-ctx.Done():
+	}
+	if member != nil {
+		// Leave first: routers stop sending new requests while in-flight ones finish.
+		if err := member.Leave(2 * time.Second); err != nil {
+			w.log.Warn("leaving the cluster", "err", err)
+		}
+		defer member.Shutdown()
 	}
 	w.drain()
 	w.stopLoop() // whatever is left ends with engine.ErrAborted
@@ -140,6 +156,38 @@ func (w *Worker) drain() {
 	if n := w.inflight.Load(); n > 0 {
 		w.log.Warn("drain timeout: aborting requests", "in_flight", n)
 	}
+}
+
+// join starts cluster membership when configured.
+func (w *Worker) join(ln net.Listener) (*membership.Member, error) {
+	g := w.cfg.Gossip
+	if g.Name == "" {
+		return nil, nil
+	}
+	host, port := "0.0.0.0", 7946
+	if g.Bind != "" {
+		h, p, err := net.SplitHostPort(g.Bind)
+		if err != nil {
+			return nil, fmt.Errorf("worker: gossip address: %w", err)
+		}
+		host = h
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("worker: gossip port: %w", err)
+		}
+	}
+	addr := g.Advertise
+	if addr == "" {
+		addr = ln.Addr().String()
+	}
+	m, err := membership.Start(membership.Config{
+		Name: g.Name, BindAddr: host, BindPort: port, Seeds: g.Seeds, Fast: g.Fast,
+		Meta: membership.Meta{Role: membership.RoleWorker, HTTPAddr: addr, Model: w.cfg.ModelName, Capacity: 1},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	w.log.Info("joined the cluster", "node", g.Name, "gossip", m.LocalAddr())
+	return m, nil
 }
 
 // Run listens on cfg.Listen and serves until ctx ends.

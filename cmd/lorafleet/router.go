@@ -7,17 +7,34 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/lorafleet/lorafleet/pkg/membership"
 	"github.com/lorafleet/lorafleet/router"
 )
 
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	return host, port, err
+}
+
 func runRouter(args []string, e env) error {
-	fs := newFlags("router", "--worker ID=HOST:PORT ... [--listen ADDR] [--tenants FILE] [flags]", e)
+	fs := newFlags("router", "(--join GOSSIP-ADDR | --worker ID=HOST:PORT) ... [--listen ADDR] [--tenants FILE] [flags]", e)
 	var c router.Config
-	var listen, tenants string
-	var workers []string
+	var listen, tenants, name, gossip string
+	var workers, seeds []string
+	fs.StringVar(&name, "node-name", "router", "cluster node name")
+	fs.StringVar(&gossip, "gossip", "0.0.0.0:7946", "gossip listen address (with --join)")
+	fs.Func("join", "gossip address of a cluster member to join (repeatable): workers are found by gossip", func(s string) error {
+		seeds = append(seeds, s)
+		return nil
+	})
 	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP listen address")
 	fs.StringVar(&c.BaseModel, "base-model", "", "model name that selects no adapter (the workers' --model-name)")
 	fs.Float64Var(&c.BalanceFactor, "balance-factor", 1.25, "no worker takes more than this times its share of the load")
@@ -36,8 +53,8 @@ func runRouter(args []string, e env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if len(workers) == 0 {
-		fmt.Fprintln(fs.Output(), "at least one --worker is required")
+	if len(workers) == 0 && len(seeds) == 0 {
+		fmt.Fprintln(fs.Output(), "give --join (gossip) or at least one --worker")
 		fs.Usage()
 		return errUsage
 	}
@@ -55,6 +72,18 @@ func runRouter(args []string, e env) error {
 	for _, w := range workers {
 		id, addr, _ := strings.Cut(w, "=")
 		r.SetWorker(id, addr, 1)
+	}
+	if len(seeds) > 0 {
+		host, port, err := splitHostPort(gossip)
+		if err != nil {
+			return err
+		}
+		m, err := membership.Start(membership.Config{Name: name, BindAddr: host, BindPort: port, Seeds: seeds,
+			Meta: membership.Meta{Role: membership.RoleRouter}, Events: r.Apply})
+		if err != nil {
+			return err
+		}
+		defer m.Shutdown()
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

@@ -33,6 +33,13 @@ func runWorker(args []string, e env) error {
 	fs.IntVar(&c.MaxLoRARank, "max-lora-rank", 64, "largest adapter rank accepted")
 	fs.StringVar(&c.HubEndpoint, "hf-endpoint", "https://huggingface.co", "Hugging Face Hub-compatible endpoint for hf:// adapters")
 	fs.StringVar(&c.HubCacheDir, "hf-cache", defaultHubCache(), "download cache for hf:// adapters")
+	fs.StringVar(&c.Gossip.Name, "node-name", "", "cluster node name; set it to join a cluster (gossip)")
+	fs.StringVar(&c.Gossip.Bind, "gossip", "0.0.0.0:7946", "gossip listen address")
+	fs.StringVar(&c.Gossip.Advertise, "advertise", "", "HTTP address routers should use (default: the listen address)")
+	fs.Func("join", "gossip address of a cluster member to join (repeatable)", func(s string) error {
+		c.Gossip.Seeds = append(c.Gossip.Seeds, s)
+		return nil
+	})
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "time in-flight requests get to finish on SIGTERM")
 	if err := parse(fs, args); err != nil {
 		return err
