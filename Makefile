@@ -32,10 +32,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/lorafleet
 
-# Until the cluster exists, running the system means one worker serving the demo model and
-# its adapters (try: curl localhost:9000/v1/completions -d '{"model":"sql","prompt":"SELECT"}').
+# The whole system in one process: embedded NATS, the router on 127.0.0.1:8080 and two
+# workers serving the demo model and its adapters
+# (try: curl localhost:8080/v1/completions -d '{"model":"sql","prompt":"SELECT"}').
 run: build
-	./$(BIN) worker --model $(DEMO_MODEL) --adapters $(DEMO_ADAPTERS) --listen 127.0.0.1:9000
+	./$(BIN) serve --model $(DEMO_MODEL) --adapters $(DEMO_ADAPTERS) --workers 2
 
 test: lint unit fuzz
 

@@ -180,3 +180,10 @@ func (b *retryBudget) take() bool {
 	b.tokens--
 	return true
 }
+
+// Workers is the number of workers the router knows.
+func (r *Router) Workers() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.workers)
+}

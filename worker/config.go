@@ -55,6 +55,8 @@ type Config struct {
 	// Gossip, when Gossip.Name is set, makes the worker a cluster member: routers learn its
 	// HTTP address from it. Default: a standalone worker.
 	Gossip Gossip
+	// NATS, when NATS.URL is set, publishes load reports for the routers (needs Gossip.Name).
+	NATS NATS
 
 	// AdapterLabels is how many distinct adapters get their own label in per-adapter metrics;
 	// the rest share "other". Default 32.

@@ -112,12 +112,20 @@ func (w *Worker) Serve(ctx context.Context, ln net.Listener) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	member, err := w.join(ln)
+	var stopReports func()
+	if err == nil {
+		stopReports, err = w.publishLoad(context.Background())
+	}
 	if err != nil {
+		if member != nil {
+			member.Shutdown()
+		}
 		srv.Shutdown()
 		w.stopLoop()
 		<-w.loop.Done()
 		return err
 	}
+	defer stopReports() // after the drain: routers see the draining flag meanwhile
 	select {
 	case err := <-served:
 		w.stopLoop()

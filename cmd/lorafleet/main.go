@@ -28,6 +28,8 @@ var commands = map[string]command{
 	"generate": {"generate a continuation of a prompt", runGenerate},
 	"worker":   {"serve the OpenAI and LoRAX APIs for one model and its adapters", runWorker},
 	"router":   {"route requests to workers by adapter (bounded-load consistent hashing)", runRouter},
+	"nats":     {"run the embedded NATS server for load reports", runNATS},
+	"serve":    {"run everything in one process: NATS, a router and workers", runServe},
 }
 
 func main() {

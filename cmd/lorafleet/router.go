@@ -10,7 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/lorafleet/lorafleet/pkg/loadreport"
 	"github.com/lorafleet/lorafleet/pkg/membership"
 	"github.com/lorafleet/lorafleet/router"
 )
@@ -27,10 +31,12 @@ func splitHostPort(addr string) (string, int, error) {
 func runRouter(args []string, e env) error {
 	fs := newFlags("router", "(--join GOSSIP-ADDR | --worker ID=HOST:PORT) ... [--listen ADDR] [--tenants FILE] [flags]", e)
 	var c router.Config
-	var listen, tenants, name, gossip string
+	var listen, tenants, name, gossip, natsURL, clusterName string
 	var workers, seeds []string
 	fs.StringVar(&name, "node-name", "router", "cluster node name")
 	fs.StringVar(&gossip, "gossip", "0.0.0.0:7946", "gossip listen address (with --join)")
+	fs.StringVar(&natsURL, "nats", "", "NATS server to follow the workers' load reports on")
+	fs.StringVar(&clusterName, "cluster", "lorafleet", "cluster name shared with the workers (NATS subjects)")
 	fs.Func("join", "gossip address of a cluster member to join (repeatable): workers are found by gossip", func(s string) error {
 		seeds = append(seeds, s)
 		return nil
@@ -85,12 +91,34 @@ func runRouter(args []string, e env) error {
 		}
 		defer m.Shutdown()
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if natsURL != "" {
+		closeReports, err := followReports(ctx, r, natsURL, clusterName)
+		if err != nil {
+			return err
+		}
+		defer closeReports()
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
 	slog.New(slog.NewTextHandler(e.stderr, nil)).Info("router listening", "addr", ln.Addr().String(), "workers", len(workers))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	return r.Serve(ctx, ln)
+}
+
+// followReports subscribes to the workers' load reports and applies them to r until ctx ends.
+func followReports(ctx context.Context, r *router.Router, url, cluster string) (func(), error) {
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	t, err := loadreport.Subscribe(nc, loadreport.TableConfig{Cluster: cluster})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	go r.FollowReports(ctx, t, 100*time.Millisecond)
+	return func() { t.Close(); nc.Close() }, nil
 }

@@ -40,6 +40,8 @@ func runWorker(args []string, e env) error {
 		c.Gossip.Seeds = append(c.Gossip.Seeds, s)
 		return nil
 	})
+	fs.StringVar(&c.NATS.URL, "nats", "", "NATS server for load reports (needs --node-name)")
+	fs.StringVar(&c.NATS.Cluster, "cluster", "lorafleet", "cluster name shared with the routers (NATS subjects)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "time in-flight requests get to finish on SIGTERM")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -168,3 +168,41 @@ func listenAddr(t *testing.T, what string, stderr io.Reader) string {
 		return ""
 	}
 }
+
+// `lorafleet serve`: NATS, a router and two workers in one process, answering through the
+// router; SIGTERM stops all of it cleanly.
+func TestServeProcess(t *testing.T) {
+	g := loadGolden(t, "tiny-llama")
+	cmd, addr := startProcess(t, "router", "serve", "--listen", "127.0.0.1:0", "--workers", "2",
+		"--model", g.ModelDir(), "--adapters", filepath.Join(g.Dir, "adapters"))
+	workers := map[string]bool{}
+	for _, model := range []string{"sql", "chat", "tiny", "model"} {
+		body, _ := json.Marshal(map[string]any{"model": model, "prompt": "SELECT", "max_tokens": 4})
+		resp, err := http.Post("http://"+addr+"/v1/completions", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", model, resp.StatusCode, out)
+		}
+		workers[resp.Header.Get("X-Lorafleet-Worker")] = true
+	}
+	if len(workers) == 0 || workers[""] {
+		t.Errorf("answers came from %v", workers)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve exited with %v, want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
+	}
+}

@@ -37,11 +37,13 @@ type Request struct {
 
 // Stats is a snapshot of the loop, for metrics and readiness.
 type Stats struct {
-	Running, Waiting int     // sequences admitted / queued (including adapter loads)
-	KVUsage          float64 // fraction of KV blocks in use
-	Resident         int     // adapters on the device
-	DeviceBytes      int64   // their size
-	Loads, Evictions uint64  // device uploads and evictions so far
+	Running, Waiting int      // sequences admitted / queued (including adapter loads)
+	KVUsage          float64  // fraction of KV blocks in use
+	Resident         int      // adapters on the device
+	ResidentIDs      []string // their IDs, least recently used first (read-only)
+	Generated        uint64   // tokens generated so far
+	DeviceBytes      int64    // their size
+	Loads, Evictions uint64   // device uploads and evictions so far
 	Preemptions      uint64
 	Steps            uint64
 	LastStep         time.Time // end of the last step
@@ -71,6 +73,7 @@ type Loop struct {
 	work             []work
 	preemptions      uint64
 	steps            uint64
+	generated        uint64
 	done             chan struct{}
 }
 
@@ -312,8 +315,9 @@ func (l *Loop) failAll(err error) {
 func (l *Loop) publish() {
 	l.stats.Store(&Stats{
 		Running: len(l.running), Waiting: l.preemptedWaiting(), // Stats adds the queued count
-		KVUsage: l.e.KVUsage(), Resident: len(l.slots.dev), DeviceBytes: l.slots.deviceBytes,
-		Loads: l.slots.loads, Evictions: l.slots.evictions, Preemptions: l.preemptions,
+		KVUsage: l.e.KVUsage(), Resident: len(l.slots.dev), ResidentIDs: l.slots.residentIDs(), Generated: l.generated,
+		DeviceBytes: l.slots.deviceBytes,
+		Loads:       l.slots.loads, Evictions: l.slots.evictions, Preemptions: l.preemptions,
 		Steps: l.steps, LastStep: time.Now(),
 	})
 }

@@ -128,6 +128,17 @@ func (s *slots) evict(key string) {
 	}
 }
 
+// residentIDs lists the adapter IDs on the device, least recently used first.
+func (s *slots) residentIDs() []string {
+	ids := make([]string, 0, len(s.lru))
+	for _, key := range s.lru {
+		if id := s.ids[key]; !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // touch marks key as used by the current step.
 func (s *slots) touch(key string) {
 	i := slices.Index(s.lru, key)

@@ -142,6 +142,7 @@ func (l *Loop) deliver(now time.Time) {
 	for _, w := range l.work {
 		s := w.seq
 		s.stream.push(s.Samples[s.delivered:], now)
+		l.generated += uint64(len(s.Samples) - s.delivered)
 		s.delivered = len(s.Samples)
 		if s.Finished {
 			l.end(s, s.Finish, nil)
