@@ -22,6 +22,7 @@ FUZZ_TARGETS := \
 	./worker/sample:FuzzStopMatcher:10000x \
 	./worker/sample:FuzzSample:200000x \
 	./worker/adapterstore:FuzzValidID:50000x \
+	./worker/adapterstore:FuzzManifest:50000x \
 	./pkg/membership:FuzzDecodeMeta:50000x \
 	./pkg/loadreport:FuzzDecode:40000x
 

@@ -25,6 +25,9 @@ type Config struct {
 	BalanceFactor float64
 	// Tenants authenticates API keys and applies limits; nil serves everyone.
 	Tenants *Tenants
+	// AdminToken guards the admin routes (Bearer), which go to every worker with the same
+	// token. Empty: the admin routes answer 403.
+	AdminToken string
 	// MaxAttempts bounds the workers tried for one request. Default 3.
 	MaxAttempts int
 	// RetryBudget is the fraction of extra requests retries may add. Default 0.2.

@@ -466,3 +466,56 @@ func TestWorkersFoundByGossip(t *testing.T) {
 		t.Fatalf("after wa left: %d %s from %s", status, body, w)
 	}
 }
+
+func TestModelsMergedAndAdminBroadcast(t *testing.T) {
+	tenants, err := NewTenants([]TenantSpec{
+		{Name: "acme", KeySHA256: HashKey("acme-key"), Adapters: []string{"sql", "t*", "mine"}},
+		{Name: "all", KeySHA256: HashKey("all-key")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := startClusterWith(t, 2, Config{Tenants: tenants, AdminToken: "adm"}, func(c *worker.Config) { c.AdminToken = "adm" })
+	models := func(key string) []string {
+		req, _ := http.NewRequest(http.MethodGet, cl.url+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var l struct{ Data []struct{ ID string } }
+		if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range l.Data {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	if got := strings.Join(models("all-key"), ","); got != "chat,sql,tiny,tiny-llama" {
+		t.Errorf("models for an unrestricted tenant: %s", got)
+	}
+	if got := strings.Join(models("acme-key"), ","); got != "sql,tiny" {
+		t.Errorf("models for acme: %s", got)
+	}
+	load := map[string]any{"lora_name": "mine", "lora_path": "sql"}
+	if resp, err := post(cl.url+"/v1/load_lora_adapter", load, "Authorization", "Bearer wrong"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong admin token: %v %v", resp, err)
+	}
+	resp, err := post(cl.url+"/v1/load_lora_adapter", load, "Authorization", "Bearer adm")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin load: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	for w, url := range cl.workers { // every worker has it now
+		resp, err := post(url+"/v1/completions", map[string]any{"model": "mine", "prompt": "x", "max_tokens": 2})
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("worker %s after the broadcast load: %v %v", w, resp, err)
+		}
+	}
+	if got := strings.Join(models("acme-key"), ","); got != "mine,sql,tiny" {
+		t.Errorf("models for acme after the load: %s", got)
+	}
+}

@@ -78,6 +78,14 @@ func (r *Router) Handler(c *fasthttp.RequestCtx) {
 		r.metrics.handler(c)
 	case "/cluster":
 		r.cluster(c)
+	case "/v1/models":
+		r.models(c)
+	case "/v1/load_lora_adapter", "/v1/unload_lora_adapter":
+		if !c.IsPost() {
+			r.fail(c, false, api.NewError(http.StatusMethodNotAllowed, "", "use POST"))
+			return
+		}
+		r.admin(c)
 	default:
 		r.fail(c, false, api.NewError(http.StatusNotFound, "", "no route "+path))
 	}

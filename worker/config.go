@@ -35,6 +35,9 @@ type Config struct {
 	HubEndpoint string
 	// HubToken is sent as a bearer token to the hub. Optional.
 	HubToken string
+	// HubRedirectHosts are the https hosts a hub download may be redirected to (the Hub
+	// sends large files to a CDN). Default: none, only the endpoint's own host.
+	HubRedirectHosts []string
 	// HubIdleTimeout fails a download that receives nothing for this long. Default 30 s.
 	HubIdleTimeout time.Duration
 	// HostCacheBytes bounds parsed adapters kept in memory. Default 4 GiB.

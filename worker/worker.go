@@ -74,7 +74,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	}
 	w.metrics = newMetrics(w.loopStats, w.storeStats, cfg.AdapterLabels)
 	w.store, err = adapterstore.New(adapterstore.Config{
-		Root: cfg.AdaptersDir, CacheDir: cfg.HubCacheDir, Endpoint: cfg.HubEndpoint, Token: cfg.HubToken,
+		Root: cfg.AdaptersDir, CacheDir: cfg.HubCacheDir, Endpoint: cfg.HubEndpoint, Token: cfg.HubToken, RedirectHosts: cfg.HubRedirectHosts,
 		IdleTimeout: cfg.HubIdleTimeout, HostCacheBytes: cfg.HostCacheBytes, DiskCacheBytes: cfg.DiskCacheBytes,
 		Base: m.Config.PEFTBase(), MaxRank: cfg.MaxLoRARank, Observe: w.metrics.observeLoad,
 	})

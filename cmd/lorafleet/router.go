@@ -71,6 +71,7 @@ func runRouter(args []string, e env) error {
 		}
 		c.Tenants = t
 	}
+	c.AdminToken = os.Getenv("LORAFLEET_ADMIN_TOKEN") // the workers' token too
 	r, err := router.New(c)
 	if err != nil {
 		return err

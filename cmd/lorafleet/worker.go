@@ -33,6 +33,10 @@ func runWorker(args []string, e env) error {
 	fs.IntVar(&c.MaxLoRARank, "max-lora-rank", 64, "largest adapter rank accepted")
 	fs.StringVar(&c.HubEndpoint, "hf-endpoint", "https://huggingface.co", "Hugging Face Hub-compatible endpoint for hf:// adapters")
 	fs.StringVar(&c.HubCacheDir, "hf-cache", defaultHubCache(), "download cache for hf:// adapters")
+	fs.Func("hf-redirect-host", "https host hub downloads may be redirected to, e.g. cas-bridge.xethub.hf.co (repeatable)", func(s string) error {
+		c.HubRedirectHosts = append(c.HubRedirectHosts, s)
+		return nil
+	})
 	fs.StringVar(&c.Gossip.Name, "node-name", "", "cluster node name; set it to join a cluster (gossip)")
 	fs.StringVar(&c.Gossip.Bind, "gossip", "0.0.0.0:7946", "gossip listen address")
 	fs.StringVar(&c.Gossip.Advertise, "advertise", "", "HTTP address routers should use (default: the listen address)")

@@ -4,316 +4,279 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/lorafleet/lorafleet/pkg/peft"
 )
 
 // hub downloads adapters from a Hugging Face Hub-compatible endpoint into the disk tier:
-// CacheDir/org/name@rev/ with the files and a manifest.json of their sha256 sums.
+// GET {Endpoint}/{org}/{name}/resolve/{rev}/{file}.
 type hub struct {
 	cfg    *Config
-	dir    string
 	client *http.Client
-	host   string // the endpoint's host: redirects elsewhere are refused
-
-	mu   sync.Mutex // one download or eviction at a time in the cache directory
-	busy map[string]bool
+	disk   *disk
 }
 
-var hubFiles = []string{"adapter_config.json", "adapter_model.safetensors"}
+const maxRedirects = 5
 
-// manifest records what was downloaded, for verification and eviction.
-type manifest struct {
-	Repo     string            `json:"repo"`
-	Revision string            `json:"revision"`
-	SHA256   map[string]string `json:"sha256"`
-	Bytes    int64             `json:"bytes"`
-	Fetched  time.Time         `json:"fetched"`
-}
+var (
+	// errMissing is a 404 from the hub, turned into ErrNotFound or ErrBadAdapter by the caller.
+	errMissing = errors.New("not on the hub")
+	errIdle    = errors.New("idle timeout")
+	// hubMissing are the X-Error-Code values with which the Hub says a file is not there;
+	// it answers 401 rather than 404 for a missing repository without a token.
+	hubMissing = map[string]bool{"RepoNotFound": true, "RevisionNotFound": true, "EntryNotFound": true}
+)
 
 func newHub(cfg *Config) (*hub, error) {
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("adapterstore: hub endpoint %q is not a URL", cfg.Endpoint)
-	}
-	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("adapterstore: hub cache: %w", err)
-	}
-	dir, err := filepath.Abs(cfg.CacheDir)
+	endpoint, err := url.Parse(cfg.Endpoint) // checked by Validate
 	if err != nil {
-		return nil, fmt.Errorf("adapterstore: hub cache: %w", err)
+		return nil, fmt.Errorf("adapterstore: Endpoint: %w", err)
 	}
-	h := &hub{cfg: cfg, dir: dir, client: cfg.Client, host: u.Host, busy: map[string]bool{}}
-	if h.client == nil {
-		h.client = &http.Client{}
+	d, err := openDisk(cfg.CacheDir, cfg.DiskCacheBytes)
+	if err != nil {
+		return nil, err
 	}
-	c := *h.client
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if req.URL.Host != h.host {
-			return fmt.Errorf("redirect to another host (%s) refused", req.URL.Host)
+	return &hub{cfg: cfg, client: newClient(cfg.Client, endpoint, cfg.RedirectHosts), disk: d}, nil
+}
+
+// newClient copies c (or a default client) with a CheckRedirect that follows redirects
+// within the endpoint's scheme and host, and to the https hosts in allowed without the token.
+func newClient(c *http.Client, endpoint *url.URL, allowed []string) *http.Client {
+	var client http.Client
+	if c != nil {
+		client = *c
+	} else {
+		client.Transport = &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+			IdleConnTimeout:     90 * time.Second,
+			ForceAttemptHTTP2:   true,
 		}
-		if len(via) >= 5 {
+	}
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		switch {
+		case len(via) >= maxRedirects:
 			return errors.New("too many redirects")
+		case req.URL.Host == endpoint.Host && req.URL.Scheme == endpoint.Scheme:
+			return nil
+		case req.URL.Scheme == "https" && slices.Contains(allowed, req.URL.Host):
+			req.Header.Del("Authorization") // Go keeps it for another port of the same host
+			return nil
+		case req.Method == http.MethodHead:
+			return http.ErrUseLastResponse // the redirect shows that the file exists
 		}
-		return nil
+		return fmt.Errorf("redirect to another host (%s) refused", req.URL.Host)
 	}
-	h.client = &c
-	return h, nil
+	return &client
 }
 
-// fetch returns the local directory of repo@rev, downloading it unless a verified copy is
-// cached.
-func (h *hub) fetch(repo, rev string) (string, error) {
-	key := repo + "@" + rev
-	dir := filepath.Join(h.dir, filepath.FromSlash(key))
-	h.mu.Lock()
-	h.busy[key] = true
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.busy, key)
-		h.mu.Unlock()
-	}()
-	if verify(dir) == nil {
-		now := time.Now()
-		os.Chtimes(filepath.Join(dir, "manifest.json"), now, now) // recently used: evicted last
-		return dir, nil
+// fetch returns the directory of ref in the disk tier, downloading it unless a copy that
+// matches its manifest is there; downloaded says whether it tried the hub. Unless err is set,
+// the caller calls release once it no longer reads the directory.
+func (h *hub) fetch(ref hubRef) (dir string, downloaded bool, release func(), err error) {
+	key := ref.key()
+	release = h.disk.acquire(key)
+	dir = h.disk.path(key)
+	if m, err := verify(dir); err == nil {
+		h.disk.stored(key, m.Bytes)
+		return dir, false, release, nil
 	}
-	if err := h.download(repo, rev, dir); err != nil {
-		return "", err
-	}
-	h.evict()
-	return dir, nil
-}
-
-// download fetches the files into a temporary directory and renames it into place.
-func (h *hub) download(repo, rev, dir string) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("%w: %v", ErrFetch, err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-")
+	n, err := h.download(ref, dir)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrFetch, err)
+		release()
+		return "", true, nil, err
 	}
-	defer os.RemoveAll(tmp)
-	m := manifest{Repo: repo, Revision: rev, SHA256: map[string]string{}, Fetched: time.Now().UTC()}
+	h.disk.stored(key, n)
+	return dir, true, release, nil
+}
+
+// download fetches the files into a temporary directory in the cache and renames it to dir.
+func (h *hub) download(ref hubRef, dir string) (int64, error) {
+	tmp, err := os.MkdirTemp(h.disk.dir, tmpPrefix)
+	if err != nil {
+		return 0, cacheErr(ref, err)
+	}
+	defer os.RemoveAll(tmp) // gone already after the rename
+	m := manifest{Repo: ref.repo, Revision: ref.rev, Files: map[string]fileSum{}, Fetched: time.Now().UTC()}
 	for _, f := range hubFiles {
-		sum, n, err := h.get(repo, rev, f, filepath.Join(tmp, f))
-		if errors.Is(err, errMissing) && f == "adapter_model.safetensors" {
-			if _, _, binErr := h.get(repo, rev, "adapter_model.bin", ""); binErr == nil {
-				return fmt.Errorf("%w: %w", ErrBadAdapter, peft.ErrPickle)
-			}
-		}
+		sum, err := h.get(ref, f, filepath.Join(tmp, f))
 		if errors.Is(err, errMissing) {
-			return fmt.Errorf("%w: %s@%s has no %s", ErrNotFound, repo, rev, f)
+			return 0, h.missing(ref, f)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
-		m.SHA256[f], m.Bytes = sum, m.Bytes+n
+		m.Files[f] = sum
+		m.Bytes += sum.Size
 	}
-	b, _ := json.Marshal(m)
-	if err := writeSynced(filepath.Join(tmp, "manifest.json"), b); err != nil {
-		return fmt.Errorf("%w: %v", ErrFetch, err)
+	if err := writeManifest(tmp, m); err != nil {
+		return 0, cacheErr(ref, err)
 	}
-	os.RemoveAll(dir) // a stale or corrupted copy
-	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("%w: %v", ErrFetch, err)
+	if err := replaceDir(tmp, dir); err != nil {
+		return 0, cacheErr(ref, err)
 	}
-	return nil
+	return m.Bytes, nil
 }
 
-var errMissing = errors.New("not on the hub")
+// missing explains a file the hub does not have. A repository with only the pickle
+// adapter_model.bin is refused as peft refuses it locally, without downloading the pickle.
+func (h *hub) missing(ref hubRef, file string) error {
+	if file == configFile {
+		return fmt.Errorf("%w: %s (no %s on the hub)", ErrNotFound, ref, configFile)
+	}
+	pickle, err := h.exists(ref, pickleFile)
+	switch {
+	case err != nil:
+		return err
+	case pickle:
+		return fmt.Errorf("%w: %s: %w", ErrBadAdapter, ref, peft.ErrPickle)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrBadAdapter, ref, peft.ErrNoWeights)
+}
 
-// get downloads one file to path (or, with path "", only checks that it exists) and returns
-// its sha256 and size.
-func (h *hub) get(repo, rev, file, path string) (string, int64, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	idle := time.AfterFunc(h.cfg.IdleTimeout, cancel)
-	defer idle.Stop()
-	u := fmt.Sprintf("%s/%s/resolve/%s/%s", h.cfg.Endpoint, repo, url.PathEscape(rev), file)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// get downloads one file to dst and returns its sha256 and size.
+func (h *hub) get(ref hubRef, file, dst string) (fileSum, error) {
+	w := startWatchdog(h.cfg.IdleTimeout)
+	defer w.stop()
+	resp, err := h.send(w, http.MethodGet, ref, file)
 	if err != nil {
-		return "", 0, fmt.Errorf("%w: %v", ErrFetch, err)
+		return fileSum{}, err
+	}
+	defer resp.Body.Close()
+	return h.save(w, resp, dst, ref, file)
+}
+
+// exists asks the hub for a file's headers only.
+func (h *hub) exists(ref hubRef, file string) (bool, error) {
+	w := startWatchdog(h.cfg.IdleTimeout)
+	defer w.stop()
+	resp, err := h.send(w, http.MethodHead, ref, file)
+	if errors.Is(err, errMissing) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return true, nil
+}
+
+// send makes a request under the watchdog and checks the response status.
+func (h *hub) send(w *watchdog, method string, ref hubRef, file string) (*http.Response, error) {
+	u := h.cfg.Endpoint + "/" + ref.repo + "/resolve/" + url.PathEscape(ref.rev) + "/" + file
+	req, err := http.NewRequestWithContext(w.ctx, method, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrFetch, ref, err)
 	}
 	if h.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+h.cfg.Token)
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return "", 0, h.fetchErr(ctx, repo, file, err)
+		return nil, h.transferErr(w, ref, file, err)
 	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return "", 0, errMissing
-	case resp.StatusCode/100 != 2:
-		return "", 0, fmt.Errorf("%w: %s/%s: HTTP %d", ErrFetch, repo, file, resp.StatusCode)
-	case resp.ContentLength > h.cfg.MaxFileBytes:
-		return "", 0, fmt.Errorf("%w: %s/%s is %d bytes, above the %d byte limit", ErrFetch, repo, file, resp.ContentLength, h.cfg.MaxFileBytes)
-	case path == "":
-		return "", 0, nil
+	if resp.StatusCode == http.StatusNotFound || hubMissing[resp.Header.Get("X-Error-Code")] {
+		resp.Body.Close()
+		return nil, errMissing
 	}
-	return h.save(ctx, idle, resp.Body, path, repo, file)
+	if resp.StatusCode/100 != 2 && !(method == http.MethodHead && resp.StatusCode/100 == 3) {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: %s: %s: HTTP %d", ErrFetch, ref, file, resp.StatusCode)
+	}
+	return resp, nil
 }
 
-// save streams body into path, resetting the idle timer on every read and enforcing the size cap.
-func (h *hub) save(ctx context.Context, idle *time.Timer, body io.Reader, path, repo, file string) (string, int64, error) {
-	f, err := os.Create(path)
+// save streams the body to dst, refusing it from its Content-Length or once it passes
+// MaxFileBytes.
+func (h *hub) save(w *watchdog, resp *http.Response, dst string, ref hubRef, file string) (fileSum, error) {
+	limit := h.cfg.MaxFileBytes
+	if resp.ContentLength > limit {
+		return fileSum{}, tooLarge(ref, file, limit)
+	}
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return "", 0, fmt.Errorf("%w: %v", ErrFetch, err)
+		return fileSum{}, cacheErr(ref, err)
 	}
 	defer f.Close()
 	sum := sha256.New()
-	r := &idleReader{r: io.LimitReader(body, h.cfg.MaxFileBytes+1), idle: idle, timeout: h.cfg.IdleTimeout}
-	n, err := io.Copy(io.MultiWriter(f, sum), r)
-	if err != nil {
-		return "", 0, h.fetchErr(ctx, repo, file, err)
-	}
-	if n > h.cfg.MaxFileBytes {
-		return "", 0, fmt.Errorf("%w: %s/%s is above the %d byte limit", ErrFetch, repo, file, h.cfg.MaxFileBytes)
+	n, err := io.Copy(io.MultiWriter(f, sum), w.reader(io.LimitReader(resp.Body, limit+1)))
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe): // writing the file
+		return fileSum{}, cacheErr(ref, err)
+	case err != nil:
+		return fileSum{}, h.transferErr(w, ref, file, err)
+	case n > limit:
+		return fileSum{}, tooLarge(ref, file, limit)
 	}
 	if err := f.Sync(); err != nil {
-		return "", 0, fmt.Errorf("%w: %v", ErrFetch, err)
+		return fileSum{}, cacheErr(ref, err)
 	}
-	return hex.EncodeToString(sum.Sum(nil)), n, nil
+	if err := f.Close(); err != nil {
+		return fileSum{}, cacheErr(ref, err)
+	}
+	return fileSum{SHA256: hex.EncodeToString(sum.Sum(nil)), Size: n}, nil
 }
 
-func (h *hub) fetchErr(ctx context.Context, repo, file string, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %s/%s: nothing received for %v", ErrFetchTimeout, repo, file, h.cfg.IdleTimeout)
+func tooLarge(ref hubRef, file string, limit int64) error {
+	return fmt.Errorf("%w: %s: %s is larger than the %d byte limit", ErrBadAdapter, ref, file, limit)
+}
+
+func (h *hub) transferErr(w *watchdog, ref hubRef, file string, err error) error {
+	if w.expired() {
+		return fmt.Errorf("%w: %s: %s: nothing received for %v", ErrFetchTimeout, ref, file, h.cfg.IdleTimeout)
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		err = ue.Err // the URL is the endpoint's; keep the cause
+		err = ue.Err // the cause, without repeating the URL
 	}
-	return fmt.Errorf("%w: %s/%s: %v", ErrFetch, repo, file, err)
+	return fmt.Errorf("%w: %s: %s: %v", ErrFetch, ref, file, err)
 }
 
+// cacheErr reports a failure to write the cache without the cache's path.
+func cacheErr(ref hubRef, err error) error {
+	return fmt.Errorf("%w: %s: writing the cache: %s", ErrFetch, ref, fsCause(err))
+}
+
+// watchdog cancels a transfer that receives nothing for d: every Read that returns bytes
+// restarts its timer.
+type watchdog struct {
+	ctx   context.Context
+	stop  context.CancelFunc
+	timer *time.Timer
+	d     time.Duration
+}
+
+func startWatchdog(d time.Duration) *watchdog {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t := time.AfterFunc(d, func() { cancel(errIdle) })
+	return &watchdog{ctx: ctx, timer: t, d: d, stop: func() { t.Stop(); cancel(context.Canceled) }}
+}
+
+func (w *watchdog) expired() bool { return errors.Is(context.Cause(w.ctx), errIdle) }
+
+func (w *watchdog) reader(r io.Reader) io.Reader { return &idleReader{r: r, w: w} }
+
 type idleReader struct {
-	r       io.Reader
-	idle    *time.Timer
-	timeout time.Duration
+	r io.Reader
+	w *watchdog
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if n > 0 {
-		r.idle.Reset(r.timeout)
+		r.w.timer.Reset(r.w.d)
 	}
 	return n, err
-}
-
-func writeSynced(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// verify checks a cached copy against its manifest.
-func verify(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		return err
-	}
-	var m manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	for _, f := range hubFiles {
-		data, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(data)
-		if hex.EncodeToString(sum[:]) != m.SHA256[f] {
-			return fmt.Errorf("%s: checksum mismatch", f)
-		}
-	}
-	return nil
-}
-
-// cached lists the cached adapters with their size and last use, least recently used first.
-func (h *hub) cached() []cachedAdapter {
-	var out []cachedAdapter
-	orgs, _ := os.ReadDir(h.dir)
-	for _, org := range orgs {
-		names, _ := os.ReadDir(filepath.Join(h.dir, org.Name()))
-		for _, n := range names {
-			if strings.HasPrefix(n.Name(), ".") {
-				continue
-			}
-			dir := filepath.Join(h.dir, org.Name(), n.Name())
-			info, err := os.Stat(filepath.Join(dir, "manifest.json"))
-			if err != nil {
-				continue
-			}
-			var m manifest
-			if b, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err != nil || json.Unmarshal(b, &m) != nil {
-				continue
-			}
-			out = append(out, cachedAdapter{key: org.Name() + "/" + n.Name(), dir: dir, bytes: m.Bytes, used: info.ModTime()})
-		}
-	}
-	slices.SortFunc(out, func(a, b cachedAdapter) int { return a.used.Compare(b.used) })
-	return out
-}
-
-type cachedAdapter struct {
-	key, dir string
-	bytes    int64
-	used     time.Time
-}
-
-func (h *hub) diskBytes() int64 {
-	var n int64
-	for _, c := range h.cached() {
-		n += c.bytes
-	}
-	return n
-}
-
-// evict removes the least recently used cached adapters beyond DiskCacheBytes, never one
-// being fetched or read.
-func (h *hub) evict() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	all := h.cached()
-	var total int64
-	for _, c := range all {
-		total += c.bytes
-	}
-	for _, c := range all {
-		if total <= h.cfg.DiskCacheBytes {
-			return
-		}
-		if h.busy[c.key] {
-			continue
-		}
-		os.RemoveAll(c.dir)
-		total -= c.bytes
-	}
 }

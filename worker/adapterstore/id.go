@@ -1,40 +1,61 @@
 package adapterstore
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+)
+
+const (
+	hubScheme  = "hf://"
+	defaultRev = "main"
+	maxSegment = 96 // the Hub's limit for a repo name
 )
 
 // ValidID checks an adapter ID without touching the file system: `name` or `org/name`
 // (segments of letters, digits, '-', '_' and '.', not starting with '.'), or
-// `hf://org/name[@revision]`.
+// `hf://org/name[@revision]` (the revision is one such segment; default "main").
 func ValidID(id string) error {
-	if rest, ok := strings.CutPrefix(id, hubScheme); ok {
-		_, _, err := parseHub(rest)
-		return err
-	}
-	return validPath(id)
+	_, err := source(id)
+	return err
 }
 
+// source returns the canonical form of an ID, under which it is loaded and cached: the ID
+// itself for a directory under Root, hf://org/name@revision for the hub.
+func source(id string) (string, error) {
+	rest, ok := strings.CutPrefix(id, hubScheme)
+	if !ok {
+		return id, validPath(id)
+	}
+	ref, err := parseHub(rest)
+	if err != nil {
+		return "", err
+	}
+	return ref.String(), nil
+}
+
+// validPath checks a `name` or `org/name` ID. Since each segment is a plain name that cannot
+// be "." or "..", the ID joined to a directory stays inside it.
 func validPath(id string) error {
 	segs := strings.Split(id, "/")
 	if len(segs) > 2 {
-		return fmt.Errorf("%w: %q has more than two path segments", ErrInvalidID, id)
+		return fmt.Errorf("%w: %s has more than two path segments", ErrInvalidID, quote(id))
 	}
 	for _, s := range segs {
 		if err := validSegment(s); err != nil {
-			return fmt.Errorf("%w: %q: %v", ErrInvalidID, id, err)
+			return fmt.Errorf("%w: %s: %v", ErrInvalidID, quote(id), err)
 		}
 	}
 	return nil
 }
 
 func validSegment(s string) error {
-	if s == "" || len(s) > 96 {
-		return fmt.Errorf("segment must have 1 to 96 characters")
+	if s == "" || len(s) > maxSegment {
+		return fmt.Errorf("a path segment must have 1 to %d characters", maxSegment)
 	}
 	if s[0] == '.' {
-		return fmt.Errorf("segment %q starts with '.'", s)
+		return errors.New("a path segment cannot start with '.'")
 	}
 	for _, c := range []byte(s) {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
@@ -45,19 +66,36 @@ func validSegment(s string) error {
 	return nil
 }
 
-const hubScheme = "hf://"
+// hubRef is a repository revision on the hub.
+type hubRef struct {
+	repo string // org/name
+	rev  string
+}
 
-// parseHub splits "org/name[@revision]" into repo and revision (default main).
-func parseHub(s string) (repo, rev string, err error) {
+// key names the revision in the disk tier: CacheDir/org/name@rev.
+func (r hubRef) key() string    { return r.repo + "@" + r.rev }
+func (r hubRef) String() string { return hubScheme + r.key() }
+
+// parseHub parses what follows hf://: org/name[@revision].
+func parseHub(s string) (hubRef, error) {
 	repo, rev, found := strings.Cut(s, "@")
 	if !found {
-		rev = "main"
+		rev = defaultRev
 	}
-	if err := validSegment(rev); err != nil || strings.Count(repo, "/") != 1 {
-		return "", "", fmt.Errorf("%w: hub adapters are hf://org/name[@revision], got %q", ErrInvalidID, hubScheme+s)
+	if strings.Count(repo, "/") != 1 || validSegment(rev) != nil {
+		return hubRef{}, fmt.Errorf("%w: hub adapters are hf://org/name[@revision], got %s", ErrInvalidID, quote(hubScheme+s))
 	}
 	if err := validPath(repo); err != nil {
-		return "", "", err
+		return hubRef{}, err
 	}
-	return repo, rev, nil
+	return hubRef{repo: repo, rev: rev}, nil
+}
+
+// quote quotes an ID for an error message, cut short: the ID comes from the client.
+func quote(id string) string {
+	const limit = 2 * maxSegment
+	if len(id) > limit {
+		return strconv.Quote(id[:limit]) + "..."
+	}
+	return strconv.Quote(id)
 }

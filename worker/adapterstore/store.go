@@ -6,11 +6,8 @@ package adapterstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"path/filepath"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -19,71 +16,32 @@ import (
 	"github.com/lorafleet/lorafleet/pkg/peft"
 )
 
-// Config sets up a Store. Zero fields take the documented defaults.
-type Config struct {
-	Root           string        // local adapter directory. Required.
-	CacheDir       string        // hub download cache; hf:// IDs fail without it
-	Endpoint       string        // hub endpoint. Default https://huggingface.co
-	Token          string        // optional bearer token for the hub
-	MaxFileBytes   int64         // per downloaded file. Default 2 GiB
-	IdleTimeout    time.Duration // a download receiving nothing this long fails. Default 30 s
-	HostCacheBytes int64         // parsed adapters kept in memory. Default 4 GiB
-	DiskCacheBytes int64         // downloaded adapters kept on disk. Default 32 GiB
-	FailureTTL     time.Duration // how long a failed load is remembered. Default 30 s
-	Base           peft.Base     // the base model's layers and modules
-	MaxRank        int           // largest LoRA rank accepted. Default 64
-	Client         *http.Client  // default: one that refuses redirects to other hosts
-	// Observe, if set, sees every Get that hit or loaded: tier "host", "disk" or "hub";
-	// result "hit", "ok" or "error".
-	Observe func(tier, result string, d time.Duration)
-}
-
-func (c *Config) validate() error {
-	if c.Root == "" {
-		return errors.New("adapterstore: Root is required")
-	}
-	if c.Endpoint == "" {
-		c.Endpoint = "https://huggingface.co"
-	}
-	c.Endpoint = strings.TrimSuffix(c.Endpoint, "/")
-	if c.MaxFileBytes == 0 {
-		c.MaxFileBytes = 2 << 30
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 30 * time.Second
-	}
-	if c.HostCacheBytes == 0 {
-		c.HostCacheBytes = 4 << 30
-	}
-	if c.DiskCacheBytes == 0 {
-		c.DiskCacheBytes = 32 << 30
-	}
-	if c.FailureTTL == 0 {
-		c.FailureTTL = 30 * time.Second
-	}
-	if c.MaxRank == 0 {
-		c.MaxRank = 64
-	}
-	if c.MaxFileBytes < 0 || c.IdleTimeout < 0 || c.HostCacheBytes < 0 || c.DiskCacheBytes < 0 || c.FailureTTL < 0 || c.MaxRank < 0 {
-		return errors.New("adapterstore: negative limit in config")
-	}
-	return nil
-}
-
-// Store is safe for concurrent use.
+// Store is safe for concurrent use. Adapters are loaded and cached under their source: the
+// ID itself, hf://org/name@revision for the hub, or the path a registered name points to.
 type Store struct {
-	cfg  Config
-	root *os.Root
-	abs  string // Root as an absolute path, kept out of client messages
-	hub  *hub
+	cfg   Config
+	local *local
+	hub   *hub // nil without CacheDir
 
 	mu       sync.Mutex
-	host     *lru               // id → parsed adapter
-	aliases  map[string]string  // registered name → path (ID under Root or hf://)
-	failures map[string]failure // id → recent failure
-	flights  map[string]*flight // loads in progress
-	known    []string           // cached directory scan
+	host     *lru               // source → parsed adapter
+	aliases  map[string]string  // registered name → source
+	failures map[string]failure // source → recent failure
+	flights  map[string]*flight // source → load in progress
+
+	scanMu   sync.Mutex // guards the directory scan; a scan does not hold mu
+	known    []string
 	scanned  time.Time
+	scanning bool
+	scanTTL  time.Duration // knownTTL; shorter in tests
+}
+
+// Stats is the size of the caches.
+type Stats struct {
+	HostBytes    int64 // Adapter.Bytes() of the adapters in memory
+	HostAdapters int64
+	DiskBytes    int64 // size of the downloaded files in CacheDir
+	DiskAdapters int64
 }
 
 type failure struct {
@@ -91,34 +49,32 @@ type failure struct {
 	until time.Time
 }
 
+// flight is one load; its waiters read a and err after done is closed.
 type flight struct {
 	done chan struct{}
 	a    *peft.Adapter
 	err  error
 }
 
-// Stats is the size of the caches.
-type Stats struct {
-	HostBytes    int64
-	HostAdapters int
-	DiskBytes    int64
-}
+const (
+	// maxFailures bounds the negative cache: beyond it, expired entries are swept and, if
+	// none expired, a failure is not remembered (a retry costs less than unbounded memory).
+	maxFailures = 4096
+	// knownTTL is how old Known's directory scan may be before it starts another.
+	knownTTL = 5 * time.Second
+)
 
-// New opens the adapter directory.
+// New opens the adapter directory and the hub cache.
 func New(cfg Config) (*Store, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	abs, err := filepath.Abs(cfg.Root)
+	l, err := openLocal(cfg.Root)
 	if err != nil {
-		return nil, fmt.Errorf("adapterstore: %w", err)
+		return nil, err
 	}
-	root, err := os.OpenRoot(abs)
-	if err != nil {
-		return nil, fmt.Errorf("adapterstore: adapters directory: %w", err)
-	}
-	s := &Store{cfg: cfg, root: root, abs: abs, host: newLRU(cfg.HostCacheBytes),
-		aliases: map[string]string{}, failures: map[string]failure{}, flights: map[string]*flight{}}
+	s := &Store{cfg: cfg, local: l, host: newLRU(cfg.HostCacheBytes),
+		aliases: map[string]string{}, failures: map[string]failure{}, flights: map[string]*flight{}, scanTTL: knownTTL}
 	if cfg.CacheDir != "" {
 		if s.hub, err = newHub(&s.cfg); err != nil {
 			return nil, err
@@ -127,31 +83,37 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Get returns the adapter, loading it if needed. A cancelled ctx returns at once without
-// cancelling a load other callers wait for.
+// Get returns the adapter, loading it if needed. A cancelled ctx returns ctx.Err() at once
+// without cancelling the load, which other callers may be waiting for; a ctx cancelled
+// before the call starts nothing.
 func (s *Store) Get(ctx context.Context, id string) (*peft.Adapter, error) {
-	if err := ValidID(id); err != nil {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	src, err := source(id)
+	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	s.mu.Lock()
-	if a, ok := s.host.get(id); ok {
+	if p, ok := s.aliases[id]; ok {
+		src = p
+	}
+	if a, ok := s.host.get(src); ok {
 		s.mu.Unlock()
 		s.observe("host", "hit", start)
 		return a, nil
 	}
-	if f, ok := s.failures[id]; ok && time.Now().Before(f.until) {
+	if err := s.failed(src); err != nil {
 		s.mu.Unlock()
-		return nil, f.err
+		return nil, err
 	}
-	fl, ok := s.flights[id]
-	if !ok {
-		fl = &flight{done: make(chan struct{})}
-		s.flights[id] = fl
-		path := s.pathOf(id)
-		go s.load(id, path, fl)
-	}
+	fl := s.join(src)
 	s.mu.Unlock()
+	return fl.wait(ctx)
+}
+
+func (fl *flight) wait(ctx context.Context) (*peft.Adapter, error) {
 	select {
 	case <-fl.done:
 		return fl.a, fl.err
@@ -160,35 +122,61 @@ func (s *Store) Get(ctx context.Context, id string) (*peft.Adapter, error) {
 	}
 }
 
-// pathOf resolves a registered name to its path; s.mu is held.
-func (s *Store) pathOf(id string) string {
-	if p, ok := s.aliases[id]; ok {
-		return p
+// failed returns the remembered failure of src, if any; s.mu is held.
+func (s *Store) failed(src string) error {
+	f, ok := s.failures[src]
+	if !ok {
+		return nil
 	}
-	return id
+	if time.Now().Before(f.until) {
+		return f.err
+	}
+	delete(s.failures, src)
+	return nil
 }
 
-func (s *Store) load(id, path string, fl *flight) {
-	start := time.Now()
-	tier := "disk"
-	if strings.HasPrefix(path, hubScheme) {
-		tier = "hub"
+// remember records a failed load; s.mu is held.
+func (s *Store) remember(src string, err error) {
+	if len(s.failures) >= maxFailures {
+		now := time.Now()
+		maps.DeleteFunc(s.failures, func(_ string, f failure) bool { return now.After(f.until) })
 	}
-	fl.a, fl.err = s.loadPath(path)
+	if len(s.failures) < maxFailures {
+		s.failures[src] = failure{err: err, until: time.Now().Add(s.cfg.FailureTTL)}
+	}
+}
+
+// join returns the load of src in progress, starting one if there is none; s.mu is held.
+// The load runs on its own so that no caller's context can cancel it.
+func (s *Store) join(src string) *flight {
+	if fl, ok := s.flights[src]; ok {
+		return fl
+	}
+	fl := &flight{done: make(chan struct{})}
+	s.flights[src] = fl
+	go s.load(src, fl)
+	return fl
+}
+
+func (s *Store) load(src string, fl *flight) {
+	start := time.Now()
+	a, tier, err := s.loadSource(src)
 	s.mu.Lock()
-	delete(s.flights, id)
-	if fl.err != nil {
-		s.failures[id] = failure{err: fl.err, until: time.Now().Add(s.cfg.FailureTTL)}
-	} else if s.pathOf(id) == path { // not re-registered meanwhile
-		s.host.put(id, fl.a, fl.a.Bytes())
+	delete(s.flights, src)
+	if err != nil {
+		s.remember(src, err)
+	} else {
+		delete(s.failures, src) // a Register may have loaded it despite a remembered failure
+		s.host.put(src, a, a.Bytes())
 	}
 	s.mu.Unlock()
-	close(fl.done)
 	result := "ok"
-	if fl.err != nil {
+	if err != nil {
 		result = "error"
 	}
-	s.observe(tier, result, start)
+	s.observe(tier, result, start) // before the waiters return, so that metrics are in order
+	fl.a, fl.err = a, err
+	close(fl.done)
 }
 
 func (s *Store) observe(tier, result string, start time.Time) {
@@ -197,154 +185,116 @@ func (s *Store) observe(tier, result string, start time.Time) {
 	}
 }
 
-// loadPath parses the adapter at a local ID path or an hf:// path.
-func (s *Store) loadPath(path string) (*peft.Adapter, error) {
-	dir := ""
-	if rest, ok := strings.CutPrefix(path, hubScheme); ok {
-		if s.hub == nil {
-			return nil, fmt.Errorf("%w: %s: no hub cache directory is configured", ErrFetch, path)
-		}
-		repo, rev, err := parseHub(rest)
+// loadSource parses the adapter of a canonical source and says which tier it came from.
+func (s *Store) loadSource(src string) (*peft.Adapter, string, error) {
+	rest, ok := strings.CutPrefix(src, hubScheme)
+	if !ok {
+		dir, err := s.local.adapterDir(src)
 		if err != nil {
-			return nil, err
+			return nil, "disk", err
 		}
-		if dir, err = s.hub.fetch(repo, rev); err != nil {
-			return nil, err
-		}
-	} else {
-		var err error
-		if dir, err = s.localDir(path); err != nil {
-			return nil, err
-		}
+		a, err := parse(dir, src, s.cfg.Base, s.cfg.MaxRank)
+		return a, "disk", err
 	}
-	a, err := peft.Load(dir, s.cfg.Base, peft.Options{MaxRank: s.cfg.MaxRank})
+	if s.hub == nil {
+		return nil, "hub", fmt.Errorf("%w: %s: hub adapters are not enabled on this server", ErrInvalidID, src)
+	}
+	ref, err := parseHub(rest)
 	if err != nil {
-		return nil, &badAdapter{msg: ErrBadAdapter.Error() + ": " + s.clean(err.Error()), err: err}
+		return nil, "hub", err
 	}
-	return a, nil
+	dir, downloaded, release, err := s.hub.fetch(ref)
+	tier := "disk"
+	if downloaded {
+		tier = "hub"
+	}
+	if err != nil {
+		return nil, tier, err
+	}
+	defer release()
+	a, err := parse(dir, src, s.cfg.Base, s.cfg.MaxRank)
+	return a, tier, err
 }
 
-// badAdapter is ErrBadAdapter and the loader's error, with a message free of server paths.
-type badAdapter struct {
-	msg string
-	err error
-}
-
-func (e *badAdapter) Error() string   { return e.msg }
-func (e *badAdapter) Unwrap() []error { return []error{ErrBadAdapter, e.err} }
-
-// localDir checks, through os.Root (which refuses any path or symlink leaving Root), that the
-// adapter's files are inside Root, and returns its directory.
-func (s *Store) localDir(id string) (string, error) {
-	if err := validPath(id); err != nil {
-		return "", err
-	}
-	if _, err := s.root.Stat(filepath.FromSlash(id)); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("%w: %s", ErrNotFound, id)
-		}
-		return "", fmt.Errorf("%w: %s is not inside the adapters directory", ErrInvalidID, id)
-	}
-	for _, f := range []string{"adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"} {
-		_, err := s.root.Stat(filepath.Join(filepath.FromSlash(id), f))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("%w: %s/%s is not inside the adapters directory", ErrInvalidID, id, f)
-		}
-	}
-	return filepath.Join(s.abs, filepath.FromSlash(id)), nil
-}
-
-// clean removes the server's directories from a message meant for clients.
-func (s *Store) clean(msg string) string {
-	msg = strings.ReplaceAll(msg, s.abs+string(filepath.Separator), "")
-	if s.hub != nil {
-		msg = strings.ReplaceAll(msg, s.hub.dir+string(filepath.Separator), "")
-	}
-	return msg
-}
-
-// Register makes name resolve to path (an ID under Root or hf://...) after loading it, as
-// vLLM's load_lora_adapter does.
+// Register makes name (a path ID, not hf://) resolve to path (an ID under Root or
+// hf://...), as vLLM's load_lora_adapter does. It loads the adapter now, again even if it is
+// cached or its last load failed, and registers name only if that succeeds. A cancelled ctx
+// returns at once and registers nothing; the load goes on.
 func (s *Store) Register(ctx context.Context, name, path string) error {
 	if err := validPath(name); err != nil {
 		return err
 	}
-	if err := ValidID(path); err != nil {
-		return err
-	}
-	a, err := s.loadPath(path)
+	src, err := source(path)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.aliases[name] = path
-	delete(s.failures, name)
-	s.host.remove(name)
-	s.host.put(name, a, a.Bytes())
-	return ctx.Err()
-}
-
-// Unregister removes a registered name and its host copy.
-func (s *Store) Unregister(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.aliases[name]; !ok {
-		return fmt.Errorf("%w: %s was not loaded with load_lora_adapter", ErrNotFound, name)
+	fl := s.join(src) // the host tier keeps serving the old copy until this load replaces it
+	s.mu.Unlock()
+	if _, err := fl.wait(ctx); err != nil {
+		return err
 	}
-	delete(s.aliases, name)
-	delete(s.failures, name)
-	s.host.remove(name)
+	s.mu.Lock()
+	s.aliases[name] = src
+	s.mu.Unlock()
 	return nil
 }
 
-// Known lists registered names and the adapter directories under Root (name and org/name
-// holding adapter_config.json), sorted. The directory scan is cached for a few seconds.
-func (s *Store) Known() []string {
+// Unregister removes a registered name; the adapter it pointed to leaves the host tier.
+func (s *Store) Unregister(name string) error {
+	if err := validPath(name); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if time.Since(s.scanned) > 5*time.Second {
-		s.known, s.scanned = s.scan(), time.Now()
+	src, ok := s.aliases[name]
+	if !ok {
+		return fmt.Errorf("%w: %s was not loaded with load_lora_adapter", ErrNotFound, name)
 	}
-	out := slices.Clone(s.known)
-	for name := range s.aliases {
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	delete(s.aliases, name)
+	s.host.remove(src)
+	delete(s.failures, name) // Get(name) now loads the directory name, if there is one
+	return nil
 }
 
-func (s *Store) scan() []string {
-	var ids []string
-	var walk func(prefix string, depth int)
-	walk = func(prefix string, depth int) {
-		entries, err := os.ReadDir(filepath.Join(s.abs, prefix))
-		if err != nil {
-			return
-		}
-		for _, e := range entries {
-			id := filepath.ToSlash(filepath.Join(prefix, e.Name()))
-			if !e.IsDir() || validPath(id) != nil {
-				continue
-			}
-			if _, err := s.root.Stat(filepath.Join(filepath.FromSlash(id), "adapter_config.json")); err == nil {
-				ids = append(ids, id)
-			} else if depth == 1 {
-				walk(id, 2)
-			}
-		}
+// Known lists the registered names and the adapter directories under Root (name and
+// org/name holding adapter_config.json), sorted. Only the first call waits for a directory
+// scan; later ones use the last scan and, once it is a few seconds old, start another in the
+// background (a scan of 1000 adapters takes tens of milliseconds).
+func (s *Store) Known() []string {
+	s.scanMu.Lock()
+	switch {
+	case s.scanned.IsZero():
+		s.known, s.scanned = s.local.scan(), time.Now()
+	case time.Since(s.scanned) > s.scanTTL && !s.scanning:
+		s.scanning = true
+		go s.rescan()
 	}
-	walk("", 1)
-	return ids
+	ids := slices.Clone(s.known)
+	s.scanMu.Unlock()
+	s.mu.Lock()
+	for name := range s.aliases {
+		ids = append(ids, name)
+	}
+	s.mu.Unlock()
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+func (s *Store) rescan() {
+	ids := s.local.scan()
+	s.scanMu.Lock()
+	s.known, s.scanned, s.scanning = ids, time.Now(), false
+	s.scanMu.Unlock()
 }
 
 // Stats reports the cache sizes.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{HostBytes: s.host.bytes, HostAdapters: s.host.len()}
+	st := Stats{HostBytes: s.host.bytes, HostAdapters: int64(s.host.len())}
 	s.mu.Unlock()
 	if s.hub != nil {
-		st.DiskBytes = s.hub.diskBytes()
+		st.DiskBytes, st.DiskAdapters = s.hub.disk.size()
 	}
 	return st
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,337 +12,334 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lorafleet/lorafleet/internal/golden"
+	"github.com/lorafleet/lorafleet/internal/testutil"
 	"github.com/lorafleet/lorafleet/pkg/peft"
-	"github.com/lorafleet/lorafleet/worker/model"
 )
 
-type fixture struct {
-	g    *golden.File
-	base peft.Base
-	root string
-}
-
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	g, err := golden.Load("tiny-llama")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := model.LoadConfig(g.ModelDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	for _, a := range g.Adapters() {
-		if err := os.CopyFS(filepath.Join(root, a), os.DirFS(g.AdapterDir(a))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &fixture{g: g, base: cfg.PEFTBase(), root: root}
-}
-
-func (f *fixture) store(t *testing.T, mod func(*Config)) *Store {
-	t.Helper()
-	cfg := Config{Root: f.root, Base: f.base, CacheDir: t.TempDir()}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func TestLocalAdapters(t *testing.T) {
+func TestConfigDefaults(t *testing.T) {
 	f := newFixture(t)
-	if err := os.MkdirAll(filepath.Join(f.root, "org"), 0o755); err != nil {
+	c := Config{Root: "r", Base: f.base}
+	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.CopyFS(filepath.Join(f.root, "org", "sql2"), os.DirFS(f.g.AdapterDir("sql"))); err != nil {
-		t.Fatal(err)
+	want := Config{Root: "r", Base: f.base, Endpoint: "https://huggingface.co", MaxFileBytes: 2 << 30,
+		IdleTimeout: 30 * time.Second, HostCacheBytes: 4 << 30, DiskCacheBytes: 32 << 30,
+		FailureTTL: 30 * time.Second, MaxRank: 64}
+	if c.Endpoint != want.Endpoint || c.MaxFileBytes != want.MaxFileBytes || c.IdleTimeout != want.IdleTimeout ||
+		c.HostCacheBytes != want.HostCacheBytes || c.DiskCacheBytes != want.DiskCacheBytes ||
+		c.FailureTTL != want.FailureTTL || c.MaxRank != want.MaxRank {
+		t.Errorf("defaults %+v", c)
 	}
-	outside := t.TempDir()
-	if err := os.CopyFS(filepath.Join(outside, "evil"), os.DirFS(f.g.AdapterDir("sql"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(outside, "evil"), filepath.Join(f.root, "escape")); err != nil {
-		t.Fatal(err)
-	}
-	s := f.store(t, nil)
-	for _, id := range []string{"sql", "org/sql2", "tiny"} {
-		a, err := s.Get(context.Background(), id)
-		if err != nil || len(a.Weights) == 0 {
-			t.Errorf("Get(%q) = %v, %v", id, a, err)
-		}
-	}
-	for id, want := range map[string]error{
-		"../x": ErrInvalidID, "/etc": ErrInvalidID, "a/../../b": ErrInvalidID, "a/./b": ErrInvalidID,
-		".hidden": ErrInvalidID, "a\\b": ErrInvalidID, "a/b/c": ErrInvalidID, "": ErrInvalidID, "x\x00y": ErrInvalidID,
-		"escape": ErrInvalidID, "missing": ErrNotFound, "org/missing": ErrNotFound,
+	for name, bad := range map[string]Config{
+		"no Root":        {Base: f.base},
+		"no Base":        {Root: "r"},
+		"bad Endpoint":   {Root: "r", Base: f.base, Endpoint: "ftp://x"},
+		"no host":        {Root: "r", Base: f.base, Endpoint: "https://"},
+		"negative limit": {Root: "r", Base: f.base, HostCacheBytes: -1},
 	} {
-		if _, err := s.Get(context.Background(), id); !errors.Is(err, want) {
-			t.Errorf("Get(%q) = %v, want %v", id, err, want)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, bad)
 		}
 	}
-	got := strings.Join(s.Known(), ",")
-	if got != "chat,org/sql2,sql,tiny" {
-		t.Errorf("Known() = %s", got)
+	if _, err := New(Config{Root: filepath.Join(t.TempDir(), "missing"), Base: f.base}); err == nil {
+		t.Error("New accepted a Root that does not exist")
 	}
 }
 
-func TestBrokenAdaptersAreBadAndNameNoServerPath(t *testing.T) {
+// TestOneLoadForConcurrentGets: 32 Gets of a cold adapter make one download; a caller that
+// gives up returns at once without failing the others.
+func TestOneLoadForConcurrentGets(t *testing.T) {
 	f := newFixture(t)
-	src := filepath.Join(f.root, "sql", "adapter_model.safetensors")
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(filepath.Join(f.root, "trunc"), os.DirFS(f.g.AdapterDir("sql"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(f.root, "trunc", "adapter_model.safetensors"), data[:len(data)/3], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := f.store(t, func(c *Config) { c.MaxRank = 8 })
-	for id, want := range map[string]error{"trunc": peft.ErrWeightsFile, "chat": peft.ErrRankTooLarge} {
-		_, err := s.Get(context.Background(), id)
-		if !errors.Is(err, ErrBadAdapter) || !errors.Is(err, want) || strings.Contains(err.Error(), f.root) {
-			t.Errorf("Get(%q) = %v, want ErrBadAdapter and %v without the server's path", id, err, want)
-		}
-	}
-	if _, err := s.Get(context.Background(), "sql"); err != nil {
-		t.Errorf("a good adapter after bad ones: %v", err)
-	}
-}
+	h := startHub(t, f)
+	gate := make(chan struct{})
+	h.special = func(http.ResponseWriter, *http.Request) bool { <-gate; return false }
+	var obs observer
+	s := f.store(t, func(c *Config) { c.Endpoint, c.CacheDir, c.Observe = h.URL, t.TempDir(), obs.observe })
 
-// hubServer serves the golden adapters in Hugging Face Hub layout and counts requests.
-type hubServer struct {
-	*httptest.Server
-	requests atomic.Int64
-	token    atomic.Value // last Authorization header
-}
-
-func startHub(t *testing.T, f *fixture, extra func(w http.ResponseWriter, r *http.Request) bool) *hubServer {
-	t.Helper()
-	h := &hubServer{}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.requests.Add(1)
-		h.token.Store(r.Header.Get("Authorization"))
-		if extra != nil && extra(w, r) {
-			return
-		}
-		// /{org}/{name}/resolve/{rev}/{file}
-		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		if len(parts) != 5 || parts[0] != "org" || parts[2] != "resolve" || parts[3] != "main" && parts[3] != "v2" {
-			http.NotFound(w, r)
-			return
-		}
-		http.ServeFile(w, r, filepath.Join(f.g.AdapterDir(parts[1]), parts[4]))
-	}))
-	t.Cleanup(h.Close)
-	return h
-}
-
-func TestHubFetchCachesOnDisk(t *testing.T) {
-	f := newFixture(t)
-	h := startHub(t, f, nil)
-	cache := t.TempDir()
-	s := f.store(t, func(c *Config) { c.Endpoint, c.CacheDir, c.Token = h.URL, cache, "secret" })
-	a, err := s.Get(context.Background(), "hf://org/sql")
-	if err != nil || len(a.Weights) == 0 {
-		t.Fatalf("hub Get: %v", err)
-	}
-	if h.token.Load() != "Bearer secret" {
-		t.Errorf("Authorization %q", h.token.Load())
-	}
-	b, err := os.ReadFile(filepath.Join(cache, "org", "sql@main", "manifest.json"))
-	if err != nil || !strings.Contains(string(b), `"adapter_model.safetensors":"`) {
-		t.Fatalf("manifest: %s %v", b, err)
-	}
-	// A new store (empty host tier) serves it from disk without the hub.
-	before := h.requests.Load()
-	s2 := f.store(t, func(c *Config) { c.Endpoint, c.CacheDir = h.URL, cache })
-	if _, err := s2.Get(context.Background(), "hf://org/sql"); err != nil || h.requests.Load() != before {
-		t.Errorf("second store: %v, %d hub requests", err, h.requests.Load()-before)
-	}
-	// A corrupted cached file is noticed by its checksum and fetched again.
-	st := filepath.Join(cache, "org", "sql@main", "adapter_model.safetensors")
-	if err := os.WriteFile(st, []byte("garbage"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s3 := f.store(t, func(c *Config) { c.Endpoint, c.CacheDir = h.URL, cache })
-	if _, err := s3.Get(context.Background(), "hf://org/sql"); err != nil || h.requests.Load() == before {
-		t.Errorf("after corruption: %v, refetched: %v", err, h.requests.Load() != before)
-	}
-	if _, err := s3.Get(context.Background(), "hf://org/tiny@v2"); err != nil {
-		t.Errorf("revision: %v", err)
-	}
-	if _, err := s3.Get(context.Background(), "hf://org/nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("missing repo: %v", err)
-	}
-}
-
-func TestHubFailures(t *testing.T) {
-	f := newFixture(t)
-	stall := make(chan struct{})
-	defer close(stall)
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer other.Close()
-	h := startHub(t, f, func(w http.ResponseWriter, r *http.Request) bool {
-		switch {
-		case strings.HasPrefix(r.URL.Path, "/org/stall/"):
-			w.Header().Set("Content-Length", "1000")
-			w.WriteHeader(http.StatusOK)
-			w.Write([]byte("{"))
-			w.(http.Flusher).Flush()
-			<-stall
-		case strings.HasPrefix(r.URL.Path, "/org/redirect/"):
-			http.Redirect(w, r, other.URL+"/x", http.StatusFound)
-		case strings.HasPrefix(r.URL.Path, "/org/pickle/"):
-			if strings.HasSuffix(r.URL.Path, "adapter_model.bin") {
-				w.Write([]byte("pickle"))
-			} else if strings.HasSuffix(r.URL.Path, "adapter_config.json") {
-				http.ServeFile(w, r, filepath.Join(f.g.AdapterDir("sql"), "adapter_config.json"))
-			} else {
-				http.NotFound(w, r)
-			}
-		case strings.HasPrefix(r.URL.Path, "/org/error/"):
-			http.Error(w, "boom", http.StatusInternalServerError)
-		default:
-			return false
-		}
-		return true
-	})
-	s := f.store(t, func(c *Config) { c.Endpoint, c.IdleTimeout, c.MaxFileBytes = h.URL, 200*time.Millisecond, 4000 })
-	start := time.Now()
-	if _, err := s.Get(context.Background(), "hf://org/stall"); !errors.Is(err, ErrFetchTimeout) {
-		t.Errorf("stalled download: %v", err)
-	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("stall detected after %v", took)
-	}
-	for id, want := range map[string]error{
-		"hf://org/redirect": ErrFetch, "hf://org/error": ErrFetch, "hf://org/pickle": peft.ErrPickle,
-		"hf://org/sql": ErrFetch, // larger than MaxFileBytes
-	} {
-		if _, err := s.Get(context.Background(), id); !errors.Is(err, want) {
-			t.Errorf("Get(%q) = %v, want %v", id, err, want)
-		}
-	}
-}
-
-func TestOneLoadForConcurrentGetsAndFailureMemory(t *testing.T) {
-	f := newFixture(t)
-	var fail atomic.Bool
-	h := startHub(t, f, func(w http.ResponseWriter, r *http.Request) bool {
-		time.Sleep(20 * time.Millisecond) // let the callers pile up
-		if fail.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return true
-		}
-		return false
-	})
-	s := f.store(t, func(c *Config) { c.Endpoint, c.FailureTTL = h.URL, time.Hour })
+	ctx, cancel := context.WithCancel(context.Background())
+	quitter := make(chan error, 1)
+	go func() { _, err := s.Get(ctx, "hf://org/sql"); quitter <- err }()
+	testutil.Eventually(t, 5*time.Second, "the first hub request", func() bool { return h.count() > 0 })
+	adapters := make([]*peft.Adapter, 32)
 	var wg sync.WaitGroup
-	for range 32 {
+	for i := range adapters {
 		wg.Go(func() {
-			if _, err := s.Get(context.Background(), "hf://org/sql"); err != nil {
+			var err error
+			if adapters[i], err = s.Get(context.Background(), "hf://org/sql"); err != nil {
 				t.Error(err)
 			}
 		})
 	}
-	wg.Wait()
-	if n := h.requests.Load(); n != 2 { // adapter_config.json + adapter_model.safetensors
-		t.Errorf("32 concurrent Gets made %d hub requests, want 2", n)
-	}
-	fail.Store(true)
-	if _, err := s.Get(context.Background(), "hf://org/tiny"); !errors.Is(err, ErrFetch) {
-		t.Fatalf("hub down: %v", err)
-	}
-	before := h.requests.Load()
-	if _, err := s.Get(context.Background(), "hf://org/tiny"); !errors.Is(err, ErrFetch) || h.requests.Load() != before {
-		t.Errorf("a remembered failure should not retry: %v, %d requests", err, h.requests.Load()-before)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.Get(ctx, "hf://org/chat"); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled caller: %v", err)
+	if err := <-quitter; !errors.Is(err, context.Canceled) {
+		t.Errorf("the caller that gave up: %v", err)
+	}
+	close(gate)
+	wg.Wait()
+	for _, a := range adapters {
+		if a == nil || a != adapters[0] {
+			t.Fatal("the callers got different adapters")
+		}
+	}
+	if n := h.count(); n != 2 { // adapter_config.json + adapter_model.safetensors
+		t.Errorf("%d hub requests, want 2", n)
+	}
+	if got := obs.take(); strings.Count(got, "hub/ok") != 1 || strings.Contains(got, "error") {
+		t.Errorf("observed %q, want one hub/ok", got)
+	}
+	if _, err := s.Get(ctx, "sql"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get with a cancelled context: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.flights) != 0 {
+		t.Error("a Get with a cancelled context started a load")
 	}
 }
 
-func TestCacheBounds(t *testing.T) {
+// TestFailureMemory: a failed load is returned again without retrying until FailureTTL has
+// passed.
+func TestFailureMemory(t *testing.T) {
 	f := newFixture(t)
-	h := startHub(t, f, nil)
-	cache := t.TempDir()
-	sql, err := peft.Load(f.g.AdapterDir("sql"), f.base, peft.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := f.store(t, func(c *Config) {
-		c.Endpoint, c.CacheDir = h.URL, cache
-		c.HostCacheBytes = sql.Bytes() + 1 // one adapter the size of sql fits
-		c.DiskCacheBytes = 1               // keeps only the newest download
-	})
-	for _, id := range []string{"hf://org/sql", "hf://org/chat"} {
-		if _, err := s.Get(context.Background(), id); err != nil {
-			t.Fatal(err)
+	h := startHub(t, f)
+	var down atomic.Bool
+	down.Store(true)
+	h.special = func(w http.ResponseWriter, r *http.Request) bool {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
 		}
+		return down.Load()
 	}
-	st := s.Stats()
-	if st.HostAdapters != 1 || st.HostBytes > sql.Bytes()+1 {
-		t.Errorf("host tier %+v, bound %d", st, sql.Bytes()+1)
+	const ttl = 300 * time.Millisecond
+	s := f.store(t, func(c *Config) { c.Endpoint, c.CacheDir, c.FailureTTL = h.URL, t.TempDir(), ttl })
+	start := time.Now()
+	_, first := s.Get(context.Background(), "hf://org/tiny")
+	if !errors.Is(first, ErrFetch) {
+		t.Fatalf("hub down: %v", first)
 	}
-	if _, err := os.Stat(filepath.Join(cache, "org", "sql@main")); !os.IsNotExist(err) {
-		t.Errorf("the older download was not evicted from disk: %v", err)
+	down.Store(false)
+	if _, err := s.Get(context.Background(), "hf://org/tiny@main"); err != first || h.count() != 1 {
+		t.Errorf("within FailureTTL: %v (first %v), %d hub requests", err, first, h.count())
 	}
-	if _, err := os.Stat(filepath.Join(cache, "org", "chat@main", "manifest.json")); err != nil {
-		t.Errorf("the newest download was evicted: %v", err)
+	testutil.Eventually(t, 5*time.Second, "a retry after FailureTTL", func() bool {
+		_, err := s.Get(context.Background(), "hf://org/tiny")
+		return err == nil
+	})
+	if took := time.Since(start); took < ttl {
+		t.Errorf("retried after %v, before FailureTTL %v", took, ttl)
 	}
 }
 
 func TestRegister(t *testing.T) {
 	f := newFixture(t)
-	s := f.store(t, nil)
-	if err := s.Register(context.Background(), "alias", "sql"); err != nil {
+	h := startHub(t, f)
+	var obs observer
+	s := f.store(t, func(c *Config) {
+		c.Endpoint, c.CacheDir, c.FailureTTL, c.Observe = h.URL, t.TempDir(), time.Hour, obs.observe
+	})
+	ctx := context.Background()
+	if err := s.Register(ctx, "alias", "sql"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(context.Background(), "alias"); err != nil {
+	a, err := s.Get(ctx, "alias")
+	if b, _ := s.Get(ctx, "sql"); err != nil || a != b {
+		t.Errorf("Get(alias): %v; same adapter as sql: %v", err, a == b)
+	}
+	if got := obs.take(); got != "disk/ok host/hit host/hit" {
+		t.Errorf("observed %q, want one load", got)
+	}
+	// Registering again reloads, so that an updated directory is picked up.
+	if err := s.Register(ctx, "alias2", "sql"); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(s.Known(), ","), "alias") {
-		t.Errorf("Known() lacks the alias: %v", s.Known())
+	if b, _ := s.Get(ctx, "alias"); b == a || obs.take() != "disk/ok host/hit" {
+		t.Error("Register did not load the adapter again")
 	}
-	if err := s.Register(context.Background(), "x", "../../etc"); !errors.Is(err, ErrInvalidID) {
-		t.Errorf("traversal path: %v", err)
+	if err := s.Register(ctx, "alias", "hf://org/chat"); err != nil {
+		t.Fatal(err)
 	}
+	if a, err := s.Get(ctx, "alias"); err != nil || a.MaxRank() != 16 {
+		t.Errorf("re-pointed alias: %v", err)
+	}
+
+	for _, c := range []struct {
+		name, path string
+		want       error
+	}{
+		{"x", "../../etc", ErrInvalidID},
+		{"hf://org/x", "sql", ErrInvalidID},
+		{"../x", "sql", ErrInvalidID},
+		{"x", "hf://org", ErrInvalidID},
+		{"missing", "missing", ErrNotFound},
+		{"nohub", "hf://org/nope", ErrNotFound},
+	} {
+		if err := s.Register(ctx, c.name, c.path); !errors.Is(err, c.want) {
+			t.Errorf("Register(%q, %q) = %v, want %v", c.name, c.path, err, c.want)
+		}
+	}
+	if _, err := s.Get(ctx, "nohub"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a failed Register left the name registered: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Register(cancelled, "late", "tiny"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Register with a cancelled context: %v", err)
+	}
+
 	if err := s.Unregister("alias"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(context.Background(), "alias"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "alias"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after Unregister: %v", err)
 	}
 	if err := s.Unregister("alias"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second Unregister: %v", err)
 	}
-	if s.Stats().HostAdapters != 0 {
-		t.Errorf("host tier keeps %d adapters", s.Stats().HostAdapters)
+	if err := s.Unregister("../x"); !errors.Is(err, ErrInvalidID) {
+		t.Errorf("Unregister of an invalid name: %v", err)
 	}
 }
 
-func FuzzValidID(f *testing.F) {
-	for _, s := range []string{"sql", "org/name", "../x", "/etc", "a/../../b", "hf://org/n@rev", "hf://x", ".a", "a//b", "a\\b"} {
-		f.Add(s)
+// TestRegisterClearsFailures: Register and Unregister of a name forget its failed load.
+func TestRegisterClearsFailures(t *testing.T) {
+	f := newFixture(t)
+	// Nothing stays in the host tier, so every Get loads or finds the remembered failure.
+	s := f.store(t, func(c *Config) { c.FailureTTL, c.HostCacheBytes = time.Hour, 1 })
+	ctx := context.Background()
+	for _, name := range []string{"later", "back"} {
+		if _, err := s.Get(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(%q) before its directory exists: %v", name, err)
+		}
+		copyDir(t, f.adapter("tiny"), filepath.Join(f.root, name))
+		if _, err := s.Get(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(%q): the failure was not remembered: %v", name, err)
+		}
 	}
-	root := f.TempDir()
-	f.Fuzz(func(t *testing.T, id string) {
-		if ValidID(id) != nil || strings.HasPrefix(id, hubScheme) {
+	if err := s.Register(ctx, "later", "later"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "later"); err != nil {
+		t.Errorf("after Register: %v", err)
+	}
+	if err := s.Register(ctx, "back", "sql"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unregister("back"); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Get(ctx, "back"); err != nil || a.MaxRank() != 4 {
+		t.Errorf("the directory back after Unregister: %v", err)
+	}
+}
+
+// TestHostTierEviction: parsed adapters beyond HostCacheBytes leave memory, least recently
+// used first.
+func TestHostTierEviction(t *testing.T) {
+	f := newFixture(t)
+	tiny, sql, chat := f.load(t, "tiny").Bytes(), f.load(t, "sql").Bytes(), f.load(t, "chat").Bytes()
+	if chat > sql {
+		t.Fatalf("the test needs chat (%d bytes) no larger than sql (%d)", chat, sql)
+	}
+	var obs observer
+	s := f.store(t, func(c *Config) { c.HostCacheBytes, c.Observe = tiny+sql, obs.observe })
+	ctx := context.Background()
+	for _, id := range []string{"tiny", "sql", "tiny", "chat", "tiny", "sql"} {
+		if _, err := s.Get(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// chat pushed out sql (tiny was used since); sql then pushed out chat.
+	if got, want := obs.take(), "disk/ok disk/ok host/hit disk/ok host/hit disk/ok"; got != want {
+		t.Errorf("observed %q, want %q", got, want)
+	}
+	if st := s.Stats(); st.HostAdapters != 2 || st.HostBytes != tiny+sql {
+		t.Errorf("stats %+v, want tiny and sql (%d bytes)", st, tiny+sql)
+	}
+	big := f.store(t, func(c *Config) { c.HostCacheBytes = tiny - 1 })
+	if _, err := big.Get(ctx, "tiny"); err != nil || big.Stats().HostAdapters != 0 {
+		t.Errorf("an adapter larger than HostCacheBytes: %v, stats %+v", err, big.Stats())
+	}
+}
+
+// TestDiskTierEviction: downloads beyond DiskCacheBytes leave the disk, least recently used
+// first, never one being read.
+func TestDiskTierEviction(t *testing.T) {
+	f := newFixture(t)
+	h := startHub(t, f)
+	cache := t.TempDir()
+	tiny, sql, chat := f.fileBytes(t, "tiny"), f.fileBytes(t, "sql"), f.fileBytes(t, "chat")
+	store := func(limit int64) *Store {
+		return f.store(t, func(c *Config) { c.Endpoint, c.CacheDir, c.DiskCacheBytes = h.URL, cache, limit })
+	}
+	cached := func(name string) bool {
+		_, err := os.Stat(filepath.Join(cache, "org", name+"@main", "manifest.json"))
+		return err == nil
+	}
+	ctx := context.Background()
+	limit := sql + chat + 100 // room for sql and chat, or sql and tiny, not all three
+	s := store(limit)
+	for _, id := range []string{"hf://org/tiny", "hf://org/chat"} {
+		if _, err := s.Get(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read tiny from disk (a new store: empty host tier, index from the cache directory).
+	s = store(limit)
+	if _, err := s.Get(ctx, "hf://org/tiny"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "hf://org/sql"); err != nil {
+		t.Fatal(err)
+	}
+	if !cached("tiny") || !cached("sql") || cached("chat") {
+		t.Errorf("cached tiny %v sql %v chat %v; want chat evicted", cached("tiny"), cached("sql"), cached("chat"))
+	}
+	if st := s.Stats(); st.DiskBytes != tiny+sql || st.DiskAdapters != 2 {
+		t.Errorf("stats %+v, want %d disk bytes", st, tiny+sql)
+	}
+
+	// With room for nothing, a download in use stays until released.
+	s = store(1)
+	if st := s.Stats(); st.DiskAdapters != 0 || cached("tiny") || cached("sql") {
+		t.Errorf("a smaller DiskCacheBytes did not evict at start: %+v", st)
+	}
+	_, _, release, err := s.hub.fetch(hubRef{repo: "org/sql", rev: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "hf://org/chat"); err != nil {
+		t.Fatal(err)
+	}
+	if !cached("sql") || cached("chat") {
+		t.Errorf("while sql is in use: cached sql %v chat %v", cached("sql"), cached("chat"))
+	}
+	release()
+	if cached("sql") {
+		t.Error("sql stayed after its release")
+	}
+}
+
+func FuzzManifest(f *testing.F) {
+	f.Add([]byte(`{"repo":"org/a","revision":"main","files":{"adapter_config.json":{"sha256":"` + strings.Repeat("ab", 32) +
+		`","size":3},"adapter_model.safetensors":{"sha256":"` + strings.Repeat("01", 32) + `","size":4}},"bytes":7}`))
+	f.Add([]byte(`{"files":{"adapter_config.json":{"size":-1}},"bytes":-1}`))
+	f.Add([]byte(`{"files":{"adapter_config.json":{"sha256":"zz","size":9223372036854775807}}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseManifest(data)
+		if err != nil {
 			return
 		}
-		p := filepath.Join(root, filepath.FromSlash(id))
-		if rel, err := filepath.Rel(root, p); err != nil || rel == "." || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
-			t.Fatalf("accepted id %q resolves to %q outside the root", id, p)
+		var total int64
+		for _, file := range hubFiles {
+			s := m.Files[file]
+			if len(s.SHA256) != 64 || s.Size < 0 {
+				t.Fatalf("accepted %+v for %s", s, file)
+			}
+			total += s.Size
+		}
+		if total != m.Bytes || total < 0 {
+			t.Fatalf("accepted bytes %d for files adding up to %d", m.Bytes, total)
 		}
 	})
 }
