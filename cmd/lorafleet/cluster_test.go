@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,4 +141,149 @@ func TestClusterOfProcesses(t *testing.T) {
 		return true
 	})
 	t.Logf("killed %s; dropped from the ring %v later", home, time.Since(killed).Round(10*time.Millisecond))
+}
+
+// clusterView is the router's /cluster.
+type clusterView struct {
+	Workers []struct {
+		ID       string   `json:"id"`
+		InFlight int64    `json:"in_flight"`
+		Cap      int64    `json:"cap"`
+		Adapters []string `json:"resident_adapters"`
+	}
+}
+
+func viewCluster(t *testing.T, router string) clusterView {
+	t.Helper()
+	resp, err := http.Get("http://" + router + "/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v clusterView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// startCluster runs lorafleet nats on natsAddr, a router and the named workers, as processes.
+func startCluster(t *testing.T, natsAddr string, workerArgs []string, names ...string) (router string, nats *os.Process, workers map[string]*os.Process) {
+	t.Helper()
+	g := loadGolden(t, "tiny-llama")
+	natsCmd, _ := startProcess(t, "nats", "nats", "--listen", natsAddr)
+	nats = natsCmd.Process
+	seed := freeAddr(t)
+	_, router = startProcess(t, "router", "router", "--listen", "127.0.0.1:0", "--base-model", "tiny-llama",
+		"--gossip", seed, "--join", seed, "--nats", "nats://"+natsAddr)
+	workers = map[string]*os.Process{}
+	for _, name := range names {
+		args := append([]string{"worker", "--model", g.ModelDir(), "--adapters", filepath.Join(g.Dir, "adapters"),
+			"--listen", "127.0.0.1:0", "--model-name", "tiny-llama", "--hf-cache", t.TempDir(),
+			"--node-name", name, "--gossip", freeAddr(t), "--join", seed, "--nats", "nats://" + natsAddr}, workerArgs...)
+		cmd, _ := startProcess(t, "worker", args...)
+		workers[name] = cmd.Process
+	}
+	testutil.Eventually(t, 15*time.Second, "every worker in the router", func() bool { return len(clusterWorkers(t, router)) == len(names) })
+	return router, nats, workers
+}
+
+// NATS killed for 30 s and restarted under load: no request fails, and reports resume.
+func TestNATSOutageUnderLoad(t *testing.T) {
+	natsAddr := freeAddr(t)
+	router, natsProc, _ := startCluster(t, natsAddr, nil, "wa", "wb")
+	resident := func() bool {
+		for _, w := range viewCluster(t, router).Workers {
+			if len(w.Adapters) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	var mu sync.Mutex
+	var errs []string
+	count := 0
+	load.Go(func() { // steady load through the whole outage
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := postCompletion(router, map[string]any{"model": []string{"sql", "chat", "tiny"}[i%3], "prompt": "x", "max_tokens": 4})
+			mu.Lock()
+			count++
+			if err != nil {
+				errs = append(errs, err.Error())
+			} else {
+				if resp.StatusCode != http.StatusOK {
+					errs = append(errs, resp.Status)
+				}
+				resp.Body.Close()
+			}
+			mu.Unlock()
+		}
+	})
+	testutil.Eventually(t, 10*time.Second, "reports of resident adapters", resident)
+	if err := natsProc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "reports to expire without NATS", func() bool { return !resident() })
+	time.Sleep(30 * time.Second) // the outage itself: its length is the point of the test
+	startProcess(t, "nats", "nats", "--listen", natsAddr)
+	testutil.Eventually(t, 20*time.Second, "reports to resume after NATS came back", resident)
+	close(stop)
+	load.Wait()
+	if len(errs) > 0 {
+		t.Errorf("%d of %d requests failed during the NATS outage: %v", len(errs), count, errs[:min(5, len(errs))])
+	}
+	t.Logf("%d requests during a 30 s NATS outage, %d failed", count, len(errs))
+}
+
+// A worker cut off from gossip (frozen with SIGSTOP until the cluster declares it dead) comes
+// back into the ring on its own once it can talk again: no restart.
+func TestPartitionedWorkerRejoins(t *testing.T) {
+	router, _, workers := startCluster(t, freeAddr(t), nil, "wa", "wb")
+	if err := workers["wb"].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer workers["wb"].Signal(syscall.SIGCONT)
+	has := func(id string) bool { return slices.Contains(clusterWorkers(t, router), id) }
+	testutil.Eventually(t, 20*time.Second, "the cut-off worker to be dropped", func() bool { return !has("wb") })
+	if err := workers["wb"].Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	testutil.Eventually(t, 40*time.Second, "the worker to rejoin", func() bool { return has("wb") })
+	t.Logf("rejoined %v after the partition healed", time.Since(healed).Round(10*time.Millisecond))
+	for i := range 6 {
+		resp, err := postCompletion(router, map[string]any{"model": []string{"sql", "chat", "tiny"}[i%3], "prompt": "x", "max_tokens": 2})
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("after the partition: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// Spill across processes: a hot adapter's concurrent streams spread past its home worker. The
+// workers run one sequence at a time, so most streams stay in flight while the test opens more.
+func TestHotAdapterSpillsAcrossProcesses(t *testing.T) {
+	router, _, _ := startCluster(t, freeAddr(t), []string{"--max-running", "1"}, "wa", "wb", "wc")
+	seen := map[string]int{}
+	for range 12 {
+		resp, err := postCompletion(router, map[string]any{"model": "sql", "prompt": "x", "max_tokens": 480, "ignore_eos": true, "stream": true})
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream: %v %v", resp, err)
+		}
+		defer resp.Body.Close()
+		seen[resp.Header.Get("X-Lorafleet-Worker")]++
+	}
+	// (The cap itself is checked exactly in router's TestHotAdapterSpills, where every request
+	// stays in flight; here streams may finish while others are opened.)
+	if len(seen) < 2 {
+		t.Errorf("12 concurrent streams for one adapter all went to %v", seen)
+	}
+	t.Logf("12 concurrent streams for one adapter: %v", seen)
 }
