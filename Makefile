@@ -24,7 +24,8 @@ FUZZ_TARGETS := \
 	./worker/adapterstore:FuzzValidID:50000x \
 	./worker/adapterstore:FuzzManifest:50000x \
 	./pkg/membership:FuzzDecodeMeta:50000x \
-	./pkg/loadreport:FuzzDecode:40000x
+	./pkg/loadreport:FuzzDecode:40000x \
+	./router:FuzzRequestInfo:20000x
 
 .PHONY: all build run test unit fuzz lint testdata bench clean
 

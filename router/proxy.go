@@ -26,16 +26,12 @@ var generation = map[string]string{
 
 func (r *Router) proxy(c *fasthttp.RequestCtx, field string) {
 	tgi := field != "model"
-	body := c.PostBody()
-	if !gjson.ValidBytes(body) {
-		r.fail(c, tgi, api.BadRequest("", "invalid JSON body"))
+	adapter, tokens, apiErr := requestInfo(c.PostBody(), field, r.cfg.BaseModel)
+	if apiErr != nil {
+		r.fail(c, tgi, apiErr)
 		return
 	}
-	adapter := gjson.GetBytes(body, field).String() // reads only up to the field
-	if adapter == r.cfg.BaseModel {
-		adapter = ""
-	}
-	release, apiErr := r.admitTenant(c, adapter, body)
+	release, apiErr := r.admitTenant(c, adapter, tokens)
 	if apiErr != nil {
 		r.fail(c, tgi, apiErr)
 		return
@@ -176,8 +172,28 @@ func (r *Router) respond(c *fasthttp.RequestCtx, tgi bool, resp *fasthttp.Respon
 	})
 }
 
+// requestInfo reads what routing needs from a request body without decoding all of it: the
+// adapter ("" for the base model) and the tokens to charge (max_tokens, 16 when absent).
+// The workers validate the rest.
+func requestInfo(body []byte, field, base string) (adapter string, tokens int, err *api.Error) {
+	if !gjson.ValidBytes(body) {
+		return "", 0, api.BadRequest("", "invalid JSON body")
+	}
+	adapter = gjson.GetBytes(body, field).String()
+	if adapter == base {
+		adapter = ""
+	}
+	tokens = 16
+	for _, f := range []string{"max_tokens", "max_completion_tokens", "parameters.max_new_tokens"} {
+		if v := gjson.GetBytes(body, f); v.Exists() {
+			tokens = int(max(0, min(v.Int(), 1<<30)))
+		}
+	}
+	return adapter, tokens, nil
+}
+
 // admitTenant authenticates the request and applies its tenant's allow-list and limits.
-func (r *Router) admitTenant(c *fasthttp.RequestCtx, adapter string, body []byte) (func(), *api.Error) {
+func (r *Router) admitTenant(c *fasthttp.RequestCtx, adapter string, tokens int) (func(), *api.Error) {
 	if r.cfg.Tenants == nil {
 		return func() {}, nil
 	}
@@ -188,12 +204,6 @@ func (r *Router) admitTenant(c *fasthttp.RequestCtx, adapter string, body []byte
 	}
 	if !tn.allows(adapter) {
 		return nil, api.ModelNotFound(r.modelName(adapter)) // the same answer as an adapter nobody has
-	}
-	tokens := 16
-	for _, f := range []string{"max_tokens", "max_completion_tokens", "parameters.max_new_tokens"} {
-		if v := gjson.GetBytes(body, f); v.Exists() {
-			tokens = int(v.Int())
-		}
 	}
 	release, wait := tn.admit(tokens, time.Now())
 	if release == nil {

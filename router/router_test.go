@@ -295,6 +295,7 @@ func TestTenants(t *testing.T) {
 	tenants, err := NewTenants([]TenantSpec{
 		{Name: "acme", KeySHA256: HashKey("acme-key"), Adapters: []string{"sql", "t*"}, RequestsPerMinute: 3},
 		{Name: "open", KeySHA256: HashKey("open-key"), Concurrency: 1},
+		{Name: "tokens", KeySHA256: HashKey("tokens-key"), TokensPerMinute: 10},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +316,11 @@ func TestTenants(t *testing.T) {
 	if s, b, _ := req("sql", "wrong"); s != http.StatusUnauthorized {
 		t.Errorf("bad key: %d %s", s, b)
 	}
-	// An adapter outside the allow-list looks exactly like one that does not exist.
+	// An adapter outside the allow-list looks exactly like one that does not exist, even
+	// while another tenant keeps it resident.
+	if s, b, _ := req("chat", "open-key"); s != http.StatusOK {
+		t.Fatalf("chat for open: %d %s", s, b)
+	}
 	s1, hidden, _ := req("chat", "acme-key")
 	s2, missing, _ := req("no-such", "open-key")
 	if s1 != http.StatusNotFound || s2 != http.StatusNotFound ||
@@ -334,6 +339,18 @@ func TestTenants(t *testing.T) {
 	// acme has used its 3 requests a minute (the refused one cost nothing).
 	if s, b, h := req("sql", "acme-key"); s != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
 		t.Errorf("over the rate: %d %s (Retry-After %q)", s, b, h.Get("Retry-After"))
+	}
+	// Tokens per minute: max_tokens is charged up front.
+	tokens := func(n int) int {
+		resp, err := post(cl.url+"/v1/completions", map[string]any{"model": "sql", "prompt": "x", "max_tokens": n}, "Authorization", "Bearer tokens-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b := tokens(8), tokens(8); a != http.StatusOK || b != http.StatusTooManyRequests {
+		t.Errorf("8 then 8 tokens against 10 a minute: %d, %d", a, b)
 	}
 	// Concurrency 1: a second request while a stream is open is refused.
 	resp, err := post(cl.url+"/v1/completions", map[string]any{"model": "sql", "prompt": "x", "max_tokens": 300, "ignore_eos": true, "stream": true}, "Authorization", "Bearer open-key")
