@@ -131,6 +131,32 @@ func TestClusterOfProcesses(t *testing.T) {
 			t.Fatalf("request %d after the kill: %d from %q: %s", i, resp.StatusCode, resp.Header.Get("X-Lorafleet-Worker"), b)
 		}
 	}
+	// Requests stopped going to it: after the first failures it was ejected (or already gone).
+	ejected := func() bool {
+		resp, err := http.Get("http://" + router + "/cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var c struct {
+			Workers []struct {
+				ID      string
+				Ejected bool
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range c.Workers {
+			if w.ID == home && !w.Ejected {
+				return false
+			}
+		}
+		return true
+	}
+	if took := time.Since(killed); !ejected() || took > time.Second {
+		t.Errorf("the killed worker still takes requests (ejected: %v) %v after the kill", ejected(), took)
+	}
 	wg.Wait()
 	testutil.Eventually(t, 10*time.Second, "membership to drop the killed worker", func() bool {
 		for _, id := range clusterWorkers(t, router) {
