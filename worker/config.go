@@ -73,6 +73,7 @@ type Gossip struct {
 	Seeds     []string // gossip addresses of nodes to join
 	Advertise string   // HTTP host:port routers should use. Default: the listener's address
 	Fast      bool     // test timings (see membership.Config.Fast)
+	Key       []byte   // gossip encryption key (16, 24 or 32 bytes); every node needs the same
 }
 
 // validate fills defaults and checks the config.

@@ -188,7 +188,7 @@ func (w *Worker) join(ln net.Listener) (*membership.Member, error) {
 		addr = ln.Addr().String()
 	}
 	m, err := membership.Start(membership.Config{
-		Name: g.Name, BindAddr: host, BindPort: port, Seeds: g.Seeds, Fast: g.Fast,
+		Name: g.Name, BindAddr: host, BindPort: port, Seeds: g.Seeds, Fast: g.Fast, SecretKey: g.Key,
 		Meta: membership.Meta{Role: membership.RoleWorker, HTTPAddr: addr, Model: w.cfg.ModelName, Capacity: 1},
 	})
 	if err != nil {

@@ -85,7 +85,11 @@ func runRouter(args []string, e env) error {
 		if err != nil {
 			return err
 		}
-		m, err := membership.Start(membership.Config{Name: name, BindAddr: host, BindPort: port, Seeds: seeds,
+		key, err := gossipKey()
+		if err != nil {
+			return err
+		}
+		m, err := membership.Start(membership.Config{Name: name, BindAddr: host, BindPort: port, Seeds: seeds, SecretKey: key,
 			Meta: membership.Meta{Role: membership.RoleRouter}, Events: r.Apply})
 		if err != nil {
 			return err

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,14 +40,15 @@ func runWorker(args []string, e env) error {
 		c.HubRedirectHosts = append(c.HubRedirectHosts, s)
 		return nil
 	})
-	fs.StringVar(&c.Gossip.Name, "node-name", "", "cluster node name; set it to join a cluster (gossip)")
+	fs.StringVar(&c.Gossip.Name, "node-name", "", "cluster node name (default with --join or --nats: HOST-PORT of --listen)")
 	fs.StringVar(&c.Gossip.Bind, "gossip", "0.0.0.0:7946", "gossip listen address")
 	fs.StringVar(&c.Gossip.Advertise, "advertise", "", "HTTP address routers should use (default: the listen address)")
 	fs.Func("join", "gossip address of a cluster member to join (repeatable)", func(s string) error {
 		c.Gossip.Seeds = append(c.Gossip.Seeds, s)
 		return nil
 	})
-	fs.StringVar(&c.NATS.URL, "nats", "", "NATS server for load reports (needs --node-name)")
+	fs.StringVar(&c.NATS.URL, "nats", "", "NATS server for load reports")
+	fs.DurationVar(&c.NATS.Interval, "report-interval", 500*time.Millisecond, "how often load reports are published")
 	fs.StringVar(&c.NATS.Cluster, "cluster", "lorafleet", "cluster name shared with the routers (NATS subjects)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "time in-flight requests get to finish on SIGTERM")
 	if err := parse(fs, args); err != nil {
@@ -57,6 +61,14 @@ func runWorker(args []string, e env) error {
 		return err
 	}
 	c.HostCacheBytes, c.DiskCacheBytes = hostMiB<<20, diskMiB<<20
+	if c.Gossip.Name == "" && (len(c.Gossip.Seeds) > 0 || c.NATS.URL != "") {
+		c.Gossip.Name = defaultNodeName(c.Listen)
+	}
+	key, err := gossipKey()
+	if err != nil {
+		return err
+	}
+	c.Gossip.Key = key
 	// Secrets come from the environment, not flags, so they stay out of process listings.
 	c.AdminToken = os.Getenv("LORAFLEET_ADMIN_TOKEN")
 	c.HubToken = os.Getenv("HF_TOKEN")
@@ -64,6 +76,29 @@ func runWorker(args []string, e env) error {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	return worker.Run(ctx, c, log)
+}
+
+// defaultNodeName is unique per machine and port: HOST-PORT.
+func defaultNodeName(listen string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "worker"
+	}
+	_, port, _ := net.SplitHostPort(listen)
+	return host + "-" + port
+}
+
+// gossipKey reads LORAFLEET_GOSSIP_KEY (base64 of 16, 24 or 32 bytes), if set.
+func gossipKey() ([]byte, error) {
+	v := os.Getenv("LORAFLEET_GOSSIP_KEY")
+	if v == "" {
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("LORAFLEET_GOSSIP_KEY is not base64: %w", err)
+	}
+	return key, nil
 }
 
 func defaultHubCache() string {
