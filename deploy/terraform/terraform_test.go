@@ -298,11 +298,11 @@ func TestRouterAndNATSCloudInitRender(t *testing.T) {
 	}
 	nats := render(t, "modules/nats/cloud-init.yaml.tftpl", map[string]cty.Value{
 		"name": cty.StringVal("f-nats-0"), "routes": cty.StringVal("nats-route://10.0.0.1:6222, nats-route://10.0.0.2:6222"),
-		"nats_version": cty.StringVal("2.15.2"), "binary_url": cty.StringVal("s3://a/b"),
+		"nats_version": cty.StringVal("2.15.2"), "binary_url": cty.StringVal("s3://a/b"), "key_param": cty.StringVal("/k"),
 		"seeds":     cty.ListVal([]cty.Value{cty.StringVal("10.0.0.1"), cty.StringVal("10.0.0.2")}),
 		"nats_unit": cty.StringVal(indent(6, string(mustRead(t, "../systemd/lorafleet-nats.service")))),
 	})
-	for _, want := range []string{"routes: [ nats-route://10.0.0.1:6222, nats-route://10.0.0.2:6222 ]", "--join 10.0.0.1:7946 --join 10.0.0.2:7946", "server_name: f-nats-0"} {
+	for _, want := range []string{"routes: [ nats-route://10.0.0.1:6222, nats-route://10.0.0.2:6222 ]", "--join 10.0.0.1:7946 --join 10.0.0.2:7946", "server_name: f-nats-0", "--setenv=LORAFLEET_GOSSIP_KEY=\"$KEY\""} {
 		if !strings.Contains(nats, want) {
 			t.Errorf("nats cloud-init lacks %q:\n%s", want, nats)
 		}

@@ -26,6 +26,8 @@ module "nats" {
   fleet_security_group_id = module.network.fleet_security_group_id
   ami_id                  = var.ami_id
   lorafleet_binary_url    = var.lorafleet_binary_url
+  instance_profile_name   = aws_iam_instance_profile.router.name # the same reads as a router
+  gossip_key_parameter    = aws_ssm_parameter.gossip_key.name
 }
 
 data "aws_iam_policy_document" "router_assume" {

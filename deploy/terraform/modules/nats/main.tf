@@ -50,12 +50,14 @@ resource "aws_instance" "nats" {
   subnet_id              = var.subnet_ids[count.index % length(var.subnet_ids)]
   private_ip             = var.private_ips[count.index]
   vpc_security_group_ids = [aws_security_group.nats.id, var.fleet_security_group_id]
+  iam_instance_profile   = var.instance_profile_name
   user_data = templatefile("${path.module}/cloud-init.yaml.tftpl", {
     name         = "${var.name}-nats-${count.index}"
     routes       = local.routes
     nats_version = var.nats_version
     binary_url   = var.lorafleet_binary_url
     seeds        = var.private_ips
+    key_param    = var.gossip_key_parameter
     nats_unit    = indent(6, file("${path.module}/../../../systemd/lorafleet-nats.service"))
   })
   tags = { Name = "${var.name}-nats-${count.index}" }

@@ -52,6 +52,16 @@ variable "nats_version" {
   }
 }
 
+variable "instance_profile_name" {
+  type        = string
+  description = "Instance profile that may read the binary (when it is an s3:// object) and the gossip key parameter."
+}
+
+variable "gossip_key_parameter" {
+  type        = string
+  description = "SSM Parameter Store name of the base64 gossip encryption key (SecureString), for the seed routers."
+}
+
 variable "lorafleet_binary_url" {
   type        = string
   description = "URL or s3:// object of the lorafleet binary; each NATS node also runs a router bound to localhost as a fixed gossip seed."
