@@ -27,7 +27,7 @@ FUZZ_TARGETS := \
 	./pkg/loadreport:FuzzDecode:40000x \
 	./router:FuzzRequestInfo:20000x
 
-.PHONY: all build run test unit fuzz lint testdata bench clean
+.PHONY: all build run test unit fuzz lint testdata bench tflint clean
 
 all: build
 
@@ -69,6 +69,14 @@ bench: build
 	$(GO) test -run=NONE -bench=Pick64 ./pkg/hashring
 	./$(BIN) generate --model testdata/tiny-llama/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
 	./$(BIN) generate --model testdata/tiny-qwen2/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
+
+# Offline lint of the Terraform with tflint's bundled rules (not part of `make test`: the
+# install takes minutes).
+tflint:
+	$(GO) install github.com/terraform-linters/tflint@v0.64.0
+	@set -e; for d in deploy/terraform/modules/* deploy/terraform/examples/*; do \
+		echo "tflint $$d"; (cd $$d && $$($(GO) env GOPATH)/bin/tflint); \
+	done
 
 clean:
 	rm -rf bin .cache
