@@ -313,3 +313,52 @@ func TestHotAdapterSpillsAcrossProcesses(t *testing.T) {
 	}
 	t.Logf("12 concurrent streams for one adapter: %v", seen)
 }
+
+// A 10-second run of the load generator against `lorafleet serve` produces all its outputs,
+// with every request served.
+func TestBenchLoadAgainstServe(t *testing.T) {
+	g := loadGolden(t, "tiny-llama")
+	_, addr := startProcess(t, "router", "serve", "--listen", "127.0.0.1:0", "--workers", "2",
+		"--model", g.ModelDir(), "--adapters", filepath.Join(g.Dir, "adapters"))
+	out := t.TempDir()
+	stdout, stderr, code := lorafleet(t, "", "bench", "load", "--url", "http://"+addr, "--duration", "10s", "--rate", "4",
+		"--adapters", "3", "--popularity", "zipf:1.0", "--input", "uniform:8,64", "--output", "uniform:8,64", "--out", out)
+	if code != 0 {
+		t.Fatalf("bench load: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, "requests/s") {
+		t.Errorf("summary on stdout:\n%s", stdout)
+	}
+	var res struct {
+		Summary  struct{ Requests, OK int }
+		Requests []struct {
+			Status           int
+			Adapter          string
+			CompletionTokens int `json:"completion_tokens"`
+			OutputTokens     int `json:"output_tokens"`
+			TTFT             float64
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil || json.Unmarshal(b, &res) != nil {
+		t.Fatalf("results.json: %v\n%s", err, b)
+	}
+	if res.Summary.Requests < 20 || res.Summary.OK != res.Summary.Requests {
+		t.Errorf("%d requests, %d succeeded (about 40 expected, all)", res.Summary.Requests, res.Summary.OK)
+	}
+	adapters := map[string]bool{}
+	for _, r := range res.Requests {
+		adapters[r.Adapter] = true
+		if r.CompletionTokens != r.OutputTokens || r.TTFT <= 0 {
+			t.Errorf("request %+v: generated %d of %d tokens", r, r.CompletionTokens, r.OutputTokens)
+		}
+	}
+	if len(adapters) < 2 {
+		t.Errorf("requests used adapters %v", adapters)
+	}
+	for _, f := range []string{"results.csv", "summary.md", "ttft_cdf.png", "e2e_cdf.png", "throughput.png", "slo.png"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}

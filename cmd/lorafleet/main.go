@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"router":   {"route requests to workers by adapter (bounded-load consistent hashing)", runRouter},
 	"nats":     {"run the embedded NATS server for load reports", runNATS},
 	"serve":    {"run everything in one process: NATS, a router and workers", runServe},
+	"bench":    {"benchmark tools: bench load (S-LoRA-style load generator)", runBench},
 }
 
 func main() {
