@@ -84,6 +84,9 @@ func (r *Router) pick(adapter string, tried []string) (id, decision string, err 
 		id, err := r.ring.LeastLoaded(ok)
 		return id, "least_loaded", err
 	}
+	if r.cfg.Policy != PolicyBounded {
+		return r.pickOther(adapter, ok)
+	}
 	warm := func(id string) bool {
 		u := r.worker(id)
 		return ok(id) && u != nil && u.resident.Load() != nil && slices.Contains(*u.resident.Load(), adapter)

@@ -23,6 +23,8 @@ type Config struct {
 	BaseModel string
 	// BalanceFactor is the ring's c: no worker takes more than c times its share. Default 1.25.
 	BalanceFactor float64
+	// Policy places adapter requests. Default PolicyBounded; the others are for comparisons.
+	Policy Policy
 	// Tenants authenticates API keys and applies limits; nil serves everyone.
 	Tenants *Tenants
 	// AdminToken guards the admin routes (Bearer), which go to every worker with the same
@@ -44,6 +46,12 @@ type Config struct {
 func (c *Config) validate() error {
 	if c.BalanceFactor == 0 {
 		c.BalanceFactor = 1.25
+	}
+	if c.Policy == "" {
+		c.Policy = PolicyBounded
+	}
+	if _, err := ParsePolicy(string(c.Policy)); err != nil {
+		return err
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3

@@ -150,40 +150,7 @@ func (cl *cluster) openStream(t *testing.T, model string, wait bool) (*http.Resp
 // A hot adapter spills to the next workers, and no worker goes over its cap. The adapter is
 // one whose hub download stalls, so every request stays in flight while the test adds more.
 func TestHotAdapterSpills(t *testing.T) {
-	stop := make(chan struct{})
-	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "1000")
-		w.WriteHeader(http.StatusOK)
-		w.(http.Flusher).Flush()
-		<-stop
-	}))
-	defer hub.Close()
-	var once sync.Once
-	release := func() { once.Do(func() { close(stop) }) }
-	defer release()
-	cl := startClusterWith(t, 3, Config{}, func(c *worker.Config) {
-		c.HubEndpoint, c.HubCacheDir, c.HubIdleTimeout = hub.URL, t.TempDir(), time.Minute
-	})
-	var wg sync.WaitGroup
-	for range 24 {
-		wg.Go(func() {
-			if resp, err := post(cl.url+"/v1/completions", map[string]any{"model": "hf://org/hot", "prompt": "x", "max_tokens": 2}); err == nil {
-				resp.Body.Close()
-			}
-		})
-	}
-	var loads map[string]int64
-	testutil.Eventually(t, 10*time.Second, "24 requests in flight", func() bool {
-		loads = map[string]int64{}
-		var total int64
-		for _, w := range clusterState(t, cl) {
-			loads[w.ID] = w.InFlight
-			total += w.InFlight
-		}
-		return total == 24
-	})
-	release()
-	wg.Wait()
+	loads := holdRequests(t, Config{}, 24)
 	if len(nonZero(loads)) < 2 {
 		t.Fatalf("24 concurrent requests for one adapter did not spill: %v", loads)
 	}
@@ -534,5 +501,65 @@ func TestModelsMergedAndAdminBroadcast(t *testing.T) {
 	}
 	if got := strings.Join(models("acme-key"), ","); got != "mine,sql,tiny" {
 		t.Errorf("models for acme after the load: %s", got)
+	}
+}
+
+// holdRequests sends n concurrent requests for one adapter whose hub download stalls, so all
+// stay in flight, and returns how many each of three workers holds.
+func holdRequests(t *testing.T, cfg Config, n int64) map[string]int64 {
+	t.Helper()
+	stop := make(chan struct{})
+	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-stop
+	}))
+	defer hub.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait() // after release (deferred below, so it runs first)
+	var once sync.Once
+	release := func() { once.Do(func() { close(stop) }) }
+	defer release()
+	cl := startClusterWith(t, 3, cfg, func(c *worker.Config) {
+		c.HubEndpoint, c.HubCacheDir, c.HubIdleTimeout = hub.URL, t.TempDir(), time.Minute
+	})
+	for range n {
+		wg.Go(func() {
+			if resp, err := post(cl.url+"/v1/completions", map[string]any{"model": "hf://org/hot", "prompt": "x", "max_tokens": 2}); err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	var loads map[string]int64
+	testutil.Eventually(t, 10*time.Second, "all requests in flight", func() bool {
+		loads = map[string]int64{}
+		var total int64
+		for _, w := range clusterState(t, cl) {
+			loads[w.ID] = w.InFlight
+			total += w.InFlight
+		}
+		return total == n
+	})
+	release()
+	return loads
+}
+
+// The comparison policies place as their names say.
+func TestPolicies(t *testing.T) {
+	if loads := holdRequests(t, Config{Policy: PolicyConsistent}, 9); len(nonZero(loads)) != 1 {
+		t.Errorf("consistent hashing without a bound spread one adapter: %v", loads)
+	}
+	if loads := holdRequests(t, Config{Policy: PolicyLeastLoaded}, 9); loads["w0"] != 3 || loads["w1"] != 3 || loads["w2"] != 3 {
+		t.Errorf("least-loaded: %v", loads)
+	}
+	if loads := holdRequests(t, Config{Policy: PolicyRoundRobin}, 9); loads["w0"] != 3 || loads["w1"] != 3 || loads["w2"] != 3 {
+		t.Errorf("round-robin: %v", loads)
+	}
+	if loads := holdRequests(t, Config{Policy: PolicyRandom}, 30); len(nonZero(loads)) < 2 {
+		t.Errorf("random: %v", loads)
+	}
+	if _, err := New(Config{Policy: "fastest"}); err == nil {
+		t.Error("unknown policy accepted")
 	}
 }

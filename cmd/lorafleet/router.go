@@ -45,6 +45,11 @@ func runRouter(args []string, e env) error {
 	fs.StringVar(&c.BaseModel, "base-model", "", "model name that selects no adapter (the workers' --model-name)")
 	fs.Float64Var(&c.BalanceFactor, "balance-factor", 1.25, "no worker takes more than this times its share of the load")
 	fs.StringVar(&tenants, "tenants", "", "tenants file (JSON); without it every request is served")
+	fs.Func("policy", "placement of adapter requests: bounded (default), consistent, least-loaded, round-robin, random (for comparisons)", func(s string) error {
+		p, err := router.ParsePolicy(s)
+		c.Policy = p
+		return err
+	})
 	fs.Func("worker", "a worker, as ID=HOST:PORT (repeatable)", func(s string) error {
 		id, addr, ok := strings.Cut(s, "=")
 		if !ok || id == "" {

@@ -306,3 +306,13 @@ func (r *Ring) Loads() []WorkerLoad {
 	slices.SortFunc(out, func(a, b WorkerLoad) int { return cmpStr(a.ID, b.ID) })
 	return out
 }
+
+// Acquire counts one more in-flight request on id, for callers that chose the worker
+// themselves; unknown ids are ignored. Release it as after Pick.
+func (r *Ring) Acquire(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[id]; ok {
+		r.acquire(w)
+	}
+}
