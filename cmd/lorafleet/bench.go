@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,11 +21,14 @@ import (
 
 // runBench dispatches the benchmark tools.
 func runBench(args []string, e env) error {
-	if len(args) == 0 || args[0] != "load" {
-		fmt.Fprintln(e.stderr, "usage: lorafleet bench load [flags]   (the S-LoRA-style load generator)")
-		return errUsage
+	if len(args) > 0 && args[0] == "load" {
+		return runBenchLoad(args[1:], e)
 	}
-	return runBenchLoad(args[1:], e)
+	fmt.Fprintln(e.stderr, "usage: lorafleet bench load [flags]   (the S-LoRA-style load generator; bench load --help for its flags)")
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		return flag.ErrHelp
+	}
+	return errUsage
 }
 
 func runBenchLoad(args []string, e env) error {
