@@ -27,7 +27,7 @@ FUZZ_TARGETS := \
 	./pkg/loadreport:FuzzDecode:40000x \
 	./router:FuzzRequestInfo:20000x
 
-.PHONY: all build run test unit fuzz lint testdata bench tflint clean
+.PHONY: all build run test unit fuzz lint testdata bench bench-haproxy tflint clean
 
 all: build
 
@@ -69,6 +69,11 @@ bench: build
 	$(GO) test -run=NONE -bench=Pick64 ./pkg/hashring
 	./$(BIN) generate --model testdata/tiny-llama/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
 	./$(BIN) generate --model testdata/tiny-qwen2/model --prompt "The quick brown fox" --max-tokens 256 --ignore-eos --stats > /dev/null
+
+# lorafleet's router against HAProxy on the same job (needs: apt-get install haproxy);
+# results in bench/results/haproxy.md.
+bench-haproxy:
+	$(GO) test -run=NONE -bench=. -benchtime=20000x ./bench/haproxy
 
 # Offline lint of the Terraform with tflint's bundled rules (not part of `make test`: the
 # install takes minutes).
