@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync/atomic"
 
 	"github.com/lorafleet/lorafleet/pkg/hashring"
 )
@@ -31,8 +30,6 @@ func ParsePolicy(s string) (Policy, error) {
 	return p, nil
 }
 
-var roundRobin atomic.Uint64
-
 // pickOther places a request under one of the comparison policies.
 func (r *Router) pickOther(adapter string, ok func(string) bool) (string, string, error) {
 	if r.cfg.Policy == PolicyLeastLoaded {
@@ -54,7 +51,7 @@ func (r *Router) pickOther(adapter string, ok func(string) bool) (string, string
 		id = cands[0]
 	case PolicyRoundRobin:
 		slices.Sort(cands)
-		id = cands[roundRobin.Add(1)%uint64(len(cands))]
+		id = cands[r.rr.Add(1)%uint64(len(cands))]
 	default:
 		id = cands[rand.IntN(len(cands))]
 	}

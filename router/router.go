@@ -84,6 +84,7 @@ type Router struct {
 
 	budget  retryBudget
 	metrics *metrics
+	rr      atomic.Uint64 // PolicyRoundRobin's counter
 }
 
 // upstream is one worker.
