@@ -35,7 +35,7 @@ func (w *Worker) serveGenerate(c *fasthttp.RequestCtx, stream bool) {
 		writeTGIError(c, w.toAPIError(err, pr.AdapterID))
 		return
 	}
-	f := &generateFormat{w: w, g: g, details: pr.Details, prompt: len(spec.prompt), seed: pr.Seed}
+	f := &generateFormat{w: w, g: g, details: pr.Details, seed: pr.Seed}
 	if stream || req.Stream {
 		w.stream(c, g, f, nil)
 		return
@@ -82,7 +82,6 @@ type generateFormat struct {
 	w       *Worker
 	g       *generation
 	details bool
-	prompt  int
 	seed    *int64
 	text    string
 }
@@ -101,7 +100,7 @@ func (f *generateFormat) events(text string, toks []sample.Result, finish string
 		if finish != "" && i == len(toks)-1 {
 			ev.GeneratedText = api.Ptr(f.text)
 			if f.details {
-				ev.Details = &api.StreamDetails{FinishReason: tgiReason(finish), GeneratedTokens: f.g.generated, Seed: f.seed, PromptTokens: f.prompt}
+				ev.Details = &api.StreamDetails{FinishReason: tgiReason(finish), GeneratedTokens: f.g.generated, Seed: f.seed, PromptTokens: len(f.g.spec.prompt)}
 			}
 		}
 		evs = append(evs, ev)

@@ -33,8 +33,7 @@ func (w *Worker) handleCompletions(c *fasthttp.RequestCtx) {
 		w.respondError(c, err, req.Model)
 		return
 	}
-	f := &completionFormat{w: w, id: api.NewID("cmpl-"), created: time.Now().Unix(), model: req.Model,
-		logprobs: req.Logprobs != nil, usage: req.IncludeUsage(), prompt: len(spec.prompt), g: g}
+	f := &completionFormat{openAIStream: w.newOpenAIStream("cmpl-", req.Model, req.Logprobs != nil, req.IncludeUsage(), g)}
 	if req.Stream {
 		var first []any
 		if echo != "" {
@@ -100,15 +99,30 @@ func (w *Worker) completionPrompt(p api.Prompt) ([]int, string, error) {
 	return ids[0], w.tok.Decode(ids[0], false), w.checkPromptIDs(ids[0])
 }
 
-// completionFormat frames /v1/completions stream chunks.
-type completionFormat struct {
+// openAIStream is what the completions and chat responses of one generation share.
+type openAIStream struct {
 	w               *Worker
 	id, model       string
 	created         int64
 	logprobs, usage bool
-	prompt          int
 	g               *generation
-	offset          int // text offset of the next token, for logprobs
+}
+
+func (w *Worker) newOpenAIStream(idPrefix, model string, logprobs, usage bool, g *generation) openAIStream {
+	return openAIStream{w: w, id: api.NewID(idPrefix), created: time.Now().Unix(), model: model, logprobs: logprobs, usage: usage, g: g}
+}
+
+func (f *openAIStream) usageOf() *api.Usage {
+	prompt := len(f.g.spec.prompt)
+	return &api.Usage{PromptTokens: prompt, CompletionTokens: f.g.generated, TotalTokens: prompt + f.g.generated}
+}
+
+func (f *openAIStream) errorFrame(e *api.Error) []byte { return api.AppendSSEError(nil, e) }
+
+// completionFormat frames /v1/completions stream chunks.
+type completionFormat struct {
+	openAIStream
+	offset int // text offset of the next token, for logprobs
 }
 
 func (f *completionFormat) events(text string, toks []sample.Result, finish string) []any {
@@ -132,12 +146,6 @@ func (f *completionFormat) closing() ([]any, bool) {
 	}
 	return []any{api.CompletionResponse{ID: f.id, Object: api.ObjectTextCompletion, Created: f.created, Model: f.model, Choices: []api.CompletionChoice{}, Usage: f.usageOf()}}, true
 }
-
-func (f *completionFormat) usageOf() *api.Usage {
-	return &api.Usage{PromptTokens: f.prompt, CompletionTokens: f.g.generated, TotalTokens: f.prompt + f.g.generated}
-}
-
-func (f *completionFormat) errorFrame(e *api.Error) []byte { return api.AppendSSEError(nil, e) }
 
 // completionLogprobs lays out the legacy completions logprobs.
 func (w *Worker) completionLogprobs(toks []sample.Result, offset int) *api.CompletionLogprobs {
@@ -176,8 +184,7 @@ func (w *Worker) handleChat(c *fasthttp.RequestCtx) {
 		w.respondError(c, err, req.Model)
 		return
 	}
-	f := &chatFormat{w: w, id: api.NewID("chatcmpl-"), created: time.Now().Unix(), model: req.Model,
-		logprobs: req.Logprobs, usage: req.IncludeUsage(), prompt: len(spec.prompt), g: g}
+	f := &chatFormat{openAIStream: w.newOpenAIStream("chatcmpl-", req.Model, req.Logprobs, req.IncludeUsage(), g)}
 	if req.Stream {
 		w.stream(c, g, f, []any{f.chunk(api.ChatDelta{Role: api.RoleAssistant}, nil, "")})
 		return
@@ -243,14 +250,7 @@ func (w *Worker) chatPrompt(msgs []api.ChatMessage, addGeneration bool) ([]int, 
 }
 
 // chatFormat frames /v1/chat/completions stream chunks.
-type chatFormat struct {
-	w               *Worker
-	id, model       string
-	created         int64
-	logprobs, usage bool
-	prompt          int
-	g               *generation
-}
+type chatFormat struct{ openAIStream }
 
 func (f *chatFormat) chunk(delta api.ChatDelta, toks []sample.Result, finish string) api.ChatCompletionChunk {
 	ch := api.ChatChunkChoice{Index: 0, Delta: delta}
@@ -276,12 +276,6 @@ func (f *chatFormat) closing() ([]any, bool) {
 	}
 	return []any{api.ChatCompletionChunk{ID: f.id, Object: api.ObjectChatCompletionChunk, Created: f.created, Model: f.model, Choices: []api.ChatChunkChoice{}, Usage: f.usageOf()}}, true
 }
-
-func (f *chatFormat) usageOf() *api.Usage {
-	return &api.Usage{PromptTokens: f.prompt, CompletionTokens: f.g.generated, TotalTokens: f.prompt + f.g.generated}
-}
-
-func (f *chatFormat) errorFrame(e *api.Error) []byte { return api.AppendSSEError(nil, e) }
 
 func (w *Worker) chatLogprobs(toks []sample.Result) *api.ChatLogprobs {
 	lp := &api.ChatLogprobs{Content: make([]api.ChatTokenLogprob, 0, len(toks))}

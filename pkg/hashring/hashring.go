@@ -9,6 +9,7 @@
 package hashring
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"slices"
@@ -92,9 +93,9 @@ func (r *Ring) Set(id string, weight int) {
 	}
 	slices.SortFunc(r.points, func(a, b point) int {
 		if a.hash != b.hash {
-			return cmpU64(a.hash, b.hash)
+			return cmp.Compare(a.hash, b.hash)
 		}
-		return cmpStr(a.w.id, b.w.id) // ties broken by id so placement does not depend on history
+		return cmp.Compare(a.w.id, b.w.id) // ties broken by id so placement does not depend on history
 	})
 }
 
@@ -104,26 +105,6 @@ func vnodeHash(id string, i int) uint64 {
 	b = append(b, '#')
 	b = strconv.AppendInt(b, int64(i), 10)
 	return xxhash.Sum64(b)
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Remove drops a worker; unknown ids are ignored.
@@ -194,8 +175,7 @@ func (r *Ring) walk(key string, accept func(id string) bool) (under, fallback *w
 	if n == 0 {
 		return nil, nil
 	}
-	h := xxhash.Sum64String(key)
-	start, _ := slices.BinarySearchFunc(r.points, h, func(p point, h uint64) int { return cmpU64(p.hash, h) })
+	start := r.startOf(key)
 	for i := range n {
 		w := r.points[(start+i)%n].w
 		if accept != nil && !accept(w.id) {
@@ -209,6 +189,14 @@ func (r *Ring) walk(key string, accept func(id string) bool) (under, fallback *w
 		}
 	}
 	return nil, fallback
+}
+
+// startOf is the index of the first virtual node clockwise from key's hash (len(r.points)
+// when it wraps around); r.mu is held.
+func (r *Ring) startOf(key string) int {
+	h := xxhash.Sum64String(key)
+	i, _ := slices.BinarySearchFunc(r.points, h, func(p point, h uint64) int { return cmp.Compare(p.hash, h) })
+	return i
 }
 
 // LeastLoaded picks the allowed worker with the least load per unit of weight (ties: by id),
@@ -273,11 +261,10 @@ func (r *Ring) Report(id string, inflight int64) {
 // Candidates appends to dst the distinct workers in ring order from key's hash (the order
 // retries follow), without acquiring anything.
 func (r *Ring) Candidates(key string, dst []string) []string {
-	h := xxhash.Sum64String(key)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := len(r.points)
-	start, _ := slices.BinarySearchFunc(r.points, h, func(p point, h uint64) int { return cmpU64(p.hash, h) })
+	start := r.startOf(key)
 	base := len(dst)
 	for i := 0; i < n && len(dst)-base < len(r.workers); i++ {
 		if id := r.points[(start+i)%n].w.id; !slices.Contains(dst[base:], id) {
@@ -303,7 +290,7 @@ func (r *Ring) Loads() []WorkerLoad {
 	for _, w := range r.workers {
 		out = append(out, WorkerLoad{ID: w.id, Weight: w.weight, InFlight: w.inflight, Reported: w.reported, Cap: r.capOf(w)})
 	}
-	slices.SortFunc(out, func(a, b WorkerLoad) int { return cmpStr(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b WorkerLoad) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -1,6 +1,7 @@
 package hashring
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -40,9 +41,9 @@ func refOrder(weights map[string]int, vnodes int, key string) []string {
 	}
 	slices.SortFunc(ids, func(a, b string) int {
 		if dist[a] != dist[b] {
-			return cmpU64(dist[a], dist[b])
+			return cmp.Compare(dist[a], dist[b])
 		}
-		return cmpStr(a, b)
+		return cmp.Compare(a, b)
 	})
 	return ids
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -260,19 +261,9 @@ func (l *Loop) accept(seqs []*Sequence, unloads []string) {
 
 func (l *Loop) enqueue(s *Sequence) {
 	i, _ := slices.BinarySearchFunc(l.waiting, s.arrival, func(w *Sequence, a uint64) int {
-		return cmpUint(w.arrival, a)
+		return cmp.Compare(w.arrival, a)
 	})
 	l.waiting = slices.Insert(l.waiting, i, s)
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // dropCancelled ends the sequences whose request context ended (a client that went away).
