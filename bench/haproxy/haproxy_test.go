@@ -10,13 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/lorafleet/lorafleet/internal/testutil"
 
 	"github.com/lorafleet/lorafleet/router"
 )
@@ -29,7 +30,7 @@ func BenchmarkProxies(b *testing.B) {
 	}
 	var upstreams []string
 	for range stubs {
-		upstreams = append(upstreams, serveStub(b))
+		upstreams = append(upstreams, testutil.ServeStubWorker(b))
 	}
 	r, err := router.New(router.Config{BaseModel: "base"})
 	if err != nil {
@@ -41,7 +42,7 @@ func BenchmarkProxies(b *testing.B) {
 	targets := []struct{ name, addr string }{
 		{"direct", upstreams[0]},
 		{"haproxy", startHAProxy(b, upstreams)},
-		{"lorafleet", serve(b, r.Handler)},
+		{"lorafleet", testutil.ServeFastHTTP(b, r.Handler)},
 	}
 	for _, tg := range targets {
 		b.Run(tg.name+"/latency", func(b *testing.B) { latency(b, tg.addr) })
@@ -77,9 +78,7 @@ func latency(b *testing.B, addr string) {
 		fasthttp.ReleaseRequest(req)
 		i++
 	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	testutil.ReportLatencies(b, lat)
 }
 
 // throughput runs 64 concurrent clients and reports requests per second.
@@ -105,25 +104,6 @@ func throughput(b *testing.B, addr string) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "req/s")
-}
-
-func serveStub(b *testing.B) string {
-	reply := []byte(`{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" FROM t","logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":2,"completion_tokens":4,"total_tokens":6}}`)
-	return serve(b, func(c *fasthttp.RequestCtx) {
-		c.SetContentType("application/json")
-		c.SetBody(reply)
-	})
-}
-
-func serve(b *testing.B, h fasthttp.RequestHandler) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: h}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
 }
 
 // startHAProxy runs haproxy with the same bounded-load consistent hashing on X-Adapter.
