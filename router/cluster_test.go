@@ -2,8 +2,6 @@ package router
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -14,10 +12,8 @@ import (
 	natstest "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 
-	"github.com/lorafleet/lorafleet/internal/golden"
 	"github.com/lorafleet/lorafleet/internal/testutil"
 	"github.com/lorafleet/lorafleet/pkg/loadreport"
-	"github.com/lorafleet/lorafleet/pkg/membership"
 	"github.com/lorafleet/lorafleet/worker"
 )
 
@@ -37,20 +33,7 @@ func TestReportsAndNATSOutage(t *testing.T) {
 	ns := runNATS(t, -1)
 	natsURL := ns.ClientURL()
 	port := ns.Addr().(*net.TCPAddr).Port
-	g, err := golden.Load("tiny-llama")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(Config{BaseModel: "tiny-llama"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := membership.Start(membership.Config{Name: "router", BindAddr: "127.0.0.1", Fast: true,
-		Meta: membership.Meta{Role: membership.RoleRouter}, Events: r.Apply})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Shutdown()
+	r, self := gossipRouter(t)
 	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -65,13 +48,10 @@ func TestReportsAndNATSOutage(t *testing.T) {
 	defer cancel()
 	go r.FollowReports(ctx, table, 50*time.Millisecond)
 	for _, name := range []string{"wa", "wb"} {
-		w, err := worker.New(worker.Config{ModelDir: g.ModelDir(), AdaptersDir: g.Dir + "/adapters", ModelName: "tiny-llama", Threads: 1,
-			Gossip: worker.Gossip{Name: name, Bind: "127.0.0.1:0", Seeds: []string{self.LocalAddr()}, Fast: true},
-			NATS:   worker.NATS{URL: natsURL, Cluster: "test", Interval: 100 * time.Millisecond}},
-			slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := newWorker(t, func(c *worker.Config) {
+			gossip(name, self)(c)
+			c.NATS = worker.NATS{URL: natsURL, Cluster: "test", Interval: 100 * time.Millisecond}
+		})
 		serve(t, w.Serve)
 	}
 	cl := &cluster{r: r, url: "http://" + serve(t, r.Serve)}

@@ -35,10 +35,6 @@ func startCluster(t *testing.T, n int, cfg Config) *cluster {
 
 func startClusterWith(t *testing.T, n int, cfg Config, mod func(*worker.Config)) *cluster {
 	t.Helper()
-	g, err := golden.Load("tiny-llama")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg.BaseModel = "tiny-llama"
 	r, err := New(cfg)
 	if err != nil {
@@ -46,21 +42,55 @@ func startClusterWith(t *testing.T, n int, cfg Config, mod func(*worker.Config))
 	}
 	cl := &cluster{r: r, workers: map[string]string{}}
 	for i := range n {
-		wc := worker.Config{ModelDir: g.ModelDir(), AdaptersDir: g.Dir + "/adapters", ModelName: "tiny-llama", Threads: 1}
-		if mod != nil {
-			mod(&wc)
-		}
-		w, err := worker.New(wc, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := serve(t, w.Serve)
+		addr := serve(t, newWorker(t, mod).Serve)
 		id := fmt.Sprintf("w%d", i)
 		r.SetWorker(id, addr, 1)
 		cl.workers[id] = "http://" + addr
 	}
 	cl.url = "http://" + serve(t, r.Serve)
 	return cl
+}
+
+// newWorker is a worker for the tiny-llama test model and its adapters; mod may change its
+// config.
+func newWorker(t *testing.T, mod func(*worker.Config)) *worker.Worker {
+	t.Helper()
+	g, err := golden.Load("tiny-llama")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := worker.Config{ModelDir: g.ModelDir(), AdaptersDir: g.Dir + "/adapters", ModelName: "tiny-llama", Threads: 1}
+	if mod != nil {
+		mod(&wc)
+	}
+	w, err := worker.New(wc, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// gossipRouter is a router that learns its workers from gossip, and its membership.
+func gossipRouter(t *testing.T) (*Router, *membership.Member) {
+	t.Helper()
+	r, err := New(Config{BaseModel: "tiny-llama"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := membership.Start(membership.Config{Name: "router", BindAddr: "127.0.0.1", Fast: true,
+		Meta: membership.Meta{Role: membership.RoleRouter}, Events: r.Apply})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { self.Shutdown() })
+	return r, self
+}
+
+// gossip makes a worker join the router's membership.
+func gossip(name string, self *membership.Member) func(*worker.Config) {
+	return func(c *worker.Config) {
+		c.Gossip = worker.Gossip{Name: name, Bind: "127.0.0.1:0", Seeds: []string{self.LocalAddr()}, Fast: true}
+	}
 }
 
 func serve(t *testing.T, run func(context.Context, net.Listener) error) string {
@@ -403,28 +433,10 @@ func (rl *relay) cut() {
 // Workers found by gossip: the router learns them from membership, routes to them, and drops
 // one that leaves.
 func TestWorkersFoundByGossip(t *testing.T) {
-	g, err := golden.Load("tiny-llama")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(Config{BaseModel: "tiny-llama"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := membership.Start(membership.Config{Name: "router", BindAddr: "127.0.0.1", Fast: true,
-		Meta: membership.Meta{Role: membership.RoleRouter}, Events: r.Apply})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Shutdown()
+	r, self := gossipRouter(t)
 	stops := map[string]context.CancelFunc{}
 	for _, name := range []string{"wa", "wb"} {
-		w, err := worker.New(worker.Config{ModelDir: g.ModelDir(), AdaptersDir: g.Dir + "/adapters", ModelName: "tiny-llama", Threads: 1,
-			Gossip: worker.Gossip{Name: name, Bind: "127.0.0.1:0", Seeds: []string{self.LocalAddr()}, Fast: true}},
-			slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := newWorker(t, gossip(name, self))
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

@@ -27,6 +27,7 @@ type slots struct {
 
 	loads, evictions uint64 // counters for Stats
 	deviceBytes      int64
+	residents        []string // adapter IDs on the device, rebuilt on load and evict for Stats
 }
 
 func newSlots(m *model.Model) *slots {
@@ -108,6 +109,7 @@ func (s *slots) load(key string) error {
 	}
 	s.dev[key] = a
 	s.lru = append(s.lru, key)
+	s.residents = s.residentIDs()
 	s.loads++
 	s.deviceBytes += a.Bytes()
 	return nil
@@ -122,13 +124,15 @@ func (s *slots) evict(key string) {
 	s.model.FreeAdapter(a)
 	delete(s.dev, key)
 	s.lru = slices.DeleteFunc(s.lru, func(k string) bool { return k == key })
+	s.residents = s.residentIDs()
 	s.evictions++
 	if s.refs[key] == 0 {
 		s.forget(key)
 	}
 }
 
-// residentIDs lists the adapter IDs on the device, least recently used first.
+// residentIDs lists the adapter IDs on the device. It makes a new slice each time: Stats
+// snapshots share it with other goroutines.
 func (s *slots) residentIDs() []string {
 	ids := make([]string, 0, len(s.lru))
 	for _, key := range s.lru {
