@@ -12,8 +12,6 @@ import (
 	"github.com/lorafleet/lorafleet/worker/sample"
 )
 
-const defaultMaxTokens = 16 // OpenAI's and vLLM's default for completions
-
 func (w *Worker) handleCompletions(c *fasthttp.RequestCtx) {
 	req, err := api.DecodeCompletion(c.PostBody())
 	if err == nil {
@@ -75,7 +73,7 @@ func (w *Worker) completionSpec(req *api.CompletionRequest) (*genSpec, string, e
 	if err != nil {
 		return nil, "", err
 	}
-	maxTok, err := w.maxTokens(req.MaxTokens, defaultMaxTokens, len(prompt))
+	maxTok, err := w.maxTokens(req.MaxTokens, api.DefaultMaxTokens, len(prompt))
 	if err != nil {
 		return nil, "", err
 	}
