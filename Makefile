@@ -25,9 +25,10 @@ FUZZ_TARGETS := \
 	./worker/adapterstore:FuzzManifest:50000x \
 	./pkg/membership:FuzzDecodeMeta:50000x \
 	./pkg/loadreport:FuzzDecode:40000x \
-	./router:FuzzRequestInfo:20000x
+	./router:FuzzRequestInfo:20000x \
+	./worker/sim:FuzzParseProfile:50000x
 
-.PHONY: all build run test unit fuzz lint testdata bench bench-haproxy tflint clean
+.PHONY: all build run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
 
 all: build
 
@@ -74,6 +75,15 @@ bench: build
 # results in bench/results/haproxy.md.
 bench-haproxy:
 	$(GO) test -run=NONE -bench=. -benchtime=20000x ./bench/haproxy
+
+# Routing policies on 16 simulated workers (about 45 minutes): the full matrix, then the
+# device-slot sensitivity of bounded hashing against least-loaded.
+bench-routing: build
+	./$(BIN) bench routing --out bench/results/routing
+	for slots in 32 128; do \
+		./$(BIN) bench routing --zipf 1.0 --load 0.9 --policies bounded:1.25,least-loaded \
+			--max-adapters $$slots --out bench/results/routing-$$slots-slots || exit 1; \
+	done
 
 # Offline lint of the Terraform with tflint's bundled rules (not part of `make test`: the
 # install takes minutes).

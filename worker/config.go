@@ -20,10 +20,16 @@ type Config struct {
 	Listen string
 	// ModelName is the name clients use for the base model. Default: ModelDir's last element.
 	ModelName string
-	// Backend runs the kernels: "cpu" (the default; the CUDA backend comes with the cuda build).
+	// Backend runs the forward passes: "cpu" (the default; the CUDA backend comes with the
+	// cuda build) or "sim", a cost model of a GPU that computes nothing (worker/sim).
 	Backend string
 	// Threads for the CPU backend. Default 0: GOMAXPROCS.
 	Threads int
+	// SimProfile is the sim backend's profile file. Default: the built-in H100 profile.
+	SimProfile string
+	// SimTimeScale multiplies the sim backend's modeled times (> 1 runs slower than the
+	// modeled GPU, to fit many workers on one machine). Default 1.
+	SimTimeScale float64
 
 	// Engine holds the scheduling limits: MaxRunning, MaxBatchTokens, MaxWaiting,
 	// MaxWaitingTokens, Slots (resident adapters), KV cache size. Defaults: engine.Config's.
@@ -93,8 +99,11 @@ func (c *Config) validate() error {
 	if c.Backend == "" {
 		c.Backend = "cpu"
 	}
-	if c.Backend != "cpu" {
-		return fmt.Errorf("worker: backend %q is not built in (have: cpu)", c.Backend)
+	if c.Backend != "cpu" && c.Backend != "sim" {
+		return fmt.Errorf("worker: backend %q is not built in (have: cpu, sim)", c.Backend)
+	}
+	if c.SimTimeScale == 0 {
+		c.SimTimeScale = 1
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second
@@ -106,7 +115,7 @@ func (c *Config) validate() error {
 		c.AdapterLabels = 32
 	}
 	if c.Threads < 0 || c.DrainTimeout < 0 || c.StuckAfter < 0 || c.AdapterLabels < 0 || c.MaxLoRARank < 0 ||
-		c.HostCacheBytes < 0 || c.DiskCacheBytes < 0 || c.HubIdleTimeout < 0 {
+		c.HostCacheBytes < 0 || c.DiskCacheBytes < 0 || c.HubIdleTimeout < 0 || c.SimTimeScale < 0 {
 		return errors.New("worker: negative limit in config")
 	}
 	return nil

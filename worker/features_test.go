@@ -109,7 +109,7 @@ func TestLogprobs(t *testing.T) {
 
 func TestPromptLongerThanContextIs400(t *testing.T) {
 	tw := startWorker(t, "tiny-llama", nil)
-	ids := make([]int, tw.model.Config.MaxPositions+5)
+	ids := make([]int, tw.mc.MaxPositions+5)
 	for i := range ids {
 		ids[i] = 100
 	}

@@ -70,7 +70,7 @@ func (w *Worker) generateSpec(req *api.GenerateRequest) (*genSpec, error) {
 		return nil, err
 	}
 	// Without max_new_tokens LoRAX fills the context.
-	maxTok, err := w.maxTokens(pr.MaxNewTokens, w.model.Config.MaxPositions, len(prompt))
+	maxTok, err := w.maxTokens(pr.MaxNewTokens, w.mc.MaxPositions, len(prompt))
 	if err != nil {
 		return nil, err
 	}

@@ -223,7 +223,7 @@ func (w *Worker) chatSpec(req *api.ChatCompletionRequest) (*genSpec, error) {
 		requested = req.MaxCompletionTokens
 	}
 	// Chat has no default limit: the rest of the context, as in vLLM.
-	maxTok, err := w.maxTokens(requested, w.model.Config.MaxPositions, len(prompt))
+	maxTok, err := w.maxTokens(requested, w.mc.MaxPositions, len(prompt))
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func (w *Worker) params(r *api.Params, logprobs int) (sample.Params, error) {
 	p.IgnoreEOS = r.IgnoreEOS
 	p.Logprobs = logprobs
 	p.LogitBias = r.LogitBiasIDs()
-	if err := p.Validate(w.model.Config.VocabSize); err != nil {
+	if err := p.Validate(w.mc.VocabSize); err != nil {
 		return p, err
 	}
 	return p, nil
@@ -45,7 +45,7 @@ func setI(dst *int, v *int) {
 
 // maxTokens resolves max_tokens against the context, with vLLM's message when it does not fit.
 func (w *Worker) maxTokens(requested *int, def, prompt int) (int, error) {
-	ctxLen := w.model.Config.MaxPositions
+	ctxLen := w.mc.MaxPositions
 	if prompt >= ctxLen {
 		return 0, api.BadRequest("prompt", "This model's maximum context length is %d tokens. However, your prompt has %d tokens.", ctxLen, prompt)
 	}
@@ -77,8 +77,8 @@ func (w *Worker) checkPromptIDs(ids []int) error {
 		return api.BadRequest("prompt", "prompt is empty")
 	}
 	for _, id := range ids {
-		if id < 0 || id >= w.model.Config.VocabSize {
-			return api.BadRequest("prompt", "token id %d is outside the vocabulary (%d)", id, w.model.Config.VocabSize)
+		if id < 0 || id >= w.mc.VocabSize {
+			return api.BadRequest("prompt", "token id %d is outside the vocabulary (%d)", id, w.mc.VocabSize)
 		}
 	}
 	return nil

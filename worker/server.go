@@ -74,9 +74,9 @@ func (w *Worker) handleReady(c *fasthttp.RequestCtx) {
 
 func (w *Worker) handleModels(c *fasthttp.RequestCtx) {
 	root := w.cfg.ModelName
-	list := api.ModelList{Object: api.ObjectList, Data: []api.Model{{ID: root, Object: api.ObjectModel, Created: w.created, OwnedBy: "lorafleet", Root: root, MaxModelLen: w.model.Config.MaxPositions}}}
+	list := api.ModelList{Object: api.ObjectList, Data: []api.Model{{ID: root, Object: api.ObjectModel, Created: w.created, OwnedBy: "lorafleet", Root: root, MaxModelLen: w.mc.MaxPositions}}}
 	for _, id := range w.store.Known() {
-		list.Data = append(list.Data, api.Model{ID: id, Object: api.ObjectModel, Created: w.created, OwnedBy: "lorafleet", Root: id, Parent: &root, MaxModelLen: w.model.Config.MaxPositions})
+		list.Data = append(list.Data, api.Model{ID: id, Object: api.ObjectModel, Created: w.created, OwnedBy: "lorafleet", Root: id, Parent: &root, MaxModelLen: w.mc.MaxPositions})
 	}
 	writeJSON(c, http.StatusOK, list)
 }
@@ -100,7 +100,7 @@ func (w *Worker) handleTokenize(c *fasthttp.RequestCtx) {
 		writeError(c, w.toAPIError(err, req.Model))
 		return
 	}
-	writeJSON(c, http.StatusOK, api.TokenizeResponse{Count: len(ids), MaxModelLen: w.model.Config.MaxPositions, Tokens: ids})
+	writeJSON(c, http.StatusOK, api.TokenizeResponse{Count: len(ids), MaxModelLen: w.mc.MaxPositions, Tokens: ids})
 }
 
 // admin guards a handler with the admin bearer token.

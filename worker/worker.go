@@ -14,7 +14,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/lorafleet/lorafleet/gpukern/cpuref"
 	"github.com/lorafleet/lorafleet/pkg/membership"
 	"github.com/lorafleet/lorafleet/pkg/tokenizer"
 	"github.com/lorafleet/lorafleet/worker/adapterstore"
@@ -26,7 +25,7 @@ import (
 type Worker struct {
 	cfg     Config
 	log     *slog.Logger
-	model   *model.Model
+	mc      *model.Config
 	tok     *tokenizer.Tokenizer
 	eos     []int
 	store   *adapterstore.Store
@@ -52,9 +51,9 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	m, err := model.Load(cfg.ModelDir, cpuref.New(cfg.Threads))
+	be, err := newBackend(&cfg)
 	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
+		return nil, err
 	}
 	tok, err := tokenizer.Load(cfg.ModelDir)
 	if err != nil {
@@ -64,11 +63,11 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	eng, err := engine.New(m, cfg.Engine)
+	eng, err := engine.NewWith(be.mc, be.fwd, cfg.Engine)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	w := &Worker{cfg: cfg, log: log, model: m, tok: tok, eos: m.Config.EOSTokenIDs, eng: eng, gen: gen, created: time.Now().Unix()}
+	w := &Worker{cfg: cfg, log: log, mc: be.mc, tok: tok, eos: be.mc.EOSTokenIDs, eng: eng, gen: gen, created: time.Now().Unix()}
 	if gen.EOSTokenIDs != nil {
 		w.eos = gen.EOSTokenIDs
 	}
@@ -76,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	w.store, err = adapterstore.New(adapterstore.Config{
 		Root: cfg.AdaptersDir, CacheDir: cfg.HubCacheDir, Endpoint: cfg.HubEndpoint, Token: cfg.HubToken, RedirectHosts: cfg.HubRedirectHosts,
 		IdleTimeout: cfg.HubIdleTimeout, HostCacheBytes: cfg.HostCacheBytes, DiskCacheBytes: cfg.DiskCacheBytes,
-		Base: m.Config.PEFTBase(), MaxRank: cfg.MaxLoRARank, Observe: w.metrics.observeLoad,
+		Base: be.mc.PEFTBase(), MaxRank: cfg.MaxLoRARank, Observe: w.metrics.observeLoad, Delay: be.storeDelay,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

@@ -17,9 +17,16 @@ import (
 
 // Config is one load run. Zero fields take the documented defaults.
 type Config struct {
-	URL        string        // router or worker base URL. Required.
-	Duration   time.Duration // how long requests are sent. Required.
-	Rate       float64       // requests per second. Required.
+	URL      string        // router or worker base URL. Required.
+	Duration time.Duration // how long requests are sent. Required.
+	Rate     float64       // requests per second. Required unless Concurrency is set.
+	// Concurrency, if positive, runs a closed loop instead: that many clients each send
+	// their next request as soon as their last one ends, to measure the most a system
+	// serves. Rate and CV are then ignored.
+	Concurrency int
+	// Requests, if positive, ends a closed loop after that many requests (or Duration,
+	// whichever comes first).
+	Requests   int
 	CV         float64       // coefficient of variation of inter-arrival gaps. Default 1 (Poisson).
 	Adapters   []string      // adapter IDs, most popular first. Required.
 	Popularity string        // zipf:S or power:A. Default zipf:1.0.
@@ -33,8 +40,8 @@ type Config struct {
 }
 
 func (c *Config) validate() error {
-	if c.URL == "" || c.Duration <= 0 || c.Rate <= 0 || len(c.Adapters) == 0 {
-		return errors.New("load: URL, a positive duration and rate, and adapters are required")
+	if c.URL == "" || c.Duration <= 0 || (c.Rate <= 0 && c.Concurrency <= 0) || len(c.Adapters) == 0 {
+		return errors.New("load: URL, a positive duration and rate (or concurrency), and adapters are required")
 	}
 	if c.CV == 0 {
 		c.CV = 1
@@ -76,12 +83,14 @@ type request struct {
 	prompt, output int
 }
 
-// plan draws the whole run's requests up front, so the mix depends only on the seed.
-func plan(c *Config) ([]request, error) {
-	arr, err := NewArrivals(c.Rate, c.CV, rand.NewPCG(c.Seed, 1))
-	if err != nil {
-		return nil, err
-	}
+// mix draws each request's adapter and lengths.
+type mix struct {
+	adapters []string
+	pop      *Popularity
+	in, out  *Lengths
+}
+
+func newMix(c *Config) (*mix, error) {
 	pop, err := ParsePopularity(c.Popularity, len(c.Adapters), rand.NewPCG(c.Seed, 2))
 	if err != nil {
 		return nil, err
@@ -94,24 +103,45 @@ func plan(c *Config) ([]request, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &mix{adapters: c.Adapters, pop: pop, in: in, out: out}, nil
+}
+
+func (m *mix) next(at time.Duration) request {
+	return request{at: at, adapter: m.adapters[m.pop.Next()], prompt: m.in.Next(), output: m.out.Next()}
+}
+
+// plan draws the whole run's requests up front, so the mix depends only on the seed.
+func plan(c *Config) ([]request, error) {
+	arr, err := NewArrivals(c.Rate, c.CV, rand.NewPCG(c.Seed, 1))
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMix(c)
+	if err != nil {
+		return nil, err
+	}
 	var reqs []request
 	for t := arr.Next(); t < c.Duration.Seconds(); t += arr.Next() {
-		reqs = append(reqs, request{at: time.Duration(t * float64(time.Second)), adapter: c.Adapters[pop.Next()], prompt: in.Next(), output: out.Next()})
+		reqs = append(reqs, m.next(time.Duration(t*float64(time.Second))))
 	}
 	return reqs, nil
 }
 
-// Run sends the planned requests open-loop (each at its time, whatever the others do) and
-// returns a record per request once all have ended.
+// Run sends requests and returns a record per request once all have ended: open-loop
+// (each request at its planned time, whatever the others do), or a closed loop when
+// c.Concurrency is set.
 func Run(ctx context.Context, c Config) ([]Record, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
+	if c.Concurrency > 0 {
+		return runClosed(ctx, client, &c)
 	}
 	reqs, err := plan(&c)
 	if err != nil {
 		return nil, err
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 	recs := make([]Record, len(reqs))
 	begin := time.Now()
 	var wg sync.WaitGroup
@@ -131,6 +161,42 @@ func Run(ctx context.Context, c Config) ([]Record, error) {
 	}
 	wg.Wait()
 	return recs, nil
+}
+
+// runClosed keeps c.Concurrency requests in flight until c.Duration has passed.
+func runClosed(ctx context.Context, client *http.Client, c *Config) ([]Record, error) {
+	m, err := newMix(c)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var recs []Record
+	sent := 0
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for range c.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Since(begin) < c.Duration {
+				mu.Lock()
+				if c.Requests > 0 && sent == c.Requests {
+					mu.Unlock()
+					return
+				}
+				sent++
+				r := m.next(time.Since(begin))
+				mu.Unlock()
+				rec := send(ctx, client, c, r, begin)
+				mu.Lock()
+				recs = append(recs, rec)
+				mu.Unlock()
+				if c.Progress != nil {
+					c.Progress()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return recs, ctx.Err()
 }
 
 // send makes one streaming completion request and times it.

@@ -176,6 +176,8 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"generate", "--model", g.ModelDir(), "--prompt", "x", "--max-tokens", "0"}, 1, "max-tokens"},
 		{[]string{"tokenize", "--model", g.ModelDir(), "extra"}, 2, "unexpected argument"},
 		{[]string{"tokenize", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"bench", "routing", "--policies", "consistent:1.2"}, 1, "only bounded takes a balance factor"},
+		{[]string{"bench", "routing", "--zipf", "one"}, 1, "--zipf"},
 	} {
 		_, stderr, code := lorafleet(t, "", c.args...)
 		if code != c.code || !strings.Contains(stderr, c.msg) {
@@ -186,6 +188,11 @@ func TestCommandErrors(t *testing.T) {
 		_, stderr, code := lorafleet(t, "", name, "--help")
 		if code != 0 || !strings.Contains(stderr, "usage: lorafleet "+name) {
 			t.Errorf("%s --help: exit %d, stderr %q", name, code, stderr)
+		}
+	}
+	for _, sub := range []string{"load", "routing"} {
+		if _, stderr, code := lorafleet(t, "", "bench", sub, "--help"); code != 0 || !strings.Contains(stderr, "usage: lorafleet bench "+sub) {
+			t.Errorf("bench %s --help: exit %d, stderr %q", sub, code, stderr)
 		}
 	}
 	if _, stderr, code := lorafleet(t, "\xff\xfe", "tokenize", "--model", g.ModelDir()); code != 1 || !strings.Contains(stderr, "UTF-8") {

@@ -52,6 +52,9 @@ type Config struct {
 	// "hit") and once per load, whoever started it: tier "disk" (a local directory or a cached
 	// download) or "hub" (downloaded), result "ok" or "error".
 	Observe func(tier, result string, d time.Duration)
+	// Delay, if set, is how long a successful load from tier ("disk" or "hub") waits before
+	// the adapter is served: worker/sim's modeled load time of a full-size adapter.
+	Delay func(tier string, a *peft.Adapter) time.Duration
 }
 
 // Validate fills in the defaults and checks the settings.

@@ -161,6 +161,9 @@ func (s *Store) join(src string) *flight {
 func (s *Store) load(src string, fl *flight) {
 	start := time.Now()
 	a, tier, err := s.loadSource(src)
+	if err == nil && s.cfg.Delay != nil {
+		time.Sleep(s.cfg.Delay(tier, a))
+	}
 	s.mu.Lock()
 	delete(s.flights, src)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -258,6 +259,33 @@ func TestHostTierEviction(t *testing.T) {
 	big := f.store(t, func(c *Config) { c.HostCacheBytes = tiny - 1 })
 	if _, err := big.Get(ctx, "tiny"); err != nil || big.Stats().HostAdapters != 0 {
 		t.Errorf("an adapter larger than HostCacheBytes: %v, stats %+v", err, big.Stats())
+	}
+}
+
+// Delay (the simulated backend's modeled load time) holds a load back, and only a load:
+// host hits are not delayed.
+func TestDelayHoldsLoads(t *testing.T) {
+	f := newFixture(t)
+	var tiers []string
+	s := f.store(t, func(c *Config) {
+		c.Delay = func(tier string, a *peft.Adapter) time.Duration {
+			tiers = append(tiers, tier) // loads of one ID are serialized by the flight
+			return 50 * time.Millisecond
+		}
+	})
+	ctx := context.Background()
+	start := time.Now()
+	if _, err := s.Get(ctx, "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Errorf("a delayed load returned after %v", took)
+	}
+	if _, err := s.Get(ctx, "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tiers, []string{"disk"}) {
+		t.Errorf("delay asked for tiers %v, want one disk load", tiers)
 	}
 }
 

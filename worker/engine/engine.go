@@ -121,35 +121,45 @@ func (s *Sequence) token(i int) int {
 	return s.Output[i-len(s.Prompt)]
 }
 
-// Engine owns a model and its KV cache. It is not safe for concurrent use.
+// Forwarder runs forward passes and holds the adapters resident on its device: a
+// *model.Model, or worker/sim's cost model of one.
+type Forwarder interface {
+	Forward(b *model.Batch, kv *gpukern.KVCache) ([]float32, error)
+	NewKVCache(numBlocks, blockSize int) *gpukern.KVCache
+	LoadAdapter(key string, pa *peft.Adapter) (*model.Adapter, error)
+	FreeAdapter(a *model.Adapter)
+}
+
+// Engine owns a forwarder and its KV cache. It is not safe for concurrent use.
 type Engine struct {
-	cfg   Config
-	model *model.Model
-	kv    *gpukern.KVCache
-	pool  *kvcache.Pool
+	cfg  Config
+	mc   *model.Config // the model's shape: vocabulary, context
+	fwd  Forwarder
+	kv   *gpukern.KVCache
+	pool *kvcache.Pool
 }
 
 // New returns an engine over m with a KV cache sized by cfg.
-func New(m *model.Model, cfg Config) (*Engine, error) {
-	if err := cfg.setDefaults(&m.Config); err != nil {
+func New(m *model.Model, cfg Config) (*Engine, error) { return NewWith(&m.Config, m, cfg) }
+
+// NewWith returns an engine whose forward passes f runs, for a model of shape mc.
+func NewWith(mc *model.Config, f Forwarder, cfg Config) (*Engine, error) {
+	if err := cfg.setDefaults(mc); err != nil {
 		return nil, err
 	}
 	pool, err := kvcache.NewPool(cfg.NumBlocks, cfg.BlockSize)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	return &Engine{cfg: cfg, model: m, kv: m.NewKVCache(cfg.NumBlocks, cfg.BlockSize), pool: pool}, nil
+	return &Engine{cfg: cfg, mc: mc, fwd: f, kv: f.NewKVCache(cfg.NumBlocks, cfg.BlockSize), pool: pool}, nil
 }
-
-// Model returns the engine's model.
-func (e *Engine) Model() *model.Model { return e.model }
 
 // KVUsage is the fraction of KV cache blocks in use.
 func (e *Engine) KVUsage() float64 { return e.pool.Usage() }
 
 // Check validates a sequence before it joins a batch.
 func (e *Engine) Check(s *Sequence) error {
-	c := &e.model.Config
+	c := e.mc
 	if len(s.Prompt) == 0 {
 		return errors.New("engine: empty prompt")
 	}
@@ -214,7 +224,7 @@ func (e *Engine) Step(seqs []*Sequence) error {
 		return nil
 	}
 	batch := e.batch(plan)
-	logits, err := e.model.Forward(batch, e.kv)
+	logits, err := e.fwd.Forward(batch, e.kv)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -293,7 +303,7 @@ func (e *Engine) batch(plan []work) *model.Batch {
 
 // finishStep records logits, samples and finishes sequences after a forward pass.
 func (e *Engine) finishStep(plan []work, logits []float32) {
-	vocab := e.model.Config.VocabSize
+	vocab := e.mc.VocabSize
 	for _, w := range plan {
 		s := w.seq
 		s.computed += w.n
@@ -326,7 +336,7 @@ func (e *Engine) checkFinished(s *Sequence, tok int) {
 		s.Finish = FinishStop
 	case s.OnToken != nil && !s.OnToken(tok):
 		s.Finish = FinishStop // the caller's stop: a stop string, a cancelled request
-	case len(s.Output) >= s.MaxTokens || len(s.Prompt)+len(s.Output) >= e.model.Config.MaxPositions:
+	case len(s.Output) >= s.MaxTokens || len(s.Prompt)+len(s.Output) >= e.mc.MaxPositions:
 		s.Finish = FinishLength
 	default:
 		return

@@ -133,7 +133,7 @@ func (e *Engine) Start(ctx context.Context, src AdapterSource) *Loop {
 	l := &Loop{
 		e: e, src: src,
 		sched: sched.Config{MaxBatchTokens: e.cfg.MaxBatchTokens, MaxRunning: e.cfg.MaxRunning, Slots: e.cfg.Slots, BlockSize: e.cfg.BlockSize},
-		byID:  map[uint64]*Sequence{}, slots: newSlots(e.model), done: make(chan struct{}),
+		byID:  map[uint64]*Sequence{}, slots: newSlots(e.fwd), done: make(chan struct{}),
 	}
 	l.inbox.wake = make(chan struct{}, 1)
 	l.publish()

@@ -15,24 +15,24 @@ import (
 // the old version still run, so the scheduler sees keys ("id#generation") rather than IDs; a
 // new generation starts after each unload.
 type slots struct {
-	model *model.Model
-	lru   []string                  // resident keys, least recently used first
-	dev   map[string]*model.Adapter // resident key → device copy
-	host  map[string]*peft.Adapter  // key → host copy, while referenced or resident
-	cur   map[string]string         // adapter ID → its current key
-	refs  map[string]int            // live sequences per key
-	ids   map[string]string         // key → adapter ID
-	gone  map[string]struct{}       // keys whose ID was unloaded: evict once unreferenced
-	gen   uint64
+	fwd  Forwarder
+	lru  []string                  // resident keys, least recently used first
+	dev  map[string]*model.Adapter // resident key → device copy
+	host map[string]*peft.Adapter  // key → host copy, while referenced or resident
+	cur  map[string]string         // adapter ID → its current key
+	refs map[string]int            // live sequences per key
+	ids  map[string]string         // key → adapter ID
+	gone map[string]struct{}       // keys whose ID was unloaded: evict once unreferenced
+	gen  uint64
 
 	loads, evictions uint64 // counters for Stats
 	deviceBytes      int64
 	residents        []string // adapter IDs on the device, rebuilt on load and evict for Stats
 }
 
-func newSlots(m *model.Model) *slots {
+func newSlots(f Forwarder) *slots {
 	return &slots{
-		model: m, dev: map[string]*model.Adapter{}, host: map[string]*peft.Adapter{},
+		fwd: f, dev: map[string]*model.Adapter{}, host: map[string]*peft.Adapter{},
 		cur: map[string]string{}, refs: map[string]int{}, ids: map[string]string{},
 		gone: map[string]struct{}{},
 	}
@@ -103,7 +103,7 @@ func (s *slots) load(key string) error {
 	if !ok {
 		return fmt.Errorf("engine: adapter %s has no host copy", key)
 	}
-	a, err := s.model.LoadAdapter(key, pa)
+	a, err := s.fwd.LoadAdapter(key, pa)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func (s *slots) evict(key string) {
 		return
 	}
 	s.deviceBytes -= a.Bytes()
-	s.model.FreeAdapter(a)
+	s.fwd.FreeAdapter(a)
 	delete(s.dev, key)
 	s.lru = slices.DeleteFunc(s.lru, func(k string) bool { return k == key })
 	s.residents = s.residentIDs()

@@ -25,7 +25,7 @@ func (l *Loop) step() error {
 		}
 		return nil
 	}
-	logits, err := l.e.model.Forward(l.e.batch(l.work), l.e.kv)
+	logits, err := l.e.fwd.Forward(l.e.batch(l.work), l.e.kv)
 	if err != nil {
 		return fmt.Errorf("engine: forward pass: %w", err)
 	}

@@ -52,6 +52,13 @@ func (m *Model) LoadAdapter(id string, pa *peft.Adapter) (*Adapter, error) {
 	return a, nil
 }
 
+// ShapeOnly returns an adapter known by its shape alone, holding no weights: the device copy
+// of a backend that models the cost of LoRA instead of computing it (worker/sim). Forward
+// refuses it.
+func ShapeOnly(id string, rank int, bytes int64) *Adapter {
+	return &Adapter{ID: id, rank: rank, bytes: bytes}
+}
+
 // FreeAdapter releases the adapter's backend memory; it must not be used afterwards.
 func (m *Model) FreeAdapter(a *Adapter) {
 	for li := range a.weights {

@@ -112,6 +112,9 @@ func (m *Model) validate(b *Batch, kv *gpukern.KVCache) error {
 		if r.Start != next || r.End <= r.Start {
 			return fmt.Errorf("model: adapter runs do not tile the batch at row %d", next)
 		}
+		if r.Adapter != nil && r.Adapter.weights == nil {
+			return fmt.Errorf("model: adapter %s holds no weights (freed, or shape only)", r.Adapter.ID)
+		}
 		next = r.End
 	}
 	if next != n {

@@ -178,6 +178,7 @@ func TestForwardRejectsBadBatches(t *testing.T) {
 		"logit row":    func(b *Batch) { b.LogitRows[0] = 2 },
 		"lengths":      func(b *Batch) { b.Slots = b.Slots[:1] },
 		"empty":        func(b *Batch) { *b = Batch{} },
+		"shape only":   func(b *Batch) { b.Adapters[0].Adapter = ShapeOnly("sim", 8, 1<<20) },
 	} {
 		b := good()
 		mutate(b)
