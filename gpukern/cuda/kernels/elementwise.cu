@@ -1,0 +1,82 @@
+// Row-wise and elementwise kernels. Types follow gpukern/cuda's layout: the residual stream and
+// GEMM outputs are fp32, GEMM inputs and weights bf16; reductions accumulate in fp32.
+#include <cuda_bf16.h>
+
+// Sums v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ float block_sum(float v) {
+	__shared__ float warp_sums[32];
+	for (int o = 16; o > 0; o >>= 1) {
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	}
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+	__syncthreads(); // warp_sums may still be read by a previous call
+	if (lane == 0) {
+		warp_sums[warp] = v;
+	}
+	__syncthreads();
+	v = lane < warps ? warp_sums[lane] : 0.0f;
+	for (int o = 16; o > 0; o >>= 1) {
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	}
+	return v;
+}
+
+// out[r,:] = table[ids[r],:] as fp32. Grid (ceil(dim/blockDim), rows).
+extern "C" __global__ void embedding(float *out, const __nv_bfloat16 *table, const int *ids, int dim) {
+	int r = blockIdx.y;
+	int i = blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < dim) {
+		out[(size_t)r * dim + i] = __bfloat162float(table[(size_t)ids[r] * dim + i]);
+	}
+}
+
+// out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w, as bf16 for the next GEMM. With a
+// non-null delta, x[r,:] += delta[r,:] first and is written back (the residual add fused in).
+// One block per row.
+extern "C" __global__ void rmsnorm(__nv_bfloat16 *out, float *x, const float *delta, const __nv_bfloat16 *w, int dim, float eps) {
+	float *row = x + (size_t)blockIdx.x * dim;
+	const float *d = delta ? delta + (size_t)blockIdx.x * dim : nullptr;
+	float ss = 0.0f;
+	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+		float v = row[i];
+		if (d) {
+			v += d[i];
+			row[i] = v;
+		}
+		ss += v * v;
+	}
+	float inv = rsqrtf(block_sum(ss) / dim + eps);
+	__nv_bfloat16 *o = out + (size_t)blockIdx.x * dim;
+	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+		o[i] = __float2bfloat16(row[i] * inv * __bfloat162float(w[i]));
+	}
+}
+
+// out = silu(gate) * up over n elements, as bf16 for the down projection.
+extern "C" __global__ void silu_mul(__nv_bfloat16 *out, const float *gate, const float *up, long long n) {
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+		float g = gate[i];
+		out[i] = __float2bfloat16(g / (1.0f + expf(-g)) * up[i]);
+	}
+}
+
+// x[r,:] += bias over rows of dim elements.
+extern "C" __global__ void add_bias(float *x, const __nv_bfloat16 *bias, int dim, long long n) {
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+		x[i] += __bfloat162float(bias[i % dim]);
+	}
+}
+
+// out = a + b over n elements (out may alias a or b).
+extern "C" __global__ void add(float *out, const float *a, const float *b, long long n) {
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+		out[i] = a[i] + b[i];
+	}
+}
+
+// out = bf16(x) over n elements (GEMM inputs computed in fp32).
+extern "C" __global__ void to_bf16(__nv_bfloat16 *out, const float *x, long long n) {
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+		out[i] = __float2bfloat16(x[i]);
+	}
+}

@@ -1,0 +1,40 @@
+// Package kernels holds the CUDA sources of gpukern/cuda's kernels, embedded in the binary and
+// compiled at start-up by NVRTC for the GPU's exact architecture (gpukern/cuda/nvrtc).
+//
+// Types: the residual stream and GEMM outputs are fp32; GEMM inputs (normed activations,
+// attention and SiLU-mul outputs), weights, adapters and the KV cache are bf16; every
+// reduction accumulates in fp32. Kernels are extern "C" so their names survive compilation.
+package kernels
+
+import (
+	"embed"
+	"io/fs"
+	"slices"
+)
+
+//go:embed *.cu
+var files embed.FS
+
+// Source is one kernel file.
+type Source struct {
+	Name string // file name, e.g. "attention.cu"
+	Text string
+}
+
+// Sources returns every kernel file, by name.
+func Sources() []Source {
+	names, err := fs.Glob(files, "*.cu")
+	if err != nil {
+		panic(err) // the pattern is constant
+	}
+	slices.Sort(names)
+	out := make([]Source, len(names))
+	for i, n := range names {
+		b, err := files.ReadFile(n)
+		if err != nil {
+			panic(err) // embedded at build time
+		}
+		out[i] = Source{Name: n, Text: string(b)}
+	}
+	return out
+}
