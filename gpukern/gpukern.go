@@ -76,8 +76,10 @@ type Backend interface {
 	// Embedding gathers rows: out[i,:] = table[ids[i],:], for rows of dim elements. It also
 	// serves as the row gather of hidden states before the LM head.
 	Embedding(out, table Tensor, ids []int32, dim int)
-	// RMSNorm: out[r,:] = x[r,:] / sqrt(mean(x[r,:]²) + eps) · w.
-	RMSNorm(out, x, w Tensor, rows, dim int, eps float32)
+	// RMSNorm: out[r,:] = x[r,:] / sqrt(mean(x[r,:]²) + eps) · w. With a non-nil residual,
+	// x += residual first and is kept (the residual add fused with the norm after it); out may
+	// alias residual.
+	RMSNorm(out, x, residual, w Tensor, rows, dim int, eps float32)
 	// MatMul: out[m,n] = x[m,k] · w[n,k]ᵀ (w in Hugging Face's [out, in] layout).
 	MatMul(out, x, w Tensor, m, n, k int)
 	// AddBias: x[r,:] += bias, for rows of dim elements.
@@ -86,12 +88,11 @@ type Backend interface {
 	Add(out, a, b Tensor, n int)
 	// SiLUMul: out = silu(gate) · up elementwise over n elements.
 	SiLUMul(out, gate, up Tensor, n int)
-	// RoPE rotates each head of x [rows, heads·headDim] in place by its row's position, in
-	// rotate_half order (pairs i and i+headDim/2). cosSin is [maxPos, headDim] holding
-	// cos(pos·inv[i]) in the first half of a row and sin in the second.
-	RoPE(x Tensor, rows, heads, headDim int, pos []int32, cosSin Tensor)
-	// WriteKV stores row i of k and v [rows, KVHeads·HeadDim] at slot slots[i] of a layer.
-	WriteKV(cache *KVCache, layer int, k, v Tensor, slots []int32)
+	// RoPEWriteKV rotates each head of q [rows, heads·HeadDim] and k [rows, KVHeads·HeadDim]
+	// in place by its row's position, in rotate_half order (pairs i and i+HeadDim/2), then
+	// stores row i of k and v at slot slots[i] of a layer of the cache. cosSin is
+	// [maxPos, HeadDim] holding cos(pos·inv[i]) in the first half of a row and sin in the second.
+	RoPEWriteKV(q, k, v Tensor, rows, heads int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32)
 	// Attention computes causal attention with grouped KV heads over the paged cache:
 	// out [rows, Heads·HeadDim] from q [rows, Heads·HeadDim].
 	Attention(out, q Tensor, cache *KVCache, layer int, seqs []AttnSeq, p AttnParams)

@@ -6,16 +6,6 @@ import (
 	"github.com/lorafleet/lorafleet/gpukern"
 )
 
-// WriteKV implements gpukern.Backend.
-func (b *Backend) WriteKV(cache *gpukern.KVCache, layer int, k, v gpukern.Tensor, slots []int32) {
-	width := cache.KVHeads * cache.HeadDim
-	kc, vc, ks, vs := data(cache.K[layer]), data(cache.V[layer]), data(k), data(v)
-	for i, s := range slots {
-		copy(kc[int(s)*width:(int(s)+1)*width], ks[i*width:(i+1)*width])
-		copy(vc[int(s)*width:(int(s)+1)*width], vs[i*width:(i+1)*width])
-	}
-}
-
 // attnTask is one (query row, head) pair.
 type attnTask struct {
 	seq      *gpukern.AttnSeq

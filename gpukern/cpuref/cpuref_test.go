@@ -81,19 +81,22 @@ func TestRMSNormSiLUMulAddBias(t *testing.T) {
 	rows, dim := 3, 10
 	x, w := randSlice(r, rows*dim), randSlice(r, dim)
 	out := be.Alloc(rows * dim)
-	be.RMSNorm(out, be.Weight(x), be.Weight(w), rows, dim, 1e-5)
-	want := make([]float64, rows*dim)
-	for i := range rows {
-		var ss float64
-		for j := range dim {
-			ss += float64(x[i*dim+j]) * float64(x[i*dim+j])
-		}
-		inv := 1 / math.Sqrt(ss/float64(dim)+1e-5)
-		for j := range dim {
-			want[i*dim+j] = float64(x[i*dim+j]) * inv * float64(w[j])
-		}
-	}
+	be.RMSNorm(out, be.Weight(x), nil, be.Weight(w), rows, dim, 1e-5)
+	want := rmsRef(x, w, rows, dim)
 	closeTo(t, "rmsnorm", out.(*Tensor).data, want, 1e-6)
+
+	// With a residual: x += residual is kept, and the norm is of the sum; out aliases it.
+	res := randSlice(r, rows*dim)
+	xt, rt := be.Weight(x), be.Weight(res)
+	be.RMSNorm(rt, xt, rt, be.Weight(w), rows, dim, 1e-5)
+	sum := make([]float32, rows*dim)
+	sum64 := make([]float64, rows*dim)
+	for i := range sum {
+		sum[i] = x[i] + res[i]
+		sum64[i] = float64(sum[i])
+	}
+	closeTo(t, "residual kept", xt.(*Tensor).data, sum64, 0)
+	closeTo(t, "rmsnorm of the sum", rt.(*Tensor).data, rmsRef(sum, w, rows, dim), 1e-6)
 
 	g, u := randSlice(r, 20), randSlice(r, 20)
 	act := be.Alloc(20)
@@ -112,27 +115,53 @@ func TestRMSNormSiLUMulAddBias(t *testing.T) {
 	closeTo(t, "add_bias", xb.(*Tensor).data, want, 1e-7)
 }
 
-func TestRoPERotateHalf(t *testing.T) {
-	be := New(1)
-	headDim, heads := 4, 2
-	// One position with angles (0.3, 1.1) for the two pairs.
-	cs := []float32{0, 0, 0, 0, float32(math.Cos(0.3)), float32(math.Cos(1.1)), float32(math.Sin(0.3)), float32(math.Sin(1.1))}
-	x := []float32{1, 2, 3, 4, -1, 0.5, 2, -3}
-	xt := be.Weight(x)
-	be.RoPE(xt, 1, heads, headDim, []int32{1}, be.Weight(cs))
-	var want []float64
-	for h := range heads {
-		v := x[h*headDim : (h+1)*headDim]
-		for i, ang := range []float64{0.3, 1.1} { // pairs (i, i+2)
-			a, b := float64(v[i]), float64(v[i+2])
-			want = append(want, a*math.Cos(ang)-b*math.Sin(ang))
+// rmsRef is RMSNorm in float64.
+func rmsRef(x, w []float32, rows, dim int) []float64 {
+	want := make([]float64, rows*dim)
+	for i := range rows {
+		var ss float64
+		for j := range dim {
+			ss += float64(x[i*dim+j]) * float64(x[i*dim+j])
 		}
-		for i, ang := range []float64{0.3, 1.1} {
-			a, b := float64(v[i]), float64(v[i+2])
-			want = append(want, b*math.Cos(ang)+a*math.Sin(ang))
+		inv := 1 / math.Sqrt(ss/float64(dim)+1e-5)
+		for j := range dim {
+			want[i*dim+j] = float64(x[i*dim+j]) * inv * float64(w[j])
 		}
 	}
-	closeTo(t, "rope", xt.(*Tensor).data, want, 1e-6)
+	return want
+}
+
+// RoPEWriteKV rotates q (2 heads) and k (1 KV head) in rotate_half order, and stores the
+// rotated k and the untouched v at the row's slot.
+func TestRoPEWriteKV(t *testing.T) {
+	be := New(1)
+	headDim, heads := 4, 2
+	// Position 1 has angles (0.3, 1.1) for the two pairs.
+	cs := []float32{0, 0, 0, 0, float32(math.Cos(0.3)), float32(math.Cos(1.1)), float32(math.Sin(0.3)), float32(math.Sin(1.1))}
+	q := []float32{1, 2, 3, 4, -1, 0.5, 2, -3}
+	k, v := []float32{0.5, -2, 1.5, 3}, []float32{9, 8, 7, 6}
+	rotated := func(x []float32) []float64 {
+		var want []float64
+		for h := range len(x) / headDim {
+			x := x[h*headDim : (h+1)*headDim]
+			for i, ang := range []float64{0.3, 1.1} { // pairs (i, i+2)
+				want = append(want, float64(x[i])*math.Cos(ang)-float64(x[i+2])*math.Sin(ang))
+			}
+			for i, ang := range []float64{0.3, 1.1} {
+				want = append(want, float64(x[i+2])*math.Cos(ang)+float64(x[i])*math.Sin(ang))
+			}
+		}
+		return want
+	}
+	cache := &gpukern.KVCache{NumBlocks: 1, BlockSize: 4, KVHeads: 1, HeadDim: headDim,
+		K: []gpukern.Tensor{be.Alloc(4 * headDim)}, V: []gpukern.Tensor{be.Alloc(4 * headDim)}}
+	qt, kt := be.Weight(q), be.Weight(k)
+	be.RoPEWriteKV(qt, kt, be.Weight(v), 1, heads, []int32{1}, be.Weight(cs), cache, 0, []int32{2})
+	closeTo(t, "rope q", qt.(*Tensor).data, rotated(q), 1e-6)
+	closeTo(t, "rope k", kt.(*Tensor).data, rotated(k), 1e-6)
+	closeTo(t, "k at slot 2", cache.K[0].(*Tensor).data[2*headDim:3*headDim], rotated(k), 1e-6)
+	closeTo(t, "v at slot 2", cache.V[0].(*Tensor).data[2*headDim:3*headDim], []float64{9, 8, 7, 6}, 0)
+	closeTo(t, "slot 0 untouched", cache.K[0].(*Tensor).data[:headDim], []float64{0, 0, 0, 0}, 0)
 }
 
 // refAttention is causal GQA attention over contiguous K/V in float64.
@@ -190,7 +219,9 @@ func TestPagedAttentionGQA(t *testing.T) {
 		for p := range slots {
 			slots[p] = s.blocks[p/bs]*int32(bs) + int32(p%bs)
 		}
-		be.WriteKV(cache, 0, be.Weight(k), be.Weight(v), slots)
+		// Position 0 of an identity table: RoPEWriteKV stores k unrotated.
+		identity := be.Weight([]float32{1, 1, 1, 1, 0, 0, 0, 0})
+		be.RoPEWriteKV(be.Alloc(s.ctx*heads*hd), be.Weight(k), be.Weight(v), s.ctx, heads, make([]int32, s.ctx), identity, cache, 0, slots)
 		q := randSlice(r, s.qlen*heads*hd)
 		qAll = append(qAll, q...)
 		want = append(want, refAttention(q, k, v, s.ctx, s.qlen, heads, kvHeads, hd)...)

@@ -16,11 +16,20 @@ func (b *Backend) Embedding(out, table gpukern.Tensor, ids []int32, dim int) {
 
 // RMSNorm implements gpukern.Backend. The mean of squares is accumulated in float64, as
 // Hugging Face upcasts before the reduction.
-func (b *Backend) RMSNorm(out, x, w gpukern.Tensor, rows, dim int, eps float32) {
+func (b *Backend) RMSNorm(out, x, residual, w gpukern.Tensor, rows, dim int, eps float32) {
 	o, xs, ws := data(out), data(x), data(w)
+	var res []float32
+	if residual != nil {
+		res = data(residual)
+	}
 	b.parallel(rows, max(1, 4096/dim), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := xs[r*dim : (r+1)*dim]
+			if res != nil {
+				for i, d := range res[r*dim : (r+1)*dim] {
+					row[i] += d
+				}
+			}
 			var ss float64
 			for _, v := range row {
 				ss += float64(v) * float64(v)
@@ -64,9 +73,20 @@ func (b *Backend) SiLUMul(out, gate, up gpukern.Tensor, n int) {
 	})
 }
 
-// RoPE implements gpukern.Backend.
-func (b *Backend) RoPE(x gpukern.Tensor, rows, heads, headDim int, pos []int32, cosSin gpukern.Tensor) {
-	xs, cs := data(x), data(cosSin)
+// RoPEWriteKV implements gpukern.Backend.
+func (b *Backend) RoPEWriteKV(q, k, v gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
+	rope(data(q), rows, heads, cache.HeadDim, pos, data(cosSin))
+	rope(data(k), rows, cache.KVHeads, cache.HeadDim, pos, data(cosSin))
+	width := cache.KVHeads * cache.HeadDim
+	kc, vc, ks, vs := data(cache.K[layer]), data(cache.V[layer]), data(k), data(v)
+	for i, s := range slots {
+		copy(kc[int(s)*width:(int(s)+1)*width], ks[i*width:(i+1)*width])
+		copy(vc[int(s)*width:(int(s)+1)*width], vs[i*width:(i+1)*width])
+	}
+}
+
+// rope rotates each head of xs [rows, heads·headDim] by its row's position.
+func rope(xs []float32, rows, heads, headDim int, pos []int32, cs []float32) {
 	half := headDim / 2
 	for r := range rows {
 		table := cs[int(pos[r])*headDim : (int(pos[r])+1)*headDim]

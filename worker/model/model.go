@@ -162,33 +162,35 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	ws := m.ws.ensure(be, c, rows, len(b.LogitRows), maxRank(b.Adapters))
 	be.Embedding(ws.x, m.embed, b.Tokens, c.Hidden)
 	attn := gpukern.AttnParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
+	eps := float32(c.RMSNormEps)
+	var pending gpukern.Tensor // the MLP output not yet added to the residual stream x
 	for li := range m.layers {
 		ly := &m.layers[li]
 		segs := loraSegments(b.Adapters, li)
-		be.RMSNorm(ws.h, ws.x, ly.inNorm, rows, c.Hidden, float32(c.RMSNormEps))
+		be.RMSNorm(ws.h, ws.x, pending, ly.inNorm, rows, c.Hidden, eps)
 		m.project(ws.q, ws.h, ly, ProjQ, rows, segs)
 		m.project(ws.k, ws.h, ly, ProjK, rows, segs)
 		m.project(ws.v, ws.h, ly, ProjV, rows, segs)
-		be.RoPE(ws.q, rows, c.Heads, c.HeadDim, b.Positions, m.cosSin)
-		be.RoPE(ws.k, rows, c.KVHeads, c.HeadDim, b.Positions, m.cosSin)
-		be.WriteKV(kv, li, ws.k, ws.v, b.Slots)
+		be.RoPEWriteKV(ws.q, ws.k, ws.v, rows, c.Heads, b.Positions, m.cosSin, kv, li, b.Slots)
 		be.Attention(ws.attn, ws.q, kv, li, b.Seqs, attn)
 		m.project(ws.h, ws.attn, ly, ProjO, rows, segs)
-		be.Add(ws.x, ws.x, ws.h, rows*c.Hidden)
 
-		be.RMSNorm(ws.h, ws.x, ly.postNorm, rows, c.Hidden, float32(c.RMSNormEps))
+		be.RMSNorm(ws.h, ws.x, ws.h, ly.postNorm, rows, c.Hidden, eps)
 		m.project(ws.gate, ws.h, ly, ProjGate, rows, segs)
 		m.project(ws.up, ws.h, ly, ProjUp, rows, segs)
 		be.SiLUMul(ws.gate, ws.gate, ws.up, rows*c.Intermediate)
 		m.project(ws.h, ws.gate, ly, ProjDown, rows, segs)
-		be.Add(ws.x, ws.x, ws.h, rows*c.Hidden)
+		pending = ws.h
+	}
+	if pending != nil {
+		be.Add(ws.x, ws.x, pending, rows*c.Hidden)
 	}
 	n := len(b.LogitRows)
 	if n == 0 {
 		return nil, be.Sync()
 	}
 	be.Embedding(ws.last, ws.x, b.LogitRows, c.Hidden)
-	be.RMSNorm(ws.last, ws.last, m.norm, n, c.Hidden, float32(c.RMSNormEps))
+	be.RMSNorm(ws.last, ws.last, nil, m.norm, n, c.Hidden, eps)
 	be.MatMul(ws.logits, ws.last, m.lmHead, n, c.VocabSize, c.Hidden)
 	out := make([]float32, n*c.VocabSize)
 	be.Download(out, ws.logits)

@@ -31,11 +31,11 @@ extern "C" __global__ void embedding(float *out, const __nv_bfloat16 *table, con
 }
 
 // out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w, as bf16 for the next GEMM. With a
-// non-null delta, x[r,:] += delta[r,:] first and is written back (the residual add fused in).
-// One block per row.
-extern "C" __global__ void rmsnorm(__nv_bfloat16 *out, float *x, const float *delta, const __nv_bfloat16 *w, int dim, float eps) {
+// non-null residual, x[r,:] += residual[r,:] first and is written back (the residual add fused
+// in). One block per row.
+extern "C" __global__ void rmsnorm(__nv_bfloat16 *out, float *x, const float *residual, const __nv_bfloat16 *w, int dim, float eps) {
 	float *row = x + (size_t)blockIdx.x * dim;
-	const float *d = delta ? delta + (size_t)blockIdx.x * dim : nullptr;
+	const float *d = residual ? residual + (size_t)blockIdx.x * dim : nullptr;
 	float ss = 0.0f;
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		float v = row[i];
