@@ -19,6 +19,7 @@ import (
 
 	"github.com/lorafleet/lorafleet/bench/load"
 	"github.com/lorafleet/lorafleet/bench/routing"
+	"github.com/lorafleet/lorafleet/router"
 )
 
 // runBench dispatches the benchmark tools.
@@ -213,14 +214,17 @@ func parsePolicies(list string) ([]routing.Policy, error) {
 	var ps []routing.Policy
 	for p := range strings.SplitSeq(list, ",") {
 		name, c, ok := strings.Cut(strings.TrimSpace(p), ":")
+		if _, err := router.ParsePolicy(name); err != nil {
+			return nil, err
+		}
 		pol := routing.Policy{Name: name}
 		if name == "bounded" {
 			pol.Balance = 1.25 // the router's default
 		}
 		if ok {
 			v, err := strconv.ParseFloat(c, 64)
-			if err != nil || name != "bounded" {
-				return nil, fmt.Errorf("%q: only bounded takes a balance factor (bounded:1.25)", p)
+			if err != nil || name != "bounded" || !(v > 1) {
+				return nil, fmt.Errorf("%q: only bounded takes a balance factor, above 1 (bounded:1.25)", p)
 			}
 			pol.Balance = v
 		}

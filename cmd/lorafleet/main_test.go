@@ -178,6 +178,7 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"tokenize", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"bench", "routing", "--policies", "consistent:1.2"}, 1, "only bounded takes a balance factor"},
 		{[]string{"bench", "routing", "--zipf", "one"}, 1, "--zipf"},
+		{[]string{"bench", "routing", "--policies", "bounded,fastest"}, 1, "fastest"},
 	} {
 		_, stderr, code := lorafleet(t, "", c.args...)
 		if code != c.code || !strings.Contains(stderr, c.msg) {
