@@ -1,6 +1,7 @@
 // Package gpukern defines the kernels the transformer forward pass needs, behind one
 // interface with two implementations: gpukern/cpuref (pure Go, the default backend and the
-// reference) and gpukern/cuda (behind the cuda build tag).
+// reference) and gpukern/cuda (behind the cuda build tag; its kernel sources are in
+// gpukern/cuda/kernels, the backend that launches them is still to come).
 //
 // Conventions shared by every kernel:
 //   - Tensors are opaque buffers owned by the backend; shapes are passed with each call and
