@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-	natstest "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 
 	"github.com/lorafleet/lorafleet/internal/testutil"
@@ -17,20 +15,11 @@ import (
 	"github.com/lorafleet/lorafleet/worker"
 )
 
-func runNATS(t *testing.T, port int) *natsserver.Server {
-	t.Helper()
-	opts := natstest.DefaultTestOptions
-	opts.Port = port
-	s := natstest.RunServer(&opts)
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
 // The whole cluster in one process: embedded NATS, two workers that gossip and publish load
 // reports, a router that follows both. Reports tell the router where adapters are resident,
 // and NATS going away and coming back costs no request.
 func TestReportsAndNATSOutage(t *testing.T) {
-	ns := runNATS(t, -1)
+	ns := testutil.RunNATS(t, -1)
 	natsURL := ns.ClientURL()
 	port := ns.Addr().(*net.TCPAddr).Port
 	r, self := gossipRouter(t)
@@ -73,6 +62,6 @@ func TestReportsAndNATSOutage(t *testing.T) {
 		}
 	}
 	before := table.Stats().Accepted
-	runNATS(t, port) // back on the same port: publishers and the table reconnect
+	testutil.RunNATS(t, port) // back on the same port: publishers and the table reconnect
 	testutil.Eventually(t, 10*time.Second, "reports to resume", func() bool { return table.Stats().Accepted > before+2 })
 }

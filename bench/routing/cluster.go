@@ -1,19 +1,17 @@
 package routing
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/lorafleet/lorafleet/internal/proc"
 )
 
 // cluster is one experiment's processes: a NATS server, a router and the simulated workers,
@@ -36,19 +34,23 @@ func startCluster(ctx context.Context, c *Config, dir string, p Policy) (cl *clu
 	if err != nil {
 		return nil, err
 	}
-	seed, err := freeAddr()
+	seed, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	natsURL := "nats://" + natsAddr
-	routerAddr, err := cl.start(ctx, c, "router", "router", "--listen", "127.0.0.1:0", "--gossip", seed, "--join", seed,
-		"--nats", natsURL, "--base-model", "model", "--policy", p.Name, "--balance-factor", strconv.FormatFloat(p.balance(), 'f', -1, 64))
+	routerArgs := []string{"router", "--listen", "127.0.0.1:0", "--gossip", seed, "--join", seed,
+		"--nats", natsURL, "--base-model", "model", "--policy", p.Name}
+	if p.Balance > 0 {
+		routerArgs = append(routerArgs, "--balance-factor", strconv.FormatFloat(p.Balance, 'f', -1, 64))
+	}
+	routerAddr, err := cl.start(ctx, c, "router", routerArgs...)
 	if err != nil {
 		return nil, err
 	}
 	cl.router = "http://" + routerAddr
 	for i := range c.Workers {
-		gossip, err := freeAddr()
+		gossip, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -78,9 +80,9 @@ func (cl *cluster) start(ctx context.Context, c *Config, what string, args ...st
 		return "", fmt.Errorf("routing: starting %s: %w", what, err)
 	}
 	cl.procs = append(cl.procs, cmd)
-	addr, err := listenAddr(what, stderr, 30*time.Second)
+	addr, err := proc.ListenAddr(what, stderr, 30*time.Second)
 	if err != nil {
-		return "", fmt.Errorf("routing: %s %v: %w", what, args, err)
+		return "", fmt.Errorf("routing: %v: %w", args, err)
 	}
 	return addr, nil
 }
@@ -94,47 +96,6 @@ func (cl *cluster) stop() {
 		p.Wait()
 	}
 	cl.procs = nil
-}
-
-// listenAddr reads a process's log until it says where it listens, then keeps draining it
-// so that the process never blocks on a full pipe.
-func listenAddr(what string, stderr io.Reader, timeout time.Duration) (string, error) {
-	line := regexp.MustCompile(what + ` listening" addr=(\S+)`)
-	found := make(chan string, 1)
-	var last string
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := line.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-			last = sc.Text()
-		}
-		close(found)
-	}()
-	select {
-	case addr, ok := <-found:
-		if !ok {
-			return "", fmt.Errorf("exited before listening: %s", last)
-		}
-		return addr, nil
-	case <-time.After(timeout):
-		return "", fmt.Errorf("not listening after %v", timeout)
-	}
-}
-
-// freeAddr is a loopback address with a port that was free a moment ago (for gossip, whose
-// bound port the processes do not log).
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // clusterView is the part of the router's GET /cluster the experiments read.

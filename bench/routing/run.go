@@ -32,15 +32,6 @@ func (p Policy) String() string {
 	return p.Name
 }
 
-// balance is the router's --balance-factor: the policy's, or the default where the policy
-// has none.
-func (p Policy) balance() float64 {
-	if p.Balance > 0 {
-		return p.Balance
-	}
-	return 1.25
-}
-
 // DefaultPolicies are the policies the issue compares.
 func DefaultPolicies() []Policy {
 	return []Policy{{"bounded", 1.1}, {"bounded", 1.25}, {"bounded", 1.5}, {Name: "consistent"}, {Name: "least-loaded"}, {Name: "round-robin"}, {Name: "random"}}

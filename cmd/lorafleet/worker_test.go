@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lorafleet/lorafleet/internal/proc"
 )
 
 // The worker as users run it: the built binary in its own process, stopped with SIGTERM
@@ -146,27 +147,12 @@ func startWorkerProcess(t *testing.T) (*exec.Cmd, string) {
 
 // listenAddr reads a process's log until it says where it listens, then keeps draining it.
 func listenAddr(t *testing.T, what string, stderr io.Reader) string {
-	listenLine := regexp.MustCompile(what + ` listening" addr=(\S+)`)
 	t.Helper()
-	lines := bufio.NewScanner(stderr)
-	found := make(chan string, 1)
-	go func() {
-		for lines.Scan() {
-			if m := listenLine.FindStringSubmatch(lines.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case addr := <-found:
-		return addr
-	case <-time.After(30 * time.Second):
-		t.Fatal("the worker never said where it listens")
-		return ""
+	addr, err := proc.ListenAddr(what, stderr, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return addr
 }
 
 // `lorafleet serve`: NATS, a router and two workers in one process, answering through the

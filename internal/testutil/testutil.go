@@ -7,8 +7,20 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	natstest "github.com/nats-io/nats-server/v2/test"
 	"github.com/valyala/fasthttp"
 )
+
+// RunNATS starts an embedded NATS server, stopped when the test ends; port -1 picks a free one.
+func RunNATS(tb testing.TB, port int) *natsserver.Server {
+	tb.Helper()
+	opts := natstest.DefaultTestOptions
+	opts.Port = port
+	s := natstest.RunServer(&opts)
+	tb.Cleanup(s.Shutdown)
+	return s
+}
 
 // Eventually polls cond every few milliseconds until it holds, and fails the test if it
 // still does not after timeout. Use it instead of sleeping for a guessed duration.

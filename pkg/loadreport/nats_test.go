@@ -7,19 +7,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	natstest "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
+
+	"github.com/lorafleet/lorafleet/internal/testutil"
 )
 
 // runServer starts an embedded NATS server; port -1 picks a free one.
-func runServer(t *testing.T, port int) *server.Server {
-	t.Helper()
-	opts := natstest.DefaultTestOptions
-	opts.Port = port
-	s := natstest.RunServer(&opts)
-	t.Cleanup(s.Shutdown)
-	return s
-}
+func runServer(t *testing.T, port int) *server.Server { return testutil.RunNATS(t, port) }
 
 func serverPort(t *testing.T, s *server.Server) int {
 	t.Helper()

@@ -48,8 +48,14 @@ func (p *Profile) gemmMS(rows int) float64 {
 
 // KVBytesPerToken is the modeled KV cache footprint of one token across layers.
 func (p *Profile) KVBytesPerToken() int64 {
+	c := p.config()
+	return 2 * int64(c.Layers) * int64(c.KVHeads*c.HeadDim) * int64(p.Model.DTypeBytes)
+}
+
+// config is the modeled model's shape as the model package describes one.
+func (p *Profile) config() model.Config {
 	m := p.Model
-	return 2 * int64(m.Layers) * int64(m.KVHeads*(m.Hidden/m.Heads)) * int64(m.DTypeBytes)
+	return model.Config{Layers: m.Layers, Hidden: m.Hidden, Intermediate: m.Intermediate, Heads: m.Heads, KVHeads: m.KVHeads, HeadDim: m.Hidden / m.Heads}
 }
 
 // AdapterBytes is the size a PEFT adapter would have on the modeled model: for each module
@@ -60,27 +66,12 @@ func (p *Profile) AdapterBytes(pa *peft.Adapter) int64 {
 	for t, l := range pa.Weights {
 		ranks[t.Module] = max(ranks[t.Module], l.Rank)
 	}
+	c := p.config()
 	var n int64
-	for module, r := range ranks {
-		in, out := p.moduleShape(module)
-		n += int64(r) * int64(in+out)
+	for _, m := range c.PEFTBase().Modules {
+		n += int64(ranks[m.Name]) * int64(m.In+m.Out)
 	}
-	return n * int64(p.Model.Layers) * int64(p.Model.DTypeBytes)
-}
-
-func (p *Profile) moduleShape(module string) (in, out int) {
-	m := p.Model
-	kv := m.KVHeads * (m.Hidden / m.Heads)
-	switch module {
-	case "k_proj", "v_proj":
-		return m.Hidden, kv
-	case "gate_proj", "up_proj":
-		return m.Hidden, m.Intermediate
-	case "down_proj":
-		return m.Intermediate, m.Hidden
-	default: // q_proj, o_proj
-		return m.Hidden, m.Hidden
-	}
+	return n * int64(c.Layers) * int64(p.Model.DTypeBytes)
 }
 
 // LoadTime is the modeled time to bring an adapter of the given size into a tier: "device"

@@ -148,15 +148,22 @@ type recorder struct{ slept []time.Duration }
 
 func (r *recorder) sleep(d time.Duration) { r.slept = append(r.slept, d) }
 
-func TestForwardWaitsTheScaledStepTimeAndPicksTheNextToken(t *testing.T) {
+// recorded is a backend for the tiny test model whose sleeps rec records.
+func recorded(t *testing.T, p *Profile, timeScale float64) (*Backend, *model.Config, *recorder) {
+	t.Helper()
 	mc := tinyConfig(t)
-	p := DefaultProfile()
-	s, err := New(p, mc, 10)
+	s, err := New(p, mc, timeScale)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec recorder
+	rec := &recorder{}
 	s.sleep = rec.sleep
+	return s, mc, rec
+}
+
+func TestForwardWaitsTheScaledStepTimeAndPicksTheNextToken(t *testing.T) {
+	p := DefaultProfile()
+	s, mc, rec := recorded(t, p, 10)
 	b := decodeBatch(4, 100)
 	b.Tokens[3] = int32(mc.EOSTokenIDs[0] - 1) // its successor is EOS: skipped
 	logits, err := s.Forward(b, nil)
@@ -192,14 +199,8 @@ func argmax(v []float32) int {
 // The engine runs on the simulated backend as on the model: sequences with adapters finish
 // at their length limit, each step waiting its modeled time.
 func TestEngineRunsOnTheSimulatedBackend(t *testing.T) {
-	mc := tinyConfig(t)
 	p := DefaultProfile()
-	s, err := New(p, mc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec recorder
-	s.sleep = rec.sleep
+	s, mc, rec := recorded(t, p, 1)
 	pa, err := peft.Load("../../testdata/tiny-llama/adapters/sql", mc.PEFTBase(), peft.Options{})
 	if err != nil {
 		t.Fatal(err)
