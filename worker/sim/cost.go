@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -87,4 +88,11 @@ func (p *Profile) LoadTime(tier string, bytes int64) time.Duration {
 	return seconds(float64(bytes) / rate)
 }
 
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+// seconds converts s to a Duration, saturating where a slow profile's times overflow one
+// (about 292 years).
+func seconds(s float64) time.Duration {
+	if ns := s * float64(time.Second); ns < math.MaxInt64 {
+		return time.Duration(ns)
+	}
+	return math.MaxInt64
+}
