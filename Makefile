@@ -1,6 +1,7 @@
 # lorafleet — see README.md. Every target works on a fresh clone with Go 1.26 and Node 20.
 GO          ?= go
 BIN         := bin/lorafleet
+CUDA_BIN    := bin/lorafleet-cuda
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_MODEL  := testdata/tiny-llama/model
 DEMO_ADAPTERS:= testdata/tiny-llama/adapters
@@ -28,12 +29,27 @@ FUZZ_TARGETS := \
 	./router:FuzzRequestInfo:20000x \
 	./worker/sim:FuzzParseProfile:50000x
 
-.PHONY: all build run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
+.PHONY: all build build-cuda build-gpu-check check-cuda run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/lorafleet
+
+# The CUDA build (worker --backend cuda). Building needs CUDA 11.x/12.x headers and libcuda
+# to link against (Debian non-free: nvidia-cuda-dev, libcuda1); no GPU. The binary runs where
+# the NVIDIA driver is, with cuBLAS and NVRTC of CUDA 11.x to 13.x (opened at run time).
+build-cuda:
+	$(GO) build -tags cuda -ldflags="-s -w" -o $(CUDA_BIN) ./cmd/lorafleet
+
+# The GPU test binary that scripts/gpu-check.sh runs on a GPU machine.
+build-gpu-check:
+	$(GO) test -c -tags cuda -ldflags="-s -w" -o bin/gpukern-cuda.test ./gpukern/cuda
+
+# Vet, staticcheck and build the cuda-tagged code (CI runs it; needs the CUDA headers).
+check-cuda: build-cuda build-gpu-check
+	$(GO) vet -tags cuda ./...
+	$(GO) run $(STATICCHECK) -tags cuda ./...
 
 # The whole system in one process: embedded NATS, the router on 127.0.0.1:8080 and two
 # workers serving the demo model and its adapters

@@ -1,7 +1,7 @@
 // Package gpukern defines the kernels the transformer forward pass needs, behind one
 // interface with two implementations: gpukern/cpuref (pure Go, the default backend and the
 // reference) and gpukern/cuda (behind the cuda build tag; its kernel sources are in
-// gpukern/cuda/kernels, the backend that launches them is still to come).
+// gpukern/cuda/kernels).
 //
 // Conventions shared by every kernel:
 //   - Tensors are opaque buffers owned by the backend; shapes are passed with each call and
@@ -13,7 +13,8 @@
 package gpukern
 
 // Tensor is a buffer of float32 elements (as seen by the caller) owned by a Backend. A device
-// backend may store weights in a narrower type such as bf16.
+// backend may store weights, adapters and the KV cache in a narrower type such as bf16;
+// activations (Alloc) keep float32.
 type Tensor interface {
 	// Len is the number of elements.
 	Len() int
@@ -55,6 +56,25 @@ type LoRASegment struct {
 	Scale      float32
 }
 
+// SampleParams are one row's settings for Backend.Sample.
+//
+// With Temperature ≤ 0 the row's token is its argmax (the first index of the largest logit; 0
+// when none is above -inf). Otherwise, with z = logits/Temperature and p = softmax(z), in
+// worker/sample's (vLLM's) order:
+//  1. TopK (0 < TopK < vocab) keeps the tokens whose logit is ≥ the TopK-th largest (ties kept);
+//  2. MinP (> 0) drops the tokens with p < MinP·max(p);
+//  3. TopP (< 1) keeps, of the rest, the tokens with p ≥ t for the largest t whose kept mass
+//     reaches TopP of the remaining mass;
+//  4. the token is the first index, in vocabulary order, at which the running sum of the
+//     survivors' p exceeds U times their total (the last survivor if rounding leaves none).
+//
+// Tokens whose logit is -inf are never picked unless no logit is finite (then the argmax rule).
+type SampleParams struct {
+	Temperature, TopP, MinP float32
+	TopK                    int32
+	U                       float32 // uniform in [0, 1), from the request's seeded generator
+}
+
 // Backend runs the kernels. Implementations are not safe for concurrent use: one forward pass
 // at a time.
 type Backend interface {
@@ -65,6 +85,13 @@ type Backend interface {
 	Alloc(n int) Tensor
 	// Weight stores read-only parameters (copied; the backend may convert them).
 	Weight(data []float32) Tensor
+	// AllocCache returns a zeroed KV cache buffer of n elements, in the backend's cache type.
+	AllocCache(n int) Tensor
+	// AdapterWeights stores one LoRA adapter's tensors (copied, possibly converted) in the
+	// backend's adapter memory, which may be a fixed pool: it fails when the pool is full or
+	// the adapter is larger than a pool slot. FreeAdapterWeights returns them.
+	AdapterWeights(data [][]float32) ([]Tensor, error)
+	FreeAdapterWeights(ts []Tensor)
 	// Free releases t; it must not be used afterwards.
 	Free(t Tensor)
 	// Upload copies host data into t (len(src) ≤ t.Len()).
@@ -103,4 +130,7 @@ type Backend interface {
 	// LoRAExpand: out[r, 0:outDim] += Scale · v[r, 0:Rank] · Bᵀ for the rows of each segment
 	// with an adapter.
 	LoRAExpand(out, v Tensor, segs []LoRASegment, outDim, vStride int)
+	// Sample picks one token for each of rows row0.. row0+len(params)-1 of logits [_, vocab]
+	// into ids (see SampleParams), so that only token ids leave the device.
+	Sample(ids []int32, logits Tensor, row0, vocab int, params []SampleParams)
 }

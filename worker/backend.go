@@ -12,23 +12,30 @@ import (
 	"github.com/lorafleet/lorafleet/worker/sim"
 )
 
-// backend is what runs the forward passes: the model on the CPU, or the simulated GPU.
+// backend is what runs the forward passes: the model on the CPU or a GPU, or the simulated GPU.
 type backend struct {
 	mc         *model.Config
 	fwd        engine.Forwarder
 	storeDelay func(tier string, a *peft.Adapter) time.Duration // nil: loads take what they take
 }
 
-// newBackend loads the model (or only its config, for the simulation). For the simulation
-// it also sizes the KV cache from the profile unless the config sets it.
+// newBackend loads the model (or only its config, for the simulation).
 func newBackend(cfg *Config) (*backend, error) {
-	if cfg.Backend != "sim" {
-		m, err := model.Load(cfg.ModelDir, cpuref.New(cfg.Threads))
-		if err != nil {
-			return nil, fmt.Errorf("worker: %w", err)
-		}
-		return &backend{mc: &m.Config, fwd: m}, nil
+	switch cfg.Backend {
+	case "sim":
+		return newSimBackend(cfg)
+	case "cuda":
+		return newCUDABackend(cfg)
 	}
+	m, err := model.Load(cfg.ModelDir, cpuref.New(cfg.Threads))
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return &backend{mc: &m.Config, fwd: m}, nil
+}
+
+// newSimBackend also sizes the KV cache from the profile unless the config sets it.
+func newSimBackend(cfg *Config) (*backend, error) {
 	mc, err := model.LoadConfig(cfg.ModelDir)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
@@ -45,5 +52,6 @@ func newBackend(cfg *Config) (*backend, error) {
 		bs := cmp.Or(cfg.Engine.BlockSize, 16)
 		cfg.Engine.NumBlocks = (prof.KVCacheTokens + bs - 1) / bs
 	}
+	cfg.Engine.DeviceSampling = true // as the GPU it models does
 	return &backend{mc: &mc, fwd: s, storeDelay: s.StoreDelay}, nil
 }

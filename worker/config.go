@@ -20,11 +20,17 @@ type Config struct {
 	Listen string
 	// ModelName is the name clients use for the base model. Default: ModelDir's last element.
 	ModelName string
-	// Backend runs the forward passes: "cpu" (the default; the CUDA backend comes with the
-	// cuda build) or "sim", a cost model of a GPU that computes nothing (worker/sim).
+	// Backend runs the forward passes: "cpu" (the default), "cuda" (binaries built with the
+	// cuda tag) or "sim", a cost model of a GPU that computes nothing (worker/sim).
 	Backend string
 	// Threads for the CPU backend. Default 0: GOMAXPROCS.
 	Threads int
+	// GPUDevice is the CUDA backend's GPU ordinal. Default 0.
+	GPUDevice int
+	// GPUMemoryFraction is the share of the GPU's memory the CUDA backend may use; the KV
+	// cache gets what the weights, the adapter pool and a 2 GiB reserve leave of it (unless
+	// Engine.NumBlocks is set). Default 0.9, as vLLM's gpu_memory_utilization.
+	GPUMemoryFraction float64
 	// SimProfile is the sim backend's profile file. Default: the built-in H100 profile.
 	SimProfile string
 	// SimTimeScale multiplies the sim backend's modeled times (> 1 runs slower than the
@@ -82,6 +88,9 @@ type Gossip struct {
 	Key       []byte   // gossip encryption key (16, 24 or 32 bytes); every node needs the same
 }
 
+// errNoCUDA is the answer to the cuda backend in a binary built without the cuda tag.
+var errNoCUDA = errors.New("worker: this binary has no CUDA backend: build it with `make build-cuda` (bin/lorafleet-cuda)")
+
 // validate fills defaults and checks the config.
 func (c *Config) validate() error {
 	if c.ModelDir == "" {
@@ -99,8 +108,17 @@ func (c *Config) validate() error {
 	if c.Backend == "" {
 		c.Backend = "cpu"
 	}
-	if c.Backend != "cpu" && c.Backend != "sim" {
-		return fmt.Errorf("worker: backend %q is not built in (have: cpu, sim)", c.Backend)
+	switch {
+	case c.Backend == "cuda" && !cudaBuilt:
+		return errNoCUDA
+	case c.Backend != "cpu" && c.Backend != "sim" && c.Backend != "cuda":
+		return fmt.Errorf("worker: unknown backend %q (have: cpu, cuda, sim)", c.Backend)
+	}
+	if c.GPUMemoryFraction == 0 {
+		c.GPUMemoryFraction = 0.9
+	}
+	if c.GPUMemoryFraction < 0 || c.GPUMemoryFraction > 1 || c.GPUDevice < 0 {
+		return fmt.Errorf("worker: GPU memory fraction %v must be in (0, 1], device %d ≥ 0", c.GPUMemoryFraction, c.GPUDevice)
 	}
 	if c.SimTimeScale == 0 {
 		c.SimTimeScale = 1

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,6 +59,7 @@ func TestSimBackendConfigErrors(t *testing.T) {
 		"unknown backend":    func(c *Config) { c.Backend = "tpu" },
 		"missing profile":    func(c *Config) { c.Backend, c.SimProfile = "sim", "/nonexistent/profile.json" },
 		"negative timescale": func(c *Config) { c.Backend, c.SimTimeScale = "sim", -1 },
+		"memory fraction":    func(c *Config) { c.GPUMemoryFraction = 1.5 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := Config{ModelDir: "../testdata/tiny-llama/model", AdaptersDir: "../testdata/tiny-llama/adapters"}
@@ -66,5 +68,18 @@ func TestSimBackendConfigErrors(t *testing.T) {
 				t.Fatal("New accepted the config")
 			}
 		})
+	}
+}
+
+// A binary built without the cuda tag refuses the cuda backend with a message that says how
+// to get one.
+func TestCUDABackendNeedsTheCUDABuild(t *testing.T) {
+	if cudaBuilt {
+		t.Skip("this test binary has the CUDA backend")
+	}
+	cfg := Config{ModelDir: "../testdata/tiny-llama/model", AdaptersDir: "../testdata/tiny-llama/adapters", Backend: "cuda"}
+	_, err := New(cfg, nil)
+	if !errors.Is(err, errNoCUDA) || !strings.Contains(err.Error(), "make build-cuda") {
+		t.Fatalf("New: %v", err)
 	}
 }

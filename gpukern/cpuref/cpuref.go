@@ -96,3 +96,22 @@ func (b *Backend) parallel(n, grain int, fn func(lo, hi int)) {
 	}
 	wg.Wait()
 }
+
+// AllocCache implements gpukern.Backend: the cache is float32 like every other buffer.
+func (b *Backend) AllocCache(n int) gpukern.Tensor { return b.Alloc(n) }
+
+// AdapterWeights implements gpukern.Backend: host memory has no pool to run out of.
+func (b *Backend) AdapterWeights(data [][]float32) ([]gpukern.Tensor, error) {
+	ts := make([]gpukern.Tensor, len(data))
+	for i, d := range data {
+		ts[i] = b.Weight(d)
+	}
+	return ts, nil
+}
+
+// FreeAdapterWeights implements gpukern.Backend.
+func (b *Backend) FreeAdapterWeights(ts []gpukern.Tensor) {
+	for _, t := range ts {
+		b.Free(t)
+	}
+}

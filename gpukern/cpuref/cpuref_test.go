@@ -296,3 +296,33 @@ func BenchmarkMatMul(b *testing.B) {
 		})
 	}
 }
+
+// Sample's edge rules (gpukern.SampleParams): greedy takes the first largest valid logit,
+// NaN and -inf are never valid, a row with no valid logit gives 0, top-k keeps ties, and the
+// variate picks in vocabulary order. (worker/sample's tests check the distribution.)
+func TestSampleEdges(t *testing.T) {
+	inf, nan := float32(math.Inf(-1)), float32(math.NaN())
+	b := New(1)
+	for _, c := range []struct {
+		name string
+		row  []float32
+		p    gpukern.SampleParams
+		want int32
+	}{
+		{"greedy first max", []float32{1, 3, 3, 2}, gpukern.SampleParams{}, 1},
+		{"greedy skips NaN", []float32{nan, 1, 2}, gpukern.SampleParams{}, 2},
+		{"nothing valid", []float32{inf, nan, inf}, gpukern.SampleParams{Temperature: 1, TopP: 1, U: 0.5}, 0},
+		{"top-k 1", []float32{0, 5, 1}, gpukern.SampleParams{Temperature: 1, TopP: 1, TopK: 1, U: 0.99}, 1},
+		{"top-k 1 keeps ties", []float32{5, 0, 5}, gpukern.SampleParams{Temperature: 1, TopP: 1, TopK: 1, U: 0.99}, 2},
+		{"u picks in order", []float32{0, 0, 0, 0}, gpukern.SampleParams{Temperature: 1, TopP: 1, U: 0.6}, 2},
+		{"-inf never picked", []float32{inf, 0, inf}, gpukern.SampleParams{Temperature: 1, TopP: 1, U: 0.999}, 1},
+		{"min-p drops the tail", []float32{0, -10, 0}, gpukern.SampleParams{Temperature: 1, TopP: 1, MinP: 0.1, U: 0.45}, 0},
+		{"top-p of two", []float32{2, 2, 0, 0}, gpukern.SampleParams{Temperature: 1, TopP: 0.5, U: 0.9}, 1},
+	} {
+		ids := []int32{-1}
+		b.Sample(ids, b.Weight(c.row), 0, len(c.row), []gpukern.SampleParams{c.p})
+		if ids[0] != c.want {
+			t.Errorf("%s: %d, want %d", c.name, ids[0], c.want)
+		}
+	}
+}

@@ -69,12 +69,13 @@ func EncodeF32(v []float32) []byte {
 func EncodeBF16(v []float32) []byte {
 	out := make([]byte, 2*len(v))
 	for i, x := range v {
-		binary.LittleEndian.PutUint16(out[2*i:], float32ToBF16(x))
+		binary.LittleEndian.PutUint16(out[2*i:], Float32ToBF16(x))
 	}
 	return out
 }
 
-func float32ToBF16(x float32) uint16 {
+// Float32ToBF16 rounds x to the nearest BF16, ties to even; NaN stays a quiet NaN.
+func Float32ToBF16(x float32) uint16 {
 	b := math.Float32bits(x)
 	if x != x {
 		return uint16(b>>16) | 0x40

@@ -38,6 +38,11 @@ type Config struct {
 	MaxWaitingTokens int
 	// Slots is the number of adapters resident on the device at once. Default 8.
 	Slots int
+
+	// DeviceSampling samples on the backend the rows whose logits the host does not need
+	// (no logprobs, penalties, logit bias or recorded logits), so that only token ids leave
+	// the GPU. Default false: the CPU backend's logits are on the host already.
+	DeviceSampling bool
 }
 
 func (c *Config) setDefaults(m *model.Config) error {
@@ -228,7 +233,7 @@ func (e *Engine) Step(seqs []*Sequence) error {
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	e.finishStep(plan, logits)
+	e.finishStep(plan, logits, batch.Sampled)
 	return nil
 }
 
@@ -238,6 +243,7 @@ type work struct {
 	start, n   int // token positions [start, start+n) computed this step
 	firstLogit int // index of its first logit row in the step's logits
 	logitRows  int
+	sampled    int // index of its token in Batch.Sampled; -1: sampled on the host
 }
 
 // plan picks each sequence's tokens for this step and reserves their KV blocks.
@@ -288,7 +294,13 @@ func (e *Engine) batch(plan []work) *model.Batch {
 		} else {
 			b.Adapters = append(b.Adapters, model.AdapterRun{Start: row, End: row + w.n, Adapter: s.Adapter})
 		}
-		w.firstLogit = len(b.LogitRows)
+		w.firstLogit, w.logitRows, w.sampled = len(b.LogitRows), 0, -1
+		if p, ok := e.deviceSample(w); ok {
+			w.sampled = len(b.Sample)
+			b.SampleRows = append(b.SampleRows, int32(row+w.n-1))
+			b.Sample = append(b.Sample, p)
+			continue
+		}
 		first := row + w.n - 1 // only the last row predicts a new token...
 		if s.KeepLogits == LogitsAll {
 			first = row // ...unless every position's logits are wanted
@@ -301,8 +313,18 @@ func (e *Engine) batch(plan []work) *model.Batch {
 	return b
 }
 
+// deviceSample returns the backend sampling settings of w's new token, or false when it is
+// sampled on the host (or none is sampled this step).
+func (e *Engine) deviceSample(w *work) (gpukern.SampleParams, bool) {
+	s := w.seq
+	if !e.cfg.DeviceSampling || s.Sampler == nil || s.KeepLogits != LogitsNone || w.start+w.n < len(s.Prompt)+len(s.Output) {
+		return gpukern.SampleParams{}, false
+	}
+	return s.Sampler.DeviceParams(len(s.Output))
+}
+
 // finishStep records logits, samples and finishes sequences after a forward pass.
-func (e *Engine) finishStep(plan []work, logits []float32) {
+func (e *Engine) finishStep(plan []work, logits []float32, sampled []int32) {
 	vocab := e.mc.VocabSize
 	for _, w := range plan {
 		s := w.seq
@@ -323,7 +345,12 @@ func (e *Engine) finishStep(plan []work, logits []float32) {
 			e.Release(s)
 			continue
 		}
-		r := s.Sampler.Sample(rowLogits(w.logitRows-1), s.Prompt, s.Output)
+		var r sample.Result
+		if w.sampled >= 0 {
+			r.Token = int(sampled[w.sampled])
+		} else {
+			r = s.Sampler.Sample(rowLogits(w.logitRows-1), s.Prompt, s.Output)
+		}
 		s.Output = append(s.Output, r.Token)
 		s.Samples = append(s.Samples, r)
 		e.checkFinished(s, r.Token)

@@ -267,3 +267,46 @@ func TestStaggeredPrefillAndDecode(t *testing.T) {
 		})
 	}
 }
+
+// With DeviceSampling the backend samples the rows whose logits the host does not need: the
+// greedy continuations still match the reference, a row asking for logprobs next to them
+// is still sampled on the host, and a seed still reproduces a random continuation.
+func TestGoldenSampledOnTheBackend(t *testing.T) {
+	for _, set := range golden.Sets {
+		t.Run(set, func(t *testing.T) {
+			f := loadFixture(t, set)
+			var seqs []*Sequence
+			for _, c := range f.g.Cases {
+				s := f.greedySeq(c)
+				s.KeepLogits = LogitsNone
+				seqs = append(seqs, s)
+			}
+			p := sample.DefaultParams()
+			p.Temperature, p.Logprobs, p.IgnoreEOS = 0, 0, true
+			c0 := f.g.Cases[0]
+			withLogprobs := &Sequence{Prompt: c0.PromptIDs, Adapter: f.adapters[c0.Adapter], Sampler: sample.New(p, nil), MaxTokens: len(c0.Greedy)}
+			run(t, f.engine(t, Config{DeviceSampling: true}), append(seqs, withLogprobs)...)
+			for i, c := range f.g.Cases {
+				if !slices.Equal(seqs[i].Output, c.Greedy) {
+					t.Errorf("%s: greedy on the backend %v, want %v", caseName(c), seqs[i].Output, c.Greedy)
+				}
+				if seqs[i].Samples[0].Top != nil || seqs[i].Samples[0].Logprob != 0 {
+					t.Errorf("%s: a backend-sampled token has logprobs", caseName(c))
+				}
+			}
+			if !slices.Equal(withLogprobs.Output, c0.Greedy) || withLogprobs.Samples[0].Logprob >= 0 {
+				t.Errorf("logprobs row: %v, first logprob %v", withLogprobs.Output, withLogprobs.Samples[0].Logprob)
+			}
+			random := func() []int {
+				p := sample.DefaultParams()
+				p.Seed, p.TopK, p.IgnoreEOS = new(int64(7)), 20, true
+				s := &Sequence{Prompt: c0.PromptIDs, Sampler: sample.New(p, nil), MaxTokens: 12}
+				run(t, f.engine(t, Config{DeviceSampling: true}), s)
+				return s.Output
+			}
+			if a, b := random(), random(); !slices.Equal(a, b) {
+				t.Errorf("seeded sampling on the backend: %v, then %v", a, b)
+			}
+		})
+	}
+}

@@ -25,11 +25,12 @@ func (l *Loop) step() error {
 		}
 		return nil
 	}
-	logits, err := l.e.fwd.Forward(l.e.batch(l.work), l.e.kv)
+	batch := l.e.batch(l.work)
+	logits, err := l.e.fwd.Forward(batch, l.e.kv)
 	if err != nil {
 		return fmt.Errorf("engine: forward pass: %w", err)
 	}
-	l.e.finishStep(l.work, logits)
+	l.e.finishStep(l.work, logits, batch.Sampled)
 	l.deliver(time.Now())
 	l.steps++
 	return nil

@@ -6,6 +6,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
@@ -26,8 +27,8 @@ type Model struct {
 
 type layer struct {
 	inNorm, postNorm gpukern.Tensor
-	w                [numProj]gpukern.Tensor
-	bias             [numProj]gpukern.Tensor // nil when the projection has none
+	w                [NumProj]gpukern.Tensor
+	bias             [NumProj]gpukern.Tensor // nil when the projection has none
 }
 
 // Load reads config.json and the safetensors weights in dir onto the backend.
@@ -45,7 +46,10 @@ func Load(dir string, be gpukern.Backend) (*Model, error) {
 	if err := m.loadWeights(ckpt); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	m.cosSin = be.Weight(cfg.RoPE.cosSinTable(cfg.MaxPositions, cfg.HeadDim))
+	// An activation buffer, not a weight: the angles must keep float32 precision.
+	table := cfg.RoPE.cosSinTable(cfg.MaxPositions, cfg.HeadDim)
+	m.cosSin = be.Alloc(len(table))
+	be.Upload(m.cosSin, table)
 	return m, nil
 }
 
@@ -58,16 +62,10 @@ func (m *Model) NewKVCache(numBlocks, blockSize int) *gpukern.KVCache {
 	kv := &gpukern.KVCache{NumBlocks: numBlocks, BlockSize: blockSize, KVHeads: c.KVHeads, HeadDim: c.HeadDim}
 	n := numBlocks * blockSize * c.KVHeads * c.HeadDim
 	for range c.Layers {
-		kv.K = append(kv.K, m.be.Alloc(n))
-		kv.V = append(kv.V, m.be.Alloc(n))
+		kv.K = append(kv.K, m.be.AllocCache(n))
+		kv.V = append(kv.V, m.be.AllocCache(n))
 	}
 	return kv
-}
-
-// KVBytesPerToken is the float32 cache footprint of one token across layers.
-func (m *Model) KVBytesPerToken() int {
-	c := &m.Config
-	return 2 * c.Layers * c.KVHeads * c.HeadDim * 4
 }
 
 // AdapterRun is a run of consecutive batch rows that use one adapter; nil is the base model.
@@ -83,7 +81,13 @@ type Batch struct {
 	Slots     []int32 // KV cache slot of each row
 	Seqs      []gpukern.AttnSeq
 	Adapters  []AdapterRun // cover all rows, in order
-	LogitRows []int32      // rows whose next-token logits are wanted
+	LogitRows []int32      // rows whose next-token logits are wanted on the host
+
+	// SampleRows are rows whose next token is sampled on the backend with the parameters of
+	// the same index in Sample; Forward writes the tokens to Sampled.
+	SampleRows []int32
+	Sample     []gpukern.SampleParams
+	Sampled    []int32
 }
 
 // validate checks the batch against the model: the engine builds batches, but positions and
@@ -120,7 +124,10 @@ func (m *Model) validate(b *Batch, kv *gpukern.KVCache) error {
 	if next != n {
 		return fmt.Errorf("model: adapter runs cover %d of %d rows", next, n)
 	}
-	for _, r := range b.LogitRows {
+	if len(b.Sample) != len(b.SampleRows) {
+		return fmt.Errorf("model: %d sample rows with %d sampling parameters", len(b.SampleRows), len(b.Sample))
+	}
+	for _, r := range slices.Concat(b.LogitRows, b.SampleRows) {
 		if r < 0 || int(r) >= n {
 			return fmt.Errorf("model: logit row %d outside the batch", r)
 		}
@@ -152,14 +159,16 @@ func validateSeqs(seqs []gpukern.AttnSeq, rows int, kv *gpukern.KVCache) error {
 	return nil
 }
 
-// Forward runs the batch and returns the logits of LogitRows, [len(LogitRows), VocabSize].
+// Forward runs the batch and returns the logits of LogitRows, [len(LogitRows), VocabSize]; the
+// tokens sampled for SampleRows are in b.Sampled.
 func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	if err := m.validate(b, kv); err != nil {
 		return nil, err
 	}
 	c, be := &m.Config, m.be
 	rows := len(b.Tokens)
-	ws := m.ws.ensure(be, c, rows, len(b.LogitRows), maxRank(b.Adapters))
+	heads := slices.Concat(b.LogitRows, b.SampleRows) // rows that go through the LM head
+	ws := m.ws.ensure(be, c, rows, len(heads), maxRank(b.Adapters))
 	be.Embedding(ws.x, m.embed, b.Tokens, c.Hidden)
 	attn := gpukern.AttnParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
 	eps := float32(c.RMSNormEps)
@@ -185,20 +194,24 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	if pending != nil {
 		be.Add(ws.x, ws.x, pending, rows*c.Hidden)
 	}
-	n := len(b.LogitRows)
+	n := len(heads)
 	if n == 0 {
 		return nil, be.Sync()
 	}
-	be.Embedding(ws.last, ws.x, b.LogitRows, c.Hidden)
+	be.Embedding(ws.last, ws.x, heads, c.Hidden)
 	be.RMSNorm(ws.last, ws.last, nil, m.norm, n, c.Hidden, eps)
 	be.MatMul(ws.logits, ws.last, m.lmHead, n, c.VocabSize, c.Hidden)
-	out := make([]float32, n*c.VocabSize)
+	out := make([]float32, len(b.LogitRows)*c.VocabSize)
 	be.Download(out, ws.logits)
+	b.Sampled = slices.Grow(b.Sampled[:0], len(b.Sample))[:len(b.Sample)]
+	if len(b.Sample) > 0 {
+		be.Sample(b.Sampled, ws.logits, len(b.LogitRows), c.VocabSize, b.Sample)
+	}
 	return out, be.Sync()
 }
 
 // project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for projection p.
-func (m *Model) project(out, in gpukern.Tensor, ly *layer, p Proj, rows int, segs [numProj][]gpukern.LoRASegment) {
+func (m *Model) project(out, in gpukern.Tensor, ly *layer, p Proj, rows int, segs [NumProj][]gpukern.LoRASegment) {
 	inDim, outDim := m.Config.Shape(p)
 	m.be.MatMul(out, in, ly.w[p], rows, outDim, inDim)
 	if ly.bias[p] != nil {

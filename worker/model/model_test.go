@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -185,5 +186,48 @@ func TestForwardRejectsBadBatches(t *testing.T) {
 		if _, err := m.Forward(b, kv); err == nil {
 			t.Errorf("%s: bad batch accepted", name)
 		}
+	}
+}
+
+// Rows sampled on the backend go through the same LM head as rows whose logits come back:
+// greedy settings give each row's argmax, and the logits of the other rows are unchanged by
+// the sampled rows next to them.
+func TestForwardSamplesOnTheBackend(t *testing.T) {
+	m, err := Load(llamaDir, cpuref.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int32{1, 17, 42, 7, 99, 3}
+	b := &Batch{Tokens: ids, Adapters: []AdapterRun{{Start: 0, End: len(ids)}},
+		Seqs: []gpukern.AttnSeq{{QStart: 0, QLen: len(ids), CtxLen: len(ids), Blocks: []int32{0}}}}
+	for i := range ids {
+		b.Positions = append(b.Positions, int32(i))
+		b.Slots = append(b.Slots, int32(i))
+	}
+	all := []int32{0, 1, 2, 3, 4, 5}
+	b.LogitRows = all
+	want, err := m.Forward(b, m.NewKVCache(1, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.LogitRows, b.SampleRows = []int32{2}, []int32{5, 0, 3}
+	b.Sample = make([]gpukern.SampleParams, 3) // temperature 0: greedy
+	got, err := m.Forward(b, m.NewKVCache(1, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab := m.Config.VocabSize
+	if !slices.Equal(got, want[2*vocab:3*vocab]) {
+		t.Error("logits of row 2 changed when other rows were sampled on the backend")
+	}
+	for i, r := range b.SampleRows {
+		row := want[int(r)*vocab : int(r+1)*vocab]
+		if best := slices.Index(row, slices.Max(row)); int(b.Sampled[i]) != best {
+			t.Errorf("row %d: sampled %d, argmax %d", r, b.Sampled[i], best)
+		}
+	}
+	b.Sample = b.Sample[:2]
+	if _, err := m.Forward(b, m.NewKVCache(1, 16)); err == nil {
+		t.Error("Forward accepted 3 sample rows with 2 parameter sets")
 	}
 }

@@ -26,11 +26,11 @@ const (
 	ProjGate
 	ProjUp
 	ProjDown
-	numProj
+	NumProj // the number of projections
 )
 
 // projPaths are the module paths inside a decoder layer.
-var projPaths = [numProj]string{
+var projPaths = [NumProj]string{
 	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
 	"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
 }
@@ -60,7 +60,7 @@ func (c *Config) Shape(p Proj) (in, out int) {
 // PEFTBase describes the model's LoRA-targetable modules for pkg/peft.
 func (c *Config) PEFTBase() peft.Base {
 	b := peft.Base{NumLayers: c.Layers}
-	for p := range numProj {
+	for p := range NumProj {
 		in, out := c.Shape(p)
 		b.Modules = append(b.Modules, peft.Module{Name: p.Name(), Path: projPaths[p], In: in, Out: out})
 	}
@@ -131,7 +131,7 @@ func (m *Model) loadWeights(src tensorSource) error {
 		prefix := fmt.Sprintf("model.layers.%d.", i)
 		ly.inNorm = l.load(prefix+"input_layernorm.weight", c.Hidden)
 		ly.postNorm = l.load(prefix+"post_attention_layernorm.weight", c.Hidden)
-		for p := range numProj {
+		for p := range NumProj {
 			in, out := c.Shape(p)
 			ly.w[p] = l.load(prefix+projPaths[p]+".weight", out, in)
 			if c.hasBias(p) {

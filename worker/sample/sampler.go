@@ -20,6 +20,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/lorafleet/lorafleet/gpukern"
 )
 
 // pcgStream is the fixed PCG increment; only the seed varies between requests.
@@ -189,4 +191,29 @@ func maxArg(values []float32) (float32, int) {
 		}
 	}
 	return best, arg
+}
+
+// DeviceParams returns the settings that sample this step's token on the backend
+// (gpukern.Backend.Sample: the same distribution as Sample), drawing its uniform variate
+// from the sampler's stream; false when the step needs the logits on the host: logprobs,
+// penalties, logit bias or an active min_tokens.
+func (s *Sampler) DeviceParams(generated int) (gpukern.SampleParams, bool) {
+	if s.p.Logprobs >= 0 || s.needsEdits(generated) {
+		return gpukern.SampleParams{}, false
+	}
+	p := gpukern.SampleParams{Temperature: float32(s.temp), TopP: 1}
+	if s.temp == 0 {
+		return p, true
+	}
+	if s.p.TopP > 0 && s.p.TopP < 1 {
+		p.TopP = float32(s.p.TopP)
+	}
+	if s.p.MinP > 0 {
+		p.MinP = float32(s.p.MinP)
+	}
+	if s.p.TopK > 0 {
+		p.TopK = int32(s.p.TopK)
+	}
+	p.U = float32(s.rng.Float64())
+	return p, true
 }

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sort"
 	"testing"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cpuref"
 )
 
 func seed(v int64) *int64 { return &v }
@@ -82,10 +85,32 @@ func renorm(w []float64, keep ...int) []float64 {
 // appear and that the counts pass a chi-square test with a generous bound.
 func checkDistribution(t *testing.T, s *Sampler, logits []float32, want []float64) {
 	t.Helper()
+	checkDraws(t, func() int { return s.Sample(logits, nil, nil).Token }, want)
+}
+
+// checkDeviceDistribution is checkDistribution for sampling on the backend
+// (gpukern/cpuref, the CUDA kernel's reference) with the sampler's DeviceParams.
+func checkDeviceDistribution(t *testing.T, s *Sampler, logits []float32, want []float64) {
+	t.Helper()
+	be := cpuref.New(1)
+	lt := be.Weight(logits)
+	ids := make([]int32, 1)
+	checkDraws(t, func() int {
+		p, ok := s.DeviceParams(0)
+		if !ok {
+			t.Fatal("DeviceParams refused plain sampling settings")
+		}
+		be.Sample(ids, lt, 0, len(logits), []gpukern.SampleParams{p})
+		return int(ids[0])
+	}, want)
+}
+
+func checkDraws(t *testing.T, draw func() int, want []float64) {
+	t.Helper()
 	const n = 20000
 	counts := make([]int, len(want))
 	for range n {
-		counts[s.Sample(logits, nil, nil).Token]++
+		counts[draw()]++
 	}
 	chi2, dof := 0.0, -1
 	for id, q := range want {
@@ -138,7 +163,35 @@ func TestFiltersKeepTheRightSet(t *testing.T) {
 			p.Seed = seed(int64(100 + i))
 			tt.set(&p)
 			checkDistribution(t, New(p, nil), logitsOf(weights), tt.want)
+			checkDeviceDistribution(t, New(p, nil), logitsOf(weights), tt.want)
 		})
+	}
+}
+
+// Steps that need the logits on the host are not sampled on the backend.
+func TestDeviceParamsRefuseHostOnlySettings(t *testing.T) {
+	for name, set := range map[string]func(*Params){
+		"logprobs":   func(p *Params) { p.Logprobs = 0 },
+		"penalty":    func(p *Params) { p.PresencePenalty = 0.5 },
+		"logit bias": func(p *Params) { p.LogitBias = map[int]float64{1: 5} },
+		"min tokens": func(p *Params) { p.MinTokens = 3 },
+	} {
+		p := DefaultParams()
+		set(&p)
+		if _, ok := New(p, []int{2}).DeviceParams(0); ok {
+			t.Errorf("%s: sampled on the backend", name)
+		}
+	}
+	p := DefaultParams()
+	p.MinTokens = 3
+	if _, ok := New(p, []int{2}).DeviceParams(3); !ok {
+		t.Error("min_tokens reached: still refused")
+	}
+	p = DefaultParams()
+	p.Temperature, p.TopK, p.TopP, p.MinP = 0.5, 7, 0.9, 0.05
+	got, ok := New(p, nil).DeviceParams(0)
+	if !ok || got.Temperature != 0.5 || got.TopK != 7 || got.TopP != 0.9 || got.MinP != 0.05 || got.U < 0 || got.U >= 1 {
+		t.Errorf("DeviceParams = %+v, %v", got, ok)
 	}
 }
 

@@ -45,6 +45,13 @@ func (s *Backend) Forward(b *model.Batch, _ *gpukern.KVCache) ([]float32, error)
 		}
 		logits[i*vocab+s.next(int(b.Tokens[r]))] = 30 // e^30 dwarfs the other logits' sum
 	}
+	b.Sampled = b.Sampled[:0]
+	for _, r := range b.SampleRows { // what sampling those logits on the device would give
+		if r < 0 || int(r) >= len(b.Tokens) {
+			return nil, fmt.Errorf("sim: sample row %d outside the batch", r)
+		}
+		b.Sampled = append(b.Sampled, int32(s.next(int(b.Tokens[r]))))
+	}
 	s.wait(s.prof.StepTime(b), start)
 	return logits, nil
 }

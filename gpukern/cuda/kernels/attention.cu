@@ -1,15 +1,26 @@
-// Causal attention with grouped KV heads over the paged bf16 cache, for any mix of prefill and
-// decode rows. Each query row is described by how many context positions it sees and where its
-// sequence's block table starts; one block computes one (row, head) with online softmax, each
-// warp walking every warps-th position and the warps merged at the end.
+// Causal attention with grouped KV heads over the paged bf16 cache, in two kernels: a tiled,
+// flash-attention style prefill, and a decode split along the context ("flash-decoding") whose
+// parts a second kernel combines, so that one long sequence still fills the GPU.
 //
-// This is the generic kernel that every shape can use. The flash-style tiled prefill kernel and
-// the split-context decode kernel are separate work (the GPU performance issue).
+// Shared rules: q and out are [rows, heads*hd] fp32. Row r sees positions 0..row_len[r]-1 of its
+// sequence, whose block table is blocks[row_table[r] .. ]: position p lives in slot
+// blocks[row_table[r] + p/block_size] * block_size + p%block_size; a slot holds kv_heads*hd bf16
+// values, head kvh = h / (heads/kv_heads) at offset kvh*hd. hd is even and at most 256.
+// Scores are scale * q.k; softmax and every sum run in fp32.
 #include <cuda_bf16.h>
+
+#define FLASH_BQ 16 // query rows per prefill tile
+#define FLASH_BK 32 // key positions per K/V tile
 
 #define NEG_INF __int_as_float(0xff800000) // NVRTC has no math.h and so no INFINITY
 
-#define MAX_PER_LANE 8 // head_dim up to 256
+#define FLASH_THREADS 128                        // flash_prefill's blockDim.x
+#define FLASH_GROUP (FLASH_THREADS / FLASH_BQ)   // threads per query row, adjacent lanes of a warp
+#define FLASH_KEYS (FLASH_BK / FLASH_GROUP)      // scores per thread in a tile
+#define DEC_PAIRS 4                              // decode: bf16 pairs of hd per lane (256 / 2 / 32)
+
+static_assert(FLASH_THREADS == FLASH_BQ * FLASH_GROUP, "a whole number of threads per query row");
+static_assert(FLASH_GROUP == 8 && FLASH_BK == FLASH_KEYS * FLASH_GROUP, "row groups are 8 lanes");
 
 __device__ float warp_sum(float v) {
 	for (int o = 16; o > 0; o >>= 1) {
@@ -18,47 +29,262 @@ __device__ float warp_sum(float v) {
 	return v;
 }
 
-// out [rows, heads*hd] (bf16, the o_proj input) from q [rows, heads*hd] (fp32). Row r sees
-// positions 0..row_len[r]-1 of its sequence, whose block table is
-// blocks[row_table[r] .. ]: position p lives in slot blocks[row_table[r] + p/block_size] *
-// block_size + p%block_size. Grid (rows, heads); blockDim.x a multiple of 32; dynamic shared
-// memory (blockDim.x/32) * (hd + 2) floats.
-extern "C" __global__ void paged_attention(__nv_bfloat16 *out, const float *q, const __nv_bfloat16 *k_cache,
-		const __nv_bfloat16 *v_cache, const int *row_len, const int *row_table, const int *blocks, int block_size,
-		int heads, int kv_heads, int hd, float scale) {
-	int r = blockIdx.x, h = blockIdx.y;
-	int kvh = h / (heads / kv_heads);
-	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-	int per = (hd + 31) / 32;
-	const float *qr = q + ((size_t)r * heads + h) * hd;
-	float qv[MAX_PER_LANE], acc[MAX_PER_LANE];
-	for (int j = 0; j < MAX_PER_LANE; j++) {
-		int d = lane + 32 * j;
-		qv[j] = (j < per && d < hd) ? qr[d] * scale : 0.0f;
-		acc[j] = 0.0f;
+// The two bf16 values packed in a 32-bit word (the lower address in the low half), widened
+// exactly to fp32.
+__device__ float bf16_lo(unsigned int u) {
+	return __uint_as_float(u << 16);
+}
+__device__ float bf16_hi(unsigned int u) {
+	return __uint_as_float(u & 0xffff0000u);
+}
+
+// The bf16 pair at p (an even element offset), as one 4-byte load where the cache is 4-byte
+// aligned and as two 2-byte loads where it is not.
+__device__ unsigned int load_pair(const __nv_bfloat16 *p, bool aligned) {
+	if (aligned) {
+		return *(const unsigned int *)p;
 	}
-	float m = NEG_INF, l = 0.0f;
-	int n = row_len[r];
-	const int *table = blocks + row_table[r];
+	const unsigned short *s = (const unsigned short *)p;
+	return (unsigned int)s[0] | (unsigned int)s[1] << 16;
+}
+
+// The prefill tile's work with PAIRS bf16 pairs of hd accumulated per thread (hd <= 16*PAIRS),
+// so that small heads do not pay for the registers and loop trips of hd = 256.
+//
+// Thread layout: query row qi = tid / 8 of the tile and c = tid % 8, so a row's 8 threads are
+// adjacent lanes of one warp and its softmax statistics need only shuffles (there is no shared
+// memory left over for them at hd = 256). For scores, thread (qi, c) takes the keys c + 8*i of
+// the K tile; for P.V it accumulates the pairs c + 8*j of hd, fetching each probability from the
+// lane that computed it.
+template <int PAIRS>
+__device__ void flash_tile(float *out, const float *qs, const unsigned int *ks, const unsigned int *vs,
+		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *table, int row0, int nrows,
+		int n, int n_max, int block_size, int heads, int kv_heads, int kvh, int hd, float scale) {
+	int tid = threadIdx.x, lane = tid & 31;
+	int qi = tid / FLASH_GROUP, c = tid % FLASH_GROUP;
+	int H = hd / 2; // bf16 pairs in a head row
+	// Each lane starts its dot products at a different pair, so that the 32 lanes of a warp read
+	// 32 different banks of the K tile (and of Q, in two half-warp phases) when hd is a multiple
+	// of 64.
+	int rot = (c + FLASH_GROUP * (qi & 3)) % H;
 	size_t stride = (size_t)kv_heads * hd;
-	for (int p = warp; p < n; p += warps) {
-		size_t slot = (size_t)table[p / block_size] * block_size + p % block_size;
-		const __nv_bfloat16 *kp = k_cache + slot * stride + (size_t)kvh * hd;
-		const __nv_bfloat16 *vp = v_cache + slot * stride + (size_t)kvh * hd;
-		float s = 0.0f;
-		for (int j = 0; j < per; j++) {
-			int d = lane + 32 * j;
-			if (d < hd) {
-				s += qv[j] * __bfloat162float(kp[d]);
+	const __nv_bfloat16 *kb = k_cache + (size_t)kvh * hd, *vb = v_cache + (size_t)kvh * hd;
+	bool vec = (hd & 7) == 0 && (((unsigned long long)k_cache | (unsigned long long)v_cache) & 15) == 0;
+	bool aligned = (((unsigned long long)k_cache | (unsigned long long)v_cache) & 3) == 0;
+	const float *qrow = qs + qi * hd;
+
+	float m = NEG_INF, l = 0.0f; // this row's running max and sum, the same in its 8 threads
+	float acc[PAIRS][2];
+#pragma unroll
+	for (int j = 0; j < PAIRS; j++) {
+		acc[j][0] = acc[j][1] = 0.0f;
+	}
+	for (int k0 = 0; k0 < n_max; k0 += FLASH_BK) {
+		__syncthreads(); // Q is stored, and the previous K and V tiles are read
+		// Positions past the longest row are zeros: they are masked for every row, and a zero
+		// times a zero probability stays zero where stale shared memory might be NaN.
+		if (vec) {
+			int U = hd / 8; // 16-byte pieces of a head row
+			for (int i = tid; i < FLASH_BK * U; i += FLASH_THREADS) {
+				int p = k0 + i / U, part = i % U;
+				uint4 kw = make_uint4(0, 0, 0, 0), vw = kw;
+				if (p < n_max) {
+					size_t at = ((size_t)table[p / block_size] * block_size + p % block_size) * stride + part * 8;
+					kw = *(const uint4 *)(kb + at);
+					vw = *(const uint4 *)(vb + at);
+				}
+				((uint4 *)ks)[i] = kw;
+				((uint4 *)vs)[i] = vw;
+			}
+		} else {
+			for (int i = tid; i < FLASH_BK * H; i += FLASH_THREADS) {
+				int p = k0 + i / H, part = i % H;
+				unsigned int kw = 0, vw = 0;
+				if (p < n_max) {
+					size_t at = ((size_t)table[p / block_size] * block_size + p % block_size) * stride + part * 2;
+					kw = load_pair(kb + at, aligned);
+					vw = load_pair(vb + at, aligned);
+				}
+				((unsigned int *)ks)[i] = kw;
+				((unsigned int *)vs)[i] = vw;
 			}
 		}
-		s = warp_sum(s);
+		__syncthreads();
+
+		float s[FLASH_KEYS];
+#pragma unroll
+		for (int i = 0; i < FLASH_KEYS; i++) {
+			s[i] = 0.0f;
+		}
+		int d2 = rot;
+		for (int it = 0; it < H; it++) {
+			float2 qv = *(const float2 *)(qrow + 2 * d2);
+#pragma unroll
+			for (int i = 0; i < FLASH_KEYS; i++) {
+				unsigned int w = ks[(c + FLASH_GROUP * i) * H + d2];
+				s[i] += qv.x * bf16_lo(w) + qv.y * bf16_hi(w);
+			}
+			if (++d2 == H) {
+				d2 = 0;
+			}
+		}
+		// Online softmax over the row's unmasked positions of this tile.
+		float tmax = NEG_INF;
+#pragma unroll
+		for (int i = 0; i < FLASH_KEYS; i++) {
+			s[i] = k0 + c + FLASH_GROUP * i < n ? s[i] * scale : NEG_INF;
+			tmax = fmaxf(tmax, s[i]);
+		}
+		for (int o = FLASH_GROUP / 2; o > 0; o >>= 1) {
+			tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
+		}
+		float mn = fmaxf(m, tmax);
+		// Nothing seen yet (mn = -inf) must not become exp(-inf - -inf) = NaN.
+		float corr = mn == NEG_INF ? 1.0f : expf(m - mn), psum = 0.0f;
+		float pr[FLASH_KEYS];
+#pragma unroll
+		for (int i = 0; i < FLASH_KEYS; i++) {
+			pr[i] = mn == NEG_INF ? 0.0f : expf(s[i] - mn);
+			psum += pr[i];
+		}
+		for (int o = FLASH_GROUP / 2; o > 0; o >>= 1) {
+			psum += __shfl_xor_sync(0xffffffffu, psum, o);
+		}
+		l = l * corr + psum;
+		m = mn;
+#pragma unroll
+		for (int j = 0; j < PAIRS; j++) {
+			acc[j][0] *= corr;
+			acc[j][1] *= corr;
+		}
+#pragma unroll
+		for (int kj = 0; kj < FLASH_BK; kj++) {
+			float pk = __shfl_sync(0xffffffffu, pr[kj / FLASH_GROUP], (lane & ~(FLASH_GROUP - 1)) | kj % FLASH_GROUP);
+			const unsigned int *vrow = vs + kj * H;
+#pragma unroll
+			for (int j = 0; j < PAIRS; j++) {
+				int e = c + FLASH_GROUP * j;
+				if (e < H) {
+					unsigned int w = vrow[e];
+					acc[j][0] += pk * bf16_lo(w);
+					acc[j][1] += pk * bf16_hi(w);
+				}
+			}
+		}
+	}
+	if (qi < nrows) {
+		float *o = out + ((size_t)(row0 + qi) * heads + blockIdx.y) * hd;
+#pragma unroll
+		for (int j = 0; j < PAIRS; j++) {
+			int e = c + FLASH_GROUP * j;
+			if (e < H) {
+				// l > 0 whenever the row sees a position; a row that sees none gets zeros.
+				o[2 * e] = l > 0.0f ? acc[j][0] / l : 0.0f;
+				o[2 * e + 1] = l > 0.0f ? acc[j][1] / l : 0.0f;
+			}
+		}
+	}
+}
+
+// Prefill: tile t is batch rows tile_row0[t] .. tile_row0[t]+tile_rows[t]-1 (at most FLASH_BQ,
+// all of one sequence, so they share row_table[tile_row0[t]]), head blockIdx.y. The Q tile
+// stays in shared memory while K and V tiles of FLASH_BK positions stream through it up to the
+// tile's longest row, each row masked by its own row_len. Grid (num_tiles, heads); blockDim.x =
+// FLASH_THREADS (128); dynamic shared memory hd * (FLASH_BQ*4 + 2*FLASH_BK*2) bytes: the Q tile
+// in fp32, then the K and V tiles in bf16 (48 KiB at hd = 256, and no static shared memory).
+extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float *out, const float *q,
+		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *tile_row0, const int *tile_rows,
+		const int *row_len, const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd,
+		float scale) {
+	extern __shared__ __align__(16) unsigned char flash_smem[];
+	float *qs = (float *)flash_smem;                                           // [FLASH_BQ][hd]
+	unsigned int *ks = (unsigned int *)(flash_smem + FLASH_BQ * hd * 4);       // [FLASH_BK][hd/2] pairs
+	unsigned int *vs = (unsigned int *)(flash_smem + (FLASH_BQ * 4 + FLASH_BK * 2) * hd);
+	int t = blockIdx.x, h = blockIdx.y;
+	int row0 = tile_row0[t], nrows = min(tile_rows[t], FLASH_BQ);
+	if (nrows <= 0) {
+		return;
+	}
+	int n_max = 0;
+	for (int i = 0; i < nrows; i++) {
+		n_max = max(n_max, row_len[row0 + i]);
+	}
+	int qi = threadIdx.x / FLASH_GROUP;
+	int n = qi < nrows ? row_len[row0 + qi] : 0; // rows past the tile see nothing
+	for (int i = threadIdx.x; i < FLASH_BQ * hd; i += FLASH_THREADS) {
+		int rr = i / hd;
+		qs[i] = rr < nrows ? q[((size_t)(row0 + rr) * heads + h) * hd + i % hd] : 0.0f;
+	}
+	const int *table = blocks + row_table[row0];
+	int kvh = h / (heads / kv_heads);
+	if (hd <= 64) {
+		flash_tile<4>(out, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
+	} else if (hd <= 128) {
+		flash_tile<8>(out, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
+	} else {
+		flash_tile<16>(out, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
+	}
+}
+
+// Decode, one split of the context: decode row i (batch row dec_rows[i]), head blockIdx.y,
+// positions [s*split_len, min((s+1)*split_len, row_len)) for s = blockIdx.z. Each warp walks
+// every warps-th position with an online softmax, and the warps merge at the end. The part's
+// accumulator acc[d] = sum_p exp(score_p - m) * v_p[d] stays unnormalised, with its (m, l) beside
+// it: part_acc[((i*heads + h)*splits + s)*hd + d] and part_ml[((i*heads + h)*splits + s)*2 +
+// {0, 1}], splits = gridDim.z. An empty split writes m = -inf, l = 0 and acc = 0. Grid (n_dec,
+// heads, splits); blockDim.x a multiple of 32 (128); dynamic shared memory (blockDim.x/32) *
+// (hd + 2) floats.
+extern "C" __global__ void decode_split(float *part_acc, float *part_ml, const float *q, const __nv_bfloat16 *k_cache,
+		const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len, const int *row_table, const int *blocks,
+		int block_size, int heads, int kv_heads, int hd, float scale, int split_len) {
+	int i = blockIdx.x, h = blockIdx.y, sp = blockIdx.z;
+	int r = dec_rows[i];
+	int kvh = h / (heads / kv_heads);
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+	int H = hd / 2;
+	bool aligned = (((unsigned long long)k_cache | (unsigned long long)v_cache) & 3) == 0;
+	const float *qr = q + ((size_t)r * heads + h) * hd;
+	float qv[DEC_PAIRS][2], acc[DEC_PAIRS][2];
+#pragma unroll
+	for (int j = 0; j < DEC_PAIRS; j++) {
+		int e = lane + 32 * j;
+		qv[j][0] = e < H ? qr[2 * e] : 0.0f;
+		qv[j][1] = e < H ? qr[2 * e + 1] : 0.0f;
+		acc[j][0] = acc[j][1] = 0.0f;
+	}
+	float m = NEG_INF, l = 0.0f;
+	long long start = (long long)sp * split_len;
+	int end = (int)min((long long)row_len[r], start + split_len);
+	const int *table = blocks + row_table[r];
+	size_t stride = (size_t)kv_heads * hd;
+	for (long long pp = start + warp; pp < end; pp += warps) {
+		int p = (int)pp;
+		size_t at = ((size_t)table[p / block_size] * block_size + p % block_size) * stride + (size_t)kvh * hd;
+		const __nv_bfloat16 *kp = k_cache + at, *vp = v_cache + at;
+		float s = 0.0f;
+#pragma unroll
+		for (int j = 0; j < DEC_PAIRS; j++) {
+			int e = lane + 32 * j;
+			if (e < H) {
+				unsigned int w = load_pair(kp + 2 * e, aligned);
+				s += qv[j][0] * bf16_lo(w) + qv[j][1] * bf16_hi(w);
+			}
+		}
+		s = warp_sum(s) * scale;
 		float mn = fmaxf(m, s);
-		float corr = expf(m - mn), e = expf(s - mn);
-		l = l * corr + e;
-		for (int j = 0; j < per; j++) {
-			int d = lane + 32 * j;
-			acc[j] = acc[j] * corr + (d < hd ? e * __bfloat162float(vp[d]) : 0.0f);
+		float corr = expf(m - mn), pe = expf(s - mn);
+		l = l * corr + pe;
+#pragma unroll
+		for (int j = 0; j < DEC_PAIRS; j++) {
+			int d2 = lane + 32 * j;
+			float v0 = 0.0f, v1 = 0.0f;
+			if (d2 < H) {
+				unsigned int w = load_pair(vp + 2 * d2, aligned);
+				v0 = bf16_lo(w);
+				v1 = bf16_hi(w);
+			}
+			acc[j][0] = acc[j][0] * corr + pe * v0;
+			acc[j][1] = acc[j][1] * corr + pe * v1;
 		}
 		m = mn;
 	}
@@ -68,23 +294,22 @@ extern "C" __global__ void paged_attention(__nv_bfloat16 *out, const float *q, c
 		mine[0] = m;
 		mine[1] = l;
 	}
-	for (int j = 0; j < per; j++) {
-		int d = lane + 32 * j;
-		if (d < hd) {
-			mine[2 + d] = acc[j];
+#pragma unroll
+	for (int j = 0; j < DEC_PAIRS; j++) {
+		int e = lane + 32 * j;
+		if (e < H) {
+			mine[2 + 2 * e] = acc[j][0];
+			mine[3 + 2 * e] = acc[j][1];
 		}
 	}
 	__syncthreads();
+	// A warp that saw no position has m = -inf and adds nothing; if none did, big stays -inf.
 	float big = NEG_INF;
 	for (int w = 0; w < warps; w++) {
 		big = fmaxf(big, sh[w * (hd + 2)]);
 	}
-	float total = 0.0f;
-	for (int w = 0; w < warps; w++) {
-		float mw = sh[w * (hd + 2)];
-		total += mw == NEG_INF ? 0.0f : sh[w * (hd + 2) + 1] * expf(mw - big);
-	}
-	__nv_bfloat16 *o = out + ((size_t)r * heads + h) * hd;
+	size_t part = ((size_t)i * heads + h) * gridDim.z + sp;
+	float *pa = part_acc + part * hd;
 	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
 		float sum = 0.0f;
 		for (int w = 0; w < warps; w++) {
@@ -93,6 +318,45 @@ extern "C" __global__ void paged_attention(__nv_bfloat16 *out, const float *q, c
 				sum += sh[w * (hd + 2) + 2 + d] * expf(mw - big);
 			}
 		}
-		o[d] = __float2bfloat16(sum / total);
+		pa[d] = sum;
+	}
+	if (threadIdx.x == 0) {
+		float total = 0.0f;
+		for (int w = 0; w < warps; w++) {
+			float mw = sh[w * (hd + 2)];
+			total += mw == NEG_INF ? 0.0f : sh[w * (hd + 2) + 1] * expf(mw - big);
+		}
+		part_ml[part * 2] = big;
+		part_ml[part * 2 + 1] = total;
+	}
+}
+
+// Decode, the splits combined: out[(dec_rows[i]*heads + h)*hd + d] = sum_s acc_s[d] *
+// exp(m_s - M) / sum_s l_s * exp(m_s - M), M the largest m_s, skipping empty splits (m_s = -inf);
+// a row with no position at all gets zeros. Grid (n_dec, heads); blockDim.x any (128).
+extern "C" __global__ void decode_combine(float *out, const float *part_acc, const float *part_ml, const int *dec_rows,
+		int heads, int hd, int splits) {
+	int i = blockIdx.x, h = blockIdx.y;
+	size_t part = ((size_t)i * heads + h) * splits;
+	const float *ml = part_ml + part * 2, *pa = part_acc + part * hd;
+	float big = NEG_INF;
+	for (int s = 0; s < splits; s++) {
+		big = fmaxf(big, ml[2 * s]);
+	}
+	float total = 0.0f;
+	for (int s = 0; s < splits; s++) {
+		if (ml[2 * s] != NEG_INF) {
+			total += ml[2 * s + 1] * expf(ml[2 * s] - big);
+		}
+	}
+	float *o = out + ((size_t)dec_rows[i] * heads + h) * hd;
+	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+		float sum = 0.0f;
+		for (int s = 0; s < splits; s++) {
+			if (ml[2 * s] != NEG_INF) {
+				sum += pa[(size_t)s * hd + d] * expf(ml[2 * s] - big);
+			}
+		}
+		o[d] = total > 0.0f ? sum / total : 0.0f;
 	}
 }

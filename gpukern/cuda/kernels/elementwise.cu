@@ -1,5 +1,6 @@
-// Row-wise and elementwise kernels. Types follow gpukern/cuda's layout: the residual stream and
-// GEMM outputs are fp32, GEMM inputs and weights bf16; reductions accumulate in fp32.
+// Row-wise and elementwise kernels. Types follow gpukern/cuda's layout: activations are fp32
+// (the backend converts a GEMM input to bf16 with to_bf16), weights bf16; reductions
+// accumulate in fp32.
 #include <cuda_bf16.h>
 
 // Sums v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
@@ -30,10 +31,20 @@ extern "C" __global__ void embedding(float *out, const __nv_bfloat16 *table, con
 	}
 }
 
-// out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w, as bf16 for the next GEMM. With a
-// non-null residual, x[r,:] += residual[r,:] first and is written back (the residual add fused
-// in). One block per row.
-extern "C" __global__ void rmsnorm(__nv_bfloat16 *out, float *x, const float *residual, const __nv_bfloat16 *w, int dim, float eps) {
+// out[r,:] = x[ids[r],:] (fp32 rows; out does not alias x). Grid (ceil(dim/blockDim), rows).
+extern "C" __global__ void gather(float *__restrict__ out, const float *__restrict__ x, const int *ids, int dim) {
+	int r = blockIdx.y;
+	int i = blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < dim) {
+		out[(size_t)r * dim + i] = x[(size_t)ids[r] * dim + i];
+	}
+}
+
+// out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w. With a non-null residual, x[r,:] +=
+// residual[r,:] first and is written back (the residual add fused in). out may alias x or
+// residual: both loops give a thread the same elements, and it reads each before writing it, so
+// nothing is __restrict__. One block per row; blockDim.x a multiple of 32, at most 1024.
+extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, float *x, const float *residual, const __nv_bfloat16 *w, int dim, float eps) {
 	float *row = x + (size_t)blockIdx.x * dim;
 	const float *d = residual ? residual + (size_t)blockIdx.x * dim : nullptr;
 	float ss = 0.0f;
@@ -46,17 +57,17 @@ extern "C" __global__ void rmsnorm(__nv_bfloat16 *out, float *x, const float *re
 		ss += v * v;
 	}
 	float inv = rsqrtf(block_sum(ss) / dim + eps);
-	__nv_bfloat16 *o = out + (size_t)blockIdx.x * dim;
+	float *o = out + (size_t)blockIdx.x * dim;
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-		o[i] = __float2bfloat16(row[i] * inv * __bfloat162float(w[i]));
+		o[i] = row[i] * inv * __bfloat162float(w[i]);
 	}
 }
 
-// out = silu(gate) * up over n elements, as bf16 for the down projection.
-extern "C" __global__ void silu_mul(__nv_bfloat16 *out, const float *gate, const float *up, long long n) {
+// out = silu(gate) * up over n elements (out may alias gate or up).
+extern "C" __global__ void silu_mul(float *out, const float *gate, const float *up, long long n) {
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		float g = gate[i];
-		out[i] = __float2bfloat16(g / (1.0f + expf(-g)) * up[i]);
+		out[i] = g / (1.0f + expf(-g)) * up[i];
 	}
 }
 
@@ -74,7 +85,7 @@ extern "C" __global__ void add(float *out, const float *a, const float *b, long 
 	}
 }
 
-// out = bf16(x) over n elements (GEMM inputs computed in fp32).
+// out = bf16(x) over n elements (the GEMM inputs, computed in fp32).
 extern "C" __global__ void to_bf16(__nv_bfloat16 *out, const float *x, long long n) {
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		out[i] = __float2bfloat16(x[i]);

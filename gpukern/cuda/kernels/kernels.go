@@ -1,9 +1,9 @@
 // Package kernels holds the CUDA sources of gpukern/cuda's kernels, embedded in the binary and
 // compiled at start-up by NVRTC for the GPU's exact architecture (gpukern/cuda/nvrtc).
 //
-// Types: the residual stream and GEMM outputs are fp32; GEMM inputs (normed activations,
-// attention and SiLU-mul outputs), weights, adapters and the KV cache are bf16; every
-// reduction accumulates in fp32. Kernels are extern "C" so their names survive compilation.
+// Types: activations are fp32 (the backend converts a GEMM input to bf16 with to_bf16 just
+// before cuBLAS); weights, adapters and the KV cache are bf16; every reduction accumulates in
+// fp32. Kernels are extern "C" so their names survive compilation.
 package kernels
 
 import (

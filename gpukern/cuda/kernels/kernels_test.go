@@ -3,6 +3,7 @@ package kernels
 import (
 	"errors"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -74,5 +75,28 @@ func TestCompileErrorAndCache(t *testing.T) {
 	entries, _ := os.ReadDir(cache.Dir)
 	if len(entries) != 1 {
 		t.Fatalf("cache holds %d files, want 1", len(entries))
+	}
+}
+
+// The backend (gpukern/cuda) looks these kernels up by name and sizes flash_prefill's shared
+// memory and tiles from FLASH_BQ and FLASH_BK, so each is declared once, extern "C", and the tile
+// sizes are the ones it assumes. This needs no NVRTC.
+func TestKernelNames(t *testing.T) {
+	all := ""
+	for _, s := range Sources() {
+		all += s.Text
+	}
+	for _, name := range []string{"embedding", "gather", "rmsnorm", "silu_mul", "add_bias", "add", "to_bf16",
+		"rope_write_kv", "flash_prefill", "decode_split", "decode_combine", "lora_shrink", "lora_expand",
+		"argmax", "sample_rows"} {
+		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\(\w+\) )?` + name + `\(`)
+		if n := len(re.FindAllString(all, -1)); n != 1 {
+			t.Errorf("kernel %s declared %d times", name, n)
+		}
+	}
+	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 "} {
+		if !strings.Contains(all, def) {
+			t.Errorf("no %q", def)
+		}
 	}
 }

@@ -1,0 +1,302 @@
+//go:build cuda
+
+// Package cuda implements gpukern.Backend on an NVIDIA GPU: gorgonia.org/cu for the context,
+// memory, streams and launches; cuBLAS (gpukern/cuda/cublas) for the weight GEMMs in bf16; the
+// kernels of gpukern/cuda/kernels compiled at start-up by NVRTC for the GPU's architecture.
+//
+// Types: activations (Alloc) are fp32; weights, adapters and the KV cache are bf16. A GEMM
+// input is converted to bf16 just before cuBLAS reads it.
+//
+// Only a binary built with the cuda tag imports this package: gorgonia.org/cu's init exits
+// the process where there is no GPU driver.
+package cuda
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/cublas"
+)
+
+// Config sets up a Backend. Zero fields take the documented defaults.
+type Config struct {
+	// Device is the GPU's ordinal. Default 0.
+	Device int
+	// AdapterSlots is how many adapters the preallocated adapter pool holds. Required (> 0).
+	AdapterSlots int
+	// AdapterSlotElems is the size of one slot in elements: the largest adapter, as
+	// SlotElems counts it. Required (> 0).
+	AdapterSlotElems int
+	// CacheDir keeps compiled kernels between starts. Default: the user cache directory's
+	// lorafleet/cubin.
+	CacheDir string
+}
+
+func (c *Config) validate() error {
+	if c.Device < 0 || c.AdapterSlots <= 0 || c.AdapterSlotElems <= 0 {
+		return fmt.Errorf("cuda: device %d, %d adapter slots of %d elements: need a device ≥ 0 and a pool",
+			c.Device, c.AdapterSlots, c.AdapterSlotElems)
+	}
+	if c.CacheDir == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("cuda: no kernel cache directory: %w", err)
+		}
+		c.CacheDir = filepath.Join(dir, "lorafleet", "cubin")
+	}
+	return nil
+}
+
+// Tensor is device memory: fp32, or bf16 for weights, adapters and the KV cache.
+type Tensor struct {
+	ptr    cu.DevicePtr
+	n      int
+	bf16   bool
+	pooled bool // part of an adapter pool slot: freed with the slot
+}
+
+// Len implements gpukern.Tensor.
+func (t *Tensor) Len() int { return t.n }
+
+func (t *Tensor) bytes() int64 {
+	if t.bf16 {
+		return 2 * int64(t.n)
+	}
+	return 4 * int64(t.n)
+}
+
+// Backend is the CUDA backend. Like every gpukern.Backend it serves one caller at a time.
+type Backend struct {
+	cfg     Config
+	dev     cu.Device
+	ctx     cu.CUContext
+	arch    string // e.g. "sm_90"
+	stream  cu.Stream
+	blas    *cublas.Handle
+	fn      functions
+	meta    *arena  // per-step metadata, uploaded on the stream
+	scratch scratch // reusable device buffers
+	pool    *adapterPool
+	err     error // the first failure since the last Sync
+}
+
+var _ gpukern.Backend = (*Backend)(nil)
+
+// New opens the GPU, compiles (or loads from the cache) every kernel and preallocates the
+// adapter pool.
+func New(cfg Config) (*Backend, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	b := &Backend{cfg: cfg}
+	var err error
+	b.do(func() { err = b.open() })
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Backend) open() error {
+	n, err := cu.NumDevices()
+	if err != nil || b.cfg.Device >= n {
+		return fmt.Errorf("cuda: device %d of %d: %v", b.cfg.Device, n, err)
+	}
+	if b.dev, err = cu.GetDevice(b.cfg.Device); err != nil {
+		return fmt.Errorf("cuda: %w", err)
+	}
+	major, minor, err := b.dev.ComputeCapability()
+	if err != nil {
+		return fmt.Errorf("cuda: compute capability: %w", err)
+	}
+	if major < 8 {
+		return fmt.Errorf("cuda: compute capability %d.%d: bf16 kernels need 8.0 (Ampere) or newer", major, minor)
+	}
+	b.arch = fmt.Sprintf("sm_%d%d", major, minor)
+	if b.ctx, err = b.dev.RetainPrimaryCtx(); err != nil {
+		return fmt.Errorf("cuda: primary context: %w", err)
+	}
+	if err := cu.SetCurrentContext(b.ctx); err != nil {
+		return fmt.Errorf("cuda: %w", err)
+	}
+	// A blocking stream: the synchronous copies on the null stream stay ordered with it.
+	if b.stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
+		return fmt.Errorf("cuda: stream: %w", err)
+	}
+	if err := b.fn.load(b.cfg.CacheDir, b.arch); err != nil {
+		return err
+	}
+	if err := cublas.Open(); err != nil {
+		return err
+	}
+	if b.blas, err = cublas.Create(); err != nil {
+		return err
+	}
+	if err := b.blas.SetStream(streamHandle(b.stream)); err != nil {
+		return err
+	}
+	if b.meta, err = newArena(1<<20, b.stream); err != nil {
+		return err
+	}
+	b.pool, err = newAdapterPool(b.cfg.AdapterSlots, b.cfg.AdapterSlotElems, b.stream)
+	return err
+}
+
+// Close releases the GPU resources; the backend must not be used afterwards.
+func (b *Backend) Close() {
+	b.do(func() {
+		if b.stream != (cu.Stream{}) {
+			_ = b.stream.Synchronize()
+		}
+		b.pool.close()
+		b.meta.close()
+		b.scratch.free()
+		if b.blas != nil {
+			_ = b.blas.Destroy()
+		}
+		if b.stream != (cu.Stream{}) {
+			_ = b.stream.Destroy()
+		}
+	})
+}
+
+// do runs f on a locked OS thread with the backend's context current: the driver keeps the
+// current context per thread, and Go moves goroutines between threads.
+func (b *Backend) do(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if b.ctx != (cu.CUContext{}) {
+		if err := cu.SetCurrentContext(b.ctx); err != nil {
+			b.fail(fmt.Errorf("cuda: making the context current: %w", err))
+			return
+		}
+	}
+	f()
+}
+
+// fail records the first error since the last Sync; kernels have no error return.
+func (b *Backend) fail(err error) {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+// Name implements gpukern.Backend.
+func (b *Backend) Name() string { return "cuda" }
+
+// Arch is the architecture the kernels were compiled for, e.g. "sm_90".
+func (b *Backend) Arch() string { return b.arch }
+
+// MemInfo returns the device's free and total memory in bytes.
+func (b *Backend) MemInfo() (free, total int64, err error) {
+	b.do(func() { free, total, err = cu.MemInfo() })
+	return free, total, err
+}
+
+// Sync implements gpukern.Backend.
+func (b *Backend) Sync() error {
+	b.do(func() {
+		if err := b.stream.Synchronize(); err != nil {
+			b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
+		}
+		b.meta.reset()
+	})
+	err := b.err
+	b.err = nil
+	return err
+}
+
+func dev(t gpukern.Tensor) *Tensor {
+	c, ok := t.(*Tensor)
+	if !ok {
+		// Mixing backends is a programming error that no input can cause.
+		panic(fmt.Sprintf("cuda: tensor of type %T from another backend", t))
+	}
+	return c
+}
+
+// alloc returns n zeroed elements of device memory.
+func (b *Backend) alloc(n int, bf16 bool) *Tensor {
+	t := &Tensor{n: n, bf16: bf16}
+	b.do(func() {
+		size := max(t.bytes(), 4)
+		p, err := cu.MemAlloc(size)
+		if err != nil {
+			b.fail(fmt.Errorf("cuda: allocating %d bytes: %w", size, err))
+			return
+		}
+		t.ptr = p
+		b.fail(cu.MemsetD8(p, 0, size))
+	})
+	return t
+}
+
+// Alloc implements gpukern.Backend: fp32 activations.
+func (b *Backend) Alloc(n int) gpukern.Tensor { return b.alloc(n, false) }
+
+// AllocCache implements gpukern.Backend: the KV cache is bf16.
+func (b *Backend) AllocCache(n int) gpukern.Tensor { return b.alloc(n, true) }
+
+// Weight implements gpukern.Backend: weights are stored in bf16.
+func (b *Backend) Weight(data []float32) gpukern.Tensor {
+	t := b.alloc(len(data), true)
+	b.Upload(t, data)
+	return t
+}
+
+// Free implements gpukern.Backend.
+func (b *Backend) Free(t gpukern.Tensor) {
+	d := dev(t)
+	if d.pooled || d.ptr == 0 {
+		return
+	}
+	b.do(func() { b.fail(cu.MemFree(d.ptr)) })
+	d.ptr = 0
+}
+
+// Upload implements gpukern.Backend: a synchronous copy, ordered after queued kernels.
+func (b *Backend) Upload(t gpukern.Tensor, src []float32) {
+	d := dev(t)
+	if len(src) == 0 {
+		return
+	}
+	if len(src) > d.n {
+		panic(fmt.Sprintf("cuda: uploading %d elements into %d", len(src), d.n))
+	}
+	b.do(func() {
+		if d.bf16 {
+			raw := toBF16(src)
+			b.fail(cu.MemcpyHtoD(d.ptr, unsafe.Pointer(&raw[0]), int64(2*len(raw))))
+			return
+		}
+		b.fail(cu.MemcpyHtoD(d.ptr, unsafe.Pointer(&src[0]), int64(4*len(src))))
+	})
+}
+
+// Download implements gpukern.Backend; it waits for the queued kernels.
+func (b *Backend) Download(dst []float32, t gpukern.Tensor) {
+	d := dev(t)
+	if len(dst) == 0 {
+		return
+	}
+	b.do(func() {
+		if err := b.stream.Synchronize(); err != nil {
+			b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
+			return
+		}
+		if d.bf16 {
+			raw := make([]uint16, len(dst))
+			b.fail(cu.MemcpyDtoH(unsafe.Pointer(&raw[0]), d.ptr, int64(2*len(raw))))
+			fromBF16(dst, raw)
+			return
+		}
+		b.fail(cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), d.ptr, int64(4*len(dst))))
+	})
+}

@@ -1,0 +1,107 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/lorafleet/lorafleet/gpukern/cuda/kernels"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/nvrtc"
+)
+
+// functions are the kernels, looked up once after their modules are loaded.
+type functions struct {
+	embedding, gather, rmsnorm, siluMul, addBias, add, toBF16 cu.Function
+	ropeWriteKV                                               cu.Function
+	flashPrefill, decodeSplit, decodeCombine                  cu.Function
+	loraShrink, loraExpand                                    cu.Function
+	argmax, sampleRows                                        cu.Function
+}
+
+// load compiles every kernel source for arch (or takes it from the cache in dir), loads the
+// modules and looks the functions up.
+func (f *functions) load(dir, arch string) error {
+	inc, err := nvrtc.IncludeDir()
+	if err != nil {
+		return err
+	}
+	cache := nvrtc.Cache{Dir: dir}
+	byName := map[string]*cu.Function{
+		"embedding": &f.embedding, "gather": &f.gather, "rmsnorm": &f.rmsnorm, "silu_mul": &f.siluMul,
+		"add_bias": &f.addBias, "add": &f.add, "to_bf16": &f.toBF16, "rope_write_kv": &f.ropeWriteKV,
+		"flash_prefill": &f.flashPrefill, "decode_split": &f.decodeSplit, "decode_combine": &f.decodeCombine,
+		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
+	}
+	mods := map[string]cu.Module{}
+	for _, src := range kernels.Sources() {
+		cubin, err := cache.Compile(src.Name, src.Text, arch, inc)
+		if err != nil {
+			return fmt.Errorf("cuda: %w", err)
+		}
+		m, err := cu.LoadData(string(cubin))
+		if err != nil {
+			return fmt.Errorf("cuda: loading %s: %w", src.Name, err)
+		}
+		mods[src.Name] = m
+	}
+	for name, dst := range byName {
+		found := false
+		for _, m := range mods {
+			if fn, err := m.Function(name); err == nil {
+				*dst, found = fn, true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("cuda: kernel %s is in no module", name)
+		}
+	}
+	// The prefill kernel's tiles need more than 48 KiB of shared memory for large heads.
+	return allowSharedMemory(f.flashPrefill, flashSharedBytes(256))
+}
+
+// args packs kernel arguments: cu.Function.Launch copies 8 bytes from behind each pointer, so
+// every argument gets an 8-byte cell whatever its C type.
+type args struct{ cells []uint64 }
+
+func (a *args) ptr(t *Tensor) *args       { return a.raw(uint64(t.ptr)) }
+func (a *args) dptr(p cu.DevicePtr) *args { return a.raw(uint64(p)) }
+func (a *args) i32(v int) *args           { return a.raw(uint64(uint32(int32(v)))) }
+func (a *args) i64(v int) *args           { return a.raw(uint64(int64(v))) }
+func (a *args) f32(v float32) *args       { return a.raw(uint64(math.Float32bits(v))) }
+func (a *args) raw(v uint64) *args        { a.cells = append(a.cells, v); return a }
+func (a *args) pointers() []unsafe.Pointer {
+	ps := make([]unsafe.Pointer, len(a.cells))
+	for i := range a.cells {
+		ps[i] = unsafe.Pointer(&a.cells[i])
+	}
+	return ps
+}
+
+// dims is a launch shape.
+type dims struct{ x, y, z int }
+
+func d1(x int) dims    { return dims{x, 1, 1} }
+func d2(x, y int) dims { return dims{x, y, 1} }
+
+// launch queues fn on the backend's stream. Callers are inside b.do.
+func (b *Backend) launch(name string, fn cu.Function, grid, block dims, shared int, a *args) {
+	if grid.x <= 0 || grid.y <= 0 || grid.z <= 0 {
+		return // nothing to do: an empty batch or no rows of this kind
+	}
+	if b.err != nil {
+		return // the step has failed already (its metadata may be missing); Sync reports it
+	}
+	err := fn.Launch(grid.x, grid.y, grid.z, block.x, block.y, block.z, shared, b.stream, a.pointers())
+	if err != nil {
+		b.fail(fmt.Errorf("cuda: launching %s: %w", name, err))
+	}
+}
+
+// gridFor is the number of blocks of threads that covers n elements, capped for
+// grid-stride kernels.
+func gridFor(n, threads int) int { return min((n+threads-1)/threads, 65535) }

@@ -1,0 +1,340 @@
+//go:build cuda
+
+package cuda_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda"
+)
+
+func TestEmbeddingAndGather(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, s := range []struct{ vocab, dim, rows int }{{50, 64, 3}, {1000, 2048, 17}, {32000, 4096, 40}} {
+		ids := make([]int32, s.rows)
+		for i := range ids {
+			ids[i] = int32(r.IntN(s.vocab))
+		}
+		table, hidden := weight(randn(r, s.vocab*s.dim, 1)), act(randn(r, s.vocab*s.dim, 1))
+		o := out(s.rows * s.dim)
+		gpu.Embedding(o.g, table.g, ids, s.dim)
+		ref.Embedding(o.r, table.r, ids, s.dim)
+		o.compare(t, "embedding", shapeOf(s.rows, s.vocab, s.dim), tolF32)
+		o2 := out(s.rows * s.dim)
+		gpu.Embedding(o2.g, hidden.g, ids, s.dim)
+		ref.Embedding(o2.r, hidden.r, ids, s.dim)
+		o2.compare(t, "gather", shapeOf(s.rows, s.vocab, s.dim), tolF32)
+		for _, p := range []pair{table, hidden, o, o2} {
+			p.free()
+		}
+	}
+}
+
+func TestRMSNorm(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 2))
+	for _, s := range []struct{ rows, dim int }{{1, 64}, {5, 896}, {33, 4096}, {3, 5120}} {
+		n := s.rows * s.dim
+		w := weight(randn(r, s.dim, 1))
+		x, o := act(randn(r, n, 2)), out(n)
+		gpu.RMSNorm(o.g, x.g, nil, w.g, s.rows, s.dim, 1e-5)
+		ref.RMSNorm(o.r, x.r, nil, w.r, s.rows, s.dim, 1e-5)
+		o.compare(t, "rmsnorm", shapeOf(s.rows, s.dim), tolF32)
+		// The fused residual add, writing x and an output that aliases the residual.
+		res := act(randn(r, n, 1))
+		gpu.RMSNorm(res.g, x.g, res.g, w.g, s.rows, s.dim, 1e-6)
+		ref.RMSNorm(res.r, x.r, res.r, w.r, s.rows, s.dim, 1e-6)
+		res.compare(t, "rmsnorm+residual", shapeOf(s.rows, s.dim), tolF32)
+		x.compare(t, "rmsnorm+residual (x)", shapeOf(s.rows, s.dim), tolF32)
+		for _, p := range []pair{w, x, o, res} {
+			p.free()
+		}
+	}
+}
+
+func TestMatMul(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, s := range []struct{ m, n, k int }{{1, 64, 32}, {7, 300, 129}, {33, 4096, 4096}, {256, 11008, 4096}, {5, 32000, 4096}} {
+		x, w, o := act(randn(r, s.m*s.k, 1)), weight(randn(r, s.n*s.k, 0.02)), out(s.m*s.n)
+		gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k)
+		ref.MatMul(o.r, x.r, w.r, s.m, s.n, s.k)
+		o.compare(t, "matmul (cuBLAS bf16)", shapeOf(s.m, s.n, s.k), tolBF16)
+		for _, p := range []pair{x, w, o} {
+			p.free()
+		}
+	}
+}
+
+func TestElementwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, s := range []struct{ rows, dim int }{{1, 32}, {9, 1000}, {64, 11008}} {
+		n := s.rows * s.dim
+		bias := weight(randn(r, s.dim, 1))
+		x := act(randn(r, n, 1))
+		gpu.AddBias(x.g, bias.g, s.rows, s.dim)
+		ref.AddBias(x.r, bias.r, s.rows, s.dim)
+		x.compare(t, "add_bias", shapeOf(s.rows, s.dim), tolF32)
+		y, o := act(randn(r, n, 1)), out(n)
+		gpu.Add(o.g, x.g, y.g, n)
+		ref.Add(o.r, x.r, y.r, n)
+		o.compare(t, "add", shapeOf(n), tolF32)
+		gpu.SiLUMul(x.g, x.g, y.g, n) // in place, as the model calls it
+		ref.SiLUMul(x.r, x.r, y.r, n)
+		x.compare(t, "silu_mul", shapeOf(n), tolF32)
+		for _, p := range []pair{bias, x, y, o} {
+			p.free()
+		}
+	}
+}
+
+// cacheOf makes a one-layer KV cache on both backends with random (bf16-exact) contents.
+func cacheOf(r *rand.Rand, blocks, blockSize, kvHeads, hd int) (g, c *gpukern.KVCache) {
+	g = &gpukern.KVCache{NumBlocks: blocks, BlockSize: blockSize, KVHeads: kvHeads, HeadDim: hd}
+	c = &gpukern.KVCache{NumBlocks: blocks, BlockSize: blockSize, KVHeads: kvHeads, HeadDim: hd}
+	n := blocks * blockSize * kvHeads * hd
+	for range 2 {
+		v := bf16(randn(r, n, 1))
+		gt, rt := gpu.AllocCache(n), ref.AllocCache(n)
+		gpu.Upload(gt, v)
+		ref.Upload(rt, v)
+		if g.K == nil {
+			g.K, c.K = []gpukern.Tensor{gt}, []gpukern.Tensor{rt}
+		} else {
+			g.V, c.V = []gpukern.Tensor{gt}, []gpukern.Tensor{rt}
+		}
+	}
+	return g, c
+}
+
+func freeCache(g, c *gpukern.KVCache) {
+	for _, p := range []pair{{g: g.K[0], r: c.K[0]}, {g: g.V[0], r: c.V[0]}} {
+		p.free()
+	}
+}
+
+func TestRoPEWriteKV(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, s := range []struct{ rows, heads, kvHeads, hd int }{{1, 4, 2, 16}, {19, 14, 2, 64}, {40, 32, 8, 128}} {
+		const blocks, bs, maxPos = 8, 16, 128
+		gc, rc := cacheOf(r, blocks, bs, s.kvHeads, s.hd)
+		table := make([]float32, maxPos*s.hd)
+		for p := range maxPos {
+			for i := range s.hd / 2 {
+				a := float64(p) * math.Pow(10000, -2*float64(i)/float64(s.hd))
+				table[p*s.hd+i], table[p*s.hd+s.hd/2+i] = float32(math.Cos(a)), float32(math.Sin(a))
+			}
+		}
+		cs := act(table)
+		pos, slots := make([]int32, s.rows), r.Perm(blocks * bs)[:s.rows]
+		slots32 := make([]int32, s.rows)
+		for i := range pos {
+			pos[i], slots32[i] = int32(r.IntN(maxPos)), int32(slots[i])
+		}
+		q := act(randn(r, s.rows*s.heads*s.hd, 1))
+		k, v := act(randn(r, s.rows*s.kvHeads*s.hd, 1)), act(randn(r, s.rows*s.kvHeads*s.hd, 1))
+		gpu.RoPEWriteKV(q.g, k.g, v.g, s.rows, s.heads, pos, cs.g, gc, 0, slots32)
+		ref.RoPEWriteKV(q.r, k.r, v.r, s.rows, s.heads, pos, cs.r, rc, 0, slots32)
+		shape := shapeOf(s.rows, s.heads, s.kvHeads, s.hd)
+		q.compare(t, "rope (q)", shape, tolF32)
+		k.compare(t, "rope (k)", shape, tolF32)
+		n := blocks * bs * s.kvHeads * s.hd
+		pair{g: gc.K[0], r: rc.K[0], n: n}.compare(t, "rope: K cache (bf16)", shape, tolBF16)
+		pair{g: gc.V[0], r: rc.V[0], n: n}.compare(t, "rope: V cache (bf16)", shape, tolBF16)
+		freeCache(gc, rc)
+		for _, p := range []pair{cs, q, k, v} {
+			p.free()
+		}
+	}
+}
+
+// attnCase is a batch of sequences: qlens[i] query rows of a context of ctxs[i] tokens.
+type attnCase struct {
+	heads, kvHeads, hd int
+	qlens, ctxs        []int
+}
+
+func TestAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	for _, c := range []attnCase{
+		{4, 4, 16, []int{5}, []int{5}},                             // one prefill
+		{8, 2, 64, []int{1, 1, 1}, []int{1, 17, 300}},              // decode only
+		{14, 2, 64, []int{37, 1, 16, 1}, []int{37, 900, 48, 2000}}, // mixed; chunked prefill; split decode
+		{32, 8, 128, []int{100, 1, 1}, []int{100, 4000, 513}},      // Llama-3 shapes
+		{32, 32, 128, []int{1, 20}, []int{1500, 20}},               // no GQA
+		{16, 4, 256, []int{33, 1}, []int{33, 700}},                 // the largest head
+		{12, 12, 32, []int{16, 17, 1}, []int{16, 17, 1}},           // tile edges
+	} {
+		const bs = 16
+		var seqs []gpukern.AttnSeq
+		rows, blocks := 0, 0
+		for i, q := range c.qlens {
+			nb := (c.ctxs[i] + bs - 1) / bs
+			table := make([]int32, nb)
+			for j := range table {
+				table[j] = int32(blocks + nb - 1 - j) // blocks out of order
+			}
+			blocks += nb
+			seqs = append(seqs, gpukern.AttnSeq{QStart: rows, QLen: q, CtxLen: c.ctxs[i], Blocks: table})
+			rows += q
+		}
+		gc, rc := cacheOf(r, blocks, bs, c.kvHeads, c.hd)
+		q, o := act(randn(r, rows*c.heads*c.hd, 1)), out(rows*c.heads*c.hd)
+		p := gpukern.AttnParams{Heads: c.heads, KVHeads: c.kvHeads, HeadDim: c.hd, Scale: float32(1 / math.Sqrt(float64(c.hd)))}
+		gpu.Attention(o.g, q.g, gc, 0, seqs, p)
+		ref.Attention(o.r, q.r, rc, 0, seqs, p)
+		o.compare(t, "attention", shapeOf(c.heads, c.kvHeads, c.hd)+" q"+shapeOf(c.qlens...)+" ctx"+shapeOf(c.ctxs...), tolF32)
+		freeCache(gc, rc)
+		q.free()
+		o.free()
+	}
+}
+
+// loraCase is a batch of segments: rows per segment and each segment's rank (0: no adapter).
+type loraCase struct {
+	in, outDim  int
+	rows, ranks []int
+}
+
+func TestLoRA(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, c := range []loraCase{
+		{64, 64, []int{3}, []int{8}},
+		{896, 128, []int{2, 5, 1, 7}, []int{16, 0, 128, 64}}, // mixed ranks, a base-model segment
+		{4096, 11008, []int{1, 1, 1, 1, 1, 1, 1, 1}, []int{16, 16, 32, 8, 16, 64, 0, 16}},
+		{11008, 4096, []int{20, 12}, []int{128, 8}},
+	} {
+		var gs, rs []gpukern.LoRASegment
+		var slots [][]gpukern.Tensor
+		row, maxRank := 0, 1
+		for i, n := range c.rows {
+			g, s := gpukern.LoRASegment{Start: row, End: row + n}, gpukern.LoRASegment{Start: row, End: row + n}
+			if rank := c.ranks[i]; rank > 0 {
+				a, b := randn(r, rank*c.in, 0.05), randn(r, c.outDim*rank, 0.05)
+				ts, err := gpu.AdapterWeights([][]float32{a, b})
+				if err != nil {
+					t.Fatal(err)
+				}
+				slots = append(slots, ts)
+				scale := float32(r.Float64() + 0.5)
+				g.A, g.B, g.Rank, g.Scale = ts[0], ts[1], rank, scale
+				s.A, s.B, s.Rank, s.Scale = ref.Weight(bf16(a)), ref.Weight(bf16(b)), rank, scale
+				maxRank = max(maxRank, rank)
+			}
+			gs, rs = append(gs, g), append(rs, s)
+			row += n
+		}
+		x := act(randn(r, row*c.in, 1))
+		v := act(make([]float32, row*maxRank))
+		o := act(randn(r, row*c.outDim, 1))
+		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
+		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
+		shape := shapeOf(c.in, c.outDim) + " ranks " + shapeOf(c.ranks...)
+		v.compare(t, "lora_shrink", shape, tolF32)
+		gpu.LoRAExpand(o.g, v.g, gs, c.outDim, maxRank)
+		ref.LoRAExpand(o.r, v.r, rs, c.outDim, maxRank)
+		o.compare(t, "lora_expand", shape, tolF32)
+		for _, ts := range slots {
+			gpu.FreeAdapterWeights(ts)
+		}
+		for _, p := range []pair{x, v, o} {
+			p.free()
+		}
+	}
+}
+
+// The adapter pool refuses an adapter larger than a slot and a ninth adapter, and a freed
+// slot is reused.
+func TestAdapterPool(t *testing.T) {
+	if _, err := gpu.AdapterWeights([][]float32{make([]float32, 1<<22+1)}); err == nil {
+		t.Error("an adapter larger than a slot was stored")
+	}
+	var held [][]gpukern.Tensor
+	for range 8 {
+		ts, err := gpu.AdapterWeights([][]float32{{1, 2, 3}, {4, 5}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ts)
+	}
+	if _, err := gpu.AdapterWeights([][]float32{{1}}); !errors.Is(err, cuda.ErrPoolFull) {
+		t.Errorf("ninth adapter: %v, want ErrPoolFull", err)
+	}
+	gpu.FreeAdapterWeights(held[3])
+	ts, err := gpu.AdapterWeights([][]float32{{7, 8, 9}})
+	if err != nil {
+		t.Fatalf("after a free: %v", err)
+	}
+	got := make([]float32, 3)
+	gpu.Download(got, ts[0])
+	if got[0] != 7 || got[2] != 9 {
+		t.Errorf("reused slot holds %v", got)
+	}
+	held[3] = ts
+	for _, ts := range held {
+		gpu.FreeAdapterWeights(ts)
+	}
+}
+
+func TestSample(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	const rows = 64
+	for _, vocab := range []int{50, 32000, 151936} {
+		logits := randn(r, rows*vocab, 3)
+		for range 5 { // a few -inf, as a min_tokens mask leaves
+			logits[r.IntN(rows*vocab)] = float32(math.Inf(-1))
+		}
+		lt := act(logits)
+		params := make([]gpukern.SampleParams, rows)
+		stable := 0
+		for i := range params {
+			p := gpukern.SampleParams{Temperature: float32(r.Float64()*1.5 + 0.1), TopP: 1, U: float32(r.Float64())}
+			switch i % 4 {
+			case 1:
+				p.TopK = int32(1 + r.IntN(50))
+			case 2:
+				p.TopP = float32(0.5 + r.Float64()/2)
+			case 3:
+				p.TopK, p.TopP, p.MinP = 40, 0.9, 0.05
+			}
+			if i < 8 {
+				p.Temperature = 0 // greedy rows next to random ones
+			}
+			params[i] = p
+		}
+		want, got := make([]int32, rows), make([]int32, rows)
+		ref.Sample(want, lt.r, 0, vocab, params)
+		gpu.Sample(got, lt.g, 0, vocab, params)
+		if err := gpu.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		// A variate within rounding of a boundary between two tokens may go either way in
+		// fp32: such rows only need a token the reference could also pick.
+		bad := 0
+		for i, p := range params {
+			lo, hi := p, p
+			lo.U, hi.U = max(0, p.U-1e-4), min(0.99999, p.U+1e-4)
+			near := make([]int32, 2)
+			ref.Sample(near[:1], lt.r, i, vocab, []gpukern.SampleParams{lo})
+			ref.Sample(near[1:], lt.r, i, vocab, []gpukern.SampleParams{hi})
+			if near[0] == want[i] && near[1] == want[i] {
+				stable++
+				if got[i] != want[i] {
+					bad++
+					t.Errorf("vocab %d row %d (%+v): sampled %d, reference %d", vocab, i, p, got[i], want[i])
+				}
+			} else if got[i] != near[0] && got[i] != near[1] && got[i] != want[i] {
+				bad++
+				t.Errorf("vocab %d row %d at a boundary: sampled %d, reference %d..%d", vocab, i, got[i], near[0], near[1])
+			}
+		}
+		mismatch := []float32{float32(bad)}
+		record(t, "sample (argmax, top-k/top-p/min-p)", shapeOf(rows, vocab), mismatch, []float32{0}, 0)
+		if stable < rows/2 {
+			t.Errorf("only %d of %d rows away from a boundary", stable, rows)
+		}
+		lt.free()
+	}
+}

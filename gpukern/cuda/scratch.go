@@ -1,0 +1,55 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+
+	"gorgonia.org/cu"
+)
+
+// devBuf is a device buffer reused from step to step and grown on demand.
+type devBuf struct {
+	ptr  cu.DevicePtr
+	size int64
+}
+
+// scratch holds the backend's own temporaries.
+type scratch struct {
+	gemmIn devBuf // a GEMM input converted to bf16
+	part   devBuf // split-context attention partials
+	ids    devBuf // sampled token ids
+}
+
+func (s *scratch) free() {
+	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids} {
+		if d.ptr != 0 {
+			_ = cu.MemFree(d.ptr)
+			*d = devBuf{}
+		}
+	}
+}
+
+// buffer returns d with room for size bytes. Growing waits for the stream first: queued
+// kernels may still use the old buffer. Callers are inside b.do.
+func (b *Backend) buffer(d *devBuf, size int64) cu.DevicePtr {
+	if size <= d.size {
+		return d.ptr
+	}
+	if err := b.stream.Synchronize(); err != nil {
+		b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
+		return 0
+	}
+	size = max(size, d.size*3/2)
+	if d.ptr != 0 {
+		_ = cu.MemFree(d.ptr)
+		*d = devBuf{}
+	}
+	p, err := cu.MemAlloc(size)
+	if err != nil {
+		b.fail(fmt.Errorf("cuda: scratch buffer of %d bytes: %w", size, err))
+		return 0
+	}
+	*d = devBuf{ptr: p, size: size}
+	return p
+}

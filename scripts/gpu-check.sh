@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The CUDA backend's checks on a GPU machine, from binaries built elsewhere: the GPU machine
+# has no Go. Build them here with `make build-gpu-check` (bin/gpukern-cuda.test), send the
+# tree with bin/ (the device tool's carry), then run this from the repository root.
+#
+# 1. every kernel against gpukern/cpuref, the full model against the golden logits, a
+#    mixed-adapter batch against its rows alone (gpukern/cuda/*_gpu_test.go);
+# 2. compute-sanitizer memcheck on one prefill and one decode step.
+# It prints a short table last and exits non-zero when anything failed.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/bin/gpukern-cuda.test
+out=${OUT:-/tmp}/gpu-check
+mkdir -p "$out"
+[ -x "$bin" ] || { echo "no $bin: run make build-gpu-check first" >&2; exit 2; }
+export LORAFLEET_CUBIN_CACHE=$out/cubin
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+
+cd "$root/gpukern/cuda" # the tests find testdata/ from here
+"$bin" -test.v -test.timeout 8m >"$out/tests.log" 2>&1
+tests=$?
+grep -E '^(--- FAIL|FAIL|panic)' "$out/tests.log" | head -20
+
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$san" ]; then
+	"$san" --tool memcheck --error-exitcode 3 "$bin" -test.run '^TestSanitizerStep$' >"$out/sanitizer.log" 2>&1
+	sanitizer=$?
+	summary=$(grep -E 'ERROR SUMMARY' "$out/sanitizer.log" | tail -1)
+else
+	sanitizer=4
+	summary="compute-sanitizer not found"
+fi
+
+echo
+echo "GPU checks ($(basename "$bin"), logs in $out):"
+grep -E '^\|' "$out/tests.log"
+echo "| compute-sanitizer memcheck | prefill + decode step | ${summary:-no summary} | 0 errors | $([ $sanitizer -eq 0 ] && echo ok || echo FAIL) |"
+echo "tests: $([ $tests -eq 0 ] && echo PASS || echo "FAIL ($tests)")"
+[ $tests -eq 0 ] && [ $sanitizer -eq 0 ]

@@ -1,0 +1,62 @@
+//go:build cuda
+
+package worker
+
+import (
+	"cmp"
+	"fmt"
+
+	"github.com/lorafleet/lorafleet/gpukern/cuda"
+	"github.com/lorafleet/lorafleet/worker/model"
+)
+
+// cudaBuilt says whether this binary has the CUDA backend.
+const cudaBuilt = true
+
+// activationReserve is device memory kept free of the KV cache for activations, cuBLAS and
+// the kernels' scratch buffers.
+const activationReserve = 2 << 30
+
+// newCUDABackend loads the model onto the GPU with an adapter pool of Engine.Slots slots of
+// MaxLoRARank, and sizes the KV cache from what is left of GPUMemoryFraction of the
+// device's memory unless the config sets it.
+func newCUDABackend(cfg *Config) (*backend, error) {
+	mc, err := model.LoadConfig(cfg.ModelDir)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	var lens []int
+	for p := range model.NumProj {
+		in, out := mc.Shape(p)
+		for range mc.Layers {
+			lens = append(lens, cfg.MaxLoRARank*in, out*cfg.MaxLoRARank)
+		}
+	}
+	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: cuda.SlotElems(lens)})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	m, err := model.Load(cfg.ModelDir, be)
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if cfg.Engine.NumBlocks == 0 {
+		free, total, err := be.MemInfo()
+		if err != nil {
+			be.Close()
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		bs := cmp.Or(cfg.Engine.BlockSize, 16)
+		perBlock := int64(bs) * int64(2*mc.Layers*mc.KVHeads*mc.HeadDim) * 2 // K and V, bf16
+		budget := int64(cfg.GPUMemoryFraction*float64(total)) - (total - free) - activationReserve
+		if budget < perBlock {
+			be.Close()
+			return nil, fmt.Errorf("worker: no device memory left for the KV cache (%d MiB free of %d; --gpu-memory-fraction %.2f)",
+				free>>20, total>>20, cfg.GPUMemoryFraction)
+		}
+		cfg.Engine.NumBlocks = int(budget / perBlock)
+	}
+	cfg.Engine.DeviceSampling = true
+	return &backend{mc: &m.Config, fwd: m}, nil
+}
