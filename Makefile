@@ -41,6 +41,7 @@ build:
 # the NVIDIA driver is, with cuBLAS and NVRTC of CUDA 11.x to 13.x (opened at run time).
 build-cuda:
 	$(GO) build -tags cuda -ldflags="-s -w" -o $(CUDA_BIN) ./cmd/lorafleet
+	git rev-parse --short HEAD > bin/COMMIT 2>/dev/null || echo unknown > bin/COMMIT
 
 # The GPU test binary that scripts/gpu-check.sh runs on a GPU machine.
 build-gpu-check:

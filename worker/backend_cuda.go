@@ -25,14 +25,8 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	var lens []int
-	for p := range model.NumProj {
-		in, out := mc.Shape(p)
-		for range mc.Layers {
-			lens = append(lens, cfg.MaxLoRARank*in, out*cfg.MaxLoRARank)
-		}
-	}
-	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: cuda.SlotElems(lens)})
+	slot := cuda.SlotElems(mc.AdapterLens(cfg.MaxLoRARank))
+	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: slot})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

@@ -30,9 +30,13 @@ func runBench(args []string, e env) error {
 	if len(args) > 0 && args[0] == "routing" {
 		return runBenchRouting(args[1:], e)
 	}
+	if len(args) > 0 && args[0] == "engine" {
+		return runBenchEngine(args[1:], e)
+	}
 	fmt.Fprintln(e.stderr, "usage: lorafleet bench load [flags]      (the S-LoRA-style load generator)")
 	fmt.Fprintln(e.stderr, "       lorafleet bench routing [flags]   (routing policies on a cluster of simulated workers)")
-	fmt.Fprintln(e.stderr, "--help after either lists its flags")
+	fmt.Fprintln(e.stderr, "       lorafleet bench engine [flags]    (decode and prefill steps of a random model on a backend)")
+	fmt.Fprintln(e.stderr, "--help after any lists its flags")
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		return flag.ErrHelp
 	}

@@ -179,6 +179,9 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"bench", "routing", "--policies", "consistent:1.2"}, 1, "only bounded takes a balance factor"},
 		{[]string{"bench", "routing", "--zipf", "one"}, 1, "--zipf"},
 		{[]string{"bench", "routing", "--policies", "bounded,fastest"}, 1, "fastest"},
+		{[]string{"bench", "engine", "--backend", "tpu"}, 1, "neither cpu nor cuda"},
+		{[]string{"bench", "engine", "--batches", "1,x"}, 1, "--batches"},
+		{[]string{"bench", "engine", "--shape", g.ModelDir() + "/config.json", "--contexts", "100000"}, 1, "positions"},
 	} {
 		_, stderr, code := lorafleet(t, "", c.args...)
 		if code != c.code || !strings.Contains(stderr, c.msg) {
@@ -191,7 +194,7 @@ func TestCommandErrors(t *testing.T) {
 			t.Errorf("%s --help: exit %d, stderr %q", name, code, stderr)
 		}
 	}
-	for _, sub := range []string{"load", "routing"} {
+	for _, sub := range []string{"load", "routing", "engine"} {
 		if _, stderr, code := lorafleet(t, "", "bench", sub, "--help"); code != 0 || !strings.Contains(stderr, "usage: lorafleet bench "+sub) {
 			t.Errorf("bench %s --help: exit %d, stderr %q", sub, code, stderr)
 		}

@@ -164,6 +164,9 @@ func (b *Backend) Close() {
 		if b.stream != (cu.Stream{}) {
 			_ = b.stream.Destroy()
 		}
+		if b.ctx != (cu.CUContext{}) {
+			_ = b.dev.ReleasePrimaryCtx()
+		}
 	})
 }
 

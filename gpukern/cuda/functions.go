@@ -20,6 +20,7 @@ type functions struct {
 	flashPrefill, decodeSplit, decodeCombine                  cu.Function
 	loraShrink, loraExpand                                    cu.Function
 	argmax, sampleRows                                        cu.Function
+	fillRandom                                                cu.Function
 }
 
 // load compiles every kernel source for arch (or takes it from the cache in dir), loads the
@@ -35,6 +36,7 @@ func (f *functions) load(dir, arch string) error {
 		"add_bias": &f.addBias, "add": &f.add, "to_bf16": &f.toBF16, "rope_write_kv": &f.ropeWriteKV,
 		"flash_prefill": &f.flashPrefill, "decode_split": &f.decodeSplit, "decode_combine": &f.decodeCombine,
 		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
+		"fill_random": &f.fillRandom,
 	}
 	mods := map[string]cu.Module{}
 	for _, src := range kernels.Sources() {

@@ -42,9 +42,24 @@ func Load(dir string, be gpukern.Backend) (*Model, error) {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	defer ckpt.Close()
-	m := &Model{Config: cfg, be: be}
-	if err := m.loadWeights(ckpt); err != nil {
+	_, lmHead := ckpt.Info("lm_head.weight")
+	m, err := build(cfg, be, checkpointWeights(ckpt, be), lmHead)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// Build makes a model of shape cfg whose tensors weight makes, for benchmarks that need a
+// model's shape and not its values (random weights made on the device).
+func Build(cfg Config, be gpukern.Backend, weight WeightFunc) (*Model, error) {
+	return build(cfg, be, weight, true)
+}
+
+func build(cfg Config, be gpukern.Backend, weight WeightFunc, lmHead bool) (*Model, error) {
+	m := &Model{Config: cfg, be: be}
+	if err := m.loadWeights(weight, lmHead); err != nil {
+		return nil, err
 	}
 	// An activation buffer, not a weight: the angles must keep float32 precision.
 	table := cfg.RoPE.cosSinTable(cfg.MaxPositions, cfg.HeadDim)

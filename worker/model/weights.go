@@ -85,44 +85,54 @@ type tensorSource interface {
 	Float32(name string) ([]float32, error)
 }
 
-// loader uploads checked tensors to the backend, remembering the first error.
-type loader struct {
-	src tensorSource
-	be  gpukern.Backend
-	err error
+// WeightFunc makes the named tensor (a Hugging Face name such as
+// "model.layers.0.self_attn.q_proj.weight") of the given shape on a backend.
+type WeightFunc func(name string, shape ...int) (gpukern.Tensor, error)
+
+// checkpointWeights reads tensors from src, checking their shapes, onto be.
+func checkpointWeights(src tensorSource, be gpukern.Backend) WeightFunc {
+	return func(name string, shape ...int) (gpukern.Tensor, error) {
+		info, ok := src.Info(name)
+		if !ok {
+			return nil, fmt.Errorf("%w: missing tensor %s", ErrWeights, name)
+		}
+		if !slices.Equal(info.Shape, shape) {
+			return nil, fmt.Errorf("%w: tensor %s has shape %v, config.json implies %v", ErrWeights, name, info.Shape, shape)
+		}
+		data, err := src.Float32(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrWeights, name, err)
+		}
+		return be.Weight(data), nil
+	}
 }
 
-// load reads tensor name, checks its shape and uploads it.
+// loader makes tensors with a WeightFunc, remembering the first error.
+type loader struct {
+	weight WeightFunc
+	err    error
+}
+
 func (l *loader) load(name string, shape ...int) gpukern.Tensor {
 	if l.err != nil {
 		return nil
 	}
-	info, ok := l.src.Info(name)
-	if !ok {
-		l.err = fmt.Errorf("%w: missing tensor %s", ErrWeights, name)
-		return nil
-	}
-	if !slices.Equal(info.Shape, shape) {
-		l.err = fmt.Errorf("%w: tensor %s has shape %v, config.json implies %v", ErrWeights, name, info.Shape, shape)
-		return nil
-	}
-	data, err := l.src.Float32(name)
-	if err != nil {
-		l.err = fmt.Errorf("%w: %s: %w", ErrWeights, name, err)
-		return nil
-	}
-	return l.be.Weight(data)
+	t, err := l.weight(name, shape...)
+	l.err = err
+	return t
 }
 
-func (m *Model) loadWeights(src tensorSource) error {
+// loadWeights makes every tensor of the model; lmHead says whether the checkpoint has its own
+// lm_head.weight.
+func (m *Model) loadWeights(weight WeightFunc, lmHead bool) error {
 	c := &m.Config
-	l := &loader{src: src, be: m.be}
+	l := &loader{weight: weight}
 	m.embed = l.load("model.embed_tokens.weight", c.VocabSize, c.Hidden)
 	m.norm = l.load("model.norm.weight", c.Hidden)
 	m.lmHead = m.embed
-	if _, ok := src.Info("lm_head.weight"); ok && !c.TieEmbeddings {
+	if lmHead && !c.TieEmbeddings {
 		m.lmHead = l.load("lm_head.weight", c.VocabSize, c.Hidden)
-	} else if !ok && !c.TieEmbeddings {
+	} else if !lmHead && !c.TieEmbeddings {
 		return fmt.Errorf("%w: missing tensor lm_head.weight and tie_word_embeddings is false", ErrWeights)
 	}
 	m.layers = make([]layer, c.Layers)
@@ -140,4 +150,17 @@ func (m *Model) loadWeights(src tensorSource) error {
 		}
 	}
 	return l.err
+}
+
+// AdapterLens are the element counts of the A and B matrices of an adapter of rank r on every
+// projection of every layer: what a device's adapter slot must hold.
+func (c *Config) AdapterLens(r int) []int {
+	var lens []int
+	for range c.Layers {
+		for p := range NumProj {
+			in, out := c.Shape(p)
+			lens = append(lens, r*in, out*r)
+		}
+	}
+	return lens
 }

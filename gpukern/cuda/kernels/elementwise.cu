@@ -91,3 +91,16 @@ extern "C" __global__ void to_bf16(__nv_bfloat16 *out, const float *x, long long
 		out[i] = __float2bfloat16(x[i]);
 	}
 }
+
+// out[i] = bf16(mean + std * sqrt(3) * (2u - 1)), u uniform in [0, 1) from a splitmix64 hash of
+// (seed, i): random weights made in place, for benchmarks that need a model's shape only.
+extern "C" __global__ void fill_random(__nv_bfloat16 *out, long long n, float mean, float std, unsigned long long seed) {
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+		unsigned long long z = seed * 0x9e3779b97f4a7c15ull + (unsigned long long)i;
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		float u = (float)(z >> 40) * (1.0f / 16777216.0f);
+		out[i] = __float2bfloat16(mean + std * 1.7320508f * (2.0f * u - 1.0f));
+	}
+}

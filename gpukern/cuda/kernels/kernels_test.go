@@ -88,7 +88,7 @@ func TestKernelNames(t *testing.T) {
 	}
 	for _, name := range []string{"embedding", "gather", "rmsnorm", "silu_mul", "add_bias", "add", "to_bf16",
 		"rope_write_kv", "flash_prefill", "decode_split", "decode_combine", "lora_shrink", "lora_expand",
-		"argmax", "sample_rows"} {
+		"argmax", "sample_rows", "fill_random"} {
 		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\(\w+\) )?` + name + `\(`)
 		if n := len(re.FindAllString(all, -1)); n != 1 {
 			t.Errorf("kernel %s declared %d times", name, n)

@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/lorafleet/lorafleet/worker/model"
+)
+
+// Report is a run's results, written as JSON and as a markdown table.
+type Report struct {
+	Device    string   `json:"device"` // GPU (or CPU) and driver, as the backend describes itself
+	Commit    string   `json:"commit"`
+	Model     string   `json:"model"`
+	Rank      int      `json:"rank"`
+	Bandwidth float64  `json:"bandwidth_bytes_per_s"` // of the floor
+	Steps     int      `json:"timed_steps"`
+	Decode    []Decode `json:"decode"`
+	Prefill   Prefill  `json:"prefill"`
+	PEFT      *PEFT    `json:"peft,omitempty"` // the baseline measured on the same GPU, if given
+}
+
+// PEFT is the output of bench/baselines/peft_generate.py: transformers + peft generate.
+type PEFT struct {
+	Device    string     `json:"device"`
+	Batch     int        `json:"batch"`
+	Prompt    int        `json:"prompt"`
+	NewTokens int        `json:"new_tokens"`
+	Cases     []PEFTCase `json:"cases"`
+}
+
+// PEFTCase is one PEFT measurement.
+type PEFTCase struct {
+	Case       string  `json:"case"` // "base" or "peft"
+	Adapters   int     `json:"adapters"`
+	TokensPerS float64 `json:"tokens_per_s"`
+}
+
+// Decode is one decode configuration's measurement.
+type Decode struct {
+	Variant  string  `json:"variant"` // WithLoRA, LoRAOff or AttentionOff
+	Batch    int     `json:"batch"`
+	Adapters int     `json:"adapters"` // distinct adapters in the batch
+	Context  int     `json:"context"`
+	StepMS   float64 `json:"step_ms"` // median
+	P90MS    float64 `json:"p90_ms"`
+	// Bytes is what the step must read at least: base weights, each adapter, the KV cache.
+	Bytes        int64   `json:"bytes"`
+	FloorMS      float64 `json:"floor_ms"` // Bytes at the report's bandwidth
+	RatioToFloor float64 `json:"ratio_to_floor"`
+	TokensPerS   float64 `json:"tokens_per_s"`
+	AchievedTBs  float64 `json:"achieved_tb_per_s"` // Bytes / StepMS
+}
+
+func (d *Decode) fill(bandwidth float64) {
+	d.FloorMS = float64(d.Bytes) / bandwidth * 1e3
+	d.RatioToFloor = d.StepMS / d.FloorMS
+	d.TokensPerS = float64(d.Batch) / (d.StepMS / 1e3)
+	d.AchievedTBs = float64(d.Bytes) / (d.StepMS / 1e3) / 1e12
+}
+
+// Prefill is the prefill measurement.
+type Prefill struct {
+	Seqs       int     `json:"seqs"`
+	Prompt     int     `json:"prompt_tokens"`
+	StepMS     float64 `json:"step_ms"`
+	TokensPerS float64 `json:"tokens_per_s"`
+}
+
+func shapeOf(c model.Config) string {
+	return fmt.Sprintf("hidden %d, intermediate %d, %d layers, %d/%d heads of %d, vocabulary %d",
+		c.Hidden, c.Intermediate, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.VocabSize)
+}
+
+// Markdown writes the report as tables: decode steps with the LoRA cost against LoRA off at
+// the same batch and context, then prefill.
+func (r *Report) Markdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Device: %s · commit %s\n\nModel: %s; adapters of rank %d on all seven projections; median of %d steps; floor at %.2f TB/s.\n\n",
+		r.Device, r.Commit, r.Model, r.Rank, r.Steps, r.Bandwidth/1e12)
+	b.WriteString("| context | batch | variant | adapters | step ms (p90) | floor ms | ratio to floor | LoRA cost ms | tok/s | TB/s |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, d := range r.Decode {
+		cost := "–"
+		if off, ok := r.find(LoRAOff, d.Batch, d.Context); ok && d.Variant == WithLoRA {
+			cost = fmt.Sprintf("%+.2f", d.StepMS-off.StepMS)
+		}
+		fmt.Fprintf(&b, "| %d | %d | %s | %d | %.2f (%.2f) | %.3g | %.2f | %s | %.0f | %.3g |\n",
+			d.Context, d.Batch, d.Variant, d.Adapters, d.StepMS, d.P90MS, d.FloorMS, d.RatioToFloor, cost, d.TokensPerS, d.AchievedTBs)
+	}
+	p := r.Prefill
+	fmt.Fprintf(&b, "\nPrefill: %d prompts of %d tokens, each with its own adapter, in one step: %.1f ms, %.0f tokens/s.\n",
+		p.Seqs, p.Prompt, p.StepMS, p.TokensPerS)
+	r.peftTable(&b)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// peftTable compares decode throughput at PEFT's batch size and the shortest context with
+// PEFT's generate (whose time also holds its prefill and contexts up to prompt + new tokens).
+func (r *Report) peftTable(b *strings.Builder) {
+	if r.PEFT == nil || len(r.Decode) == 0 {
+		return
+	}
+	ctx := r.Decode[0].Context
+	for _, d := range r.Decode {
+		ctx = min(ctx, d.Context)
+	}
+	fmt.Fprintf(b, "\nAgainst PEFT on %s (generate, batch %d, prompt %d, %d new tokens); lorafleet: decode steps at batch %d, context %d.\n\n",
+		r.PEFT.Device, r.PEFT.Batch, r.PEFT.Prompt, r.PEFT.NewTokens, r.PEFT.Batch, ctx)
+	b.WriteString("| adapters | PEFT tok/s | lorafleet tok/s | × PEFT |\n|---|---|---|---|\n")
+	for _, c := range r.PEFT.Cases {
+		variant, k, name := WithLoRA, c.Adapters, fmt.Sprint(c.Adapters)
+		if c.Case == "base" {
+			variant, k, name = LoRAOff, 0, "none (base model)"
+		}
+		for _, d := range r.Decode {
+			if d.Variant == variant && d.Adapters == k && d.Batch == r.PEFT.Batch && d.Context == ctx {
+				fmt.Fprintf(b, "| %s | %.1f | %.0f | %.0f× |\n", name, c.TokensPerS, d.TokensPerS, d.TokensPerS/c.TokensPerS)
+			}
+		}
+	}
+}
+
+func (r *Report) find(variant string, batch, ctx int) (Decode, bool) {
+	for _, d := range r.Decode {
+		if d.Variant == variant && d.Batch == batch && d.Context == ctx {
+			return d, true
+		}
+	}
+	return Decode{}, false
+}

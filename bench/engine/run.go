@@ -1,0 +1,241 @@
+package engine
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/worker/model"
+)
+
+const blockSize = 16
+
+type runner struct {
+	cfg      Config
+	be       gpukern.Backend
+	gate     *gated
+	m        *model.Model
+	adapters []*model.Adapter
+	rng      *rand.Rand
+}
+
+// Variants of a decode measurement.
+const (
+	WithLoRA     = "lora"
+	LoRAOff      = "lora off"
+	AttentionOff = "lora and attention off"
+)
+
+// decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
+// with LoRA off and with attention off too.
+func (r *runner) decodeGrid(rep *Report, progress func(string)) error {
+	c := &r.cfg
+	kv := r.m.NewKVCache(slices.Max(c.Batches)*r.blocksPerSeq(), blockSize)
+	defer freeCache(r.be, kv)
+	for _, ctx := range c.Contexts {
+		for _, b := range c.Batches {
+			ks := []int{}
+			for _, k := range c.Adapters {
+				if k == 0 {
+					k = b
+				}
+				if k <= b && !slices.Contains(ks, k) {
+					ks = append(ks, k)
+				}
+			}
+			runs := []struct {
+				variant string
+				k       int
+			}{{AttentionOff, 0}, {LoRAOff, 0}}
+			for _, k := range ks {
+				runs = append(runs, struct {
+					variant string
+					k       int
+				}{WithLoRA, k})
+			}
+			for _, run := range runs {
+				progress(fmt.Sprintf("decode %s: batch %d, %d adapters, context %d", run.variant, b, run.k, ctx))
+				res, err := r.decode(kv, run.variant, b, run.k, ctx)
+				if err != nil {
+					return err
+				}
+				rep.Decode = append(rep.Decode, res)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *runner) blocksPerSeq() int {
+	return (max(slices.Max(r.cfg.Contexts)+1, r.cfg.PrefillPrompt) + blockSize - 1) / blockSize
+}
+
+// decode times steps of b sequences of ctx cached tokens each generating one token, the rows
+// split evenly between k adapters (none for k = 0), every token sampled on the backend.
+func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Decode, error) {
+	batch := &model.Batch{}
+	per := r.blocksPerSeq()
+	for i := range b {
+		blocks := make([]int32, per)
+		for j := range blocks {
+			blocks[j] = int32(i*per + j)
+		}
+		batch.Tokens = append(batch.Tokens, int32(r.rng.IntN(r.cfg.Model.VocabSize)))
+		batch.Positions = append(batch.Positions, int32(ctx))
+		batch.Slots = append(batch.Slots, blocks[ctx/blockSize]*blockSize+int32(ctx%blockSize))
+		batch.Seqs = append(batch.Seqs, gpukern.AttnSeq{QStart: i, QLen: 1, CtxLen: ctx + 1, Blocks: blocks})
+		batch.SampleRows = append(batch.SampleRows, int32(i))
+		batch.Sample = append(batch.Sample, gpukern.SampleParams{}) // greedy
+	}
+	batch.Adapters = r.runs(b, k)
+	r.gate.attentionOff = variant == AttentionOff
+	defer func() { r.gate.attentionOff = false }()
+	times, err := r.time(batch, kv)
+	if err != nil {
+		return Decode{}, fmt.Errorf("engine bench: decode batch %d, %d adapters, context %d: %w", b, k, ctx, err)
+	}
+	d := Decode{Variant: variant, Batch: b, Adapters: k, Context: ctx, StepMS: median(times), P90MS: percentile(times, 0.9)}
+	d.Bytes = r.weightBytes() + int64(k)*r.adapterBytes()
+	if variant != AttentionOff {
+		d.Bytes += int64(b) * int64(ctx+1) * r.kvBytesPerToken()
+	}
+	d.fill(r.cfg.Bandwidth)
+	return d, nil
+}
+
+// runs splits b rows into k runs of adapters as evenly as possible.
+func (r *runner) runs(b, k int) []model.AdapterRun {
+	if k == 0 {
+		return []model.AdapterRun{{Start: 0, End: b}}
+	}
+	var runs []model.AdapterRun
+	for i := range k {
+		start, end := i*b/k, (i+1)*b/k
+		runs = append(runs, model.AdapterRun{Start: start, End: end, Adapter: r.adapters[i]})
+	}
+	return runs
+}
+
+// prefill times one step of PrefillSeqs prompts, each with its own adapter.
+func (r *runner) prefill() (Prefill, error) {
+	c := &r.cfg
+	kv := r.m.NewKVCache(c.PrefillSeqs*r.blocksPerSeq(), blockSize)
+	defer freeCache(r.be, kv)
+	batch := &model.Batch{}
+	per := r.blocksPerSeq()
+	for s := range c.PrefillSeqs {
+		blocks := make([]int32, per)
+		for j := range blocks {
+			blocks[j] = int32(s*per + j)
+		}
+		row := len(batch.Tokens)
+		for p := range c.PrefillPrompt {
+			batch.Tokens = append(batch.Tokens, int32(r.rng.IntN(c.Model.VocabSize)))
+			batch.Positions = append(batch.Positions, int32(p))
+			batch.Slots = append(batch.Slots, blocks[p/blockSize]*blockSize+int32(p%blockSize))
+		}
+		batch.Seqs = append(batch.Seqs, gpukern.AttnSeq{QStart: row, QLen: c.PrefillPrompt, CtxLen: c.PrefillPrompt, Blocks: blocks})
+		batch.Adapters = append(batch.Adapters, model.AdapterRun{Start: row, End: row + c.PrefillPrompt, Adapter: r.adapters[s%len(r.adapters)]})
+		batch.SampleRows = append(batch.SampleRows, int32(row+c.PrefillPrompt-1))
+		batch.Sample = append(batch.Sample, gpukern.SampleParams{})
+	}
+	times, err := r.time(batch, kv)
+	if err != nil {
+		return Prefill{}, fmt.Errorf("engine bench: prefill: %w", err)
+	}
+	p := Prefill{Seqs: c.PrefillSeqs, Prompt: c.PrefillPrompt, StepMS: median(times)}
+	p.TokensPerS = float64(c.PrefillSeqs*c.PrefillPrompt) / (p.StepMS / 1e3)
+	return p, nil
+}
+
+// time runs Warmup untimed and Steps timed forward passes of batch and returns the step times
+// in milliseconds. Each pass rewrites the same KV slots, so the cache never fills.
+func (r *runner) time(batch *model.Batch, kv *gpukern.KVCache) ([]float64, error) {
+	step := func() error {
+		_, err := r.m.Forward(batch, kv)
+		if err == nil && !slices.ContainsFunc(batch.Sampled, func(id int32) bool { return id < 0 || int(id) >= r.cfg.Model.VocabSize }) {
+			return nil
+		}
+		return cmpErr(err, fmt.Errorf("sampled token ids %v outside the vocabulary", batch.Sampled))
+	}
+	for range r.cfg.Warmup {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	times := make([]float64, 0, r.cfg.Steps)
+	for range r.cfg.Steps {
+		var err error
+		d, terr := r.timed(func() { err = step() })
+		if err != nil || terr != nil {
+			return nil, cmpErr(err, terr)
+		}
+		times = append(times, float64(d)/float64(time.Millisecond))
+	}
+	return times, nil
+}
+
+func (r *runner) timed(f func()) (time.Duration, error) {
+	if t, ok := r.be.(Timer); ok {
+		return t.Time(f)
+	}
+	start := time.Now()
+	f()
+	return time.Since(start), nil
+}
+
+// cmpErr returns the first non-nil error.
+func cmpErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func freeCache(be gpukern.Backend, kv *gpukern.KVCache) {
+	for _, t := range slices.Concat(kv.K, kv.V) {
+		be.Free(t)
+	}
+}
+
+// weightBytes are the bf16 weights a decode step reads: every layer, the final norm and the
+// LM head (the embedding table is only gathered from).
+func (r *runner) weightBytes() int64 {
+	c := &r.cfg.Model
+	var n int64
+	for p := range model.NumProj {
+		in, out := c.Shape(p)
+		n += int64(in) * int64(out)
+	}
+	n = n*int64(c.Layers) + int64(2*c.Layers+1)*int64(c.Hidden) + int64(c.VocabSize)*int64(c.Hidden)
+	return 2 * n
+}
+
+// adapterBytes is one adapter's bf16 size: rank Rank on all seven projections of every layer.
+func (r *runner) adapterBytes() int64 {
+	c := &r.cfg.Model
+	var n int64
+	for p := range model.NumProj {
+		in, out := c.Shape(p)
+		n += int64(r.cfg.Rank) * int64(in+out)
+	}
+	return 2 * n * int64(c.Layers)
+}
+
+// kvBytesPerToken is the bf16 K and V of one token across layers.
+func (r *runner) kvBytesPerToken() int64 {
+	c := &r.cfg.Model
+	return 2 * 2 * int64(c.Layers) * int64(c.KVHeads) * int64(c.HeadDim)
+}
+
+func median(v []float64) float64 { return percentile(v, 0.5) }
+
+func percentile(v []float64, q float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
