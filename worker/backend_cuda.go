@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda"
+	"github.com/lorafleet/lorafleet/pkg/peft"
 	"github.com/lorafleet/lorafleet/worker/model"
 )
 
@@ -25,7 +26,7 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	slot := cuda.SlotElems(mc.AdapterLens(cfg.MaxLoRARank))
+	slot := cuda.SlotElems(mc.AdapterLens(cmp.Or(cfg.MaxLoRARank, peft.DefaultMaxRank)))
 	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: slot})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

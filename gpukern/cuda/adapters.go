@@ -96,6 +96,9 @@ func (p *adapterPool) close() {
 // after the compute work queued so far (which may read the slot's previous adapter), and the
 // compute stream's later kernels wait for it.
 func (p *adapterPool) store(data [][]float32) ([]gpukern.Tensor, error) {
+	if len(data) == 0 {
+		return nil, nil // nothing to hold: no slot taken, none to release
+	}
 	lens := make([]int, len(data))
 	for i, d := range data {
 		lens[i] = len(d)
