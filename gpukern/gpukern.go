@@ -7,7 +7,7 @@
 //   - Tensors are opaque buffers owned by the backend; shapes are passed with each call and
 //     all matrices are row-major.
 //   - Small per-step metadata (token ids, positions, KV slots, segments) travels as host
-//     slices; a device backend uploads it once per step.
+//     slices; a device backend copies it to the device with each call.
 //   - Kernels do not validate shapes against the data they are given: the caller (the model)
 //     owns shapes. A wrong shape is a programming error, never user input.
 package gpukern

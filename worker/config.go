@@ -117,7 +117,7 @@ func (c *Config) validate() error {
 	if c.GPUMemoryFraction == 0 {
 		c.GPUMemoryFraction = 0.9
 	}
-	if c.GPUMemoryFraction < 0 || c.GPUMemoryFraction > 1 || c.GPUDevice < 0 {
+	if !(c.GPUMemoryFraction > 0 && c.GPUMemoryFraction <= 1) || c.GPUDevice < 0 { // also NaN
 		return fmt.Errorf("worker: GPU memory fraction %v must be in (0, 1], device %d ≥ 0", c.GPUMemoryFraction, c.GPUDevice)
 	}
 	if c.SimTimeScale == 0 {

@@ -3,6 +3,7 @@ package worker
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,6 +61,7 @@ func TestSimBackendConfigErrors(t *testing.T) {
 		"missing profile":    func(c *Config) { c.Backend, c.SimProfile = "sim", "/nonexistent/profile.json" },
 		"negative timescale": func(c *Config) { c.Backend, c.SimTimeScale = "sim", -1 },
 		"memory fraction":    func(c *Config) { c.GPUMemoryFraction = 1.5 },
+		"NaN fraction":       func(c *Config) { c.GPUMemoryFraction = math.NaN() },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := Config{ModelDir: "../testdata/tiny-llama/model", AdaptersDir: "../testdata/tiny-llama/adapters"}
