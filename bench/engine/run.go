@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -154,11 +155,13 @@ func (r *runner) prefill() (Prefill, error) {
 // in milliseconds. Each pass rewrites the same KV slots, so the cache never fills.
 func (r *runner) time(batch *model.Batch, kv *gpukern.KVCache) ([]float64, error) {
 	step := func() error {
-		_, err := r.m.Forward(batch, kv)
-		if err == nil && !slices.ContainsFunc(batch.Sampled, func(id int32) bool { return id < 0 || int(id) >= r.cfg.Model.VocabSize }) {
-			return nil
+		if _, err := r.m.Forward(batch, kv); err != nil {
+			return err
 		}
-		return cmpErr(err, fmt.Errorf("sampled token ids %v outside the vocabulary", batch.Sampled))
+		if slices.ContainsFunc(batch.Sampled, func(id int32) bool { return id < 0 || int(id) >= r.cfg.Model.VocabSize }) {
+			return fmt.Errorf("sampled token ids %v outside the vocabulary", batch.Sampled)
+		}
+		return nil
 	}
 	for range r.cfg.Warmup {
 		if err := step(); err != nil {
@@ -170,7 +173,7 @@ func (r *runner) time(batch *model.Batch, kv *gpukern.KVCache) ([]float64, error
 		var err error
 		d, terr := r.timed(func() { err = step() })
 		if err != nil || terr != nil {
-			return nil, cmpErr(err, terr)
+			return nil, cmp.Or(err, terr)
 		}
 		times = append(times, float64(d)/float64(time.Millisecond))
 	}
@@ -184,16 +187,6 @@ func (r *runner) timed(f func()) (time.Duration, error) {
 	start := time.Now()
 	f()
 	return time.Since(start), nil
-}
-
-// cmpErr returns the first non-nil error.
-func cmpErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
 
 func freeCache(be gpukern.Backend, kv *gpukern.KVCache) {

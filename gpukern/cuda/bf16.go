@@ -2,11 +2,7 @@
 
 package cuda
 
-import (
-	"unsafe"
-
-	"github.com/lorafleet/lorafleet/pkg/safetensors"
-)
+import "github.com/lorafleet/lorafleet/pkg/safetensors"
 
 // toBF16 rounds src to bf16 (nearest even), as PyTorch's conversion does.
 func toBF16(src []float32) []uint16 {
@@ -22,6 +18,3 @@ func fromBF16(dst []float32, src []uint16) {
 		dst[i] = safetensors.BF16ToFloat32(h)
 	}
 }
-
-// unsafePtr is the address of v's first element, for a copy into it.
-func unsafePtr(v []int32) unsafe.Pointer { return unsafe.Pointer(&v[0]) }

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"unsafe"
 
 	"gorgonia.org/cu"
 
@@ -187,6 +188,6 @@ func (b *Backend) Sample(ids []int32, logits gpukern.Tensor, row0, vocab int, pa
 			b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
 			return
 		}
-		b.fail(cu.MemcpyDtoH(unsafePtr(ids), out, int64(4*n)))
+		b.fail(cu.MemcpyDtoH(unsafe.Pointer(&ids[0]), out, int64(4*n)))
 	})
 }

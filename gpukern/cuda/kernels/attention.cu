@@ -7,12 +7,9 @@
 // blocks[row_table[r] + p/block_size] * block_size + p%block_size; a slot holds kv_heads*hd bf16
 // values, head kvh = h / (heads/kv_heads) at offset kvh*hd. hd is even and at most 256.
 // Scores are scale * q.k; softmax and every sum run in fp32.
-#include <cuda_bf16.h>
 
 #define FLASH_BQ 16 // query rows per prefill tile
 #define FLASH_BK 32 // key positions per K/V tile
-
-#define NEG_INF __int_as_float(0xff800000) // NVRTC has no math.h and so no INFINITY
 
 #define FLASH_THREADS 128                        // flash_prefill's blockDim.x
 #define FLASH_GROUP (FLASH_THREADS / FLASH_BQ)   // threads per query row, adjacent lanes of a warp
@@ -21,22 +18,6 @@
 
 static_assert(FLASH_THREADS == FLASH_BQ * FLASH_GROUP, "a whole number of threads per query row");
 static_assert(FLASH_GROUP == 8 && FLASH_BK == FLASH_KEYS * FLASH_GROUP, "row groups are 8 lanes");
-
-__device__ float warp_sum(float v) {
-	for (int o = 16; o > 0; o >>= 1) {
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	}
-	return v;
-}
-
-// The two bf16 values packed in a 32-bit word (the lower address in the low half), widened
-// exactly to fp32.
-__device__ float bf16_lo(unsigned int u) {
-	return __uint_as_float(u << 16);
-}
-__device__ float bf16_hi(unsigned int u) {
-	return __uint_as_float(u & 0xffff0000u);
-}
 
 // The bf16 pair at p (an even element offset), as one 4-byte load where the cache is 4-byte
 // aligned and as two 2-byte loads where it is not.

@@ -1,7 +1,6 @@
 // Row-wise and elementwise kernels. Types follow gpukern/cuda's layout: activations are fp32
 // (the backend converts a GEMM input to bf16 with to_bf16), weights bf16; reductions
 // accumulate in fp32.
-#include <cuda_bf16.h>
 
 // Sums v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 __device__ float block_sum(float v) {

@@ -8,6 +8,7 @@ package kernels
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 	"slices"
 )
@@ -15,13 +16,19 @@ import (
 //go:embed *.cu
 var files embed.FS
 
+// common is the prelude of every kernel file: the CUDA headers and shared device helpers.
+//
+//go:embed common.cuh
+var common string
+
 // Source is one kernel file.
 type Source struct {
 	Name string // file name, e.g. "attention.cu"
 	Text string
 }
 
-// Sources returns every kernel file, by name.
+// Sources returns every kernel file, by name, each with common.cuh in front of it (and a #line
+// directive, so that compiler messages keep the file's own line numbers).
 func Sources() []Source {
 	names, err := fs.Glob(files, "*.cu")
 	if err != nil {
@@ -34,7 +41,7 @@ func Sources() []Source {
 		if err != nil {
 			panic(err) // embedded at build time
 		}
-		out[i] = Source{Name: n, Text: string(b)}
+		out[i] = Source{Name: n, Text: fmt.Sprintf("%s\n#line 1 %q\n%s", common, n, b)}
 	}
 	return out
 }

@@ -2,24 +2,6 @@
 // adapter in the batch, and adapters of different ranks mix. Each row names its segment in
 // row_seg (-1: no adapter for this module); a segment's A or B is a device pointer in a table,
 // so adapters stay wherever their slot in the adapter pool is.
-#include <cuda_bf16.h>
-
-__device__ float lora_warp_sum(float v) {
-	for (int o = 16; o > 0; o >>= 1) {
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	}
-	return v;
-}
-
-// The two bf16 values packed in a 32-bit word (the lower address in the low half), widened
-// exactly to fp32.
-__device__ float bf16_lo(unsigned int u) {
-	return __uint_as_float(u << 16);
-}
-__device__ float bf16_hi(unsigned int u) {
-	return __uint_as_float(u & 0xffff0000u);
-}
-
 // Shrink: v[r, j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A [rank, in] in
 // bf16 and v [rows, vstride] in fp32. Grid (rows, ceil(max_rank / warps)); a warp per output.
 // Where in is a multiple of 8 and the rows 16-byte aligned, a lane reads 8 elements of each at
@@ -50,7 +32,7 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const int *row_
 				acc += xr[k] * __bfloat162float(aj[k]);
 			}
 		}
-		acc = lora_warp_sum(acc);
+		acc = warp_sum(acc);
 		if (lane == 0) {
 			v[(size_t)r * vstride + j] = acc;
 		}

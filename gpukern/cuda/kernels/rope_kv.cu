@@ -1,5 +1,4 @@
 // RoPE fused with writing K and V into the paged cache.
-#include <cuda_bf16.h>
 
 // Rotates q [rows, heads*hd] and k [rows, kv_heads*hd] in place by each row's position, in
 // rotate_half order (pairs i and i+hd/2), with cos_sin [max_pos, hd] holding cos in the first

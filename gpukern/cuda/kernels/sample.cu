@@ -1,7 +1,4 @@
 // Sampling on the device, so that only token ids cross to the host.
-#include <cuda_bf16.h>
-
-#define NEG_INF __int_as_float(0xff800000) // NVRTC has no math.h and so no INFINITY
 
 // *best and *arg get the largest of row[0..vocab) above -inf and the first index holding it
 // (-inf and 0 when there is none, as worker/sample's greedy path does), in every thread of the
@@ -128,6 +125,21 @@ __device__ float sample_weight(float x, float temp, float lmax) {
 	return x == lmax ? 1.0f : expf((x - lmax) / temp);
 }
 
+// The weight of token i if it survives top-k (logit key >= kkey), min-p (w >= wmin) and top-p
+// (w's bits >= tbits); 0 for the others and for i past the vocabulary.
+__device__ float survivor_weight(const float *row, int i, int vocab, unsigned int kkey, float temp, float best,
+		unsigned int tbits, float wmin) {
+	if (i >= vocab) {
+		return 0.0f;
+	}
+	float x = row[i];
+	if (!(x > NEG_INF) || order_key(x) < kkey) {
+		return 0.0f;
+	}
+	float w = sample_weight(x, temp, best);
+	return w > 0.0f && __float_as_uint(w) >= tbits && w >= wmin ? w : 0.0f;
+}
+
 // ids[r] = a token drawn from logits[r, :vocab]. params[r, 0..3] = temperature, top_p, min_p, u
 // (u uniform in [0, 1), drawn by the host from the request's seeded generator); top_k[r] = 0 is
 // off. One block per row; blockDim.x a multiple of 32, at most 1024 (the host uses 1024).
@@ -243,16 +255,7 @@ extern "C" __global__ void __launch_bounds__(1024) sample_rows(int *ids, const f
 	int last = -1;
 	for (int base = 0; base < vocab; base += nt) {
 		int i = base + tid;
-		float w = 0.0f;
-		if (i < vocab) {
-			float x = row[i];
-			if (x > NEG_INF && order_key(x) >= kkey) {
-				w = sample_weight(x, temp, best);
-				if (!(w > 0.0f && __float_as_uint(w) >= tbits && w >= wmin)) {
-					w = 0.0f;
-				}
-			}
-		}
+		float w = survivor_weight(row, i, vocab, kkey, temp, best, tbits, wmin);
 		if (w > 0.0f) {
 			last = i;
 		}
@@ -265,16 +268,7 @@ extern "C" __global__ void __launch_bounds__(1024) sample_rows(int *ids, const f
 	float run = 0.0f;
 	for (int base = 0; base < vocab; base += nt) {
 		int i = base + tid;
-		float w = 0.0f;
-		if (i < vocab) {
-			float x = row[i];
-			if (x > NEG_INF && order_key(x) >= kkey) {
-				w = sample_weight(x, temp, best);
-				if (!(w > 0.0f && __float_as_uint(w) >= tbits && w >= wmin)) {
-					w = 0.0f;
-				}
-			}
-		}
+		float w = survivor_weight(row, i, vocab, kkey, temp, best, tbits, wmin);
 		float chunk;
 		float incl = run + block_scan(w, &chunk);
 		int hit = block_reduce(w > 0.0f && incl > target ? i : vocab, MinOp());

@@ -1,0 +1,22 @@
+// Helpers shared by the kernel files: kernels.Sources puts this file in front of each one
+// (NVRTC compiles every file as its own program).
+#include <cuda_bf16.h>
+
+#define NEG_INF __int_as_float(0xff800000) // NVRTC has no math.h and so no INFINITY
+
+// The sum of v over the warp, in every lane.
+__device__ float warp_sum(float v) {
+	for (int o = 16; o > 0; o >>= 1) {
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	}
+	return v;
+}
+
+// The two bf16 values packed in a 32-bit word (the lower address in the low half), widened
+// exactly to fp32.
+__device__ float bf16_lo(unsigned int u) {
+	return __uint_as_float(u << 16);
+}
+__device__ float bf16_hi(unsigned int u) {
+	return __uint_as_float(u & 0xffff0000u);
+}
