@@ -46,14 +46,23 @@ type AttnParams struct {
 	Scale                   float32 // usually 1/sqrt(HeadDim)
 }
 
-// LoRASegment is a run of consecutive batch rows that share one adapter (or none). A and B
-// are that adapter's matrices for the module being computed: A [Rank, in], B [out, Rank].
-// A nil A means the rows have no adapter for this module and are left unchanged.
+// LoRAPart is one adapter's matrices for one part of a projection. A projection may fuse
+// several (q, k and v; gate and up) whose weights are stacked by rows, and an adapter has
+// matrices of its own rank for each part it touches: A [Rank, in], B [out, Rank] with out the
+// part's output size. A nil A means the adapter leaves the part unchanged.
+type LoRAPart struct {
+	A, B  Tensor
+	Rank  int
+	Scale float32
+}
+
+// LoRASegment is a run of consecutive batch rows that share one adapter (or none). Parts
+// holds the adapter's matrices for each part of the projection being computed, in the order
+// of their output columns; nil Parts means the rows have no adapter. Every segment with
+// Parts has one per part of the projection.
 type LoRASegment struct {
 	Start, End int
-	A, B       Tensor
-	Rank       int
-	Scale      float32
+	Parts      []LoRAPart
 }
 
 // SampleParams are one row's settings for Backend.Sample.
@@ -114,22 +123,27 @@ type Backend interface {
 	AddBias(x, bias Tensor, rows, dim int)
 	// Add: out = a + b elementwise over n elements (out may alias a or b).
 	Add(out, a, b Tensor, n int)
-	// SiLUMul: out = silu(gate) · up elementwise over n elements.
-	SiLUMul(out, gate, up Tensor, n int)
-	// RoPEWriteKV rotates each head of q [rows, heads·HeadDim] and k [rows, KVHeads·HeadDim]
-	// in place by its row's position, in rotate_half order (pairs i and i+HeadDim/2), then
-	// stores row i of k and v at slot slots[i] of a layer of the cache. cosSin is
-	// [maxPos, HeadDim] holding cos(pos·inv[i]) in the first half of a row and sin in the second.
-	RoPEWriteKV(q, k, v Tensor, rows, heads int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32)
+	// SiLUMul: out[r, i] = silu(gateUp[r, i]) · gateUp[r, dim+i] for out [rows, dim] and the
+	// fused gate and up projections gateUp [rows, 2·dim]; out does not alias gateUp.
+	SiLUMul(out, gateUp Tensor, rows, dim int)
+	// RoPEWriteKV takes the fused q, k and v projections qkv [rows, (heads + 2·KVHeads)·HeadDim]
+	// (a row holds q, then k, then v) and leaves qkv unchanged. It writes to q [rows,
+	// heads·HeadDim] the heads of q rotated by their row's position, in rotate_half order
+	// (pairs i and i+HeadDim/2), and stores row i's k, rotated the same way, and v at slot
+	// slots[i] of a layer of the cache. cosSin is [maxPos, HeadDim] holding cos(pos·inv[i]) in
+	// the first half of a row and sin in the second.
+	RoPEWriteKV(q, qkv Tensor, rows, heads int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32)
 	// Attention computes causal attention with grouped KV heads over the paged cache:
 	// out [rows, Heads·HeadDim] from q [rows, Heads·HeadDim].
 	Attention(out, q Tensor, cache *KVCache, layer int, seqs []AttnSeq, p AttnParams)
-	// LoRAShrink: v[r, 0:Rank] = x[r, 0:in] · Aᵀ for the rows of each segment with an
-	// adapter; v has vStride ≥ every Rank elements per row.
+	// LoRAShrink: v[r, p·vStride + j] = x[r, 0:in] · A[j, :] for j < Rank, for every part p
+	// (with an A) of the segment of each row. A row of v has parts·vStride elements, vStride ≥
+	// every Rank; the elements of parts without an adapter are not written.
 	LoRAShrink(v, x Tensor, segs []LoRASegment, in, vStride int)
-	// LoRAExpand: out[r, 0:outDim] += Scale · v[r, 0:Rank] · Bᵀ for the rows of each segment
-	// with an adapter.
-	LoRAExpand(out, v Tensor, segs []LoRASegment, outDim, vStride int)
+	// LoRAExpand: out[r, off+o] += Scale · v[r, p·vStride : p·vStride+Rank] · B[o, :] for o <
+	// outDims[p], for every part p (with an A) of the segment of each row, where off is the sum
+	// of outDims[:p] and a row of out has the sum of outDims elements.
+	LoRAExpand(out, v Tensor, segs []LoRASegment, outDims []int, vStride int)
 	// Sample picks one token for each of rows row0.. row0+len(params)-1 of logits [_, vocab]
 	// into ids (see SampleParams), so that only token ids leave the device.
 	Sample(ids []int32, logits Tensor, row0, vocab int, params []SampleParams)

@@ -27,7 +27,7 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	slot := cuda.SlotElems(mc.AdapterLens(cmp.Or(cfg.MaxLoRARank, peft.DefaultMaxRank)))
-	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: slot})
+	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: slot, NoGraphs: cfg.EnforceEager})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

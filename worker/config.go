@@ -31,6 +31,9 @@ type Config struct {
 	// cache gets what the weights, the adapter pool and a 2 GiB reserve leave of it (unless
 	// Engine.NumBlocks is set). Default 0.9, as vLLM's gpu_memory_utilization.
 	GPUMemoryFraction float64
+	// EnforceEager makes the CUDA backend launch every kernel on its own instead of replaying
+	// repeated decode steps as CUDA graphs (vLLM's --enforce-eager). Default false.
+	EnforceEager bool
 	// SimProfile is the sim backend's profile file. Default: the built-in H100 profile.
 	SimProfile string
 	// SimTimeScale multiplies the sim backend's modeled times (> 1 runs slower than the

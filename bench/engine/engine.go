@@ -101,7 +101,8 @@ func (c *Config) setDefaults() error {
 }
 
 // MaxAdapters is the number of adapters the run keeps on the backend at once (the size of a
-// GPU backend's adapter pool).
+// GPU backend's adapter pool): the most any step uses, and a spare slot that takes the
+// uploads of the decode-while-loading measurement.
 func (c *Config) MaxAdapters() (int, error) {
 	if err := c.setDefaults(); err != nil {
 		return 0, err
@@ -113,7 +114,7 @@ func (c *Config) MaxAdapters() (int, error) {
 		}
 		n = max(n, min(k, slices.Max(c.Batches)))
 	}
-	return n, nil
+	return n + 1, nil
 }
 
 // Timer is implemented by backends that time their own work (CUDA events); others are timed
@@ -142,8 +143,10 @@ func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error)
 		return nil, fmt.Errorf("engine bench: %w", err)
 	}
 	n, _ := cfg.MaxAdapters()
+	n-- // the spare slot stays free
 	progress(fmt.Sprintf("uploading %d adapters of rank %d", n, cfg.Rank))
-	adapters, err := loadAdapters(m, n, cfg.Rank, cfg.Seed)
+	host := randomAdapter(&m.Config, cfg.Rank, cfg.Seed)
+	adapters, err := loadAdapters(m, host, n)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +155,7 @@ func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error)
 			m.FreeAdapter(a)
 		}
 	}()
-	r := &runner{cfg: cfg, be: be, gate: g, m: m, adapters: adapters, rng: rand.New(rand.NewPCG(cfg.Seed, 2))}
+	r := &runner{cfg: cfg, be: be, gate: g, m: m, host: host, adapters: adapters, rng: rand.New(rand.NewPCG(cfg.Seed, 2))}
 	rep := &Report{Device: be.Name(), Model: shapeOf(cfg.Model), Rank: cfg.Rank, Bandwidth: cfg.Bandwidth, Steps: cfg.Steps}
 	if d, ok := be.(interface{ Describe() string }); ok {
 		rep.Device = d.Describe()
@@ -175,9 +178,9 @@ type gated struct {
 	attentionOff bool
 }
 
-func (g *gated) RoPEWriteKV(q, k, v gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
+func (g *gated) RoPEWriteKV(q, qkv gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
 	if !g.attentionOff {
-		g.Backend.RoPEWriteKV(q, k, v, rows, heads, pos, cosSin, cache, layer, slots)
+		g.Backend.RoPEWriteKV(q, qkv, rows, heads, pos, cosSin, cache, layer, slots)
 	}
 }
 
@@ -191,14 +194,18 @@ func (g *gated) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer i
 // near 1, so that activations stay finite through the layers.
 func randomWeights(be gpukern.Backend, seed uint64) model.WeightFunc {
 	n := uint64(0)
-	return func(name string, shape ...int) (gpukern.Tensor, error) {
-		size := 1
-		for _, d := range shape {
-			size *= d
+	return func(parts ...model.WeightPart) (gpukern.Tensor, error) {
+		size := 0
+		for _, p := range parts {
+			elems := 1
+			for _, d := range p.Shape {
+				elems *= d
+			}
+			size += elems
 		}
 		n++
 		mean, std := float32(0), float32(0.02)
-		if len(shape) == 1 {
+		if len(parts[0].Shape) == 1 {
 			mean, std = 1, 0.1
 		}
 		if r, ok := be.(Randomizer); ok {
@@ -218,10 +225,8 @@ func randomValues(n int, mean, std float32, seed uint64) []float32 {
 	return v
 }
 
-// loadAdapters uploads n adapters of one random rank-r adapter's values: distinct device
-// copies, so a step reads each separately, without making n × its size on the host.
-func loadAdapters(m *model.Model, n, rank int, seed uint64) ([]*model.Adapter, error) {
-	c := &m.Config
+// randomAdapter is a rank-r adapter on all seven projections of every layer.
+func randomAdapter(c *model.Config, rank int, seed uint64) *peft.Adapter {
 	pa := &peft.Adapter{Weights: map[peft.Target]*peft.LoRA{}}
 	for li := range c.Layers {
 		for p := range model.NumProj {
@@ -231,6 +236,12 @@ func loadAdapters(m *model.Model, n, rank int, seed uint64) ([]*model.Adapter, e
 				A: randomValues(rank*in, 0, 0.02, s), B: randomValues(out*rank, 0, 0.02, s+1)}
 		}
 	}
+	return pa
+}
+
+// loadAdapters uploads n adapters of pa's values: distinct device copies, so a step reads
+// each separately, without making n × its size on the host.
+func loadAdapters(m *model.Model, pa *peft.Adapter, n int) ([]*model.Adapter, error) {
 	var as []*model.Adapter
 	for i := range n {
 		a, err := m.LoadAdapter(fmt.Sprintf("bench-%d", i), pa)

@@ -1,9 +1,13 @@
 package engine
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cpuref"
 	"github.com/lorafleet/lorafleet/internal/golden"
 	"github.com/lorafleet/lorafleet/worker/model"
@@ -22,8 +26,8 @@ func TestRunOnTheCPU(t *testing.T) {
 	}
 	cfg := Config{Model: shape, Batches: []int{1, 4}, Adapters: []int{1, 0}, Contexts: []int{8}, Rank: 4,
 		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
-	if n, err := cfg.MaxAdapters(); err != nil || n != 4 {
-		t.Fatalf("MaxAdapters = %d, %v; want 4", n, err)
+	if n, err := cfg.MaxAdapters(); err != nil || n != 5 { // 4 in the largest batch, 1 spare
+		t.Fatalf("MaxAdapters = %d, %v; want 5", n, err)
 	}
 	rep, err := Run(cpuref.New(1), cfg, nil)
 	if err != nil {
@@ -60,6 +64,87 @@ func TestRunOnTheCPU(t *testing.T) {
 	}
 	var md strings.Builder
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "| 8 | 4 | lora | 4 |") {
+		t.Errorf("markdown (%v):\n%s", err, md.String())
+	}
+}
+
+// gpuLike is the CPU backend with what bench/engine measures on a GPU backend: graphs to turn
+// off, adapter uploads to time, memory to report. It counts live adapters and graph toggles.
+type gpuLike struct {
+	*cpuref.Backend
+	live, loads int
+	graphsOff   []bool // each SetGraphs call's "off"
+}
+
+func (g *gpuLike) AdapterWeights(data [][]float32) ([]gpukern.Tensor, error) {
+	g.live++
+	g.loads++
+	return g.Backend.AdapterWeights(data)
+}
+
+func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
+	g.live--
+	g.Backend.FreeAdapterWeights(ts)
+}
+
+func (g *gpuLike) SetGraphs(on bool)                         { g.graphsOff = append(g.graphsOff, !on) }
+func (g *gpuLike) LastAdapterUpload() (time.Duration, error) { return time.Millisecond, nil }
+func (g *gpuLike) MemInfo() (free, total int64, err error)   { return 3 << 30, 8 << 30, nil }
+func (g *gpuLike) Profile(f func()) (map[string]time.Duration, error) {
+	f()
+	return map[string]time.Duration{"gemm 64×64": 3 * time.Millisecond, "lora_shrink": time.Millisecond}, nil
+}
+
+// On a backend with graphs and timed uploads, the run adds the graphs-off variant at the first
+// context, decode while adapters load (a fresh adapter before each timed step, each freed
+// again), and the memory in use.
+func TestGPUMeasurements(t *testing.T) {
+	root, err := golden.TestdataDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape, err := model.LoadConfig(root + "/tiny-llama/model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Model: shape, Batches: []int{2, 4}, Adapters: []int{0}, Contexts: []int{8, 16}, Rank: 4,
+		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
+	be := &gpuLike{Backend: cpuref.New(1)}
+	rep, err := Run(be, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var off []string
+	for _, d := range rep.Decode {
+		if d.Variant == GraphsOff {
+			off = append(off, fmt.Sprintf("b%d k%d c%d", d.Batch, d.Adapters, d.Context))
+		}
+	}
+	if want := []string{"b2 k2 c8", "b4 k4 c8"}; !slices.Equal(off, want) {
+		t.Errorf("graphs-off runs %v, want %v", off, want)
+	}
+	if want := []bool{true, false, true, false}; !slices.Equal(be.graphsOff, want) {
+		t.Errorf("SetGraphs(off) calls %v, want %v", be.graphsOff, want)
+	}
+	l := rep.Loading
+	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) {
+		t.Fatalf("loading %+v", l)
+	}
+	if quiet, _ := (&runner{}).find(rep, WithLoRA, 4, 4, 8); l.QuietStepMS != quiet.StepMS {
+		t.Errorf("quiet step %v, want the batch's own median %v", l.QuietStepMS, quiet.StepMS)
+	}
+	if be.live != 0 || be.loads != 4+3 {
+		t.Errorf("%d adapters left on the backend after %d loads; want 0 after 7", be.live, be.loads)
+	}
+	if p := rep.Profile; p == nil || p.Batch != 4 || len(p.Kernels) != 2 || p.Kernels[0].Name != "gemm 64×64" || p.Kernels[0].Share != 0.75 {
+		t.Errorf("profile %+v", p)
+	}
+	if m := rep.Memory; m == nil || m.UsedBytes != 5<<30 || m.KVTokens != 4*2*blockSize || m.Adapters != 5 {
+		t.Errorf("memory %+v", m)
+	}
+	var md strings.Builder
+	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") ||
+		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") {
 		t.Errorf("markdown (%v):\n%s", err, md.String())
 	}
 }

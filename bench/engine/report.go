@@ -18,7 +18,10 @@ type Report struct {
 	Steps     int      `json:"timed_steps"`
 	Decode    []Decode `json:"decode"`
 	Prefill   Prefill  `json:"prefill"`
-	PEFT      *PEFT    `json:"peft,omitempty"` // the baseline measured on the same GPU, if given
+	Loading   *Loading `json:"loading,omitempty"` // decode while adapters load (GPU backends)
+	Memory    *Memory  `json:"memory,omitempty"`  // device memory in use (GPU backends)
+	Profile   *Profile `json:"profile,omitempty"` // where a decode step's time goes (GPU backends)
+	PEFT      *PEFT    `json:"peft,omitempty"`    // the baseline measured on the same GPU, if given
 }
 
 // PEFT is the output of bench/baselines/peft_generate.py: transformers + peft generate.
@@ -92,9 +95,32 @@ func (r *Report) Markdown(w io.Writer) error {
 	p := r.Prefill
 	fmt.Fprintf(&b, "\nPrefill: %d prompts of %d tokens, each with its own adapter, in one step: %.1f ms, %.0f tokens/s.\n",
 		p.Seqs, p.Prompt, p.StepMS, p.TokensPerS)
+	r.loadingAndMemory(&b)
 	r.peftTable(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// loadingAndMemory writes the decode-while-loading and memory lines, where measured.
+func (r *Report) loadingAndMemory(b *strings.Builder) {
+	if l := r.Loading; l != nil {
+		fmt.Fprintf(b, "\nDecode while adapters load (batch %d, %d adapters, context %d; before each of %d steps a new adapter of %.0f MB is uploaded):"+
+			" transfer to the device slot %.2f ms median, %.2f ms slowest; steps %.2f ms median, %.2f ms slowest"+
+			" (%.2f× the median without loads).\n",
+			l.Batch, l.Adapters, l.Context, l.Loads, float64(l.AdapterBytes)/1e6, l.UploadMS, l.UploadMaxMS,
+			l.StepMS, l.StepMaxMS, l.StepMaxMS/l.QuietStepMS)
+	}
+	if p := r.Profile; p != nil {
+		fmt.Fprintf(b, "\nWhere a decode step's time goes (batch %d, %d adapters, context %d; each kernel timed by events, no graph):\n\n| kernel | ms | share |\n|---|---|---|\n",
+			p.Batch, p.Adapters, p.Context)
+		for _, k := range p.Kernels {
+			fmt.Fprintf(b, "| %s | %.3f | %.1f%% |\n", k.Name, k.MS, 100*k.Share)
+		}
+	}
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(b, "\nDevice memory in use with the model, %d adapter slots and a KV cache of %d tokens: %.1f GiB of %.1f GiB.\n",
+			m.Adapters, m.KVTokens, float64(m.UsedBytes)/(1<<30), float64(m.TotalBytes)/(1<<30))
+	}
 }
 
 // peftTable compares decode throughput at PEFT's batch size and the shortest context with

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/pkg/peft"
 	"github.com/lorafleet/lorafleet/worker/model"
 )
 
@@ -18,6 +19,7 @@ type runner struct {
 	be       gpukern.Backend
 	gate     *gated
 	m        *model.Model
+	host     *peft.Adapter // the values every adapter is uploaded from
 	adapters []*model.Adapter
 	rng      *rand.Rand
 }
@@ -27,10 +29,15 @@ const (
 	WithLoRA     = "lora"
 	LoRAOff      = "lora off"
 	AttentionOff = "lora and attention off"
+	GraphsOff    = "lora, graphs off" // kernels launched one by one (backends with graphs)
 )
 
+// graphsAt is the number of adapters of the graphs-off comparison (fewer in smaller batches).
+const graphsAt = 32
+
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
-// with LoRA off and with attention off too.
+// with LoRA off and with attention off too; at the first context, each batch with graphs off
+// and, at batch 32, while adapters load. It also reads the device memory in use.
 func (r *runner) decodeGrid(rep *Report, progress func(string)) error {
 	c := &r.cfg
 	kv := r.m.NewKVCache(slices.Max(c.Batches)*r.blocksPerSeq(), blockSize)
@@ -56,6 +63,12 @@ func (r *runner) decodeGrid(rep *Report, progress func(string)) error {
 					k       int
 				}{WithLoRA, k})
 			}
+			if _, ok := r.be.(Grapher); ok && ctx == c.Contexts[0] {
+				runs = append(runs, struct {
+					variant string
+					k       int
+				}{GraphsOff, min(graphsAt, b)})
+			}
 			for _, run := range runs {
 				progress(fmt.Sprintf("decode %s: batch %d, %d adapters, context %d", run.variant, b, run.k, ctx))
 				res, err := r.decode(kv, run.variant, b, run.k, ctx)
@@ -66,16 +79,72 @@ func (r *runner) decodeGrid(rep *Report, progress func(string)) error {
 			}
 		}
 	}
-	return nil
+	rep.Memory = r.memory(kv)
+	return r.measureLoading(rep, kv, progress)
+}
+
+// measureLoading profiles one step and runs Loading at batch and adapters graphsAt (or the
+// largest batch below) and the first context, the latter next to that configuration's quiet
+// median.
+func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(string)) error {
+	ctx, b := r.cfg.Contexts[0], 0
+	for _, n := range r.cfg.Batches {
+		if n <= graphsAt {
+			b = max(b, n)
+		}
+	}
+	quiet, ok := r.find(rep, WithLoRA, b, b, ctx)
+	if !ok {
+		return nil
+	}
+	progress(fmt.Sprintf("profile and decode while adapters load: batch %d, %d adapters, context %d", b, b, ctx))
+	var err error
+	if rep.Profile, err = r.profile(kv, b, b, ctx); err != nil {
+		return err
+	}
+	rep.Loading, err = r.loading(kv, b, b, ctx, quiet.StepMS)
+	return err
+}
+
+func (r *runner) find(rep *Report, variant string, b, k, ctx int) (Decode, bool) {
+	i := slices.IndexFunc(rep.Decode, func(d Decode) bool {
+		return d.Variant == variant && d.Batch == b && d.Adapters == k && d.Context == ctx
+	})
+	if i < 0 {
+		return Decode{}, false
+	}
+	return rep.Decode[i], true
 }
 
 func (r *runner) blocksPerSeq() int {
 	return (max(slices.Max(r.cfg.Contexts)+1, r.cfg.PrefillPrompt) + blockSize - 1) / blockSize
 }
 
-// decode times steps of b sequences of ctx cached tokens each generating one token, the rows
-// split evenly between k adapters (none for k = 0), every token sampled on the backend.
+// decode times steps of decodeBatch(b, k, ctx) in the variant's configuration.
 func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Decode, error) {
+	batch := r.decodeBatch(b, k, ctx)
+	r.gate.attentionOff = variant == AttentionOff
+	defer func() { r.gate.attentionOff = false }()
+	if g, ok := r.be.(Grapher); ok && variant == GraphsOff {
+		g.SetGraphs(false)
+		defer g.SetGraphs(true)
+	}
+	times, err := r.time(batch, kv)
+	if err != nil {
+		return Decode{}, fmt.Errorf("engine bench: decode batch %d, %d adapters, context %d: %w", b, k, ctx, err)
+	}
+	d := Decode{Variant: variant, Batch: b, Adapters: k, Context: ctx, StepMS: median(times), P90MS: percentile(times, 0.9)}
+	d.Bytes = r.weightBytes() + int64(k)*r.adapterBytes()
+	if variant != AttentionOff {
+		d.Bytes += int64(b) * int64(ctx+1) * r.kvBytesPerToken()
+	}
+	d.fill(r.cfg.Bandwidth)
+	return d, nil
+}
+
+// decodeBatch is one decode step of b sequences of ctx cached tokens, the rows split evenly
+// between k adapters (none for k = 0), every token sampled greedily on the backend.
+func (r *runner) decodeBatch(b, k, ctx int) *model.Batch {
 	batch := &model.Batch{}
 	per := r.blocksPerSeq()
 	for i := range b {
@@ -91,19 +160,7 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 		batch.Sample = append(batch.Sample, gpukern.SampleParams{}) // greedy
 	}
 	batch.Adapters = r.runs(b, k)
-	r.gate.attentionOff = variant == AttentionOff
-	defer func() { r.gate.attentionOff = false }()
-	times, err := r.time(batch, kv)
-	if err != nil {
-		return Decode{}, fmt.Errorf("engine bench: decode batch %d, %d adapters, context %d: %w", b, k, ctx, err)
-	}
-	d := Decode{Variant: variant, Batch: b, Adapters: k, Context: ctx, StepMS: median(times), P90MS: percentile(times, 0.9)}
-	d.Bytes = r.weightBytes() + int64(k)*r.adapterBytes()
-	if variant != AttentionOff {
-		d.Bytes += int64(b) * int64(ctx+1) * r.kvBytesPerToken()
-	}
-	d.fill(r.cfg.Bandwidth)
-	return d, nil
+	return batch
 }
 
 // runs splits b rows into k runs of adapters as evenly as possible.
@@ -154,30 +211,32 @@ func (r *runner) prefill() (Prefill, error) {
 // time runs Warmup untimed and Steps timed forward passes of batch and returns the step times
 // in milliseconds. Each pass rewrites the same KV slots, so the cache never fills.
 func (r *runner) time(batch *model.Batch, kv *gpukern.KVCache) ([]float64, error) {
-	step := func() error {
-		if _, err := r.m.Forward(batch, kv); err != nil {
-			return err
-		}
-		if slices.ContainsFunc(batch.Sampled, func(id int32) bool { return id < 0 || int(id) >= r.cfg.Model.VocabSize }) {
-			return fmt.Errorf("sampled token ids %v outside the vocabulary", batch.Sampled)
-		}
-		return nil
-	}
 	for range r.cfg.Warmup {
-		if err := step(); err != nil {
+		if err := r.step(batch, kv); err != nil {
 			return nil, err
 		}
 	}
 	times := make([]float64, 0, r.cfg.Steps)
 	for range r.cfg.Steps {
 		var err error
-		d, terr := r.timed(func() { err = step() })
+		d, terr := r.timed(func() { err = r.step(batch, kv) })
 		if err != nil || terr != nil {
 			return nil, cmp.Or(err, terr)
 		}
-		times = append(times, float64(d)/float64(time.Millisecond))
+		times = append(times, ms(d))
 	}
 	return times, nil
+}
+
+// step runs one forward pass and checks its sampled tokens.
+func (r *runner) step(batch *model.Batch, kv *gpukern.KVCache) error {
+	if _, err := r.m.Forward(batch, kv); err != nil {
+		return err
+	}
+	if slices.ContainsFunc(batch.Sampled, func(id int32) bool { return id < 0 || int(id) >= r.cfg.Model.VocabSize }) {
+		return fmt.Errorf("sampled token ids %v outside the vocabulary", batch.Sampled)
+	}
+	return nil
 }
 
 func (r *runner) timed(f func()) (time.Duration, error) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/lorafleet/lorafleet/gpukern"
@@ -98,14 +99,16 @@ func TestRMSNormSiLUMulAddBias(t *testing.T) {
 	closeTo(t, "residual kept", xt.(*Tensor).data, sum64, 0)
 	closeTo(t, "rmsnorm of the sum", rt.(*Tensor).data, rmsRef(sum, w, rows, dim), 1e-6)
 
-	g, u := randSlice(r, 20), randSlice(r, 20)
-	act := be.Alloc(20)
-	be.SiLUMul(act, be.Weight(g), be.Weight(u), 20)
-	for i := range want[:20] {
-		gi := float64(g[i])
-		want[i] = gi / (1 + math.Exp(-gi)) * float64(u[i])
+	// silu_mul over 2 rows of gate (5 values) and up (5 values), fused.
+	gu := randSlice(r, 20)
+	act := be.Alloc(10)
+	be.SiLUMul(act, be.Weight(gu), 2, 5)
+	for i := range want[:10] {
+		row, c := i/5, i%5
+		g := float64(gu[row*10+c])
+		want[i] = g / (1 + math.Exp(-g)) * float64(gu[row*10+5+c])
 	}
-	closeTo(t, "silu_mul", act.(*Tensor).data, want[:20], 1e-6)
+	closeTo(t, "silu_mul", act.(*Tensor).data, want[:10], 1e-6)
 
 	xb := be.Weight(x)
 	be.AddBias(xb, be.Weight(w), rows, dim)
@@ -131,8 +134,8 @@ func rmsRef(x, w []float32, rows, dim int) []float64 {
 	return want
 }
 
-// RoPEWriteKV rotates q (2 heads) and k (1 KV head) in rotate_half order, and stores the
-// rotated k and the untouched v at the row's slot.
+// RoPEWriteKV rotates q (2 heads) and k (1 KV head) of a fused qkv row in rotate_half order,
+// writes the rotated q, and stores the rotated k and the untouched v at the row's slot.
 func TestRoPEWriteKV(t *testing.T) {
 	be := New(1)
 	headDim, heads := 4, 2
@@ -155,13 +158,16 @@ func TestRoPEWriteKV(t *testing.T) {
 	}
 	cache := &gpukern.KVCache{NumBlocks: 1, BlockSize: 4, KVHeads: 1, HeadDim: headDim,
 		K: []gpukern.Tensor{be.Alloc(4 * headDim)}, V: []gpukern.Tensor{be.Alloc(4 * headDim)}}
-	qt, kt := be.Weight(q), be.Weight(k)
-	be.RoPEWriteKV(qt, kt, be.Weight(v), 1, heads, []int32{1}, be.Weight(cs), cache, 0, []int32{2})
+	qkv := slices.Concat(q, k, v)
+	qt, qkvt := be.Alloc(len(q)), be.Weight(qkv)
+	be.RoPEWriteKV(qt, qkvt, 1, heads, []int32{1}, be.Weight(cs), cache, 0, []int32{2})
 	closeTo(t, "rope q", qt.(*Tensor).data, rotated(q), 1e-6)
-	closeTo(t, "rope k", kt.(*Tensor).data, rotated(k), 1e-6)
 	closeTo(t, "k at slot 2", cache.K[0].(*Tensor).data[2*headDim:3*headDim], rotated(k), 1e-6)
 	closeTo(t, "v at slot 2", cache.V[0].(*Tensor).data[2*headDim:3*headDim], []float64{9, 8, 7, 6}, 0)
 	closeTo(t, "slot 0 untouched", cache.K[0].(*Tensor).data[:headDim], []float64{0, 0, 0, 0}, 0)
+	if !slices.Equal(qkvt.(*Tensor).data, qkv) {
+		t.Error("qkv changed")
+	}
 }
 
 // refAttention is causal GQA attention over contiguous K/V in float64.
@@ -221,7 +227,12 @@ func TestPagedAttentionGQA(t *testing.T) {
 		}
 		// Position 0 of an identity table: RoPEWriteKV stores k unrotated.
 		identity := be.Weight([]float32{1, 1, 1, 1, 0, 0, 0, 0})
-		be.RoPEWriteKV(be.Alloc(s.ctx*heads*hd), be.Weight(k), be.Weight(v), s.ctx, heads, make([]int32, s.ctx), identity, cache, 0, slots)
+		qkv := make([]float32, 0, s.ctx*(heads+2*kvHeads)*hd)
+		for p := range s.ctx {
+			w := kvHeads * hd
+			qkv = append(append(append(qkv, make([]float32, heads*hd)...), k[p*w:(p+1)*w]...), v[p*w:(p+1)*w]...)
+		}
+		be.RoPEWriteKV(be.Alloc(s.ctx*heads*hd), be.Weight(qkv), s.ctx, heads, make([]int32, s.ctx), identity, cache, 0, slots)
 		q := randSlice(r, s.qlen*heads*hd)
 		qAll = append(qAll, q...)
 		want = append(want, refAttention(q, k, v, s.ctx, s.qlen, heads, kvHeads, hd)...)
@@ -233,41 +244,63 @@ func TestPagedAttentionGQA(t *testing.T) {
 	closeTo(t, "attention", out.(*Tensor).data, want, 1e-5)
 }
 
+// A fused projection of three parts of different output sizes: one adapter with a rank per
+// part, rows without an adapter, and an adapter that leaves the middle part alone.
 func TestLoRASegments(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	be := New(2)
-	in, outDim, stride := 6, 5, 4
-	rows := 5
+	in, stride, rows := 6, 4, 6
+	outDims, width := []int{5, 3, 4}, 5+3+4
 	x := randSlice(r, rows*in)
-	base := randSlice(r, rows*outDim)
-	a1, b1 := randSlice(r, 2*in), randSlice(r, outDim*2) // rank 2
-	a2, b2 := randSlice(r, 4*in), randSlice(r, outDim*4) // rank 4
-	segs := []gpukern.LoRASegment{
-		{Start: 0, End: 2, A: be.Weight(a1), B: be.Weight(b1), Rank: 2, Scale: 0.5},
-		{Start: 2, End: 3}, // no adapter
-		{Start: 3, End: 5, A: be.Weight(a2), B: be.Weight(b2), Rank: 4, Scale: 2},
+	base := randSlice(r, rows*width)
+	type part struct {
+		rank  int
+		scale float32
+		a, b  []float32
 	}
-	v, out := be.Alloc(rows*stride), be.Weight(base)
-	be.LoRAShrink(v, be.Weight(x), segs, in, stride)
-	be.LoRAExpand(out, v, segs, outDim, stride)
-	want := make([]float64, rows*outDim)
+	adapter := func(ranks ...int) []part {
+		ps := make([]part, len(ranks))
+		for p, rank := range ranks {
+			if rank > 0 {
+				ps[p] = part{rank, float32(p) + 0.5, randSlice(r, rank*in), randSlice(r, outDims[p]*rank)}
+			}
+		}
+		return ps
+	}
+	runs := []struct {
+		start, end int
+		parts      []part
+	}{{0, 2, adapter(2, 4, 1)}, {2, 3, nil}, {3, 5, adapter(4, 0, 3)}, {5, 6, adapter(1, 1, 4)}}
+	var segs []gpukern.LoRASegment
+	want := make([]float64, rows*width)
 	for i := range want {
 		want[i] = float64(base[i])
 	}
-	apply := func(lo, hi, rank int, a, b []float32, scale float64) {
-		for i := lo; i < hi; i++ {
-			ax := refMatMul(x[i*in:(i+1)*in], a, 1, rank, in)
-			for j := range outDim {
-				var s float64
-				for q := range rank {
-					s += ax[q] * float64(b[j*rank+q])
+	for _, run := range runs {
+		s := gpukern.LoRASegment{Start: run.start, End: run.end}
+		off := 0
+		for p, pt := range run.parts {
+			s.Parts = append(s.Parts, gpukern.LoRAPart{Rank: pt.rank, Scale: pt.scale})
+			if pt.rank > 0 {
+				s.Parts[p].A, s.Parts[p].B = be.Weight(pt.a), be.Weight(pt.b)
+				for i := run.start; i < run.end; i++ {
+					ax := refMatMul(x[i*in:(i+1)*in], pt.a, 1, pt.rank, in)
+					for j := range outDims[p] {
+						var d float64
+						for q := range pt.rank {
+							d += ax[q] * float64(pt.b[j*pt.rank+q])
+						}
+						want[i*width+off+j] += float64(pt.scale) * d
+					}
 				}
-				want[i*outDim+j] += scale * s
 			}
+			off += outDims[p]
 		}
+		segs = append(segs, s)
 	}
-	apply(0, 2, 2, a1, b1, 0.5)
-	apply(3, 5, 4, a2, b2, 2)
+	v, out := be.Alloc(rows*len(outDims)*stride), be.Weight(base)
+	be.LoRAShrink(v, be.Weight(x), segs, in, stride)
+	be.LoRAExpand(out, v, segs, outDims, stride)
 	closeTo(t, "lora", out.(*Tensor).data, want, 1e-5)
 }
 

@@ -63,42 +63,45 @@ func (b *Backend) Add(out, a, c gpukern.Tensor, n int) {
 }
 
 // SiLUMul implements gpukern.Backend.
-func (b *Backend) SiLUMul(out, gate, up gpukern.Tensor, n int) {
-	o, g, u := data(out)[:n], data(gate)[:n], data(up)[:n]
-	b.parallel(n, 8192, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			gi := float64(g[i])
-			o[i] = float32(gi/(1+math.Exp(-gi))) * u[i]
+func (b *Backend) SiLUMul(out, gateUp gpukern.Tensor, rows, dim int) {
+	o, gu := data(out), data(gateUp)
+	b.parallel(rows, max(1, 8192/dim), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			dst, g, u := o[r*dim:(r+1)*dim], gu[2*r*dim:(2*r+1)*dim], gu[(2*r+1)*dim:(2*r+2)*dim]
+			for i := range dst {
+				gi := float64(g[i])
+				dst[i] = float32(gi/(1+math.Exp(-gi))) * u[i]
+			}
 		}
 	})
 }
 
 // RoPEWriteKV implements gpukern.Backend.
-func (b *Backend) RoPEWriteKV(q, k, v gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
-	rope(data(q), rows, heads, cache.HeadDim, pos, data(cosSin))
-	rope(data(k), rows, cache.KVHeads, cache.HeadDim, pos, data(cosSin))
-	width := cache.KVHeads * cache.HeadDim
-	kc, vc, ks, vs := data(cache.K[layer]), data(cache.V[layer]), data(k), data(v)
-	for i, s := range slots {
-		copy(kc[int(s)*width:(int(s)+1)*width], ks[i*width:(i+1)*width])
-		copy(vc[int(s)*width:(int(s)+1)*width], vs[i*width:(i+1)*width])
+func (b *Backend) RoPEWriteKV(q, qkv gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
+	hd, qw, kvw := cache.HeadDim, heads*cache.HeadDim, cache.KVHeads*cache.HeadDim
+	qs, in, cs := data(q), data(qkv), data(cosSin)
+	kc, vc := data(cache.K[layer]), data(cache.V[layer])
+	for r := range rows {
+		row := in[r*(qw+2*kvw) : (r+1)*(qw+2*kvw)]
+		table := cs[int(pos[r])*hd : (int(pos[r])+1)*hd]
+		s := int(slots[r])
+		rope(qs[r*qw:(r+1)*qw], row[:qw], hd, table)
+		rope(kc[s*kvw:(s+1)*kvw], row[qw:qw+kvw], hd, table)
+		copy(vc[s*kvw:(s+1)*kvw], row[qw+kvw:])
 	}
 }
 
-// rope rotates each head of xs [rows, heads·headDim] by its row's position.
-func rope(xs []float32, rows, heads, headDim int, pos []int32, cs []float32) {
+// rope writes to dst the heads of src rotated by the cos and sin halves of table.
+func rope(dst, src []float32, headDim int, table []float32) {
 	half := headDim / 2
-	for r := range rows {
-		table := cs[int(pos[r])*headDim : (int(pos[r])+1)*headDim]
-		cos, sin := table[:half], table[half:]
-		for h := range heads {
-			v := xs[(r*heads+h)*headDim : (r*heads+h+1)*headDim]
-			x1, x2 := v[:half], v[half:]
-			for i := range half {
-				a, c := x1[i], x2[i]
-				x1[i] = a*cos[i] - c*sin[i]
-				x2[i] = c*cos[i] + a*sin[i]
-			}
+	cos, sin := table[:half], table[half:]
+	for h := 0; h < len(src); h += headDim {
+		x1, x2 := src[h:h+half], src[h+half:h+headDim]
+		y1, y2 := dst[h:h+half], dst[h+half:h+headDim]
+		for i := range half {
+			a, c := x1[i], x2[i]
+			y1[i] = a*cos[i] - c*sin[i]
+			y2[i] = c*cos[i] + a*sin[i]
 		}
 	}
 }

@@ -24,7 +24,9 @@ const splitLen = 512
 
 // attnPlan lays a batch's sequences out for the two attention kernels: prefill rows (any
 // sequence with more than one query row) in tiles of up to flashBQ rows, decode rows one
-// each.
+// each. Block tables are padded to a power-of-two width, so that the tables' sizes, and so
+// the arena offsets a recorded step's launches point at, stay the same while contexts grow:
+// a decode step keeps replaying one CUDA graph.
 type attnPlan struct {
 	rowLen, rowTable, blocks []int32
 	tileRow0, tileRows       []int32
@@ -39,9 +41,16 @@ func planAttention(seqs []gpukern.AttnSeq) attnPlan {
 		rows = max(rows, s.QStart+s.QLen)
 	}
 	p.rowLen, p.rowTable = make([]int32, rows), make([]int32, rows)
+	width := 1
 	for _, s := range seqs {
-		table := int32(len(p.blocks))
-		p.blocks = append(p.blocks, s.Blocks...)
+		for width < len(s.Blocks) {
+			width *= 2
+		}
+	}
+	p.blocks = make([]int32, len(seqs)*width)
+	for i, s := range seqs {
+		table := int32(i * width)
+		copy(p.blocks[table:], s.Blocks)
 		for r := range s.QLen {
 			p.rowLen[s.QStart+r] = int32(s.CtxLen - s.QLen + r + 1)
 			p.rowTable[s.QStart+r] = table

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -36,6 +37,9 @@ type Config struct {
 	// CacheDir keeps compiled kernels between starts. Default: the user cache directory's
 	// lorafleet/cubin.
 	CacheDir string
+	// NoGraphs launches every kernel on its own instead of replaying repeated steps as CUDA
+	// graphs. Default false (graphs on).
+	NoGraphs bool
 }
 
 func (c *Config) validate() error {
@@ -84,7 +88,18 @@ type Backend struct {
 	scratch scratch // reusable device buffers
 	pool    *adapterPool
 	err     error // the first failure since the last Sync
+
+	ops       []op         // recorded, not yet launched (graph.go)
+	graphs    graphCache   // instantiated graphs by launch sequence
+	slotsUsed map[int]bool // adapter pool slots the recorded work reads
+
+	prof    map[string]time.Duration // kernel times, while Profile runs
+	profErr error
 }
+
+// blasWorkspace is cuBLAS's own device memory: set explicitly, cuBLAS allocates nothing
+// while a graph is captured (32 MiB is what it asks for on Hopper).
+const blasWorkspace = 32 << 20
 
 var _ gpukern.Backend = (*Backend)(nil)
 
@@ -94,7 +109,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg}
+	b := &Backend{cfg: cfg, graphs: newGraphCache(cfg.NoGraphs), slotsUsed: map[int]bool{}}
 	var err error
 	b.do(func() { err = b.open() })
 	if err != nil {
@@ -142,6 +157,10 @@ func (b *Backend) open() error {
 	if err := b.blas.SetStream(streamHandle(b.stream)); err != nil {
 		return err
 	}
+	ws := b.buffer(&b.scratch.blas, blasWorkspace)
+	if err := b.blas.SetWorkspace(uintptr(ws), blasWorkspace); err != nil {
+		return err
+	}
 	if b.meta, err = newArena(1<<20, b.stream); err != nil {
 		return err
 	}
@@ -153,8 +172,10 @@ func (b *Backend) open() error {
 func (b *Backend) Close() {
 	b.do(func() {
 		if b.stream != (cu.Stream{}) {
+			b.flush()
 			_ = b.stream.Synchronize()
 		}
+		b.graphs.close()
 		b.pool.close()
 		b.meta.close()
 		b.scratch.free()
@@ -203,17 +224,22 @@ func (b *Backend) MemInfo() (free, total int64, err error) {
 	return free, total, err
 }
 
-// Sync implements gpukern.Backend.
+// Sync implements gpukern.Backend: it runs the recorded work and waits for it.
 func (b *Backend) Sync() error {
-	b.do(func() {
-		if err := b.stream.Synchronize(); err != nil {
-			b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
-		}
-		b.meta.reset()
-	})
+	b.do(b.drain)
 	err := b.err
 	b.err = nil
 	return err
+}
+
+// drain runs the recorded work, waits for the stream and starts the metadata arena over.
+// Callers are inside b.do.
+func (b *Backend) drain() {
+	b.flush()
+	if err := b.stream.Synchronize(); err != nil {
+		b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
+	}
+	b.meta.reset()
 }
 
 func dev(t gpukern.Tensor) *Tensor {
@@ -260,7 +286,10 @@ func (b *Backend) Free(t gpukern.Tensor) {
 	if d.pooled || d.ptr == 0 {
 		return
 	}
-	b.do(func() { b.fail(cu.MemFree(d.ptr)) })
+	b.do(func() {
+		b.flush() // recorded work may read t
+		b.fail(cu.MemFree(d.ptr))
+	})
 	d.ptr = 0
 }
 
@@ -274,6 +303,7 @@ func (b *Backend) Upload(t gpukern.Tensor, src []float32) {
 		panic(fmt.Sprintf("cuda: uploading %d elements into %d", len(src), d.n))
 	}
 	b.do(func() {
+		b.flush() // recorded work may read t's old contents
 		if d.bf16 {
 			raw := toBF16(src)
 			b.fail(cu.MemcpyHtoD(d.ptr, unsafe.Pointer(&raw[0]), int64(2*len(raw))))
@@ -290,8 +320,7 @@ func (b *Backend) Download(dst []float32, t gpukern.Tensor) {
 		return
 	}
 	b.do(func() {
-		if err := b.stream.Synchronize(); err != nil {
-			b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
+		if b.drain(); b.err != nil {
 			return
 		}
 		if d.bf16 {

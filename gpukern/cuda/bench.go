@@ -24,11 +24,13 @@ func (b *Backend) RandomWeight(n int, mean, std float32, seed uint64) gpukern.Te
 	return t
 }
 
-// Time runs f and returns the stream's time between events recorded before and after it.
+// Time runs f and returns the stream's time between events recorded before and after it
+// (the work f records included).
 func (b *Backend) Time(f func()) (time.Duration, error) {
 	var start, end cu.Event
 	var err error
 	b.do(func() {
+		b.flush()
 		if start, err = cu.MakeEvent(cu.DefaultEvent); err == nil {
 			if end, err = cu.MakeEvent(cu.DefaultEvent); err == nil {
 				err = start.Record(b.stream)
@@ -45,6 +47,7 @@ func (b *Backend) Time(f func()) (time.Duration, error) {
 			_ = cu.DestroyEvent(&start)
 			_ = cu.DestroyEvent(&end)
 		}()
+		b.flush()
 		if err = end.Record(b.stream); err == nil {
 			if err = end.Synchronize(); err == nil {
 				ms, err = start.Elapsed(end)
@@ -53,6 +56,22 @@ func (b *Backend) Time(f func()) (time.Duration, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("cuda: timing: %w", err)
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// LastAdapterUpload waits for the last adapter upload and returns how long its transfer from
+// page-locked host memory to the adapter's slot took.
+func (b *Backend) LastAdapterUpload() (time.Duration, error) {
+	var ms float64
+	var err error
+	b.do(func() {
+		if err = b.pool.uploaded.Synchronize(); err == nil {
+			ms, err = b.pool.copying.Elapsed(b.pool.uploaded)
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cuda: timing the adapter upload: %w", err)
 	}
 	return time.Duration(ms * float64(time.Millisecond)), nil
 }

@@ -90,18 +90,12 @@ type dims struct{ x, y, z int }
 func d1(x int) dims    { return dims{x, 1, 1} }
 func d2(x, y int) dims { return dims{x, y, 1} }
 
-// launch queues fn on the backend's stream. Callers are inside b.do.
+// launch records fn for the next flush (graph.go). Callers are inside b.do.
 func (b *Backend) launch(name string, fn cu.Function, grid, block dims, shared int, a *args) {
 	if grid.x <= 0 || grid.y <= 0 || grid.z <= 0 {
 		return // nothing to do: an empty batch or no rows of this kind
 	}
-	if b.err != nil {
-		return // the step has failed already (its metadata may be missing); Sync reports it
-	}
-	err := fn.Launch(grid.x, grid.y, grid.z, block.x, block.y, block.z, shared, b.stream, a.pointers())
-	if err != nil {
-		b.fail(fmt.Errorf("cuda: launching %s: %w", name, err))
-	}
+	b.record(op{fn: fn, name: name, grid: grid, block: block, shared: shared, cells: a.cells})
 }
 
 // gridFor is the number of blocks of threads that covers n elements, capped for

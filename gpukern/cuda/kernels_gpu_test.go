@@ -4,6 +4,7 @@ package cuda_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -81,10 +82,11 @@ func TestElementwise(t *testing.T) {
 		gpu.Add(o.g, x.g, y.g, n)
 		ref.Add(o.r, x.r, y.r, n)
 		o.compare(t, "add", shapeOf(n), tolF32)
-		gpu.SiLUMul(x.g, x.g, y.g, n) // in place, as the model calls it
-		ref.SiLUMul(x.r, x.r, y.r, n)
-		x.compare(t, "silu_mul", shapeOf(n), tolF32)
-		for _, p := range []pair{bias, x, y, o} {
+		gateUp, h := act(randn(r, 2*n, 2)), out(n)
+		gpu.SiLUMul(h.g, gateUp.g, s.rows, s.dim)
+		ref.SiLUMul(h.r, gateUp.r, s.rows, s.dim)
+		h.compare(t, "silu_mul", shapeOf(s.rows, s.dim), tolF32)
+		for _, p := range []pair{bias, x, y, o, gateUp, h} {
 			p.free()
 		}
 	}
@@ -133,18 +135,17 @@ func TestRoPEWriteKV(t *testing.T) {
 		for i := range pos {
 			pos[i], slots32[i] = int32(r.IntN(maxPos)), int32(slots[i])
 		}
-		q := act(randn(r, s.rows*s.heads*s.hd, 1))
-		k, v := act(randn(r, s.rows*s.kvHeads*s.hd, 1)), act(randn(r, s.rows*s.kvHeads*s.hd, 1))
-		gpu.RoPEWriteKV(q.g, k.g, v.g, s.rows, s.heads, pos, cs.g, gc, 0, slots32)
-		ref.RoPEWriteKV(q.r, k.r, v.r, s.rows, s.heads, pos, cs.r, rc, 0, slots32)
+		q, qkv := out(s.rows*s.heads*s.hd), act(randn(r, s.rows*(s.heads+2*s.kvHeads)*s.hd, 1))
+		gpu.RoPEWriteKV(q.g, qkv.g, s.rows, s.heads, pos, cs.g, gc, 0, slots32)
+		ref.RoPEWriteKV(q.r, qkv.r, s.rows, s.heads, pos, cs.r, rc, 0, slots32)
 		shape := shapeOf(s.rows, s.heads, s.kvHeads, s.hd)
 		q.compare(t, "rope (q)", shape, tolF32)
-		k.compare(t, "rope (k)", shape, tolF32)
+		qkv.compare(t, "rope (qkv unchanged)", shape, 0)
 		n := blocks * bs * s.kvHeads * s.hd
 		pair{g: gc.K[0], r: rc.K[0], n: n}.compare(t, "rope: K cache (bf16)", shape, tolBF16)
 		pair{g: gc.V[0], r: rc.V[0], n: n}.compare(t, "rope: V cache (bf16)", shape, tolBF16)
 		freeCache(gc, rc)
-		for _, p := range []pair{cs, q, k, v} {
+		for _, p := range []pair{cs, q, qkv} {
 			p.free()
 		}
 	}
@@ -192,49 +193,78 @@ func TestAttention(t *testing.T) {
 	}
 }
 
-// loraCase is a batch of segments: rows per segment and each segment's rank (0: no adapter).
+// loraCase is a batch of segments over a projection of len(outDims) fused parts: rows per
+// segment and each segment's rank per part (0: the adapter leaves the part alone; nil: the
+// segment has no adapter).
 type loraCase struct {
-	in, outDim  int
-	rows, ranks []int
+	in      int
+	outDims []int
+	rows    []int
+	ranks   [][]int
 }
 
 func TestLoRA(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, c := range []loraCase{
-		{64, 64, []int{3}, []int{8}},
-		{896, 128, []int{2, 5, 1, 7}, []int{16, 0, 128, 64}}, // mixed ranks, a base-model segment
-		{4096, 11008, []int{1, 1, 1, 1, 1, 1, 1, 1}, []int{16, 16, 32, 8, 16, 64, 0, 16}},
-		{11008, 4096, []int{20, 12}, []int{128, 8}},
+		{64, []int{64}, []int{3}, [][]int{{8}}},
+		{896, []int{128}, []int{2, 5, 1, 7}, [][]int{{16}, nil, {128}, {64}}}, // mixed ranks, a base-model segment
+		{4096, []int{11008}, []int{1, 1, 1, 1, 1, 1, 1, 1}, [][]int{{16}, {16}, {32}, {8}, {16}, {64}, nil, {16}}},
+		{11008, []int{4096}, []int{20, 12}, [][]int{{128}, {8}}},
+		// q, k and v with a rank per part (PEFT's rank_pattern) and adapters missing parts.
+		{4096, []int{4096, 1024, 1024}, []int{1, 3, 1, 1, 2}, [][]int{{16, 16, 16}, {8, 0, 8}, nil, {64, 32, 0}, {0, 0, 128}}},
+		// gate and up.
+		{896, []int{4864, 4864}, []int{4, 1, 3}, [][]int{{16, 16}, {0, 32}, {8, 8}}},
+		// Sizes and ranks that miss the vectorized paths, three parts of unequal widths.
+		{130, []int{100, 37, 61}, []int{1, 4, 2}, [][]int{{3, 5, 7}, {8, 0, 24}, nil}},
 	} {
+		parts := len(c.outDims)
 		var gs, rs []gpukern.LoRASegment
 		var slots [][]gpukern.Tensor
 		row, maxRank := 0, 1
 		for i, n := range c.rows {
 			g, s := gpukern.LoRASegment{Start: row, End: row + n}, gpukern.LoRASegment{Start: row, End: row + n}
-			if rank := c.ranks[i]; rank > 0 {
-				a, b := randn(r, rank*c.in, 0.05), randn(r, c.outDim*rank, 0.05)
-				ts, err := gpu.AdapterWeights([][]float32{a, b})
-				if err != nil {
-					t.Fatal(err)
+			row += n
+			if c.ranks[i] == nil {
+				gs, rs = append(gs, g), append(rs, s)
+				continue
+			}
+			g.Parts, s.Parts = make([]gpukern.LoRAPart, parts), make([]gpukern.LoRAPart, parts)
+			var data [][]float32 // one adapter's A and B of every part it has, in one slot
+			for p, rank := range c.ranks[i] {
+				if rank > 0 {
+					a, b := randn(r, rank*c.in, 0.05), randn(r, c.outDims[p]*rank, 0.05)
+					data = append(data, a, b)
+					scale := float32(r.Float64() + 0.5)
+					s.Parts[p] = gpukern.LoRAPart{A: ref.Weight(bf16(a)), B: ref.Weight(bf16(b)), Rank: rank, Scale: scale}
+					g.Parts[p] = gpukern.LoRAPart{Rank: rank, Scale: scale}
+					maxRank = max(maxRank, rank)
 				}
-				slots = append(slots, ts)
-				scale := float32(r.Float64() + 0.5)
-				g.A, g.B, g.Rank, g.Scale = ts[0], ts[1], rank, scale
-				s.A, s.B, s.Rank, s.Scale = ref.Weight(bf16(a)), ref.Weight(bf16(b)), rank, scale
-				maxRank = max(maxRank, rank)
+			}
+			ts, err := gpu.AdapterWeights(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slots = append(slots, ts)
+			for p := range g.Parts {
+				if g.Parts[p].Rank > 0 {
+					g.Parts[p].A, g.Parts[p].B, ts = ts[0], ts[1], ts[2:]
+				}
 			}
 			gs, rs = append(gs, g), append(rs, s)
-			row += n
+		}
+		width := 0
+		for _, d := range c.outDims {
+			width += d
 		}
 		x := act(randn(r, row*c.in, 1))
-		v := act(make([]float32, row*maxRank))
-		o := act(randn(r, row*c.outDim, 1))
+		v := act(make([]float32, row*parts*maxRank))
+		o := act(randn(r, row*width, 1))
 		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
 		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
-		shape := shapeOf(c.in, c.outDim) + " ranks " + shapeOf(c.ranks...)
+		shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
 		v.compare(t, "lora_shrink", shape, tolF32)
-		gpu.LoRAExpand(o.g, v.g, gs, c.outDim, maxRank)
-		ref.LoRAExpand(o.r, v.r, rs, c.outDim, maxRank)
+		gpu.LoRAExpand(o.g, v.g, gs, c.outDims, maxRank)
+		ref.LoRAExpand(o.r, v.r, rs, c.outDims, maxRank)
 		o.compare(t, "lora_expand", shape, tolF32)
 		for _, ts := range slots {
 			gpu.FreeAdapterWeights(ts)

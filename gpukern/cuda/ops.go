@@ -3,7 +3,6 @@
 package cuda
 
 import (
-	"fmt"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -56,12 +55,7 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
 		}
-		if b.err != nil {
-			return
-		}
-		if err := b.blas.MatMulBF16(uintptr(o.ptr), uintptr(in), uintptr(ws.ptr), m, n, k, false); err != nil {
-			b.fail(fmt.Errorf("cuda: GEMM %dx%dx%d: %w", m, n, k, err))
-		}
+		b.record(op{name: "gemm", cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
 	})
 }
 
@@ -81,79 +75,97 @@ func (b *Backend) Add(out, x, y gpukern.Tensor, n int) {
 }
 
 // SiLUMul implements gpukern.Backend.
-func (b *Backend) SiLUMul(out, gate, up gpukern.Tensor, n int) {
-	b.elementwise("silu_mul", b.fn.siluMul, n, (&args{}).ptr(dev(out)).ptr(dev(gate)).ptr(dev(up)).i64(n))
+func (b *Backend) SiLUMul(out, gateUp gpukern.Tensor, rows, dim int) {
+	n := rows * dim
+	b.elementwise("silu_mul", b.fn.siluMul, n, (&args{}).ptr(dev(out)).ptr(dev(gateUp)).i32(dim).i64(n))
 }
 
 // RoPEWriteKV implements gpukern.Backend.
-func (b *Backend) RoPEWriteKV(q, k, v gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
-	qs, ks, vs, cs := dev(q), dev(k), dev(v), dev(cosSin)
+func (b *Backend) RoPEWriteKV(q, qkv gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
+	qs, in, cs := dev(q), dev(qkv), dev(cosSin)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
-		a := (&args{}).ptr(qs).ptr(ks).ptr(vs).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
+		a := (&args{}).ptr(qs).ptr(in).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
 			i32(heads).i32(cache.KVHeads).i32(cache.HeadDim)
 		b.launch("rope_write_kv", b.fn.ropeWriteKV, d1(rows), d1(128), 0, a)
 	})
 }
 
-// LoRAShrink implements gpukern.Backend: one launch for every adapter of the batch.
+// shrinkJ is SHRINK_J of lora.cu: the outputs per block of lora_shrink.
+const shrinkJ = 4
+
+// LoRAShrink implements gpukern.Backend: one launch for every adapter and part of the batch.
 func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in, vStride int) {
-	t := loraTablesOf(segs)
-	if t.maxRank == 0 {
-		return
-	}
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
-		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.rowSeg)).dptr(upload(b, t.a)).dptr(upload(b, t.ranks)).i32(in).i32(vStride)
-		const warps = threads / 32
-		b.launch("lora_shrink", b.fn.loraShrink, d2(len(t.rowSeg), (t.maxRank+warps-1)/warps), d1(threads), 0, a)
+		t := b.loraTablesOf(segs)
+		if t.maxRank == 0 {
+			return
+		}
+		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.a)).dptr(upload(b, t.ranks)).i32(t.parts).i32(in).i32(vStride)
+		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
+		// adapters a step mixes (blocks past a row's rank return at once).
+		b.launch("lora_shrink", b.fn.loraShrink, d2(t.rows, t.parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
 	})
 }
 
 // LoRAExpand implements gpukern.Backend.
-func (b *Backend) LoRAExpand(out, v gpukern.Tensor, segs []gpukern.LoRASegment, outDim, vStride int) {
-	t := loraTablesOf(segs)
-	if t.maxRank == 0 {
-		return
+func (b *Backend) LoRAExpand(out, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
+	outOff := make([]int32, len(outDims)+1) // part p's columns are [outOff[p], outOff[p+1])
+	for p, d := range outDims {
+		outOff[p+1] = outOff[p] + int32(d)
 	}
+	width := int(outOff[len(outDims)])
 	os, vs := dev(out), dev(v)
 	b.do(func() {
-		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.rowSeg)).dptr(upload(b, t.b)).dptr(upload(b, t.ranks)).
-			dptr(upload(b, t.scales)).i32(outDim).i32(vStride)
-		b.launch("lora_expand", b.fn.loraExpand, d2(len(t.rowSeg), (outDim+threads-1)/threads), d1(threads), 4*t.maxRank, a)
+		t := b.loraTablesOf(segs)
+		if t.maxRank == 0 {
+			return
+		}
+		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.b)).dptr(upload(b, t.ranks)).dptr(upload(b, t.scales)).
+			dptr(upload(b, outOff)).i32(t.parts).i32(vStride)
+		b.launch("lora_expand", b.fn.loraExpand, d2(t.rows, (width+threads-1)/threads), d1(threads), 4*t.parts*vStride, a)
 	})
 }
 
-// loraTables are the per-launch tables of the SGMV kernels: each row's segment (-1: none)
-// and each segment's matrices, rank and scale.
+// loraTables are the per-launch tables of the SGMV kernels (lora.cu), with an entry per row
+// and part, r·parts + p: the part's A and B, its rank (0: the row has no adapter for it) and
+// scale. Their sizes depend on the rows and parts alone, never on how many adapters the batch
+// mixes, so a step's metadata keeps its layout whichever adapters it serves (graph.go).
 type loraTables struct {
-	rowSeg, ranks []int32
-	a, b          []uint64
-	scales        []float32
-	maxRank       int
+	a, b                 []uint64
+	ranks                []int32
+	scales               []float32
+	rows, parts, maxRank int
 }
 
-func loraTablesOf(segs []gpukern.LoRASegment) loraTables {
+// loraTablesOf makes the tables of segs and notes that the recorded work reads their adapters'
+// slots. Callers are inside b.do.
+func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment) loraTables {
 	var t loraTables
 	if len(segs) == 0 {
 		return t
 	}
-	t.rowSeg = make([]int32, segs[len(segs)-1].End)
-	for i := range t.rowSeg {
-		t.rowSeg[i] = -1
-	}
+	t.rows = segs[len(segs)-1].End
 	for _, s := range segs {
-		if s.A == nil {
-			continue
+		t.parts = max(t.parts, len(s.Parts)) // that of every segment with an adapter
+	}
+	n := t.rows * t.parts
+	t.a, t.b, t.ranks, t.scales = make([]uint64, n), make([]uint64, n), make([]int32, n), make([]float32, n)
+	for _, s := range segs {
+		for p, part := range s.Parts {
+			if part.A == nil {
+				continue
+			}
+			matA, matB := dev(part.A), dev(part.B)
+			b.reads(matA)
+			b.reads(matB)
+			for r := s.Start; r < s.End; r++ {
+				i := r*t.parts + p
+				t.a[i], t.b[i], t.ranks[i], t.scales[i] = uint64(matA.ptr), uint64(matB.ptr), int32(part.Rank), part.Scale
+			}
+			t.maxRank = max(t.maxRank, part.Rank)
 		}
-		for r := s.Start; r < s.End; r++ {
-			t.rowSeg[r] = int32(len(t.ranks))
-		}
-		t.a = append(t.a, uint64(dev(s.A).ptr))
-		t.b = append(t.b, uint64(dev(s.B).ptr))
-		t.ranks = append(t.ranks, int32(s.Rank))
-		t.scales = append(t.scales, s.Scale)
-		t.maxRank = max(t.maxRank, s.Rank)
 	}
 	return t
 }
@@ -181,11 +193,7 @@ func (b *Backend) Sample(ids []int32, logits gpukern.Tensor, row0, vocab int, pa
 			a := (&args{}).dptr(out).dptr(lg).dptr(upload(b, flat)).dptr(upload(b, topK)).i32(vocab)
 			b.launch("sample_rows", b.fn.sampleRows, d1(n), d1(1024), 0, a)
 		}
-		if b.err != nil {
-			return
-		}
-		if err := b.stream.Synchronize(); err != nil {
-			b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
+		if b.drain(); b.err != nil {
 			return
 		}
 		b.fail(cu.MemcpyDtoH(unsafe.Pointer(&ids[0]), out, int64(4*n)))

@@ -19,10 +19,11 @@ type scratch struct {
 	gemmIn devBuf // a GEMM input converted to bf16
 	part   devBuf // split-context attention partials
 	ids    devBuf // sampled token ids
+	blas   devBuf // cuBLAS's workspace
 }
 
 func (s *scratch) free() {
-	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids} {
+	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas} {
 		if d.ptr != 0 {
 			_ = cu.MemFree(d.ptr)
 			*d = devBuf{}
@@ -30,12 +31,13 @@ func (s *scratch) free() {
 	}
 }
 
-// buffer returns d with room for size bytes. Growing waits for the stream first: queued
-// kernels may still use the old buffer. Callers are inside b.do.
+// buffer returns d with room for size bytes. Growing first runs the recorded work and waits
+// for it, since it may use the old buffer. Callers are inside b.do.
 func (b *Backend) buffer(d *devBuf, size int64) cu.DevicePtr {
 	if size <= d.size {
 		return d.ptr
 	}
+	b.flush()
 	if err := b.stream.Synchronize(); err != nil {
 		b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
 		return 0

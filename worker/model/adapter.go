@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/pkg/peft"
@@ -9,17 +10,13 @@ import (
 
 // Adapter is a LoRA adapter resident on the model's backend.
 type Adapter struct {
-	ID      string
-	rank    int                   // the largest rank of any module
-	weights [][NumProj]loraWeight // per layer; A == nil where the adapter leaves a module alone
-	tensors []gpukern.Tensor      // every A and B, as the backend's adapter memory holds them
+	ID   string
+	rank int // the largest rank of any module
+	// layers holds, per layer and linear, the adapter's matrices for each projection of the
+	// linear (A == nil where it leaves one alone), or nil where it leaves them all alone.
+	layers  [][numLinear][]gpukern.LoRAPart
+	tensors []gpukern.Tensor // every A and B, as the backend's adapter memory holds them
 	bytes   int64
-}
-
-type loraWeight struct {
-	A, B  gpukern.Tensor
-	Rank  int
-	Scale float32
 }
 
 // Rank is the adapter's largest rank.
@@ -30,28 +27,38 @@ func (a *Adapter) Bytes() int64 { return a.bytes }
 
 // LoadAdapter uploads a PEFT adapter that peft.Load checked against m.Config.PEFTBase().
 func (m *Model) LoadAdapter(id string, pa *peft.Adapter) (*Adapter, error) {
-	a := &Adapter{ID: id, weights: make([][NumProj]loraWeight, m.Config.Layers)}
-	names := map[string]Proj{}
-	for p := range NumProj {
-		names[p.Name()] = p
+	a := &Adapter{ID: id, layers: make([][numLinear][]gpukern.LoRAPart, m.Config.Layers)}
+	type place struct {
+		l    linear
+		part int
+	}
+	places := map[string]place{}
+	for l, projs := range linearParts {
+		for i, p := range projs {
+			places[p.Name()] = place{linear(l), i}
+		}
 	}
 	var data [][]float32
-	var mods []*loraWeight // the module of data[2i] (A) and data[2i+1] (B)
-	for t, l := range pa.Weights {
-		p, ok := names[t.Module]
+	var mods []*gpukern.LoRAPart // the module of data[2i] (A) and data[2i+1] (B)
+	for t, lora := range pa.Weights {
+		pl, ok := places[t.Module]
 		if !ok || t.Layer < 0 || t.Layer >= m.Config.Layers {
 			return nil, fmt.Errorf("model: adapter %s: module %s of layer %d is not in the model", id, t.Module, t.Layer)
 		}
-		in, out := m.Config.Shape(p)
-		if l.In != in || l.Out != out || len(l.A) != l.Rank*in || len(l.B) != out*l.Rank {
+		in, out := m.Config.Shape(linearParts[pl.l][pl.part])
+		if lora.In != in || lora.Out != out || len(lora.A) != lora.Rank*in || len(lora.B) != out*lora.Rank {
 			return nil, fmt.Errorf("model: adapter %s: %s of layer %d does not fit the model", id, t.Module, t.Layer)
 		}
-		w := &a.weights[t.Layer][p]
-		w.Rank, w.Scale = l.Rank, l.Scale
+		parts := &a.layers[t.Layer][pl.l]
+		if *parts == nil {
+			*parts = make([]gpukern.LoRAPart, len(linearParts[pl.l]))
+		}
+		w := &(*parts)[pl.part]
+		w.Rank, w.Scale = lora.Rank, lora.Scale
 		mods = append(mods, w)
-		data = append(data, l.A, l.B)
-		a.rank = max(a.rank, l.Rank)
-		a.bytes += int64(len(l.A)+len(l.B)) * 4
+		data = append(data, lora.A, lora.B)
+		a.rank = max(a.rank, lora.Rank)
+		a.bytes += int64(len(lora.A)+len(lora.B)) * 4
 	}
 	ts, err := m.be.AdapterWeights(data)
 	if err != nil {
@@ -76,30 +83,23 @@ func (m *Model) FreeAdapter(a *Adapter) {
 	if a.tensors != nil {
 		m.be.FreeAdapterWeights(a.tensors)
 	}
-	a.weights, a.tensors = nil, nil
+	a.layers, a.tensors = nil, nil
 }
 
-// loraSegments returns, for every projection of layer li, the LoRA segments of the adapter
-// runs, or nil for a projection that no run's adapter touches.
-func loraSegments(runs []AdapterRun, li int) [NumProj][]gpukern.LoRASegment {
-	var segs [NumProj][]gpukern.LoRASegment
-	for p := range NumProj {
-		for _, r := range runs {
-			if r.Adapter != nil && r.Adapter.weights[li][p].A != nil {
-				segs[p] = make([]gpukern.LoRASegment, 0, len(runs))
-				break
-			}
-		}
-		if segs[p] == nil {
+// loraSegments returns, for every linear of layer li, the LoRA segments of the adapter runs,
+// or nil for a linear that no run's adapter touches.
+func loraSegments(runs []AdapterRun, li int) [numLinear][]gpukern.LoRASegment {
+	var segs [numLinear][]gpukern.LoRASegment
+	for l := range numLinear {
+		if !slices.ContainsFunc(runs, func(r AdapterRun) bool { return r.Adapter != nil && r.Adapter.layers[li][l] != nil }) {
 			continue
 		}
-		for _, r := range runs {
-			s := gpukern.LoRASegment{Start: r.Start, End: r.End}
+		segs[l] = make([]gpukern.LoRASegment, len(runs))
+		for i, r := range runs {
+			segs[l][i] = gpukern.LoRASegment{Start: r.Start, End: r.End}
 			if r.Adapter != nil {
-				w := r.Adapter.weights[li][p]
-				s.A, s.B, s.Rank, s.Scale = w.A, w.B, w.Rank, w.Scale
+				segs[l][i].Parts = r.Adapter.layers[li][l]
 			}
-			segs[p] = append(segs[p], s)
 		}
 	}
 	return segs

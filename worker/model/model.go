@@ -21,14 +21,15 @@ type Model struct {
 	norm   gpukern.Tensor
 	lmHead gpukern.Tensor // the embedding table when tied
 	layers []layer
+	shapes [numLinear]linearShape
 	cosSin gpukern.Tensor // [MaxPositions, HeadDim]
 	ws     workspace
 }
 
 type layer struct {
 	inNorm, postNorm gpukern.Tensor
-	w                [NumProj]gpukern.Tensor
-	bias             [NumProj]gpukern.Tensor // nil when the projection has none
+	w                [numLinear]gpukern.Tensor
+	bias             [numLinear]gpukern.Tensor // nil when the linear has none
 }
 
 // Load reads config.json and the safetensors weights in dir onto the backend.
@@ -58,6 +59,9 @@ func Build(cfg Config, be gpukern.Backend, weight WeightFunc) (*Model, error) {
 
 func build(cfg Config, be gpukern.Backend, weight WeightFunc, lmHead bool) (*Model, error) {
 	m := &Model{Config: cfg, be: be}
+	for l := range numLinear {
+		m.shapes[l] = cfg.linearShape(l)
+	}
 	if err := m.loadWeights(weight, lmHead); err != nil {
 		return nil, err
 	}
@@ -131,7 +135,7 @@ func (m *Model) validate(b *Batch, kv *gpukern.KVCache) error {
 		if r.Start != next || r.End <= r.Start {
 			return fmt.Errorf("model: adapter runs do not tile the batch at row %d", next)
 		}
-		if r.Adapter != nil && r.Adapter.weights == nil {
+		if r.Adapter != nil && r.Adapter.layers == nil {
 			return fmt.Errorf("model: adapter %s holds no weights (freed, or shape only)", r.Adapter.ID)
 		}
 		next = r.End
@@ -192,18 +196,15 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 		ly := &m.layers[li]
 		segs := loraSegments(b.Adapters, li)
 		be.RMSNorm(ws.h, ws.x, pending, ly.inNorm, rows, c.Hidden, eps)
-		m.project(ws.q, ws.h, ly, ProjQ, rows, segs)
-		m.project(ws.k, ws.h, ly, ProjK, rows, segs)
-		m.project(ws.v, ws.h, ly, ProjV, rows, segs)
-		be.RoPEWriteKV(ws.q, ws.k, ws.v, rows, c.Heads, b.Positions, m.cosSin, kv, li, b.Slots)
+		m.project(ws.qkv, ws.h, ly, linQKV, rows, segs)
+		be.RoPEWriteKV(ws.q, ws.qkv, rows, c.Heads, b.Positions, m.cosSin, kv, li, b.Slots)
 		be.Attention(ws.attn, ws.q, kv, li, b.Seqs, attn)
-		m.project(ws.h, ws.attn, ly, ProjO, rows, segs)
+		m.project(ws.h, ws.attn, ly, linO, rows, segs)
 
 		be.RMSNorm(ws.h, ws.x, ws.h, ly.postNorm, rows, c.Hidden, eps)
-		m.project(ws.gate, ws.h, ly, ProjGate, rows, segs)
-		m.project(ws.up, ws.h, ly, ProjUp, rows, segs)
-		be.SiLUMul(ws.gate, ws.gate, ws.up, rows*c.Intermediate)
-		m.project(ws.h, ws.gate, ly, ProjDown, rows, segs)
+		m.project(ws.gateUp, ws.h, ly, linGateUp, rows, segs)
+		be.SiLUMul(ws.act, ws.gateUp, rows, c.Intermediate)
+		m.project(ws.h, ws.act, ly, linDown, rows, segs)
 		pending = ws.h
 	}
 	if pending != nil {
@@ -225,34 +226,36 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	return out, be.Sync()
 }
 
-// project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for projection p.
-func (m *Model) project(out, in gpukern.Tensor, ly *layer, p Proj, rows int, segs [NumProj][]gpukern.LoRASegment) {
-	inDim, outDim := m.Config.Shape(p)
-	m.be.MatMul(out, in, ly.w[p], rows, outDim, inDim)
-	if ly.bias[p] != nil {
-		m.be.AddBias(out, ly.bias[p], rows, outDim)
+// project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for linear l.
+func (m *Model) project(out, in gpukern.Tensor, ly *layer, l linear, rows int, segs [numLinear][]gpukern.LoRASegment) {
+	s := &m.shapes[l]
+	m.be.MatMul(out, in, ly.w[l], rows, s.out, s.in)
+	if ly.bias[l] != nil {
+		m.be.AddBias(out, ly.bias[l], rows, s.out)
 	}
-	lora := segs[p]
+	lora := segs[l]
 	if lora == nil {
 		return
 	}
-	m.be.LoRAShrink(m.ws.loraV, in, lora, inDim, m.ws.rank)
-	m.be.LoRAExpand(out, m.ws.loraV, lora, outDim, m.ws.rank)
+	m.be.LoRAShrink(m.ws.loraV, in, lora, s.in, m.ws.rank)
+	m.be.LoRAExpand(out, m.ws.loraV, lora, s.outs, m.ws.rank)
 }
 
 // workspace holds the activations of one step, grown when a larger batch arrives.
 type workspace struct {
 	rows, logitRows, rank int
 
-	x, h, q, k, v, attn, gate, up gpukern.Tensor
-	last, logits, loraV           gpukern.Tensor
+	x, h, qkv, q, attn, gateUp gpukern.Tensor
+	act                        gpukern.Tensor // silu(gate)·up, the input of down
+	last, logits               gpukern.Tensor
+	loraV                      gpukern.Tensor // [rows, maxParts·rank]: LoRA's x·Aᵀ of every part
 }
 
 func (w *workspace) ensure(be gpukern.Backend, c *Config, rows, logitRows, rank int) *workspace {
 	if rows <= w.rows && logitRows <= w.logitRows && rank <= w.rank {
 		return w
 	}
-	for _, t := range []gpukern.Tensor{w.x, w.h, w.q, w.k, w.v, w.attn, w.gate, w.up, w.last, w.logits, w.loraV} {
+	for _, t := range []gpukern.Tensor{w.x, w.h, w.qkv, w.q, w.attn, w.gateUp, w.act, w.last, w.logits, w.loraV} {
 		if t != nil {
 			be.Free(t)
 		}
@@ -260,10 +263,10 @@ func (w *workspace) ensure(be gpukern.Backend, c *Config, rows, logitRows, rank 
 	w.rows, w.logitRows, w.rank = max(rows, w.rows), max(logitRows, w.logitRows, 1), max(rank, w.rank, 1)
 	r := w.rows
 	w.x, w.h = be.Alloc(r*c.Hidden), be.Alloc(r*c.Hidden)
+	w.qkv = be.Alloc(r * (c.Heads + 2*c.KVHeads) * c.HeadDim)
 	w.q, w.attn = be.Alloc(r*c.Heads*c.HeadDim), be.Alloc(r*c.Heads*c.HeadDim)
-	w.k, w.v = be.Alloc(r*c.KVHeads*c.HeadDim), be.Alloc(r*c.KVHeads*c.HeadDim)
-	w.gate, w.up = be.Alloc(r*c.Intermediate), be.Alloc(r*c.Intermediate)
+	w.gateUp, w.act = be.Alloc(r*2*c.Intermediate), be.Alloc(r*c.Intermediate)
 	w.last, w.logits = be.Alloc(w.logitRows*c.Hidden), be.Alloc(w.logitRows*c.VocabSize)
-	w.loraV = be.Alloc(r * w.rank)
+	w.loraV = be.Alloc(r * maxParts * w.rank)
 	return w
 }

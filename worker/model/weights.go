@@ -57,6 +57,40 @@ func (c *Config) Shape(p Proj) (in, out int) {
 	}
 }
 
+// linear is one GEMM of a decoder layer: a projection, or projections of the same input fused
+// into one by stacking their weights' rows (q, k and v; gate and up), so that a step launches
+// fewer and larger kernels.
+type linear int
+
+const (
+	linQKV linear = iota
+	linO
+	linGateUp
+	linDown
+	numLinear
+)
+
+// linearParts are each linear's projections, in the order of its output columns.
+var linearParts = [numLinear][]Proj{{ProjQ, ProjK, ProjV}, {ProjO}, {ProjGate, ProjUp}, {ProjDown}}
+
+// maxParts is the most projections a linear fuses (q, k and v).
+const maxParts = 3
+
+// linearShape is a linear's input size and the output sizes of its parts.
+type linearShape struct {
+	in, out int   // out is the sum of outs
+	outs    []int // per part
+}
+
+func (c *Config) linearShape(l linear) linearShape {
+	var s linearShape
+	for _, p := range linearParts[l] {
+		in, out := c.Shape(p)
+		s.in, s.out, s.outs = in, s.out+out, append(s.outs, out)
+	}
+	return s
+}
+
 // PEFTBase describes the model's LoRA-targetable modules for pkg/peft.
 func (c *Config) PEFTBase() peft.Base {
 	b := peft.Base{NumLayers: c.Layers}
@@ -85,25 +119,39 @@ type tensorSource interface {
 	Float32(name string) ([]float32, error)
 }
 
-// WeightFunc makes the named tensor (a Hugging Face name such as
-// "model.layers.0.self_attn.q_proj.weight") of the given shape on a backend.
-type WeightFunc func(name string, shape ...int) (gpukern.Tensor, error)
+// WeightPart is a tensor of a checkpoint, by its Hugging Face name (such as
+// "model.layers.0.self_attn.q_proj.weight"), and the shape config.json implies for it.
+type WeightPart struct {
+	Name  string
+	Shape []int
+}
+
+// WeightFunc makes on a backend one tensor holding the elements of parts one after another:
+// the weight of a fused linear stacks its projections' weights (which share their input size)
+// by rows, and its bias concatenates theirs.
+type WeightFunc func(parts ...WeightPart) (gpukern.Tensor, error)
 
 // checkpointWeights reads tensors from src, checking their shapes, onto be.
 func checkpointWeights(src tensorSource, be gpukern.Backend) WeightFunc {
-	return func(name string, shape ...int) (gpukern.Tensor, error) {
-		info, ok := src.Info(name)
-		if !ok {
-			return nil, fmt.Errorf("%w: missing tensor %s", ErrWeights, name)
+	return func(parts ...WeightPart) (gpukern.Tensor, error) {
+		data := make([][]float32, len(parts))
+		for i, p := range parts {
+			info, ok := src.Info(p.Name)
+			if !ok {
+				return nil, fmt.Errorf("%w: missing tensor %s", ErrWeights, p.Name)
+			}
+			if !slices.Equal(info.Shape, p.Shape) {
+				return nil, fmt.Errorf("%w: tensor %s has shape %v, config.json implies %v", ErrWeights, p.Name, info.Shape, p.Shape)
+			}
+			var err error
+			if data[i], err = src.Float32(p.Name); err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrWeights, p.Name, err)
+			}
 		}
-		if !slices.Equal(info.Shape, shape) {
-			return nil, fmt.Errorf("%w: tensor %s has shape %v, config.json implies %v", ErrWeights, name, info.Shape, shape)
+		if len(data) == 1 {
+			return be.Weight(data[0]), nil // no copy of the largest tensors (the embedding)
 		}
-		data, err := src.Float32(name)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrWeights, name, err)
-		}
-		return be.Weight(data), nil
+		return be.Weight(slices.Concat(data...)), nil
 	}
 }
 
@@ -113,25 +161,27 @@ type loader struct {
 	err    error
 }
 
-func (l *loader) load(name string, shape ...int) gpukern.Tensor {
+func (l *loader) load(parts ...WeightPart) gpukern.Tensor {
 	if l.err != nil {
 		return nil
 	}
-	t, err := l.weight(name, shape...)
+	t, err := l.weight(parts...)
 	l.err = err
 	return t
 }
+
+func part(name string, shape ...int) WeightPart { return WeightPart{Name: name, Shape: shape} }
 
 // loadWeights makes every tensor of the model; lmHead says whether the checkpoint has its own
 // lm_head.weight.
 func (m *Model) loadWeights(weight WeightFunc, lmHead bool) error {
 	c := &m.Config
 	l := &loader{weight: weight}
-	m.embed = l.load("model.embed_tokens.weight", c.VocabSize, c.Hidden)
-	m.norm = l.load("model.norm.weight", c.Hidden)
+	m.embed = l.load(part("model.embed_tokens.weight", c.VocabSize, c.Hidden))
+	m.norm = l.load(part("model.norm.weight", c.Hidden))
 	m.lmHead = m.embed
 	if lmHead && !c.TieEmbeddings {
-		m.lmHead = l.load("lm_head.weight", c.VocabSize, c.Hidden)
+		m.lmHead = l.load(part("lm_head.weight", c.VocabSize, c.Hidden))
 	} else if !lmHead && !c.TieEmbeddings {
 		return fmt.Errorf("%w: missing tensor lm_head.weight and tie_word_embeddings is false", ErrWeights)
 	}
@@ -139,13 +189,18 @@ func (m *Model) loadWeights(weight WeightFunc, lmHead bool) error {
 	for i := range m.layers {
 		ly := &m.layers[i]
 		prefix := fmt.Sprintf("model.layers.%d.", i)
-		ly.inNorm = l.load(prefix+"input_layernorm.weight", c.Hidden)
-		ly.postNorm = l.load(prefix+"post_attention_layernorm.weight", c.Hidden)
-		for p := range NumProj {
-			in, out := c.Shape(p)
-			ly.w[p] = l.load(prefix+projPaths[p]+".weight", out, in)
-			if c.hasBias(p) {
-				ly.bias[p] = l.load(prefix+projPaths[p]+".bias", out)
+		ly.inNorm = l.load(part(prefix+"input_layernorm.weight", c.Hidden))
+		ly.postNorm = l.load(part(prefix+"post_attention_layernorm.weight", c.Hidden))
+		for lin, projs := range linearParts {
+			var weights, biases []WeightPart
+			for _, p := range projs {
+				in, out := c.Shape(p)
+				weights = append(weights, part(prefix+projPaths[p]+".weight", out, in))
+				biases = append(biases, part(prefix+projPaths[p]+".bias", out))
+			}
+			ly.w[lin] = l.load(weights...)
+			if c.hasBias(projs[0]) { // the same for every part
+				ly.bias[lin] = l.load(biases...)
 			}
 		}
 	}

@@ -62,11 +62,14 @@ extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, float *x,
 	}
 }
 
-// out = silu(gate) * up over n elements (out may alias gate or up).
-extern "C" __global__ void silu_mul(float *out, const float *gate, const float *up, long long n) {
+// out[r, c] = silu(gate_up[r, c]) * gate_up[r, dim + c] over n = rows * dim elements of out,
+// with gate_up [rows, 2 * dim] the fused gate and up projections (out does not alias it).
+extern "C" __global__ void silu_mul(float *__restrict__ out, const float *__restrict__ gate_up, int dim, long long n) {
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-		float g = gate[i];
-		out[i] = g / (1.0f + expf(-g)) * up[i];
+		const float *row = gate_up + i / dim * 2 * dim;
+		int c = i % dim;
+		float g = row[c];
+		out[i] = g / (1.0f + expf(-g)) * row[dim + c];
 	}
 }
 

@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/worker/model"
+)
+
+// What a GPU backend offers beyond gpukern.Backend, measured where it is there.
+type (
+	// Grapher is a backend that can replay steps as CUDA graphs, and run them without.
+	Grapher interface{ SetGraphs(on bool) }
+	// Uploader times its last adapter upload (host page-locked memory to the device slot).
+	Uploader interface {
+		LastAdapterUpload() (time.Duration, error)
+	}
+	// MemInfoer reports the device's free and total memory.
+	MemInfoer interface {
+		MemInfo() (free, total int64, err error)
+	}
+	// Profiler times each kernel f launches, by name.
+	Profiler interface {
+		Profile(f func()) (map[string]time.Duration, error)
+	}
+)
+
+// Profile is where one decode step's time goes, kernels timed one by one without graphs.
+type Profile struct {
+	Batch, Adapters, Context int
+	Kernels                  []KernelTime
+}
+
+// KernelTime is one kernel's share of a profiled decode step.
+type KernelTime struct {
+	Name  string  `json:"name"`
+	MS    float64 `json:"ms"`
+	Share float64 `json:"share"` // of the step's summed kernel times
+}
+
+// profile times one decode step of b rows, k adapters and context ctx by kernel, if the
+// backend can.
+func (r *runner) profile(kv *gpukern.KVCache, b, k, ctx int) (*Profile, error) {
+	p, ok := r.be.(Profiler)
+	if !ok {
+		return nil, nil
+	}
+	batch := r.decodeBatch(b, k, ctx)
+	var serr error
+	times, err := p.Profile(func() { serr = r.step(batch, kv) })
+	if err = cmp.Or(serr, err); err != nil {
+		return nil, fmt.Errorf("engine bench: profiling a decode step: %w", err)
+	}
+	var total time.Duration
+	for _, d := range times {
+		total += d
+	}
+	var ks []KernelTime
+	for name, d := range times {
+		ks = append(ks, KernelTime{Name: name, MS: ms(d), Share: float64(d) / float64(total)})
+	}
+	slices.SortFunc(ks, func(a, b KernelTime) int { return cmp.Or(cmp.Compare(b.MS, a.MS), strings.Compare(a.Name, b.Name)) })
+	return &Profile{Batch: b, Adapters: k, Context: ctx, Kernels: ks}, nil
+}
+
+// Loading is decode while adapters load: before each timed step an adapter the step does
+// not use is freed and a new one uploaded, which the backend may overlap with the step.
+type Loading struct {
+	Batch, Adapters, Context int
+	Loads                    int     `json:"loads"`
+	AdapterBytes             int64   `json:"adapter_bytes"`
+	UploadMS                 float64 `json:"upload_ms"`     // median transfer, host to device slot
+	UploadMaxMS              float64 `json:"upload_max_ms"` // slowest transfer
+	StepMS                   float64 `json:"step_ms"`       // median step while loading
+	StepMaxMS                float64 `json:"step_max_ms"`
+	QuietStepMS              float64 `json:"quiet_step_ms"` // median step of the same batch without loads
+}
+
+// Memory is the device memory in use at the run's largest configuration: the model, the
+// adapter pool and the KV cache for the largest batch at the longest context.
+type Memory struct {
+	UsedBytes  int64 `json:"used_bytes"`
+	TotalBytes int64 `json:"total_bytes"`
+	KVTokens   int   `json:"kv_tokens"` // cache capacity in tokens
+	Adapters   int   `json:"device_adapters"`
+}
+
+// loading measures Loading at batch b with k adapters and context ctx; quiet is the same
+// batch's median step without loads. The spare pool slot (Config.MaxAdapters counts it) takes
+// the uploads.
+func (r *runner) loading(kv *gpukern.KVCache, b, k, ctx int, quiet float64) (*Loading, error) {
+	up, ok := r.be.(Uploader)
+	if !ok {
+		return nil, nil
+	}
+	batch := r.decodeBatch(b, k, ctx)
+	var spare *model.Adapter
+	defer func() {
+		if spare != nil {
+			r.m.FreeAdapter(spare)
+		}
+	}()
+	var steps, uploads []float64
+	for i := range r.cfg.Steps {
+		if spare != nil {
+			r.m.FreeAdapter(spare)
+			spare = nil
+		}
+		a, err := r.m.LoadAdapter(fmt.Sprintf("loading-%d", i), r.host)
+		if err != nil {
+			return nil, fmt.Errorf("engine bench: loading an adapter during decode: %w", err)
+		}
+		spare = a
+		var serr error
+		d, err := r.timed(func() { serr = r.step(batch, kv) })
+		if err = cmp.Or(serr, err); err != nil {
+			return nil, fmt.Errorf("engine bench: decode while loading: %w", err)
+		}
+		u, err := up.LastAdapterUpload()
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, ms(d))
+		uploads = append(uploads, ms(u))
+	}
+	return &Loading{
+		Batch: b, Adapters: k, Context: ctx, Loads: len(uploads), AdapterBytes: r.adapterBytes(),
+		UploadMS: median(uploads), UploadMaxMS: percentile(uploads, 1), StepMS: median(steps),
+		StepMaxMS: percentile(steps, 1), QuietStepMS: quiet,
+	}, nil
+}
+
+// memory reads the device's memory in use, if the backend reports it.
+func (r *runner) memory(kv *gpukern.KVCache) *Memory {
+	mi, ok := r.be.(MemInfoer)
+	if !ok {
+		return nil
+	}
+	free, total, err := mi.MemInfo()
+	if err != nil {
+		return nil
+	}
+	return &Memory{UsedBytes: total - free, TotalBytes: total, KVTokens: kv.NumBlocks * kv.BlockSize, Adapters: len(r.adapters) + 1}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
