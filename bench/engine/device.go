@@ -73,6 +73,7 @@ type Loading struct {
 	Batch, Adapters, Context int
 	Loads                    int     `json:"loads"`
 	AdapterBytes             int64   `json:"adapter_bytes"`
+	PrepareMS                float64 `json:"prepare_ms"`    // median host time of a load (bf16 conversion into page-locked memory)
 	UploadMS                 float64 `json:"upload_ms"`     // median transfer, host to device slot
 	UploadMaxMS              float64 `json:"upload_max_ms"` // slowest transfer
 	StepMS                   float64 `json:"step_ms"`       // median step while loading
@@ -104,13 +105,15 @@ func (r *runner) loading(kv *gpukern.KVCache, b, k, ctx int, quiet float64) (*Lo
 			r.m.FreeAdapter(spare)
 		}
 	}()
-	var steps, uploads []float64
+	var steps, uploads, prepares []float64
 	for i := range r.cfg.Steps {
 		if spare != nil {
 			r.m.FreeAdapter(spare)
 			spare = nil
 		}
+		start := time.Now()
 		a, err := r.m.LoadAdapter(fmt.Sprintf("loading-%d", i), r.host)
+		prepares = append(prepares, ms(time.Since(start)))
 		if err != nil {
 			return nil, fmt.Errorf("engine bench: loading an adapter during decode: %w", err)
 		}
@@ -129,7 +132,7 @@ func (r *runner) loading(kv *gpukern.KVCache, b, k, ctx int, quiet float64) (*Lo
 	}
 	return &Loading{
 		Batch: b, Adapters: k, Context: ctx, Loads: len(uploads), AdapterBytes: r.adapterBytes(),
-		UploadMS: median(uploads), UploadMaxMS: percentile(uploads, 1), StepMS: median(steps),
+		PrepareMS: median(prepares), UploadMS: median(uploads), UploadMaxMS: percentile(uploads, 1), StepMS: median(steps),
 		StepMaxMS: percentile(steps, 1), QuietStepMS: quiet,
 	}, nil
 }

@@ -127,7 +127,7 @@ func TestGPUMeasurements(t *testing.T) {
 		t.Errorf("SetGraphs(off) calls %v, want %v", be.graphsOff, want)
 	}
 	l := rep.Loading
-	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) {
+	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || !(l.PrepareMS > 0) {
 		t.Fatalf("loading %+v", l)
 	}
 	if quiet, _ := (&runner{}).find(rep, WithLoRA, 4, 4, 8); l.QuietStepMS != quiet.StepMS {

@@ -3,32 +3,26 @@
 package cuda
 
 import (
-	"bytes"
 	"fmt"
 	"unsafe"
 
-	"github.com/cespare/xxhash/v2"
 	"gorgonia.org/cu"
+
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
-// arena carries a step's small metadata (token ids, positions, slots, block tables, adapter
-// pointer tables) to the device. Values are appended to page-locked host memory as the
-// kernels are recorded, and send copies what is new in one asynchronous transfer before the
-// recorded kernels are launched. A value already put since the last reset is not put again:
-// the layers of a step share their attention and adapter tables. Nothing is overwritten
-// before reset, which is called once the stream is idle.
+// arena carries a step's small metadata to the device: host.Arena lays it out in page-locked
+// memory as kernels are recorded, and send copies what is new in one asynchronous transfer
+// before the recorded kernels are launched.
 type arena struct {
-	host   unsafe.Pointer
-	dev    cu.DevicePtr
-	size   int
-	used   int
-	sent   int // bytes [0, sent) are on the device or queued to it
-	stream cu.Stream
-	index  map[uint64]int // hash of a value → its offset, for this step's values
+	host.Arena
+	hostMem unsafe.Pointer
+	dev     cu.DevicePtr
+	stream  cu.Stream
 }
 
 func newArena(size int, stream cu.Stream) (*arena, error) {
-	a := &arena{stream: stream, index: map[uint64]int{}}
+	a := &arena{stream: stream}
 	return a, a.grow(size)
 }
 
@@ -43,55 +37,30 @@ func (a *arena) grow(size int) error {
 		_ = cu.MemFreeHost(h)
 		return fmt.Errorf("cuda: metadata buffer of %d bytes: %w", size, err)
 	}
-	a.host, a.dev, a.size = h, d, size
-	a.reset()
+	a.hostMem, a.dev = h, d
+	a.Buf, a.Base = unsafe.Slice((*byte)(h), size), uint64(d)
+	a.Reset()
 	return nil
 }
 
-func (a *arena) reset() {
-	a.used, a.sent = 0, 0
-	clear(a.index)
-}
-
 func (a *arena) close() {
-	if a == nil || a.host == nil {
+	if a == nil || a.hostMem == nil {
 		return
 	}
-	_ = cu.MemFreeHost(a.host)
+	_ = cu.MemFreeHost(a.hostMem)
 	_ = cu.MemFree(a.dev)
-	a.host, a.dev = nil, 0
-}
-
-func (a *arena) at(off, n int) []byte { return unsafe.Slice((*byte)(unsafe.Add(a.host, off)), n) }
-
-// put appends the n bytes at src and returns the device address they will have; false when
-// the arena is full.
-func (a *arena) put(src unsafe.Pointer, n int) (cu.DevicePtr, bool) {
-	v := unsafe.Slice((*byte)(src), n)
-	key := xxhash.Sum64(v)
-	if off, ok := a.index[key]; ok && off+n <= a.used && bytes.Equal(a.at(off, n), v) {
-		return a.dev + cu.DevicePtr(off), true
-	}
-	off := (a.used + 15) &^ 15
-	if off+n > a.size {
-		return 0, false
-	}
-	copy(a.at(off, n), v)
-	a.index[key] = off
-	a.used = off + n
-	return a.dev + cu.DevicePtr(off), true
+	a.hostMem, a.dev, a.Buf = nil, 0, nil
 }
 
 // send queues the copy of the bytes put since the last send.
 func (a *arena) send() error {
-	if a.used == a.sent {
+	off, n := a.Pending()
+	if n == 0 {
 		return nil
 	}
-	err := cu.MemcpyHtoDAsync(a.dev+cu.DevicePtr(a.sent), unsafe.Add(a.host, a.sent), int64(a.used-a.sent), a.stream)
-	if err != nil {
+	if err := cu.MemcpyHtoDAsync(a.dev+cu.DevicePtr(off), unsafe.Add(a.hostMem, off), int64(n), a.stream); err != nil {
 		return fmt.Errorf("cuda: copying metadata: %w", err)
 	}
-	a.sent = a.used
 	return nil
 }
 
@@ -102,17 +71,17 @@ func upload[T int32 | float32 | uint64](b *Backend, v []T) cu.DevicePtr {
 	if len(v) == 0 {
 		return 0
 	}
-	src, n := unsafe.Pointer(&v[0]), len(v)*int(unsafe.Sizeof(v[0]))
-	if p, ok := b.meta.put(src, n); ok {
-		return p
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v)*int(unsafe.Sizeof(v[0])))
+	if p, ok := b.meta.Put(raw); ok {
+		return cu.DevicePtr(p)
 	}
 	b.drain()
-	if n+16 > b.meta.size/2 {
-		b.fail(b.meta.grow(max(2*b.meta.size, 2*n+32)))
+	if size := len(b.meta.Buf); len(raw)+16 > size/2 {
+		b.fail(b.meta.grow(max(2*size, 2*len(raw)+32)))
 	}
-	p, ok := b.meta.put(src, n)
+	p, ok := b.meta.Put(raw)
 	if !ok {
-		b.fail(fmt.Errorf("cuda: %d bytes of metadata do not fit the arena", n))
+		b.fail(fmt.Errorf("cuda: %d bytes of metadata do not fit the arena", len(raw)))
 	}
-	return p
+	return cu.DevicePtr(p)
 }

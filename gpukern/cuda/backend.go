@@ -23,6 +23,7 @@ import (
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/cublas"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
 // Config sets up a Backend. Zero fields take the documented defaults.
@@ -89,9 +90,9 @@ type Backend struct {
 	pool    *adapterPool
 	err     error // the first failure since the last Sync
 
-	ops       []op         // recorded, not yet launched (graph.go)
-	graphs    graphCache   // instantiated graphs by launch sequence
-	slotsUsed map[int]bool // adapter pool slots the recorded work reads
+	ops       []host.Op            // recorded, not yet launched (graph.go)
+	graphs    host.Graphs[uintptr] // instantiated graphs (CUgraphExec) by launch sequence
+	slotsUsed map[int]bool         // adapter pool slots the recorded work reads
 
 	prof    map[string]time.Duration // kernel times, while Profile runs
 	profErr error
@@ -109,7 +110,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, graphs: newGraphCache(cfg.NoGraphs), slotsUsed: map[int]bool{}}
+	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: freeGraph}, slotsUsed: map[int]bool{}}
 	var err error
 	b.do(func() { err = b.open() })
 	if err != nil {
@@ -175,7 +176,7 @@ func (b *Backend) Close() {
 			b.flush()
 			_ = b.stream.Synchronize()
 		}
-		b.graphs.close()
+		b.graphs.Close()
 		b.pool.close()
 		b.meta.close()
 		b.scratch.free()
@@ -239,7 +240,7 @@ func (b *Backend) drain() {
 	if err := b.stream.Synchronize(); err != nil {
 		b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
 	}
-	b.meta.reset()
+	b.meta.Reset()
 }
 
 func dev(t gpukern.Tensor) *Tensor {

@@ -9,6 +9,7 @@ import (
 
 	"gorgonia.org/cu"
 
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/kernels"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/nvrtc"
 )
@@ -85,17 +86,17 @@ func (a *args) pointers() []unsafe.Pointer {
 }
 
 // dims is a launch shape.
-type dims struct{ x, y, z int }
+type dims = host.Dims
 
-func d1(x int) dims    { return dims{x, 1, 1} }
-func d2(x, y int) dims { return dims{x, y, 1} }
+func d1(x int) dims    { return dims{X: x, Y: 1, Z: 1} }
+func d2(x, y int) dims { return dims{X: x, Y: y, Z: 1} }
 
 // launch records fn for the next flush (graph.go). Callers are inside b.do.
 func (b *Backend) launch(name string, fn cu.Function, grid, block dims, shared int, a *args) {
-	if grid.x <= 0 || grid.y <= 0 || grid.z <= 0 {
+	if grid.X <= 0 || grid.Y <= 0 || grid.Z <= 0 {
 		return // nothing to do: an empty batch or no rows of this kind
 	}
-	b.record(op{fn: fn, name: name, grid: grid, block: block, shared: shared, cells: a.cells})
+	b.record(host.Op{Fn: fnHandle(fn), Name: name, Grid: grid, Block: block, Shared: shared, Cells: a.cells})
 }
 
 // gridFor is the number of blocks of threads that covers n elements, capped for

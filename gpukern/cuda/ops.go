@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/cu"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
 // The gpukern.Backend kernels: each uploads its metadata through the arena and queues its
@@ -55,7 +56,7 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
 		}
-		b.record(op{name: "gemm", cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
+		b.record(host.Op{Name: "gemm", Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
 	})
 }
 
@@ -99,13 +100,13 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
 		t := b.loraTablesOf(segs)
-		if t.maxRank == 0 {
+		if t.MaxRank == 0 {
 			return
 		}
-		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.a)).dptr(upload(b, t.ranks)).i32(t.parts).i32(in).i32(vStride)
+		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).i32(t.Parts).i32(in).i32(vStride)
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
 		// adapters a step mixes (blocks past a row's rank return at once).
-		b.launch("lora_shrink", b.fn.loraShrink, d2(t.rows, t.parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
+		b.launch("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
 	})
 }
 
@@ -119,55 +120,27 @@ func (b *Backend) LoRAExpand(out, v gpukern.Tensor, segs []gpukern.LoRASegment, 
 	os, vs := dev(out), dev(v)
 	b.do(func() {
 		t := b.loraTablesOf(segs)
-		if t.maxRank == 0 {
+		if t.MaxRank == 0 {
 			return
 		}
-		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.b)).dptr(upload(b, t.ranks)).dptr(upload(b, t.scales)).
-			dptr(upload(b, outOff)).i32(t.parts).i32(vStride)
-		b.launch("lora_expand", b.fn.loraExpand, d2(t.rows, (width+threads-1)/threads), d1(threads), 4*t.parts*vStride, a)
+		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
+			dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
+		b.launch("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*t.Parts*vStride, a)
 	})
-}
-
-// loraTables are the per-launch tables of the SGMV kernels (lora.cu), with an entry per row
-// and part, r·parts + p: the part's A and B, its rank (0: the row has no adapter for it) and
-// scale. Their sizes depend on the rows and parts alone, never on how many adapters the batch
-// mixes, so a step's metadata keeps its layout whichever adapters it serves (graph.go).
-type loraTables struct {
-	a, b                 []uint64
-	ranks                []int32
-	scales               []float32
-	rows, parts, maxRank int
 }
 
 // loraTablesOf makes the tables of segs and notes that the recorded work reads their adapters'
 // slots. Callers are inside b.do.
-func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment) loraTables {
-	var t loraTables
-	if len(segs) == 0 {
-		return t
-	}
-	t.rows = segs[len(segs)-1].End
+func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment) host.LoRA {
 	for _, s := range segs {
-		t.parts = max(t.parts, len(s.Parts)) // that of every segment with an adapter
-	}
-	n := t.rows * t.parts
-	t.a, t.b, t.ranks, t.scales = make([]uint64, n), make([]uint64, n), make([]int32, n), make([]float32, n)
-	for _, s := range segs {
-		for p, part := range s.Parts {
-			if part.A == nil {
-				continue
+		for _, part := range s.Parts {
+			if part.A != nil {
+				b.reads(dev(part.A))
+				b.reads(dev(part.B))
 			}
-			matA, matB := dev(part.A), dev(part.B)
-			b.reads(matA)
-			b.reads(matB)
-			for r := s.Start; r < s.End; r++ {
-				i := r*t.parts + p
-				t.a[i], t.b[i], t.ranks[i], t.scales[i] = uint64(matA.ptr), uint64(matB.ptr), int32(part.Rank), part.Scale
-			}
-			t.maxRank = max(t.maxRank, part.Rank)
 		}
 	}
-	return t
+	return host.LoRATables(segs, func(t gpukern.Tensor) uint64 { return uint64(dev(t).ptr) })
 }
 
 // Sample implements gpukern.Backend; only the ids come back to the host.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gorgonia.org/cu"
+
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
 // Profile runs f with every recorded launch timed by CUDA events around it (eagerly, no
@@ -33,7 +35,7 @@ func (b *Backend) Profile(f func()) (map[string]time.Duration, error) {
 
 // issueTimed launches ops with an event after each and adds their times to b.prof. Callers
 // are inside b.do.
-func (b *Backend) issueTimed(ops []op) {
+func (b *Backend) issueTimed(ops []host.Op) {
 	evs := make([]cu.Event, len(ops)+1)
 	defer func() {
 		for i := range evs {
@@ -65,9 +67,9 @@ func (b *Backend) issueTimed(ops []op) {
 			b.profErr = fmt.Errorf("cuda: profiling: %w", err)
 			return
 		}
-		name := ops[i].name
-		if ops[i].fn == (cu.Function{}) {
-			name = fmt.Sprintf("gemm %d×%d", ops[i].cells[4], ops[i].cells[5])
+		name := ops[i].Name
+		if ops[i].Fn == 0 {
+			name = fmt.Sprintf("gemm %d×%d", ops[i].Cells[4], ops[i].Cells[5])
 		}
 		b.prof[name] += time.Duration(ms * float64(time.Millisecond))
 	}

@@ -1,0 +1,56 @@
+package host
+
+import "github.com/lorafleet/lorafleet/gpukern"
+
+// Attn lays a batch's sequences out for the attention kernels (attention.cu): prefill rows
+// (any sequence with more than one query row) in tiles of up to TileRows rows for
+// flash_prefill, decode rows one each for decode_split. Block tables are padded to a
+// power-of-two width, so that the tables' sizes, and so the arena offsets a recorded step's
+// launches point at, stay the same while contexts grow: a decode step keeps replaying one
+// CUDA graph.
+type Attn struct {
+	RowLen   []int32 // per row: the context positions it sees
+	RowTable []int32 // per row: the offset of its sequence's block table in Blocks
+	Blocks   []int32 // the block tables, Width entries each
+	Width    int
+	TileRow0 []int32 // per prefill tile: first row and row count
+	TileRows []int32
+	DecRows  []int32 // the decode rows
+	// MaxDecode is the longest context of a decode row.
+	MaxDecode int
+}
+
+// PlanAttention lays out seqs, which tile the batch's rows in order.
+func PlanAttention(seqs []gpukern.AttnSeq, tileRows int) Attn {
+	var p Attn
+	rows := 0
+	for _, s := range seqs {
+		rows = max(rows, s.QStart+s.QLen)
+	}
+	p.RowLen, p.RowTable = make([]int32, rows), make([]int32, rows)
+	p.Width = 1
+	for _, s := range seqs {
+		for p.Width < len(s.Blocks) {
+			p.Width *= 2
+		}
+	}
+	p.Blocks = make([]int32, len(seqs)*p.Width)
+	for i, s := range seqs {
+		table := int32(i * p.Width)
+		copy(p.Blocks[table:], s.Blocks)
+		for r := range s.QLen {
+			p.RowLen[s.QStart+r] = int32(s.CtxLen - s.QLen + r + 1)
+			p.RowTable[s.QStart+r] = table
+		}
+		if s.QLen == 1 {
+			p.DecRows = append(p.DecRows, int32(s.QStart))
+			p.MaxDecode = max(p.MaxDecode, s.CtxLen)
+			continue
+		}
+		for t := 0; t < s.QLen; t += tileRows {
+			p.TileRow0 = append(p.TileRow0, int32(s.QStart+t))
+			p.TileRows = append(p.TileRows, int32(min(tileRows, s.QLen-t)))
+		}
+	}
+	return p
+}

@@ -1,0 +1,54 @@
+// Package host is the CUDA backend's bookkeeping on the host, kept free of the driver
+// (gorgonia.org/cu exits a process that has no GPU) so that it is tested on any machine: the
+// launches a step records and the CUDA graphs that replay them (Graphs), the page-locked
+// buffer its metadata travels in (Arena), and the metadata tables of the attention and LoRA
+// kernels.
+package host
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Dims is a launch shape.
+type Dims struct{ X, Y, Z int }
+
+// Op is one recorded launch: a kernel (Fn, its CUfunction handle), or (Fn zero) a cuBLAS
+// bf16 GEMM whose Cells are out, x, w, m, n, k. Cells hold the kernel's arguments, 8 bytes
+// each, as cuLaunchKernel reads them.
+type Op struct {
+	Fn          uintptr
+	Name        string
+	Grid, Block Dims
+	Shared      int
+	Cells       []uint64
+}
+
+// Equal reports whether o and p launch the same thing with the same arguments.
+func (o *Op) Equal(p *Op) bool {
+	return o.Fn == p.Fn && o.Grid == p.Grid && o.Block == p.Block && o.Shared == p.Shared && slices.Equal(o.Cells, p.Cells)
+}
+
+// Signature hashes everything a graph of ops fixes: the kernels, their shapes and their
+// argument values.
+func Signature(ops []Op) uint64 {
+	h := xxhash.New()
+	var buf [8]byte
+	word := func(v uint64) {
+		binary.LittleEndian.PutUint64(buf[:], v)
+		_, _ = h.Write(buf[:])
+	}
+	for i := range ops {
+		o := &ops[i]
+		word(uint64(o.Fn))
+		for _, v := range []int{o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, len(o.Cells)} {
+			word(uint64(v))
+		}
+		for _, v := range o.Cells {
+			word(v)
+		}
+	}
+	return h.Sum64()
+}

@@ -1,0 +1,66 @@
+package host
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+)
+
+// A mixed batch: a prefill of 20 rows (two tiles of 16 and 4) and two decode rows. Block
+// tables are padded to the next power of two of the longest (3 blocks → 4).
+func TestPlanAttention(t *testing.T) {
+	seqs := []gpukern.AttnSeq{
+		{QStart: 0, QLen: 1, CtxLen: 40, Blocks: []int32{7, 8, 9}},
+		{QStart: 1, QLen: 20, CtxLen: 20, Blocks: []int32{3, 4}},
+		{QStart: 21, QLen: 1, CtxLen: 5, Blocks: []int32{5}},
+	}
+	p := PlanAttention(seqs, 16)
+	if p.Width != 4 || !slices.Equal(p.Blocks, []int32{7, 8, 9, 0, 3, 4, 0, 0, 5, 0, 0, 0}) {
+		t.Errorf("blocks %v (width %d)", p.Blocks, p.Width)
+	}
+	if !slices.Equal(p.TileRow0, []int32{1, 17}) || !slices.Equal(p.TileRows, []int32{16, 4}) {
+		t.Errorf("tiles %v %v", p.TileRow0, p.TileRows)
+	}
+	if !slices.Equal(p.DecRows, []int32{0, 21}) || p.MaxDecode != 40 {
+		t.Errorf("decode rows %v, longest %d", p.DecRows, p.MaxDecode)
+	}
+	if p.RowLen[0] != 40 || p.RowLen[1] != 1 || p.RowLen[20] != 20 || p.RowLen[21] != 5 || len(p.RowLen) != 22 {
+		t.Errorf("row lengths %v", p.RowLen)
+	}
+	if p.RowTable[0] != 0 || p.RowTable[5] != 4 || p.RowTable[21] != 8 {
+		t.Errorf("row tables %v", p.RowTable)
+	}
+	// The layout does not change while the contexts grow within the width.
+	seqs[0].Blocks = append(seqs[0].Blocks, 10)
+	if q := PlanAttention(seqs, 16); len(q.Blocks) != len(p.Blocks) {
+		t.Errorf("one more block changed the table size %d → %d", len(p.Blocks), len(q.Blocks))
+	}
+}
+
+type tensor int
+
+func (tensor) Len() int { return 1 }
+
+// Tables have an entry per (row, part), whatever the number of adapters: a fused q/k/v
+// projection, an adapter without k, one with all three parts, rows of the base model.
+func TestLoRATables(t *testing.T) {
+	addr := func(x gpukern.Tensor) uint64 { return uint64(x.(tensor)) }
+	onlyQV := []gpukern.LoRAPart{{A: tensor(10), B: tensor(11), Rank: 8, Scale: 2}, {}, {A: tensor(14), B: tensor(15), Rank: 8, Scale: 2}}
+	all := []gpukern.LoRAPart{{A: tensor(20), B: tensor(21), Rank: 16, Scale: 1}, {A: tensor(22), B: tensor(23), Rank: 4, Scale: 1}, {A: tensor(24), B: tensor(25), Rank: 16, Scale: 1}}
+	segs := []gpukern.LoRASegment{{Start: 0, End: 2, Parts: onlyQV}, {Start: 2, End: 3}, {Start: 3, End: 4, Parts: all}}
+	tb := LoRATables(segs, addr)
+	if tb.Rows != 4 || tb.Parts != 3 || tb.MaxRank != 16 || len(tb.A) != 12 {
+		t.Fatalf("tables %+v", tb)
+	}
+	wantA := []uint64{10, 0, 14, 10, 0, 14, 0, 0, 0, 20, 22, 24}
+	wantRanks := []int32{8, 0, 8, 8, 0, 8, 0, 0, 0, 16, 4, 16}
+	if !slices.Equal(tb.A, wantA) || !slices.Equal(tb.Ranks, wantRanks) || tb.B[11] != 25 || tb.Scales[0] != 2 || tb.Scales[9] != 1 {
+		t.Errorf("A %v ranks %v B %v scales %v", tb.A, tb.Ranks, tb.B, tb.Scales)
+	}
+	// Two adapters in place of three, over the same rows: the same sizes.
+	segs[2].Parts = onlyQV
+	if tb2 := LoRATables(segs, addr); len(tb2.A) != len(tb.A) || len(tb2.Ranks) != len(tb.Ranks) {
+		t.Errorf("table sizes changed with the adapter mix")
+	}
+}
