@@ -6,6 +6,9 @@ import "slices"
 const (
 	MinGraphOps = 16 // flushes of fewer launches run as they are: capturing costs more
 	MaxGraphs   = 64 // instantiated graphs kept; decode uses one per batch-size bucket
+	// maxSeen bounds the sequences remembered as seen once: prefills of every length are
+	// seen once each, and a long-running server must not keep them all.
+	maxSeen = 4096
 )
 
 // Decision is how a flush runs its launches.
@@ -70,6 +73,9 @@ func (c *Graphs[E]) Decide(ops []Op) (d Decision, key uint64, exec E) {
 		c.Stats.Replayed++
 		return Replay, key, g.exec
 	case !c.seen[key]:
+		if len(c.seen) >= maxSeen {
+			clear(c.seen)
+		}
 		c.seen[key] = true
 		c.Stats.Eager++
 		return Eager, key, exec

@@ -132,3 +132,14 @@ func ExampleSignature() {
 	fmt.Println(Signature(a) == Signature(step(3, 1)), Signature(a) == Signature(b))
 	// Output: true false
 }
+
+// Sequences seen once (a prefill of each length) are forgotten beyond maxSeen.
+func TestGraphsForgetOneOffs(t *testing.T) {
+	g := Graphs[int]{Free: func(int) {}}
+	for i := range maxSeen + 10 {
+		g.Decide(step(20, uint64(i)))
+	}
+	if len(g.seen) > maxSeen {
+		t.Errorf("%d sequences remembered, want at most %d", len(g.seen), maxSeen)
+	}
+}
