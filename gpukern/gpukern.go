@@ -139,6 +139,9 @@ type Backend interface {
 	// LoRAShrink: v[r, p·vStride + j] = x[r, 0:in] · A[j, :] for j < Rank, for every part p
 	// (with an A) of the segment of each row. A row of v has parts·vStride elements, vStride ≥
 	// every Rank; the elements of parts without an adapter are not written.
+	//
+	// A device backend may run it concurrently with the calls that follow, up to the next
+	// LoRAExpand (which waits for it): they must not write x or v.
 	LoRAShrink(v, x Tensor, segs []LoRASegment, in, vStride int)
 	// LoRAExpand: out[r, off+o] += Scale · v[r, p·vStride : p·vStride+Rank] · B[o, :] for o <
 	// outDims[p], for every part p (with an A) of the segment of each row, where off is the sum

@@ -83,6 +83,9 @@ type Backend struct {
 	ctx     cu.CUContext
 	arch    string // e.g. "sm_90"
 	stream  cu.Stream
+	side    cu.Stream // LoRA shrinks beside the main stream's GEMMs (host.Schedule)
+	forked  cu.Event  // recorded on stream, waited for by side
+	joined  cu.Event  // recorded on side, waited for by stream
 	blas    *cublas.Handle
 	fn      functions
 	meta    *arena  // per-step metadata, uploaded on the stream
@@ -146,6 +149,15 @@ func (b *Backend) open() error {
 	if b.stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
 		return fmt.Errorf("cuda: stream: %w", err)
 	}
+	if b.side, err = cu.MakeStream(cu.NonBlocking); err != nil {
+		return fmt.Errorf("cuda: side stream: %w", err)
+	}
+	if b.forked, err = cu.MakeEvent(cu.DisableTiming); err == nil {
+		b.joined, err = cu.MakeEvent(cu.DisableTiming)
+	}
+	if err != nil {
+		return fmt.Errorf("cuda: stream events: %w", err)
+	}
 	if err := b.fn.load(b.cfg.CacheDir, b.arch); err != nil {
 		return err
 	}
@@ -183,8 +195,15 @@ func (b *Backend) Close() {
 		if b.blas != nil {
 			_ = b.blas.Destroy()
 		}
-		if b.stream != (cu.Stream{}) {
-			_ = b.stream.Destroy()
+		for _, e := range []*cu.Event{&b.forked, &b.joined} {
+			if *e != (cu.Event{}) {
+				_ = cu.DestroyEvent(e)
+			}
+		}
+		for _, s := range []*cu.Stream{&b.side, &b.stream} {
+			if *s != (cu.Stream{}) {
+				_ = s.Destroy()
+			}
 		}
 		if b.ctx != (cu.CUContext{}) {
 			_ = b.dev.ReleasePrimaryCtx()

@@ -93,10 +93,12 @@ func d2(x, y int) dims { return dims{X: x, Y: y, Z: 1} }
 
 // launch records fn for the next flush (graph.go). Callers are inside b.do.
 func (b *Backend) launch(name string, fn cu.Function, grid, block dims, shared int, a *args) {
-	if grid.X <= 0 || grid.Y <= 0 || grid.Z <= 0 {
-		return // nothing to do: an empty batch or no rows of this kind
-	}
-	b.record(host.Op{Fn: fnHandle(fn), Name: name, Grid: grid, Block: block, Shared: shared, Cells: a.cells})
+	b.record(kernel(name, fn, grid, block, shared, a))
+}
+
+// kernel is the record of a launch of fn.
+func kernel(name string, fn cu.Function, grid, block dims, shared int, a *args) host.Op {
+	return host.Op{Fn: fnHandle(fn), Name: name, Grid: grid, Block: block, Shared: shared, Cells: a.cells}
 }
 
 // gridFor is the number of blocks of threads that covers n elements, capped for

@@ -31,6 +31,9 @@ func (b *Backend) record(o host.Op) {
 	if b.err != nil {
 		return // the step has failed already (its metadata may be missing); Sync reports it
 	}
+	if g := o.Grid; o.Fn != 0 && (g.X <= 0 || g.Y <= 0 || g.Z <= 0) {
+		return // nothing to do: an empty batch or no rows of this kind
+	}
 	b.ops = append(b.ops, o)
 }
 
@@ -92,25 +95,42 @@ func (b *Backend) capture(key uint64, ops []host.Op) {
 	b.fail(launchGraph(exec, stream))
 }
 
-// issue launches ops on the stream (which may be capturing).
+// issue launches ops on the main stream (which may be capturing) and, for side launches, the
+// side stream, forked from and joined back to the main one as host.Schedule says.
 func (b *Backend) issue(ops []host.Op) {
-	for i := range ops {
+	for _, s := range host.Schedule(ops) {
 		if b.err != nil {
 			return
 		}
-		o := &ops[i]
-		if o.Fn == 0 {
-			c := o.Cells
-			if err := b.blas.MatMulBF16(uintptr(c[0]), uintptr(c[1]), uintptr(c[2]), int(c[3]), int(c[4]), int(c[5]), false); err != nil {
-				b.fail(fmt.Errorf("cuda: GEMM %dx%dx%d: %w", c[3], c[4], c[5], err))
-			}
-			continue
+		switch {
+		case s.Fork:
+			b.fail(b.forked.Record(b.stream))
+			b.fail(b.side.Wait(b.forked, 0))
+		case s.Join:
+			b.fail(b.joined.Record(b.side))
+			b.fail(b.stream.Wait(b.joined, 0))
+		default:
+			b.launchOp(&ops[s.Op])
 		}
-		a := args{cells: o.Cells}
-		err := function(o.Fn).Launch(o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, b.stream, a.pointers())
-		if err != nil {
-			b.fail(fmt.Errorf("cuda: launching %s: %w", o.Name, err))
+	}
+}
+
+func (b *Backend) launchOp(o *host.Op) {
+	if o.Fn == 0 {
+		c := o.Cells
+		if err := b.blas.MatMulBF16(uintptr(c[0]), uintptr(c[1]), uintptr(c[2]), int(c[3]), int(c[4]), int(c[5]), false); err != nil {
+			b.fail(fmt.Errorf("cuda: GEMM %dx%dx%d: %w", c[3], c[4], c[5], err))
 		}
+		return
+	}
+	stream := b.stream
+	if o.Side {
+		stream = b.side
+	}
+	a := args{cells: o.Cells}
+	err := function(o.Fn).Launch(o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, stream, a.pointers())
+	if err != nil {
+		b.fail(fmt.Errorf("cuda: launching %s: %w", o.Name, err))
 	}
 }
 

@@ -106,7 +106,10 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).i32(t.Parts).i32(in).i32(vStride)
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
 		// adapters a step mixes (blocks past a row's rank return at once).
-		b.launch("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
+		// On the side stream: it needs only x, so it runs beside the base GEMM of the same x.
+		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
+		o.Side = true
+		b.record(o)
 	})
 }
 
@@ -125,7 +128,9 @@ func (b *Backend) LoRAExpand(out, v gpukern.Tensor, segs []gpukern.LoRASegment, 
 		}
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
 			dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
-		b.launch("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*t.Parts*vStride, a)
+		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*t.Parts*vStride, a)
+		o.Join = true // after the shrink, on the side stream
+		b.record(o)
 	})
 }
 

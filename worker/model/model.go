@@ -226,19 +226,21 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	return out, be.Sync()
 }
 
-// project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for linear l.
+// project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for linear l. The LoRA
+// shrink comes first: a GPU backend runs it beside the base GEMM, which reads the same input.
 func (m *Model) project(out, in gpukern.Tensor, ly *layer, l linear, rows int, segs [numLinear][]gpukern.LoRASegment) {
 	s := &m.shapes[l]
+	lora := segs[l]
+	if lora != nil {
+		m.be.LoRAShrink(m.ws.loraV, in, lora, s.in, m.ws.rank)
+	}
 	m.be.MatMul(out, in, ly.w[l], rows, s.out, s.in)
 	if ly.bias[l] != nil {
 		m.be.AddBias(out, ly.bias[l], rows, s.out)
 	}
-	lora := segs[l]
-	if lora == nil {
-		return
+	if lora != nil {
+		m.be.LoRAExpand(out, m.ws.loraV, lora, s.outs, m.ws.rank)
 	}
-	m.be.LoRAShrink(m.ws.loraV, in, lora, s.in, m.ws.rank)
-	m.be.LoRAExpand(out, m.ws.loraV, lora, s.outs, m.ws.rank)
 }
 
 // workspace holds the activations of one step, grown when a larger batch arrives.

@@ -24,11 +24,17 @@ type Op struct {
 	Grid, Block Dims
 	Shared      int
 	Cells       []uint64
+	// Side runs the launch on the side stream, after the main stream's launches so far and
+	// beside its next ones (a LoRA shrink beside the base GEMM of the same input); Join makes
+	// a main-stream launch wait for the side stream's launches so far (the LoRA expand that
+	// reads the shrink's output). See Schedule.
+	Side, Join bool
 }
 
 // Equal reports whether o and p launch the same thing with the same arguments.
 func (o *Op) Equal(p *Op) bool {
-	return o.Fn == p.Fn && o.Grid == p.Grid && o.Block == p.Block && o.Shared == p.Shared && slices.Equal(o.Cells, p.Cells)
+	return o.Fn == p.Fn && o.Grid == p.Grid && o.Block == p.Block && o.Shared == p.Shared && slices.Equal(o.Cells, p.Cells) &&
+		o.Side == p.Side && o.Join == p.Join
 }
 
 // Signature hashes everything a graph of ops fixes: the kernels, their shapes and their
@@ -43,7 +49,7 @@ func Signature(ops []Op) uint64 {
 	for i := range ops {
 		o := &ops[i]
 		word(uint64(o.Fn))
-		for _, v := range []int{o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, len(o.Cells)} {
+		for _, v := range []int{o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, len(o.Cells), flag(o.Side) + 2*flag(o.Join)} {
 			word(uint64(v))
 		}
 		for _, v := range o.Cells {
@@ -51,4 +57,11 @@ func Signature(ops []Op) uint64 {
 		}
 	}
 	return h.Sum64()
+}
+
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

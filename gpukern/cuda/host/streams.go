@@ -1,0 +1,33 @@
+package host
+
+// Step is one action of a flush on the two streams: record the fork event on the main stream
+// and make the side stream wait for it (Fork), record the join event on the side stream and
+// make the main stream wait for it (Join), or launch Ops[Op] on the stream its Side names.
+type Step struct {
+	Fork, Join bool
+	Op         int
+}
+
+// Schedule orders ops on the main and side streams: a side launch forks from the main stream
+// (it sees everything launched there before it), and the first main launch marked Join, or
+// the end of the flush, joins the side stream back (so that a captured graph ends on the main
+// stream alone). Launches between a fork and its join run concurrently with the side ones.
+func Schedule(ops []Op) []Step {
+	steps := make([]Step, 0, len(ops)+4)
+	unjoined := false
+	for i := range ops {
+		switch {
+		case ops[i].Side:
+			steps = append(steps, Step{Fork: true})
+			unjoined = true
+		case ops[i].Join && unjoined:
+			steps = append(steps, Step{Join: true})
+			unjoined = false
+		}
+		steps = append(steps, Step{Op: i})
+	}
+	if unjoined {
+		steps = append(steps, Step{Join: true})
+	}
+	return steps
+}
