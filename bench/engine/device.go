@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/worker/model"
 )
 
@@ -27,7 +28,32 @@ type (
 	Profiler interface {
 		Profile(f func()) (map[string]time.Duration, error)
 	}
+	// GraphCounter counts how recorded work ran: eagerly or as CUDA graphs.
+	GraphCounter interface{ GraphStats() host.GraphStats }
 )
+
+// Graphs is how the run's flushes ran (host.GraphStats, with the first capture failure as
+// text).
+type Graphs struct {
+	Eager        int    `json:"eager"`
+	Captured     int    `json:"captured"`
+	Replayed     int    `json:"replayed"`
+	Failed       int    `json:"failed"`
+	FirstFailure string `json:"first_failure,omitempty"`
+}
+
+func (r *runner) graphs() *Graphs {
+	gc, ok := r.be.(GraphCounter)
+	if !ok {
+		return nil
+	}
+	s := gc.GraphStats()
+	g := &Graphs{Eager: s.Eager, Captured: s.Captured, Replayed: s.Replayed, Failed: s.Failed}
+	if s.FirstFailure != nil {
+		g.FirstFailure = s.FirstFailure.Error()
+	}
+	return g
+}
 
 // Profile is where one decode step's time goes, kernels timed one by one without graphs.
 type Profile struct {

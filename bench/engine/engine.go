@@ -169,6 +169,7 @@ func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error)
 		return nil, err
 	}
 	rep.Prefill = p
+	rep.Graphs = r.graphs()
 	return rep, nil
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cpuref"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/internal/golden"
 	"github.com/lorafleet/lorafleet/worker/model"
 )
@@ -90,6 +92,9 @@ func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
 func (g *gpuLike) SetGraphs(on bool)                         { g.graphsOff = append(g.graphsOff, !on) }
 func (g *gpuLike) LastAdapterUpload() (time.Duration, error) { return time.Millisecond, nil }
 func (g *gpuLike) MemInfo() (free, total int64, err error)   { return 3 << 30, 8 << 30, nil }
+func (g *gpuLike) GraphStats() host.GraphStats {
+	return host.GraphStats{Replayed: 40, Captured: 2, Eager: 9, Failed: 1, FirstFailure: errors.New("capture invalidated")}
+}
 func (g *gpuLike) Profile(f func()) (map[string]time.Duration, error) {
 	f()
 	return map[string]time.Duration{"gemm 64×64": 3 * time.Millisecond, "lora_shrink": time.Millisecond}, nil
@@ -144,7 +149,8 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	var md strings.Builder
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") ||
-		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") {
+		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") ||
+		!strings.Contains(md.String(), "40 flushes replayed a graph, 2 captured one, 9 ran eagerly; 1 captures failed (the first: capture invalidated)") {
 		t.Errorf("markdown (%v):\n%s", err, md.String())
 	}
 }

@@ -21,6 +21,7 @@ type Report struct {
 	Loading   *Loading `json:"loading,omitempty"` // decode while adapters load (GPU backends)
 	Memory    *Memory  `json:"memory,omitempty"`  // device memory in use (GPU backends)
 	Profile   *Profile `json:"profile,omitempty"` // where a decode step's time goes (GPU backends)
+	Graphs    *Graphs  `json:"graphs,omitempty"`  // how the steps ran: eagerly or as CUDA graphs
 	PEFT      *PEFT    `json:"peft,omitempty"`    // the baseline measured on the same GPU, if given
 }
 
@@ -116,6 +117,14 @@ func (r *Report) loadingAndMemory(b *strings.Builder) {
 		for _, k := range p.Kernels {
 			fmt.Fprintf(b, "| %s | %.3f | %.1f%% |\n", k.Name, k.MS, 100*k.Share)
 		}
+	}
+	if g := r.Graphs; g != nil {
+		failure := ""
+		if g.FirstFailure != "" {
+			failure = " (the first: " + g.FirstFailure + ")"
+		}
+		fmt.Fprintf(b, "\nCUDA graphs over the run: %d flushes replayed a graph, %d captured one, %d ran eagerly; %d captures failed%s.\n",
+			g.Replayed, g.Captured, g.Eager, g.Failed, failure)
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(b, "\nDevice memory in use with the model, %d adapter slots and a KV cache of %d tokens: %.1f GiB of %.1f GiB.\n",
