@@ -52,6 +52,6 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 		}
 		cfg.Engine.NumBlocks = int(budget / perBlock)
 	}
-	cfg.Engine.DeviceSampling = true
+	cfg.Engine.DeviceSampling, cfg.Engine.PadDecode = true, true
 	return &backend{mc: &m.Config, fwd: m}, nil
 }

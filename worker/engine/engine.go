@@ -43,6 +43,11 @@ type Config struct {
 	// (no logprobs, penalties, logit bias or recorded logits), so that only token ids leave
 	// the GPU. Default false: the CPU backend's logits are on the host already.
 	DeviceSampling bool
+	// PadDecode pads a batch of decode rows alone (one new token per sequence) with idle rows
+	// up to the next of 1, 2, 4 and the multiples of 8 (vLLM's CUDA-graph batch sizes), so
+	// that a GPU backend replays one CUDA graph per bucket while the number of running
+	// sequences changes. Idle rows write their KV to one block kept for them. Default false.
+	PadDecode bool
 }
 
 func (c *Config) setDefaults(m *model.Config) error {
@@ -142,6 +147,7 @@ type Engine struct {
 	fwd  Forwarder
 	kv   *gpukern.KVCache
 	pool *kvcache.Pool
+	idle kvcache.Table // the block of PadDecode's idle rows
 }
 
 // New returns an engine over m with a KV cache sized by cfg.
@@ -156,7 +162,13 @@ func NewWith(mc *model.Config, f Forwarder, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	return &Engine{cfg: cfg, mc: mc, fwd: f, kv: f.NewKVCache(cfg.NumBlocks, cfg.BlockSize), pool: pool}, nil
+	e := &Engine{cfg: cfg, mc: mc, fwd: f, kv: f.NewKVCache(cfg.NumBlocks, cfg.BlockSize), pool: pool}
+	if cfg.PadDecode {
+		if err := pool.Grow(&e.idle, 1); err != nil {
+			return nil, fmt.Errorf("engine: the idle rows' KV block: %w", err)
+		}
+	}
+	return e, nil
 }
 
 // KVUsage is the fraction of KV cache blocks in use.
@@ -310,7 +322,38 @@ func (e *Engine) batch(plan []work) *model.Batch {
 		}
 		w.logitRows = row + w.n - first
 	}
+	if e.cfg.PadDecode && len(b.Seqs) == len(b.Tokens) {
+		e.pad(b, decodeBucket(len(b.Tokens)))
+	}
 	return b
+}
+
+// decodeBucket is the batch size a decode batch of n rows is padded to: 1, 2, 4, then the
+// next multiple of 8.
+func decodeBucket(n int) int {
+	if n > 4 {
+		return (n + 7) &^ 7
+	}
+	b := 1
+	for b < n {
+		b *= 2
+	}
+	return b
+}
+
+// pad adds idle rows to b up to rows: token 0 at position 0 of a one-token sequence of the
+// idle block, no adapter, no logits.
+func (e *Engine) pad(b *model.Batch, rows int) {
+	slot := e.pool.Slot(&e.idle, 0)
+	for r := len(b.Tokens); r < rows; r++ {
+		b.Tokens, b.Positions, b.Slots = append(b.Tokens, 0), append(b.Positions, 0), append(b.Slots, slot)
+		b.Seqs = append(b.Seqs, gpukern.AttnSeq{QStart: r, QLen: 1, CtxLen: 1, Blocks: e.idle.Blocks})
+		if runs := b.Adapters; len(runs) > 0 && runs[len(runs)-1].Adapter == nil {
+			b.Adapters[len(runs)-1].End = r + 1
+		} else {
+			b.Adapters = append(b.Adapters, model.AdapterRun{Start: r, End: r + 1})
+		}
+	}
 }
 
 // deviceSample returns the backend sampling settings of w's new token, or false when it is

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cpuref"
 	"github.com/lorafleet/lorafleet/internal/golden"
 	"github.com/lorafleet/lorafleet/pkg/peft"
@@ -308,5 +309,74 @@ func TestGoldenSampledOnTheBackend(t *testing.T) {
 				t.Errorf("seeded sampling on the backend: %v, then %v", a, b)
 			}
 		})
+	}
+}
+
+// decodeRows records, for each decode-only forward pass, its rows and the rows of real
+// sequences (those with logits: the tests' sequences all record them).
+type decodeRows struct {
+	*model.Model
+	rows, real []int
+}
+
+func (d *decodeRows) Forward(b *model.Batch, kv *gpukern.KVCache) ([]float32, error) {
+	if len(b.Seqs) == len(b.Tokens) {
+		d.rows, d.real = append(d.rows, len(b.Tokens)), append(d.real, len(b.LogitRows))
+	}
+	return d.Model.Forward(b, kv)
+}
+
+// With PadDecode, decode-only steps run at 1, 2, 4 or a multiple of 8 rows, and every
+// sequence's logits and tokens are those of the unpadded run: idle rows change nothing.
+func TestPadDecodeChangesNothing(t *testing.T) {
+	for _, set := range golden.Sets {
+		t.Run(set, func(t *testing.T) {
+			f := loadFixture(t, set)
+			cases := f.g.Cases[:min(5, len(f.g.Cases))] // 5 rows: padded to 8
+			batch := func() []*Sequence {
+				var seqs []*Sequence
+				for _, c := range cases {
+					seqs = append(seqs, f.greedySeq(c))
+				}
+				return seqs
+			}
+			plain := batch()
+			run(t, f.engine(t, Config{}), plain...)
+			dr := &decodeRows{Model: f.model}
+			e, err := NewWith(&f.model.Config, dr, Config{PadDecode: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			padded := batch()
+			run(t, e, padded...)
+			for i, c := range cases {
+				if !slices.Equal(padded[i].Output, plain[i].Output) {
+					t.Errorf("%s: padded %v, plain %v", caseName(c), padded[i].Output, plain[i].Output)
+				}
+				for step := range plain[i].Logits {
+					if d := maxDiff32(padded[i].Logits[step], plain[i].Logits[step]); d > batchTol {
+						t.Errorf("%s step %d: logits differ by %.3g with idle rows", caseName(c), step, d)
+					}
+				}
+			}
+			idle := 0
+			for i, n := range dr.rows {
+				if n != decodeBucket(dr.real[i]) {
+					t.Errorf("a decode step of %d sequences ran %d rows, want %d", dr.real[i], n, decodeBucket(dr.real[i]))
+				}
+				idle += n - dr.real[i]
+			}
+			if idle == 0 {
+				t.Errorf("no idle rows in %d decode steps of %v sequences: the test pads nothing", len(dr.rows), dr.real)
+			}
+		})
+	}
+}
+
+func TestDecodeBucket(t *testing.T) {
+	for n, want := range map[int]int{1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 8: 8, 9: 16, 31: 32, 33: 40, 128: 128} {
+		if got := decodeBucket(n); got != want {
+			t.Errorf("decodeBucket(%d) = %d, want %d", n, got, want)
+		}
 	}
 }
