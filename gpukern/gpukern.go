@@ -114,25 +114,27 @@ type Backend interface {
 	// serves as the row gather of hidden states before the LM head.
 	Embedding(out, table Tensor, ids []int32, dim int)
 	// RMSNorm: out[r,:] = x[r,:] / sqrt(mean(x[r,:]²) + eps) · w. With a non-nil residual,
-	// x += residual first and is kept (the residual add fused with the norm after it); out may
-	// alias residual.
-	RMSNorm(out, x, residual, w Tensor, rows, dim int, eps float32)
+	// x += residual (+ delta, when non-nil: a LoRA delta of the residual) first and is kept
+	// (the residual add fused with the norm after it); out may alias residual.
+	RMSNorm(out, x, residual, delta, w Tensor, rows, dim int, eps float32)
 	// MatMul: out[m,n] = x[m,k] · w[n,k]ᵀ (w in Hugging Face's [out, in] layout).
 	MatMul(out, x, w Tensor, m, n, k int)
 	// AddBias: x[r,:] += bias, for rows of dim elements.
 	AddBias(x, bias Tensor, rows, dim int)
 	// Add: out = a + b elementwise over n elements (out may alias a or b).
 	Add(out, a, b Tensor, n int)
-	// SiLUMul: out[r, i] = silu(gateUp[r, i]) · gateUp[r, dim+i] for out [rows, dim] and the
-	// fused gate and up projections gateUp [rows, 2·dim]; out does not alias gateUp.
-	SiLUMul(out, gateUp Tensor, rows, dim int)
+	// SiLUMul: out[r, i] = silu(g[r, i]) · g[r, dim+i] for out [rows, dim], where g is the
+	// fused gate and up projections gateUp [rows, 2·dim] plus, when non-nil, their LoRA delta
+	// of the same shape; out does not alias gateUp.
+	SiLUMul(out, gateUp, delta Tensor, rows, dim int)
 	// RoPEWriteKV takes the fused q, k and v projections qkv [rows, (heads + 2·KVHeads)·HeadDim]
-	// (a row holds q, then k, then v) and leaves qkv unchanged. It writes to q [rows,
+	// (a row holds q, then k, then v) plus, when non-nil, their LoRA delta of the same shape,
+	// and leaves both unchanged. It writes to q [rows,
 	// heads·HeadDim] the heads of q rotated by their row's position, in rotate_half order
 	// (pairs i and i+HeadDim/2), and stores row i's k, rotated the same way, and v at slot
 	// slots[i] of a layer of the cache. cosSin is [maxPos, HeadDim] holding cos(pos·inv[i]) in
 	// the first half of a row and sin in the second.
-	RoPEWriteKV(q, qkv Tensor, rows, heads int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32)
+	RoPEWriteKV(q, qkv, delta Tensor, rows, heads int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32)
 	// Attention computes causal attention with grouped KV heads over the paged cache:
 	// out [rows, Heads·HeadDim] from q [rows, Heads·HeadDim].
 	Attention(out, q Tensor, cache *KVCache, layer int, seqs []AttnSeq, p AttnParams)
@@ -140,13 +142,15 @@ type Backend interface {
 	// (with an A) of the segment of each row. A row of v has parts·vStride elements, vStride ≥
 	// every Rank; the elements of parts without an adapter are not written.
 	//
-	// A device backend may run it concurrently with the calls that follow, up to the next
-	// LoRAExpand (which waits for it): they must not write x or v.
+	// A device backend may run it, and the LoRAExpand after it, concurrently with the calls
+	// that follow, up to the next call given the expand's delta (RMSNorm, SiLUMul,
+	// RoPEWriteKV) or Add: those calls must not write x, v or delta.
 	LoRAShrink(v, x Tensor, segs []LoRASegment, in, vStride int)
-	// LoRAExpand: out[r, off+o] += Scale · v[r, p·vStride : p·vStride+Rank] · B[o, :] for o <
-	// outDims[p], for every part p (with an A) of the segment of each row, where off is the sum
-	// of outDims[:p] and a row of out has the sum of outDims elements.
-	LoRAExpand(out, v Tensor, segs []LoRASegment, outDims []int, vStride int)
+	// LoRAExpand writes the LoRA delta of a projection: delta[r, off+o] = Scale · v[r,
+	// p·vStride : p·vStride+Rank] · B[o, :] for o < outDims[p] and every part p with an A of
+	// the segment of row r, where off is the sum of outDims[:p], and 0 for the other rows and
+	// parts; a row of delta has the sum of outDims elements.
+	LoRAExpand(delta, v Tensor, segs []LoRASegment, outDims []int, vStride int)
 	// Sample picks one token for each of rows row0.. row0+len(params)-1 of logits [_, vocab]
 	// into ids (see SampleParams), so that only token ids leave the device.
 	Sample(ids []int32, logits Tensor, row0, vocab int, params []SampleParams)

@@ -179,9 +179,9 @@ type gated struct {
 	attentionOff bool
 }
 
-func (g *gated) RoPEWriteKV(q, qkv gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
+func (g *gated) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
 	if !g.attentionOff {
-		g.Backend.RoPEWriteKV(q, qkv, rows, heads, pos, cosSin, cache, layer, slots)
+		g.Backend.RoPEWriteKV(q, qkv, delta, rows, heads, pos, cosSin, cache, layer, slots)
 	}
 }
 

@@ -82,33 +82,54 @@ func TestRMSNormSiLUMulAddBias(t *testing.T) {
 	rows, dim := 3, 10
 	x, w := randSlice(r, rows*dim), randSlice(r, dim)
 	out := be.Alloc(rows * dim)
-	be.RMSNorm(out, be.Weight(x), nil, be.Weight(w), rows, dim, 1e-5)
+	be.RMSNorm(out, be.Weight(x), nil, nil, be.Weight(w), rows, dim, 1e-5)
 	want := rmsRef(x, w, rows, dim)
 	closeTo(t, "rmsnorm", out.(*Tensor).data, want, 1e-6)
 
-	// With a residual: x += residual is kept, and the norm is of the sum; out aliases it.
-	res := randSlice(r, rows*dim)
-	xt, rt := be.Weight(x), be.Weight(res)
-	be.RMSNorm(rt, xt, rt, be.Weight(w), rows, dim, 1e-5)
-	sum := make([]float32, rows*dim)
-	sum64 := make([]float64, rows*dim)
-	for i := range sum {
-		sum[i] = x[i] + res[i]
-		sum64[i] = float64(sum[i])
+	// With a residual (and its LoRA delta): x += residual + delta is kept, and the norm is of
+	// the sum; out aliases the residual.
+	res, del := randSlice(r, rows*dim), randSlice(r, rows*dim)
+	for _, delta := range [][]float32{nil, del} {
+		xt, rt := be.Weight(x), be.Weight(res)
+		var dt gpukern.Tensor
+		if delta != nil {
+			dt = be.Weight(delta)
+		}
+		be.RMSNorm(rt, xt, rt, dt, be.Weight(w), rows, dim, 1e-5)
+		sum := make([]float32, rows*dim)
+		sum64 := make([]float64, rows*dim)
+		for i := range sum {
+			d := res[i]
+			if delta != nil {
+				d += delta[i]
+			}
+			sum[i] = x[i] + d
+			sum64[i] = float64(sum[i])
+		}
+		closeTo(t, "residual kept", xt.(*Tensor).data, sum64, 0)
+		closeTo(t, "rmsnorm of the sum", rt.(*Tensor).data, rmsRef(sum, w, rows, dim), 1e-6)
 	}
-	closeTo(t, "residual kept", xt.(*Tensor).data, sum64, 0)
-	closeTo(t, "rmsnorm of the sum", rt.(*Tensor).data, rmsRef(sum, w, rows, dim), 1e-6)
 
-	// silu_mul over 2 rows of gate (5 values) and up (5 values), fused.
-	gu := randSlice(r, 20)
-	act := be.Alloc(10)
-	be.SiLUMul(act, be.Weight(gu), 2, 5)
-	for i := range want[:10] {
-		row, c := i/5, i%5
-		g := float64(gu[row*10+c])
-		want[i] = g / (1 + math.Exp(-g)) * float64(gu[row*10+5+c])
+	// silu_mul over 2 rows of gate (5 values) and up (5 values), fused, plus a delta.
+	gu, gd := randSlice(r, 20), randSlice(r, 20)
+	for _, delta := range [][]float32{nil, gd} {
+		act := be.Alloc(10)
+		var dt gpukern.Tensor
+		g := slices.Clone(gu)
+		if delta != nil {
+			dt = be.Weight(delta)
+			for i := range g {
+				g[i] += delta[i]
+			}
+		}
+		be.SiLUMul(act, be.Weight(gu), dt, 2, 5)
+		for i := range want[:10] {
+			row, c := i/5, i%5
+			gi := float64(g[row*10+c])
+			want[i] = gi / (1 + math.Exp(-gi)) * float64(g[row*10+5+c])
+		}
+		closeTo(t, "silu_mul", act.(*Tensor).data, want[:10], 1e-6)
 	}
-	closeTo(t, "silu_mul", act.(*Tensor).data, want[:10], 1e-6)
 
 	xb := be.Weight(x)
 	be.AddBias(xb, be.Weight(w), rows, dim)
@@ -160,13 +181,28 @@ func TestRoPEWriteKV(t *testing.T) {
 		K: []gpukern.Tensor{be.Alloc(4 * headDim)}, V: []gpukern.Tensor{be.Alloc(4 * headDim)}}
 	qkv := slices.Concat(q, k, v)
 	qt, qkvt := be.Alloc(len(q)), be.Weight(qkv)
-	be.RoPEWriteKV(qt, qkvt, 1, heads, []int32{1}, be.Weight(cs), cache, 0, []int32{2})
+	be.RoPEWriteKV(qt, qkvt, nil, 1, heads, []int32{1}, be.Weight(cs), cache, 0, []int32{2})
 	closeTo(t, "rope q", qt.(*Tensor).data, rotated(q), 1e-6)
 	closeTo(t, "k at slot 2", cache.K[0].(*Tensor).data[2*headDim:3*headDim], rotated(k), 1e-6)
 	closeTo(t, "v at slot 2", cache.V[0].(*Tensor).data[2*headDim:3*headDim], []float64{9, 8, 7, 6}, 0)
 	closeTo(t, "slot 0 untouched", cache.K[0].(*Tensor).data[:headDim], []float64{0, 0, 0, 0}, 0)
 	if !slices.Equal(qkvt.(*Tensor).data, qkv) {
 		t.Error("qkv changed")
+	}
+
+	// With a LoRA delta: q, k and v are qkv + delta, and neither changes.
+	delta := []float32{1, 0, -1, 0, 0, 2, 0, 0, 0.5, 0, 0, 0, -9, 0, 1, 0}
+	dt := be.Weight(delta)
+	be.RoPEWriteKV(qt, qkvt, dt, 1, heads, []int32{1}, be.Weight(cs), cache, 0, []int32{2})
+	sum := make([]float32, len(qkv))
+	for i := range sum {
+		sum[i] = qkv[i] + delta[i]
+	}
+	closeTo(t, "rope q+delta", qt.(*Tensor).data, rotated(sum[:8]), 1e-6)
+	closeTo(t, "k+delta at slot 2", cache.K[0].(*Tensor).data[2*headDim:3*headDim], rotated(sum[8:12]), 1e-6)
+	closeTo(t, "v+delta at slot 2", cache.V[0].(*Tensor).data[2*headDim:3*headDim], []float64{0, 8, 8, 6}, 0)
+	if !slices.Equal(qkvt.(*Tensor).data, qkv) || !slices.Equal(dt.(*Tensor).data, delta) {
+		t.Error("qkv or delta changed")
 	}
 }
 
@@ -232,7 +268,7 @@ func TestPagedAttentionGQA(t *testing.T) {
 			w := kvHeads * hd
 			qkv = append(append(append(qkv, make([]float32, heads*hd)...), k[p*w:(p+1)*w]...), v[p*w:(p+1)*w]...)
 		}
-		be.RoPEWriteKV(be.Alloc(s.ctx*heads*hd), be.Weight(qkv), s.ctx, heads, make([]int32, s.ctx), identity, cache, 0, slots)
+		be.RoPEWriteKV(be.Alloc(s.ctx*heads*hd), be.Weight(qkv), nil, s.ctx, heads, make([]int32, s.ctx), identity, cache, 0, slots)
 		q := randSlice(r, s.qlen*heads*hd)
 		qAll = append(qAll, q...)
 		want = append(want, refAttention(q, k, v, s.ctx, s.qlen, heads, kvHeads, hd)...)
@@ -245,14 +281,15 @@ func TestPagedAttentionGQA(t *testing.T) {
 }
 
 // A fused projection of three parts of different output sizes: one adapter with a rank per
-// part, rows without an adapter, and an adapter that leaves the middle part alone.
+// part, rows without an adapter, and an adapter that leaves the middle part alone. The
+// expand writes the delta: zero where a row has no adapter for a part, whatever was there.
 func TestLoRASegments(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	be := New(2)
 	in, stride, rows := 6, 4, 6
 	outDims, width := []int{5, 3, 4}, 5+3+4
 	x := randSlice(r, rows*in)
-	base := randSlice(r, rows*width)
+	stale := randSlice(r, rows*width)
 	type part struct {
 		rank  int
 		scale float32
@@ -273,9 +310,6 @@ func TestLoRASegments(t *testing.T) {
 	}{{0, 2, adapter(2, 4, 1)}, {2, 3, nil}, {3, 5, adapter(4, 0, 3)}, {5, 6, adapter(1, 1, 4)}}
 	var segs []gpukern.LoRASegment
 	want := make([]float64, rows*width)
-	for i := range want {
-		want[i] = float64(base[i])
-	}
 	for _, run := range runs {
 		s := gpukern.LoRASegment{Start: run.start, End: run.end}
 		off := 0
@@ -298,7 +332,7 @@ func TestLoRASegments(t *testing.T) {
 		}
 		segs = append(segs, s)
 	}
-	v, out := be.Alloc(rows*len(outDims)*stride), be.Weight(base)
+	v, out := be.Alloc(rows*len(outDims)*stride), be.Weight(stale)
 	be.LoRAShrink(v, be.Weight(x), segs, in, stride)
 	be.LoRAExpand(out, v, segs, outDims, stride)
 	closeTo(t, "lora", out.(*Tensor).data, want, 1e-5)

@@ -16,17 +16,17 @@ func (b *Backend) Embedding(out, table gpukern.Tensor, ids []int32, dim int) {
 
 // RMSNorm implements gpukern.Backend. The mean of squares is accumulated in float64, as
 // Hugging Face upcasts before the reduction.
-func (b *Backend) RMSNorm(out, x, residual, w gpukern.Tensor, rows, dim int, eps float32) {
+func (b *Backend) RMSNorm(out, x, residual, delta, w gpukern.Tensor, rows, dim int, eps float32) {
 	o, xs, ws := data(out), data(x), data(w)
-	var res []float32
-	if residual != nil {
-		res = data(residual)
-	}
+	res, del := optional(residual), optional(delta)
 	b.parallel(rows, max(1, 4096/dim), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := xs[r*dim : (r+1)*dim]
 			if res != nil {
 				for i, d := range res[r*dim : (r+1)*dim] {
+					if del != nil {
+						d += del[r*dim+i]
+					}
 					row[i] += d
 				}
 			}
@@ -63,26 +63,46 @@ func (b *Backend) Add(out, a, c gpukern.Tensor, n int) {
 }
 
 // SiLUMul implements gpukern.Backend.
-func (b *Backend) SiLUMul(out, gateUp gpukern.Tensor, rows, dim int) {
-	o, gu := data(out), data(gateUp)
+func (b *Backend) SiLUMul(out, gateUp, delta gpukern.Tensor, rows, dim int) {
+	o, gu, del := data(out), data(gateUp), optional(delta)
 	b.parallel(rows, max(1, 8192/dim), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			dst, g, u := o[r*dim:(r+1)*dim], gu[2*r*dim:(2*r+1)*dim], gu[(2*r+1)*dim:(2*r+2)*dim]
+			dst, g := o[r*dim:(r+1)*dim], withDelta(gu, del, 2*r*dim, (2*r+2)*dim)
 			for i := range dst {
 				gi := float64(g[i])
-				dst[i] = float32(gi/(1+math.Exp(-gi))) * u[i]
+				dst[i] = float32(gi/(1+math.Exp(-gi))) * g[dim+i]
 			}
 		}
 	})
 }
 
+// optional is t's data, or nil for a nil t.
+func optional(t gpukern.Tensor) []float32 {
+	if t == nil {
+		return nil
+	}
+	return data(t)
+}
+
+// withDelta is x[lo:hi], plus delta[lo:hi] (in a copy) when delta is not nil.
+func withDelta(x, delta []float32, lo, hi int) []float32 {
+	if delta == nil {
+		return x[lo:hi]
+	}
+	sum := make([]float32, hi-lo)
+	for i := range sum {
+		sum[i] = x[lo+i] + delta[lo+i]
+	}
+	return sum
+}
+
 // RoPEWriteKV implements gpukern.Backend.
-func (b *Backend) RoPEWriteKV(q, qkv gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
+func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
 	hd, qw, kvw := cache.HeadDim, heads*cache.HeadDim, cache.KVHeads*cache.HeadDim
-	qs, in, cs := data(q), data(qkv), data(cosSin)
+	qs, in, del, cs := data(q), data(qkv), optional(delta), data(cosSin)
 	kc, vc := data(cache.K[layer]), data(cache.V[layer])
 	for r := range rows {
-		row := in[r*(qw+2*kvw) : (r+1)*(qw+2*kvw)]
+		row := withDelta(in, del, r*(qw+2*kvw), (r+1)*(qw+2*kvw))
 		table := cs[int(pos[r])*hd : (int(pos[r])+1)*hd]
 		s := int(slots[r])
 		rope(qs[r*qw:(r+1)*qw], row[:qw], hd, table)

@@ -26,11 +26,14 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 }
 
 // LoRAExpand implements gpukern.Backend.
-func (b *Backend) LoRAExpand(out, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
-	os, vs := data(out), data(v)
+func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
+	os, vs := data(delta), data(v)
 	width, outWidth := vStride*len(outDims), 0
 	for _, d := range outDims {
 		outWidth += d
+	}
+	if len(segs) > 0 {
+		clear(os[:segs[len(segs)-1].End*outWidth])
 	}
 	for _, s := range segs {
 		off := 0
@@ -42,7 +45,7 @@ func (b *Backend) LoRAExpand(out, v gpukern.Tensor, segs []gpukern.LoRASegment, 
 						vr := vs[r*width+p*vStride : r*width+p*vStride+part.Rank]
 						or := os[r*outWidth+off : r*outWidth+off+outDims[p]]
 						for j := range or {
-							or[j] += part.Scale * dot(vr, bm[j*part.Rank:(j+1)*part.Rank])
+							or[j] = part.Scale * dot(vr, bm[j*part.Rank:(j+1)*part.Rank])
 						}
 					}
 				})

@@ -37,20 +37,35 @@ func TestEmbeddingAndGather(t *testing.T) {
 
 func TestRMSNorm(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 2))
-	for _, s := range []struct{ rows, dim int }{{1, 64}, {5, 896}, {33, 4096}, {3, 5120}} {
+	for _, s := range []struct{ rows, dim int }{{1, 64}, {5, 896}, {33, 4096}, {3, 5120}, {2, 1000}} {
 		n := s.rows * s.dim
+		shape := shapeOf(s.rows, s.dim)
 		w := weight(randn(r, s.dim, 1))
 		x, o := act(randn(r, n, 2)), out(n)
-		gpu.RMSNorm(o.g, x.g, nil, w.g, s.rows, s.dim, 1e-5)
-		ref.RMSNorm(o.r, x.r, nil, w.r, s.rows, s.dim, 1e-5)
-		o.compare(t, "rmsnorm", shapeOf(s.rows, s.dim), tolF32)
+		gpu.RMSNorm(o.g, x.g, nil, nil, w.g, s.rows, s.dim, 1e-5)
+		ref.RMSNorm(o.r, x.r, nil, nil, w.r, s.rows, s.dim, 1e-5)
+		o.compare(t, "rmsnorm", shape, tolF32)
 		// The fused residual add, writing x and an output that aliases the residual.
 		res := act(randn(r, n, 1))
-		gpu.RMSNorm(res.g, x.g, res.g, w.g, s.rows, s.dim, 1e-6)
-		ref.RMSNorm(res.r, x.r, res.r, w.r, s.rows, s.dim, 1e-6)
-		res.compare(t, "rmsnorm+residual", shapeOf(s.rows, s.dim), tolF32)
-		x.compare(t, "rmsnorm+residual (x)", shapeOf(s.rows, s.dim), tolF32)
-		for _, p := range []pair{w, x, o, res} {
+		gpu.RMSNorm(res.g, x.g, res.g, nil, w.g, s.rows, s.dim, 1e-6)
+		ref.RMSNorm(res.r, x.r, res.r, nil, w.r, s.rows, s.dim, 1e-6)
+		res.compare(t, "rmsnorm+residual", shape, tolF32)
+		x.compare(t, "rmsnorm+residual (x)", shape, tolF32)
+		// The residual add with a LoRA delta (x += residual + delta), the output aliasing the
+		// residual as the model calls it, then into a separate output.
+		res2, delta := act(randn(r, n, 1)), act(randn(r, n, 0.5))
+		gpu.RMSNorm(res2.g, x.g, res2.g, delta.g, w.g, s.rows, s.dim, 1e-5)
+		ref.RMSNorm(res2.r, x.r, res2.r, delta.r, w.r, s.rows, s.dim, 1e-5)
+		res2.compare(t, "rmsnorm+residual+delta (out = residual)", shape, tolF32)
+		x.compare(t, "rmsnorm+residual+delta (x)", shape, tolF32)
+		delta.compare(t, "rmsnorm+residual+delta (delta unchanged)", shape, 0)
+		o2 := out(n)
+		gpu.RMSNorm(o2.g, x.g, res2.g, delta.g, w.g, s.rows, s.dim, 1e-5)
+		ref.RMSNorm(o2.r, x.r, res2.r, delta.r, w.r, s.rows, s.dim, 1e-5)
+		o2.compare(t, "rmsnorm+residual+delta", shape, tolF32)
+		x.compare(t, "rmsnorm+residual+delta (x, 2nd)", shape, tolF32)
+		res2.compare(t, "rmsnorm+residual+delta (residual unchanged)", shape, 0)
+		for _, p := range []pair{w, x, o, res, res2, delta, o2} {
 			p.free()
 		}
 	}
@@ -83,13 +98,32 @@ func TestElementwise(t *testing.T) {
 		ref.Add(o.r, x.r, y.r, n)
 		o.compare(t, "add", shapeOf(n), tolF32)
 		gateUp, h := act(randn(r, 2*n, 2)), out(n)
-		gpu.SiLUMul(h.g, gateUp.g, s.rows, s.dim)
-		ref.SiLUMul(h.r, gateUp.r, s.rows, s.dim)
+		gpu.SiLUMul(h.g, gateUp.g, nil, s.rows, s.dim)
+		ref.SiLUMul(h.r, gateUp.r, nil, s.rows, s.dim)
 		h.compare(t, "silu_mul", shapeOf(s.rows, s.dim), tolF32)
-		for _, p := range []pair{bias, x, y, o, gateUp, h} {
+		// With the LoRA delta of gate_up (gate and up each add theirs).
+		delta, h2 := act(randn(r, 2*n, 1)), out(n)
+		gpu.SiLUMul(h2.g, gateUp.g, delta.g, s.rows, s.dim)
+		ref.SiLUMul(h2.r, gateUp.r, delta.r, s.rows, s.dim)
+		h2.compare(t, "silu_mul+delta", shapeOf(s.rows, s.dim), tolF32)
+		gateUp.compare(t, "silu_mul+delta (gate_up unchanged)", shapeOf(s.rows, s.dim), 0)
+		delta.compare(t, "silu_mul+delta (delta unchanged)", shapeOf(s.rows, s.dim), 0)
+		for _, p := range []pair{bias, x, y, o, gateUp, h, delta, h2} {
 			p.free()
 		}
 	}
+}
+
+// stale makes an activation holding NaN on both backends: an output that the kernel (and the
+// reference) must write everywhere.
+func stale(n int) pair {
+	p := out(n)
+	nan := make([]float32, n)
+	for i := range nan {
+		nan[i] = float32(math.NaN())
+	}
+	ref.Upload(p.r, nan)
+	return p
 }
 
 // cacheOf makes a one-layer KV cache on both backends with random (bf16-exact) contents.
@@ -135,17 +169,30 @@ func TestRoPEWriteKV(t *testing.T) {
 		for i := range pos {
 			pos[i], slots32[i] = int32(r.IntN(maxPos)), int32(slots[i])
 		}
-		q, qkv := out(s.rows*s.heads*s.hd), act(randn(r, s.rows*(s.heads+2*s.kvHeads)*s.hd, 1))
-		gpu.RoPEWriteKV(q.g, qkv.g, s.rows, s.heads, pos, cs.g, gc, 0, slots32)
-		ref.RoPEWriteKV(q.r, qkv.r, s.rows, s.heads, pos, cs.r, rc, 0, slots32)
-		shape := shapeOf(s.rows, s.heads, s.kvHeads, s.hd)
-		q.compare(t, "rope (q)", shape, tolF32)
-		qkv.compare(t, "rope (qkv unchanged)", shape, 0)
-		n := blocks * bs * s.kvHeads * s.hd
-		pair{g: gc.K[0], r: rc.K[0], n: n}.compare(t, "rope: K cache (bf16)", shape, tolBF16)
-		pair{g: gc.V[0], r: rc.V[0], n: n}.compare(t, "rope: V cache (bf16)", shape, tolBF16)
+		qkv := act(randn(r, s.rows*(s.heads+2*s.kvHeads)*s.hd, 1))
+		delta := act(randn(r, s.rows*(s.heads+2*s.kvHeads)*s.hd, 0.5))
+		// Without and with the LoRA delta of qkv (the second pass overwrites the same slots).
+		for _, d := range []pair{{}, delta} {
+			name := "rope"
+			if d.n > 0 {
+				name = "rope+delta"
+			}
+			q := out(s.rows * s.heads * s.hd)
+			gpu.RoPEWriteKV(q.g, qkv.g, d.g, s.rows, s.heads, pos, cs.g, gc, 0, slots32)
+			ref.RoPEWriteKV(q.r, qkv.r, d.r, s.rows, s.heads, pos, cs.r, rc, 0, slots32)
+			shape := shapeOf(s.rows, s.heads, s.kvHeads, s.hd)
+			q.compare(t, name+" (q)", shape, tolF32)
+			qkv.compare(t, name+" (qkv unchanged)", shape, 0)
+			if d.n > 0 {
+				d.compare(t, name+" (delta unchanged)", shape, 0)
+			}
+			n := blocks * bs * s.kvHeads * s.hd
+			pair{g: gc.K[0], r: rc.K[0], n: n}.compare(t, name+": K cache (bf16)", shape, tolBF16)
+			pair{g: gc.V[0], r: rc.V[0], n: n}.compare(t, name+": V cache (bf16)", shape, tolBF16)
+			q.free()
+		}
 		freeCache(gc, rc)
-		for _, p := range []pair{cs, q, qkv} {
+		for _, p := range []pair{cs, qkv, delta} {
 			p.free()
 		}
 	}
@@ -258,7 +305,9 @@ func TestLoRA(t *testing.T) {
 		}
 		x := act(randn(r, row*c.in, 1))
 		v := act(make([]float32, row*parts*maxRank))
-		o := act(randn(r, row*width, 1))
+		// The expand writes every element of its output (a delta buffer holding stale values):
+		// NaN on both backends first.
+		o := stale(row * width)
 		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
 		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
 		shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
@@ -266,6 +315,28 @@ func TestLoRA(t *testing.T) {
 		gpu.LoRAExpand(o.g, v.g, gs, c.outDims, maxRank)
 		ref.LoRAExpand(o.r, v.r, rs, c.outDims, maxRank)
 		o.compare(t, "lora_expand", shape, tolF32)
+		// Rows without an adapter, and parts an adapter lacks, come out exactly 0.
+		if err := gpu.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, o.n)
+		gpu.Download(got, o.g)
+		for i, g := range gs {
+			off := 0
+			for p, d := range c.outDims {
+				if g.Parts == nil || g.Parts[p].Rank == 0 {
+					for row := g.Start; row < g.End; row++ {
+						for k := range d {
+							if e := got[row*width+off+k]; e != 0 {
+								t.Errorf("lora_expand %s: segment %d row %d part %d col %d: %g, want 0 (no adapter)", shape, i, row, p, k, e)
+								break
+							}
+						}
+					}
+				}
+				off += d
+			}
+		}
 		for _, ts := range slots {
 			gpu.FreeAdapterWeights(ts)
 		}

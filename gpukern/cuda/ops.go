@@ -30,16 +30,24 @@ func (b *Backend) Embedding(out, table gpukern.Tensor, ids []int32, dim int) {
 	})
 }
 
-// RMSNorm implements gpukern.Backend.
-func (b *Backend) RMSNorm(out, x, residual, w gpukern.Tensor, rows, dim int, eps float32) {
-	var res cu.DevicePtr
-	if residual != nil {
-		res = dev(residual).ptr
+// A LoRA delta comes from the side stream (LoRAExpand): the call that reads one joins it.
+
+// optional is t's device address, or null for a nil t.
+func optional(t gpukern.Tensor) cu.DevicePtr {
+	if t == nil {
+		return 0
 	}
+	return dev(t).ptr
+}
+
+// RMSNorm implements gpukern.Backend.
+func (b *Backend) RMSNorm(out, x, residual, delta, w gpukern.Tensor, rows, dim int, eps float32) {
 	o, xs, ws := dev(out), dev(x), dev(w)
 	b.do(func() {
-		a := (&args{}).ptr(o).ptr(xs).dptr(res).ptr(ws).i32(dim).f32(eps)
-		b.launch("rmsnorm", b.fn.rmsnorm, d1(rows), d1(threads), 0, a)
+		a := (&args{}).ptr(o).ptr(xs).dptr(optional(residual)).dptr(optional(delta)).ptr(ws).i32(dim).f32(eps)
+		op := kernel("rmsnorm", b.fn.rmsnorm, d1(rows), d1(threads), 0, a)
+		op.Join = delta != nil
+		b.record(op)
 	})
 }
 
@@ -60,35 +68,42 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 	})
 }
 
-// elementwise launches a grid-stride kernel over n elements.
-func (b *Backend) elementwise(name string, fn cu.Function, n int, a *args) {
-	b.do(func() { b.launch(name, fn, d1(gridFor(n, threads)), d1(threads), 0, a) })
+// elementwise launches a grid-stride kernel over n elements; join when it reads a LoRA delta.
+func (b *Backend) elementwise(name string, fn cu.Function, n int, a *args, join bool) {
+	b.do(func() {
+		op := kernel(name, fn, d1(gridFor(n, threads)), d1(threads), 0, a)
+		op.Join = join
+		b.record(op)
+	})
 }
 
 // AddBias implements gpukern.Backend.
 func (b *Backend) AddBias(x, bias gpukern.Tensor, rows, dim int) {
-	b.elementwise("add_bias", b.fn.addBias, rows*dim, (&args{}).ptr(dev(x)).ptr(dev(bias)).i32(dim).i64(rows*dim))
+	b.elementwise("add_bias", b.fn.addBias, rows*dim, (&args{}).ptr(dev(x)).ptr(dev(bias)).i32(dim).i64(rows*dim), false)
 }
 
-// Add implements gpukern.Backend.
+// Add implements gpukern.Backend; either input may be a LoRA delta.
 func (b *Backend) Add(out, x, y gpukern.Tensor, n int) {
-	b.elementwise("add", b.fn.add, n, (&args{}).ptr(dev(out)).ptr(dev(x)).ptr(dev(y)).i64(n))
+	b.elementwise("add", b.fn.add, n, (&args{}).ptr(dev(out)).ptr(dev(x)).ptr(dev(y)).i64(n), true)
 }
 
 // SiLUMul implements gpukern.Backend.
-func (b *Backend) SiLUMul(out, gateUp gpukern.Tensor, rows, dim int) {
+func (b *Backend) SiLUMul(out, gateUp, delta gpukern.Tensor, rows, dim int) {
 	n := rows * dim
-	b.elementwise("silu_mul", b.fn.siluMul, n, (&args{}).ptr(dev(out)).ptr(dev(gateUp)).i32(dim).i64(n))
+	a := (&args{}).ptr(dev(out)).ptr(dev(gateUp)).dptr(optional(delta)).i32(dim).i64(n)
+	b.elementwise("silu_mul", b.fn.siluMul, n, a, delta != nil)
 }
 
 // RoPEWriteKV implements gpukern.Backend.
-func (b *Backend) RoPEWriteKV(q, qkv gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
+func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache, layer int, slots []int32) {
 	qs, in, cs := dev(q), dev(qkv), dev(cosSin)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
-		a := (&args{}).ptr(qs).ptr(in).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
+		a := (&args{}).ptr(qs).ptr(in).dptr(optional(delta)).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
 			i32(heads).i32(cache.KVHeads).i32(cache.HeadDim)
-		b.launch("rope_write_kv", b.fn.ropeWriteKV, d1(rows), d1(128), 0, a)
+		op := kernel("rope_write_kv", b.fn.ropeWriteKV, d1(rows), d1(128), 0, a)
+		op.Join = delta != nil
+		b.record(op)
 	})
 }
 
@@ -99,9 +114,9 @@ const shrinkJ = 4
 func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in, vStride int) {
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
-		t := b.loraTablesOf(segs)
+		t := b.loraTablesOf(segs, 0)
 		if t.MaxRank == 0 {
-			return
+			return // nothing to compute; the expand writes zeros
 		}
 		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).i32(t.Parts).i32(in).i32(vStride)
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
@@ -114,29 +129,31 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 }
 
 // LoRAExpand implements gpukern.Backend.
-func (b *Backend) LoRAExpand(out, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
+func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
 	outOff := make([]int32, len(outDims)+1) // part p's columns are [outOff[p], outOff[p+1])
 	for p, d := range outDims {
 		outOff[p+1] = outOff[p] + int32(d)
 	}
 	width := int(outOff[len(outDims)])
-	os, vs := dev(out), dev(v)
+	os, vs := dev(delta), dev(v)
 	b.do(func() {
-		t := b.loraTablesOf(segs)
-		if t.MaxRank == 0 {
-			return
+		t := b.loraTablesOf(segs, len(outDims))
+		if t.Rows == 0 {
+			return // no rows
 		}
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
 			dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
+		// On the side stream after the shrink: it writes a delta, which the call reading the
+		// projection's output adds (and so joins the side stream).
 		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*t.Parts*vStride, a)
-		o.Join = true // after the shrink, on the side stream
+		o.Side = true
 		b.record(o)
 	})
 }
 
-// loraTablesOf makes the tables of segs and notes that the recorded work reads their adapters'
-// slots. Callers are inside b.do.
-func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment) host.LoRA {
+// loraTablesOf makes the tables of segs (host.LoRATables) and notes that the recorded work
+// reads their adapters' slots. Callers are inside b.do.
+func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment, minParts int) host.LoRA {
 	for _, s := range segs {
 		for _, part := range s.Parts {
 			if part.A != nil {
@@ -145,7 +162,7 @@ func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment) host.LoRA {
 			}
 		}
 	}
-	return host.LoRATables(segs, func(t gpukern.Tensor) uint64 { return uint64(dev(t).ptr) })
+	return host.LoRATables(segs, minParts, func(t gpukern.Tensor) uint64 { return uint64(dev(t).ptr) })
 }
 
 // Sample implements gpukern.Backend; only the ids come back to the host.

@@ -191,23 +191,28 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	be.Embedding(ws.x, m.embed, b.Tokens, c.Hidden)
 	attn := gpukern.AttnParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
 	eps := float32(c.RMSNormEps)
-	var pending gpukern.Tensor // the MLP output not yet added to the residual stream x
+	// Each projection's LoRA delta (nil without adapters) is added by the call that reads the
+	// projection's output, so that a GPU backend computes it beside the base GEMM.
+	var pending, pendingDelta gpukern.Tensor // the MLP output not yet added to the residual stream x
 	for li := range m.layers {
 		ly := &m.layers[li]
 		segs := loraSegments(b.Adapters, li)
-		be.RMSNorm(ws.h, ws.x, pending, ly.inNorm, rows, c.Hidden, eps)
-		m.project(ws.qkv, ws.h, ly, linQKV, rows, segs)
-		be.RoPEWriteKV(ws.q, ws.qkv, rows, c.Heads, b.Positions, m.cosSin, kv, li, b.Slots)
+		be.RMSNorm(ws.h, ws.x, pending, pendingDelta, ly.inNorm, rows, c.Hidden, eps)
+		delta := m.project(ws.qkv, ws.h, ly, linQKV, rows, segs)
+		be.RoPEWriteKV(ws.q, ws.qkv, delta, rows, c.Heads, b.Positions, m.cosSin, kv, li, b.Slots)
 		be.Attention(ws.attn, ws.q, kv, li, b.Seqs, attn)
-		m.project(ws.h, ws.attn, ly, linO, rows, segs)
+		delta = m.project(ws.h, ws.attn, ly, linO, rows, segs)
 
-		be.RMSNorm(ws.h, ws.x, ws.h, ly.postNorm, rows, c.Hidden, eps)
-		m.project(ws.gateUp, ws.h, ly, linGateUp, rows, segs)
-		be.SiLUMul(ws.act, ws.gateUp, rows, c.Intermediate)
-		m.project(ws.h, ws.act, ly, linDown, rows, segs)
+		be.RMSNorm(ws.h, ws.x, ws.h, delta, ly.postNorm, rows, c.Hidden, eps)
+		delta = m.project(ws.gateUp, ws.h, ly, linGateUp, rows, segs)
+		be.SiLUMul(ws.act, ws.gateUp, delta, rows, c.Intermediate)
+		pendingDelta = m.project(ws.h, ws.act, ly, linDown, rows, segs)
 		pending = ws.h
 	}
 	if pending != nil {
+		if pendingDelta != nil {
+			be.Add(pending, pending, pendingDelta, rows*c.Hidden)
+		}
 		be.Add(ws.x, ws.x, pending, rows*c.Hidden)
 	}
 	n := len(heads)
@@ -215,7 +220,7 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 		return nil, be.Sync()
 	}
 	be.Embedding(ws.last, ws.x, heads, c.Hidden)
-	be.RMSNorm(ws.last, ws.last, nil, m.norm, n, c.Hidden, eps)
+	be.RMSNorm(ws.last, ws.last, nil, nil, m.norm, n, c.Hidden, eps)
 	be.MatMul(ws.logits, ws.last, m.lmHead, n, c.VocabSize, c.Hidden)
 	out := make([]float32, len(b.LogitRows)*c.VocabSize)
 	be.Download(out, ws.logits)
@@ -226,21 +231,23 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	return out, be.Sync()
 }
 
-// project computes out = in·Wᵀ (+ bias) (+ each row's LoRA delta) for linear l. The LoRA
-// shrink comes first: a GPU backend runs it beside the base GEMM, which reads the same input.
-func (m *Model) project(out, in gpukern.Tensor, ly *layer, l linear, rows int, segs [numLinear][]gpukern.LoRASegment) {
+// project computes out = in·Wᵀ (+ bias) for linear l and returns each row's LoRA delta of
+// it, or nil when no row has an adapter on l. The LoRA calls come first: a GPU backend runs
+// them beside the base GEMM, which reads the same input. The delta lives in the workspace
+// until the next projection's.
+func (m *Model) project(out, in gpukern.Tensor, ly *layer, l linear, rows int, segs [numLinear][]gpukern.LoRASegment) gpukern.Tensor {
 	s := &m.shapes[l]
-	lora := segs[l]
-	if lora != nil {
+	var delta gpukern.Tensor
+	if lora := segs[l]; lora != nil {
+		delta = m.ws.delta
 		m.be.LoRAShrink(m.ws.loraV, in, lora, s.in, m.ws.rank)
+		m.be.LoRAExpand(delta, m.ws.loraV, lora, s.outs, m.ws.rank)
 	}
 	m.be.MatMul(out, in, ly.w[l], rows, s.out, s.in)
 	if ly.bias[l] != nil {
 		m.be.AddBias(out, ly.bias[l], rows, s.out)
 	}
-	if lora != nil {
-		m.be.LoRAExpand(out, m.ws.loraV, lora, s.outs, m.ws.rank)
-	}
+	return delta
 }
 
 // workspace holds the activations of one step, grown when a larger batch arrives.
@@ -251,13 +258,14 @@ type workspace struct {
 	act                        gpukern.Tensor // silu(gate)·up, the input of down
 	last, logits               gpukern.Tensor
 	loraV                      gpukern.Tensor // [rows, maxParts·rank]: LoRA's x·Aᵀ of every part
+	delta                      gpukern.Tensor // [rows, widest linear]: a projection's LoRA delta
 }
 
 func (w *workspace) ensure(be gpukern.Backend, c *Config, rows, logitRows, rank int) *workspace {
 	if rows <= w.rows && logitRows <= w.logitRows && rank <= w.rank {
 		return w
 	}
-	for _, t := range []gpukern.Tensor{w.x, w.h, w.qkv, w.q, w.attn, w.gateUp, w.act, w.last, w.logits, w.loraV} {
+	for _, t := range []gpukern.Tensor{w.x, w.h, w.qkv, w.q, w.attn, w.gateUp, w.act, w.last, w.logits, w.loraV, w.delta} {
 		if t != nil {
 			be.Free(t)
 		}
@@ -270,5 +278,6 @@ func (w *workspace) ensure(be gpukern.Backend, c *Config, rows, logitRows, rank 
 	w.gateUp, w.act = be.Alloc(r*2*c.Intermediate), be.Alloc(r*c.Intermediate)
 	w.last, w.logits = be.Alloc(w.logitRows*c.Hidden), be.Alloc(w.logitRows*c.VocabSize)
 	w.loraV = be.Alloc(r * maxParts * w.rank)
+	w.delta = be.Alloc(r * max((c.Heads+2*c.KVHeads)*c.HeadDim, 2*c.Intermediate, c.Hidden))
 	return w
 }

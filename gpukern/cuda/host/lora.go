@@ -14,13 +14,15 @@ type LoRA struct {
 	Rows, Parts, MaxRank int
 }
 
-// LoRATables makes the tables of segs; addr is a tensor's device address.
-func LoRATables(segs []gpukern.LoRASegment, addr func(gpukern.Tensor) uint64) LoRA {
+// LoRATables makes the tables of segs, with at least minParts parts (the expand writes zeros
+// for every part of the projection even where no row has an adapter); addr is a tensor's
+// device address.
+func LoRATables(segs []gpukern.LoRASegment, minParts int, addr func(gpukern.Tensor) uint64) LoRA {
 	var t LoRA
 	if len(segs) == 0 {
 		return t
 	}
-	t.Rows = segs[len(segs)-1].End
+	t.Rows, t.Parts = segs[len(segs)-1].End, minParts
 	for _, s := range segs {
 		t.Parts = max(t.Parts, len(s.Parts)) // that of every segment with an adapter
 	}

@@ -9,20 +9,26 @@ type Step struct {
 }
 
 // Schedule orders ops on the main and side streams: a side launch forks from the main stream
-// (it sees everything launched there before it), and the first main launch marked Join, or
-// the end of the flush, joins the side stream back (so that a captured graph ends on the main
-// stream alone). Launches between a fork and its join run concurrently with the side ones.
+// where the main stream has had launches since the last fork (so it sees everything launched
+// there before it), and the first main launch marked Join, or the end of the flush, joins the
+// side stream back (so that a captured graph ends on the main stream alone). Main launches
+// between a fork and its join run concurrently with the side ones.
 func Schedule(ops []Op) []Step {
 	steps := make([]Step, 0, len(ops)+4)
-	unjoined := false
+	unjoined, mainMoved := false, true
 	for i := range ops {
 		switch {
-		case ops[i].Side:
+		case ops[i].Side && mainMoved:
 			steps = append(steps, Step{Fork: true})
+			unjoined, mainMoved = true, false
+		case ops[i].Side:
 			unjoined = true
 		case ops[i].Join && unjoined:
 			steps = append(steps, Step{Join: true})
 			unjoined = false
+		}
+		if !ops[i].Side {
+			mainMoved = true
 		}
 		steps = append(steps, Step{Op: i})
 	}

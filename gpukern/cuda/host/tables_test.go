@@ -49,7 +49,7 @@ func TestLoRATables(t *testing.T) {
 	onlyQV := []gpukern.LoRAPart{{A: tensor(10), B: tensor(11), Rank: 8, Scale: 2}, {}, {A: tensor(14), B: tensor(15), Rank: 8, Scale: 2}}
 	all := []gpukern.LoRAPart{{A: tensor(20), B: tensor(21), Rank: 16, Scale: 1}, {A: tensor(22), B: tensor(23), Rank: 4, Scale: 1}, {A: tensor(24), B: tensor(25), Rank: 16, Scale: 1}}
 	segs := []gpukern.LoRASegment{{Start: 0, End: 2, Parts: onlyQV}, {Start: 2, End: 3}, {Start: 3, End: 4, Parts: all}}
-	tb := LoRATables(segs, addr)
+	tb := LoRATables(segs, 0, addr)
 	if tb.Rows != 4 || tb.Parts != 3 || tb.MaxRank != 16 || len(tb.A) != 12 {
 		t.Fatalf("tables %+v", tb)
 	}
@@ -60,7 +60,12 @@ func TestLoRATables(t *testing.T) {
 	}
 	// Two adapters in place of three, over the same rows: the same sizes.
 	segs[2].Parts = onlyQV
-	if tb2 := LoRATables(segs, addr); len(tb2.A) != len(tb.A) || len(tb2.Ranks) != len(tb.Ranks) {
+	if tb2 := LoRATables(segs, 0, addr); len(tb2.A) != len(tb.A) || len(tb2.Ranks) != len(tb.Ranks) {
 		t.Errorf("table sizes changed with the adapter mix")
+	}
+	// No adapter at all: the expand still gets a zero entry per (row, part), to write zeros.
+	none := []gpukern.LoRASegment{{Start: 0, End: 4}}
+	if tb3 := LoRATables(none, 3, addr); tb3.Parts != 3 || len(tb3.Ranks) != 12 || tb3.MaxRank != 0 || slices.Max(tb3.Ranks) != 0 {
+		t.Errorf("tables without adapters %+v", tb3)
 	}
 }

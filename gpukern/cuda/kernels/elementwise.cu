@@ -40,36 +40,50 @@ extern "C" __global__ void gather(float *__restrict__ out, const float *__restri
 }
 
 // out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w. With a non-null residual, x[r,:] +=
-// residual[r,:] first and is written back (the residual add fused in). out may alias x or
-// residual: both loops give a thread the same elements, and it reads each before writing it, so
-// nothing is __restrict__. One block per row; blockDim.x a multiple of 32, at most 1024.
-extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, float *x, const float *residual, const __nv_bfloat16 *w, int dim, float eps) {
-	float *row = x + (size_t)blockIdx.x * dim;
-	const float *d = residual ? residual + (size_t)blockIdx.x * dim : nullptr;
+// residual[r,:] (and + delta[r,:] where delta is non-null: a LoRA delta of the projection that
+// made the residual, written beside its GEMM) first and is written back (the residual add fused
+// in); delta is only given with a residual. out may alias x or residual: both loops give a
+// thread the same elements, every read of residual and delta is in the first loop, before
+// block_sum's barriers, and every write of out in the second, so nothing is __restrict__. One
+// block per row; blockDim.x a multiple of 32, at most 1024.
+extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, float *x, const float *residual, const float *delta,
+		const __nv_bfloat16 *w, int dim, float eps) {
+	size_t base = (size_t)blockIdx.x * dim;
+	float *row = x + base;
+	const float *d = residual ? residual + base : nullptr;
+	const float *dd = residual && delta ? delta + base : nullptr;
 	float ss = 0.0f;
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		float v = row[i];
 		if (d) {
-			v += d[i];
+			// residual + delta first: the value the projection's output had when the delta
+			// was added to it in place.
+			v += dd ? d[i] + dd[i] : d[i];
 			row[i] = v;
 		}
 		ss += v * v;
 	}
 	float inv = rsqrtf(block_sum(ss) / dim + eps);
-	float *o = out + (size_t)blockIdx.x * dim;
+	float *o = out + base;
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		o[i] = row[i] * inv * __bfloat162float(w[i]);
 	}
 }
 
-// out[r, c] = silu(gate_up[r, c]) * gate_up[r, dim + c] over n = rows * dim elements of out,
-// with gate_up [rows, 2 * dim] the fused gate and up projections (out does not alias it).
-extern "C" __global__ void silu_mul(float *__restrict__ out, const float *__restrict__ gate_up, int dim, long long n) {
+// out[r, c] = silu(g) * u with g = gate_up[r, c] and u = gate_up[r, dim + c] over n = rows * dim
+// elements of out, with gate_up [rows, 2 * dim] the fused gate and up projections; where delta
+// (gate_up's layout: the LoRA delta written beside the GEMM) is non-null, g and u each add its
+// element at the same place. out does not alias gate_up or delta.
+extern "C" __global__ void silu_mul(float *__restrict__ out, const float *__restrict__ gate_up, const float *__restrict__ delta,
+		int dim, long long n) {
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-		const float *row = gate_up + i / dim * 2 * dim;
-		int c = i % dim;
-		float g = row[c];
-		out[i] = g / (1.0f + expf(-g)) * row[dim + c];
+		size_t at = (size_t)(i / dim) * 2 * dim + i % dim;
+		float g = gate_up[at], u = gate_up[at + dim];
+		if (delta) {
+			g += delta[at];
+			u += delta[at + dim];
+		}
+		out[i] = g / (1.0f + expf(-g)) * u;
 	}
 }
 

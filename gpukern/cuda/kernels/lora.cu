@@ -74,10 +74,13 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned 
 	}
 }
 
-// Expand: out[r, out_off[p] + o] += scale * v[r, p*vstride : p*vstride + rank] . B[o, :] for
+// Expand: out[r, out_off[p] + o] = scale * v[r, p*vstride : p*vstride + rank] . B[o, :] for
 // o < out_off[p+1] - out_off[p], with B [that many, rank] in bf16 and rows of out of
-// out_off[parts] values. Grid (rows, ceil(out_off[parts] / blockDim.x)): a thread computes one
-// column, whose part it finds in out_off; dynamic shared memory of parts * vstride floats
+// out_off[parts] values; 0 where the row has no adapter for the part (rank 0). Every element of
+// out is written (not added to): out is the delta buffer that the side stream fills beside the
+// base GEMM, shared between projections and so holding stale values, and the kernel that reads
+// the GEMM's output adds it. Grid (rows, ceil(out_off[parts] / blockDim.x)): a thread computes
+// one column, whose part it finds in out_off; dynamic shared memory of parts * vstride floats
 // holds the row of v. A thread reads its row of B 8 values at a time where rank is a multiple
 // of 8 and B 16-byte aligned.
 extern "C" __global__ void lora_expand(float *out, const float *v, const unsigned long long *b_ptrs, const int *ranks,
@@ -100,7 +103,9 @@ extern "C" __global__ void lora_expand(float *out, const float *v, const unsigne
 		p++;
 	}
 	int t = r * parts + p, rank = ranks[t];
+	float *dst = out + (size_t)r * width + o;
 	if (rank == 0) {
+		*dst = 0.0f;
 		return;
 	}
 	const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)b_ptrs[t];
@@ -118,5 +123,5 @@ extern "C" __global__ void lora_expand(float *out, const float *v, const unsigne
 			acc += vp[j] * __bfloat162float(b[j]);
 		}
 	}
-	out[(size_t)r * width + o] += scales[t] * acc;
+	*dst = scales[t] * acc;
 }
