@@ -120,8 +120,8 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		}
 		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).i32(t.Parts).i32(in).i32(vStride)
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
-		// adapters a step mixes (blocks past a row's rank return at once).
-		// On the side stream: it needs only x, so it runs beside the base GEMM of the same x.
+		// adapters a step mixes (blocks past a row's rank return at once). On the side stream:
+		// it needs only x, so it runs beside the base GEMM of the same x.
 		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
 		o.Side = true
 		b.record(o)
