@@ -96,6 +96,7 @@ type Backend struct {
 	ops       []host.Op            // recorded, not yet launched (graph.go)
 	graphs    host.Graphs[uintptr] // instantiated graphs (CUgraphExec) by launch sequence
 	slotsUsed map[int]bool         // adapter pool slots the recorded work reads
+	copy16    bf16Copy             // a GEMM input already in bf16 (ops.go)
 
 	prof    map[string]time.Duration // kernel times, while Profile runs
 	profErr error
@@ -308,6 +309,7 @@ func (b *Backend) Free(t gpukern.Tensor) {
 	}
 	b.do(func() {
 		b.flush() // recorded work may read t
+		b.copy16 = bf16Copy{}
 		b.fail(cu.MemFree(d.ptr))
 	})
 	d.ptr = 0
@@ -324,6 +326,7 @@ func (b *Backend) Upload(t gpukern.Tensor, src []float32) {
 	}
 	b.do(func() {
 		b.flush() // recorded work may read t's old contents
+		b.copy16 = bf16Copy{}
 		if d.bf16 {
 			raw := toBF16(src)
 			b.fail(cu.MemcpyHtoD(d.ptr, unsafe.Pointer(&raw[0]), int64(2*len(raw))))

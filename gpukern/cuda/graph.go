@@ -34,6 +34,9 @@ func (b *Backend) record(o host.Op) {
 	if g := o.Grid; o.Fn != 0 && (g.X <= 0 || g.Y <= 0 || g.Z <= 0) {
 		return // nothing to do: an empty batch or no rows of this kind
 	}
+	if !o.Side {
+		b.copy16 = bf16Copy{} // o may write the activation or gemmIn
+	}
 	b.ops = append(b.ops, o)
 }
 

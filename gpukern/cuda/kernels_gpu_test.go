@@ -84,6 +84,41 @@ func TestMatMul(t *testing.T) {
 	}
 }
 
+// A GEMM right after RMSNorm or SiLUMul reads the bf16 copy those kernels write of their
+// output; after anything else writes that activation (here an Upload, then another RMSNorm's
+// output elsewhere), it converts the activation afresh.
+func TestGEMMInputCopy(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 13))
+	rows, dim, n := 6, 896, 300
+	w, norm := weight(randn(r, n*dim, 0.02)), weight(randn(r, dim, 1))
+	x, h, o := act(randn(r, rows*dim, 1)), out(rows*dim), out(rows*n)
+	gpu.RMSNorm(h.g, x.g, nil, nil, norm.g, rows, dim, 1e-5)
+	ref.RMSNorm(h.r, x.r, nil, nil, norm.r, rows, dim, 1e-5)
+	gpu.MatMul(o.g, h.g, w.g, rows, n, dim)
+	ref.MatMul(o.r, h.r, w.r, rows, n, dim)
+	o.compare(t, "matmul after rmsnorm", shapeOf(rows, n, dim), tolBF16)
+	fresh := randn(r, rows*dim, 1)
+	gpu.RMSNorm(h.g, x.g, nil, nil, norm.g, rows, dim, 1e-5)
+	gpu.Upload(h.g, fresh)
+	ref.Upload(h.r, fresh)
+	gpu.MatMul(o.g, h.g, w.g, rows, n, dim)
+	ref.MatMul(o.r, h.r, w.r, rows, n, dim)
+	o.compare(t, "matmul after an upload", shapeOf(rows, n, dim), tolBF16)
+	other := out(rows * dim)
+	gpu.RMSNorm(other.g, x.g, nil, nil, norm.g, rows, dim, 1e-5) // the copy is of other now
+	gpu.MatMul(o.g, h.g, w.g, rows, n, dim)
+	o.compare(t, "matmul of another activation", shapeOf(rows, n, dim), tolBF16)
+	gateUp, act2 := act(randn(r, 2*rows*dim, 2)), out(rows*dim)
+	gpu.SiLUMul(act2.g, gateUp.g, nil, rows, dim)
+	ref.SiLUMul(act2.r, gateUp.r, nil, rows, dim)
+	gpu.MatMul(o.g, act2.g, w.g, rows, n, dim)
+	ref.MatMul(o.r, act2.r, w.r, rows, n, dim)
+	o.compare(t, "matmul after silu_mul", shapeOf(rows, n, dim), tolBF16)
+	for _, p := range []pair{w, norm, x, h, o, other, gateUp, act2} {
+		p.free()
+	}
+}
+
 func TestElementwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	for _, s := range []struct{ rows, dim int }{{1, 32}, {9, 1000}, {64, 11008}} {

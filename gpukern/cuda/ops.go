@@ -40,15 +40,27 @@ func optional(t gpukern.Tensor) cu.DevicePtr {
 	return dev(t).ptr
 }
 
-// RMSNorm implements gpukern.Backend.
+// RMSNorm implements gpukern.Backend; it also writes its output in bf16 for the GEMM that
+// follows (bf16Copy).
 func (b *Backend) RMSNorm(out, x, residual, delta, w gpukern.Tensor, rows, dim int, eps float32) {
 	o, xs, ws := dev(out), dev(x), dev(w)
 	b.do(func() {
-		a := (&args{}).ptr(o).ptr(xs).dptr(optional(residual)).dptr(optional(delta)).ptr(ws).i32(dim).f32(eps)
+		out16 := b.buffer(&b.scratch.gemmIn, int64(2*rows*dim))
+		a := (&args{}).ptr(o).dptr(out16).ptr(xs).dptr(optional(residual)).dptr(optional(delta)).ptr(ws).i32(dim).f32(eps)
 		op := kernel("rmsnorm", b.fn.rmsnorm, d1(rows), d1(threads), 0, a)
 		op.Join = delta != nil
 		b.record(op)
+		b.copy16 = bf16Copy{of: o.ptr, n: rows * dim}
 	})
+}
+
+// bf16Copy says that scratch.gemmIn holds the first n values of the activation at address of
+// in bf16, written by the last main-stream kernel recorded (RMSNorm, SiLUMul): a MatMul of
+// that activation reads it instead of converting. Recording any other main-stream kernel
+// clears it, since that kernel may write the activation or gemmIn.
+type bf16Copy struct {
+	of cu.DevicePtr
+	n  int
 }
 
 // MatMul implements gpukern.Backend with cuBLAS on bf16 inputs, accumulating in fp32.
@@ -59,7 +71,11 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 	}
 	b.do(func() {
 		in := xs.ptr
-		if !xs.bf16 {
+		switch {
+		case xs.bf16:
+		case b.copy16 == bf16Copy{of: xs.ptr, n: m * k}:
+			in = b.scratch.gemmIn.ptr // made by the kernel that wrote x
+		default:
 			in = b.buffer(&b.scratch.gemmIn, int64(2*m*k))
 			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
@@ -87,11 +103,18 @@ func (b *Backend) Add(out, x, y gpukern.Tensor, n int) {
 	b.elementwise("add", b.fn.add, n, (&args{}).ptr(dev(out)).ptr(dev(x)).ptr(dev(y)).i64(n), true)
 }
 
-// SiLUMul implements gpukern.Backend.
+// SiLUMul implements gpukern.Backend; it also writes its output in bf16 for the down
+// projection's GEMM (bf16Copy).
 func (b *Backend) SiLUMul(out, gateUp, delta gpukern.Tensor, rows, dim int) {
-	n := rows * dim
-	a := (&args{}).ptr(dev(out)).ptr(dev(gateUp)).dptr(optional(delta)).i32(dim).i64(n)
-	b.elementwise("silu_mul", b.fn.siluMul, n, a, delta != nil)
+	n, o := rows*dim, dev(out)
+	b.do(func() {
+		out16 := b.buffer(&b.scratch.gemmIn, int64(2*n))
+		a := (&args{}).ptr(o).dptr(out16).ptr(dev(gateUp)).dptr(optional(delta)).i32(dim).i64(n)
+		op := kernel("silu_mul", b.fn.siluMul, d1(gridFor(n, threads)), d1(threads), 0, a)
+		op.Join = delta != nil
+		b.record(op)
+		b.copy16 = bf16Copy{of: o.ptr, n: n}
+	})
 }
 
 // RoPEWriteKV implements gpukern.Backend.

@@ -44,10 +44,11 @@ extern "C" __global__ void gather(float *__restrict__ out, const float *__restri
 // made the residual, written beside its GEMM) first and is written back (the residual add fused
 // in); delta is only given with a residual. out may alias x or residual: both loops give a
 // thread the same elements, every read of residual and delta is in the first loop, before
-// block_sum's barriers, and every write of out in the second, so nothing is __restrict__. One
-// block per row; blockDim.x a multiple of 32, at most 1024.
-extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, float *x, const float *residual, const float *delta,
-		const __nv_bfloat16 *w, int dim, float eps) {
+// block_sum's barriers, and every write of out in the second, so nothing is __restrict__. Where
+// out16 is non-null it also gets out in bf16: the input of the GEMM that follows, which then
+// needs no conversion of its own. One block per row; blockDim.x a multiple of 32, at most 1024.
+extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, __nv_bfloat16 *out16, float *x, const float *residual,
+		const float *delta, const __nv_bfloat16 *w, int dim, float eps) {
 	size_t base = (size_t)blockIdx.x * dim;
 	float *row = x + base;
 	const float *d = residual ? residual + base : nullptr;
@@ -66,16 +67,21 @@ extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, float *x,
 	float inv = rsqrtf(block_sum(ss) / dim + eps);
 	float *o = out + base;
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-		o[i] = row[i] * inv * __bfloat162float(w[i]);
+		float y = row[i] * inv * __bfloat162float(w[i]);
+		o[i] = y;
+		if (out16) {
+			out16[base + i] = __float2bfloat16(y);
+		}
 	}
 }
 
 // out[r, c] = silu(g) * u with g = gate_up[r, c] and u = gate_up[r, dim + c] over n = rows * dim
 // elements of out, with gate_up [rows, 2 * dim] the fused gate and up projections; where delta
 // (gate_up's layout: the LoRA delta written beside the GEMM) is non-null, g and u each add its
-// element at the same place. out does not alias gate_up or delta.
-extern "C" __global__ void silu_mul(float *__restrict__ out, const float *__restrict__ gate_up, const float *__restrict__ delta,
-		int dim, long long n) {
+// element at the same place. out does not alias gate_up or delta. Where out16 is non-null it
+// also gets out in bf16 (the down projection's GEMM input).
+extern "C" __global__ void silu_mul(float *__restrict__ out, __nv_bfloat16 *__restrict__ out16, const float *__restrict__ gate_up,
+		const float *__restrict__ delta, int dim, long long n) {
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		size_t at = (size_t)(i / dim) * 2 * dim + i % dim;
 		float g = gate_up[at], u = gate_up[at + dim];
@@ -83,7 +89,11 @@ extern "C" __global__ void silu_mul(float *__restrict__ out, const float *__rest
 			g += delta[at];
 			u += delta[at + dim];
 		}
-		out[i] = g / (1.0f + expf(-g)) * u;
+		float y = g / (1.0f + expf(-g)) * u;
+		out[i] = y;
+		if (out16) {
+			out16[i] = __float2bfloat16(y);
+		}
 	}
 }
 
