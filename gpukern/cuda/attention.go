@@ -24,33 +24,42 @@ func flashSharedBytes(hd int) int { return hd * (flashBQ*4 + 2*flashBK*2) }
 const splitLen = 512
 
 // Attention implements gpukern.Backend: flash_prefill for prefill tiles, decode_split and
-// decode_combine for decode rows, in one call for a mixed batch.
+// decode_combine for decode rows, in one call for a mixed batch. Both also write the output in
+// bf16 for the o projection's GEMM (bf16Copy).
 func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
 	plan := host.PlanAttention(seqs, flashBQ)
 	os, qs := dev(out), dev(q)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
+		size := len(plan.RowLen) * p.Heads * p.HeadDim
+		out16 := b.buffer(&b.scratch.gemmIn, int64(2*size))
 		rowLen, rowTable, blocks := upload(b, plan.RowLen), upload(b, plan.RowTable), upload(b, plan.Blocks)
 		if n := len(plan.TileRow0); n > 0 {
-			a := (&args{}).ptr(os).ptr(qs).ptr(kc).ptr(vc).dptr(upload(b, plan.TileRow0)).dptr(upload(b, plan.TileRows)).
+			a := (&args{}).ptr(os).dptr(out16).ptr(qs).ptr(kc).ptr(vc).dptr(upload(b, plan.TileRow0)).dptr(upload(b, plan.TileRows)).
 				dptr(rowLen).dptr(rowTable).dptr(blocks).i32(cache.BlockSize).
 				i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale)
 			b.launch("flash_prefill", b.fn.flashPrefill, d2(n, p.Heads), d1(128), flashSharedBytes(p.HeadDim), a)
 		}
-		n := len(plan.DecRows)
-		if n == 0 {
-			return
+		if n := len(plan.DecRows); n > 0 {
+			b.decode(os.ptr, out16, qs, kc, vc, &plan, rowLen, rowTable, blocks, cache.BlockSize, p)
 		}
-		splits := max(1, (plan.MaxDecode+splitLen-1)/splitLen)
-		parts := n * p.Heads * splits
-		acc := b.buffer(&b.scratch.part, int64(4*parts*(p.HeadDim+2)))
-		ml := acc + cu.DevicePtr(4*parts*p.HeadDim)
-		decRows := upload(b, plan.DecRows)
-		a := (&args{}).dptr(acc).dptr(ml).ptr(qs).ptr(kc).ptr(vc).dptr(decRows).
-			dptr(rowLen).dptr(rowTable).dptr(blocks).i32(cache.BlockSize).
-			i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale).i32(splitLen)
-		b.launch("decode_split", b.fn.decodeSplit, dims{X: n, Y: p.Heads, Z: splits}, d1(128), 4*(p.HeadDim+2)*4, a)
-		a = (&args{}).ptr(os).dptr(acc).dptr(ml).dptr(decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
-		b.launch("decode_combine", b.fn.decodeCombine, d2(n, p.Heads), d1(128), 0, a)
+		b.copy16 = bf16Copy{of: os.ptr, n: size}
 	})
+}
+
+// decode launches decode_split and decode_combine for the plan's decode rows. Callers are
+// inside b.do.
+func (b *Backend) decode(out, out16 cu.DevicePtr, q, kc, vc *Tensor, plan *host.Attn, rowLen, rowTable, blocks cu.DevicePtr, blockSize int, p gpukern.AttnParams) {
+	n := len(plan.DecRows)
+	splits := max(1, (plan.MaxDecode+splitLen-1)/splitLen)
+	parts := n * p.Heads * splits
+	acc := b.buffer(&b.scratch.part, int64(4*parts*(p.HeadDim+2)))
+	ml := acc + cu.DevicePtr(4*parts*p.HeadDim)
+	decRows := upload(b, plan.DecRows)
+	a := (&args{}).dptr(acc).dptr(ml).ptr(q).ptr(kc).ptr(vc).dptr(decRows).
+		dptr(rowLen).dptr(rowTable).dptr(blocks).i32(blockSize).
+		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale).i32(splitLen)
+	b.launch("decode_split", b.fn.decodeSplit, dims{X: n, Y: p.Heads, Z: splits}, d1(128), 4*(p.HeadDim+2)*4, a)
+	a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
+	b.launch("decode_combine", b.fn.decodeCombine, d2(n, p.Heads), d1(128), 0, a)
 }

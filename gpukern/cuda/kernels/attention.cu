@@ -38,7 +38,7 @@ __device__ unsigned int load_pair(const __nv_bfloat16 *p, bool aligned) {
 // the K tile; for P.V it accumulates the pairs c + 8*j of hd, fetching each probability from the
 // lane that computed it.
 template <int PAIRS>
-__device__ void flash_tile(float *out, const float *qs, const unsigned int *ks, const unsigned int *vs,
+__device__ void flash_tile(float *out, __nv_bfloat16 *out16, const float *qs, const unsigned int *ks, const unsigned int *vs,
 		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *table, int row0, int nrows,
 		int n, int n_max, int block_size, int heads, int kv_heads, int kvh, int hd, float scale) {
 	int tid = threadIdx.x, lane = tid & 31;
@@ -154,14 +154,19 @@ __device__ void flash_tile(float *out, const float *qs, const unsigned int *ks, 
 		}
 	}
 	if (qi < nrows) {
-		float *o = out + ((size_t)(row0 + qi) * heads + blockIdx.y) * hd;
+		size_t at = ((size_t)(row0 + qi) * heads + blockIdx.y) * hd;
 #pragma unroll
 		for (int j = 0; j < PAIRS; j++) {
 			int e = c + FLASH_GROUP * j;
 			if (e < H) {
 				// l > 0 whenever the row sees a position; a row that sees none gets zeros.
-				o[2 * e] = l > 0.0f ? acc[j][0] / l : 0.0f;
-				o[2 * e + 1] = l > 0.0f ? acc[j][1] / l : 0.0f;
+				float y0 = l > 0.0f ? acc[j][0] / l : 0.0f, y1 = l > 0.0f ? acc[j][1] / l : 0.0f;
+				out[at + 2 * e] = y0;
+				out[at + 2 * e + 1] = y1;
+				if (out16) {
+					out16[at + 2 * e] = __float2bfloat16(y0);
+					out16[at + 2 * e + 1] = __float2bfloat16(y1);
+				}
 			}
 		}
 	}
@@ -173,7 +178,8 @@ __device__ void flash_tile(float *out, const float *qs, const unsigned int *ks, 
 // tile's longest row, each row masked by its own row_len. Grid (num_tiles, heads); blockDim.x =
 // FLASH_THREADS (128); dynamic shared memory hd * (FLASH_BQ*4 + 2*FLASH_BK*2) bytes: the Q tile
 // in fp32, then the K and V tiles in bf16 (48 KiB at hd = 256, and no static shared memory).
-extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float *out, const float *q,
+// Where out16 is non-null it also gets out in bf16 (the o projection's GEMM input).
+extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float *out, __nv_bfloat16 *out16, const float *q,
 		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *tile_row0, const int *tile_rows,
 		const int *row_len, const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd,
 		float scale) {
@@ -199,11 +205,11 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 	const int *table = blocks + row_table[row0];
 	int kvh = h / (heads / kv_heads);
 	if (hd <= 64) {
-		flash_tile<4>(out, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
+		flash_tile<4>(out, out16, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
 	} else if (hd <= 128) {
-		flash_tile<8>(out, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
+		flash_tile<8>(out, out16, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
 	} else {
-		flash_tile<16>(out, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
+		flash_tile<16>(out, out16, qs, ks, vs, k_cache, v_cache, table, row0, nrows, n, n_max, block_size, heads, kv_heads, kvh, hd, scale);
 	}
 }
 
@@ -314,8 +320,9 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, const f
 
 // Decode, the splits combined: out[(dec_rows[i]*heads + h)*hd + d] = sum_s acc_s[d] *
 // exp(m_s - M) / sum_s l_s * exp(m_s - M), M the largest m_s, skipping empty splits (m_s = -inf);
-// a row with no position at all gets zeros. Grid (n_dec, heads); blockDim.x any (128).
-extern "C" __global__ void decode_combine(float *out, const float *part_acc, const float *part_ml, const int *dec_rows,
+// a row with no position at all gets zeros; where out16 is non-null it also gets out in bf16 (the
+// o projection's GEMM input). Grid (n_dec, heads); blockDim.x any (128).
+extern "C" __global__ void decode_combine(float *out, __nv_bfloat16 *out16, const float *part_acc, const float *part_ml, const int *dec_rows,
 		int heads, int hd, int splits) {
 	int i = blockIdx.x, h = blockIdx.y;
 	size_t part = ((size_t)i * heads + h) * splits;
@@ -330,7 +337,7 @@ extern "C" __global__ void decode_combine(float *out, const float *part_acc, con
 			total += ml[2 * s + 1] * expf(ml[2 * s] - big);
 		}
 	}
-	float *o = out + ((size_t)dec_rows[i] * heads + h) * hd;
+	size_t at = ((size_t)dec_rows[i] * heads + h) * hd;
 	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
 		float sum = 0.0f;
 		for (int s = 0; s < splits; s++) {
@@ -338,6 +345,10 @@ extern "C" __global__ void decode_combine(float *out, const float *part_acc, con
 				sum += pa[(size_t)s * hd + d] * expf(ml[2 * s] - big);
 			}
 		}
-		o[d] = total > 0.0f ? sum / total : 0.0f;
+		float y = total > 0.0f ? sum / total : 0.0f;
+		out[at + d] = y;
+		if (out16) {
+			out16[at + d] = __float2bfloat16(y);
+		}
 	}
 }
