@@ -74,7 +74,8 @@ func (f *gpuFixture) seq(c golden.Case, keep bool) *engine.Sequence {
 
 func (f *gpuFixture) run(t *testing.T, seqs ...*engine.Sequence) {
 	t.Helper()
-	e, err := engine.New(f.m, engine.Config{NumBlocks: 256, DeviceSampling: true})
+	// As the CUDA worker runs it: sampling on the device, decode batches padded to graph buckets.
+	e, err := engine.New(f.m, engine.Config{NumBlocks: 256, DeviceSampling: true, PadDecode: true})
 	if err != nil {
 		t.Fatal(err)
 	}
