@@ -7,7 +7,8 @@
 //   - Tensors are opaque buffers owned by the backend; shapes are passed with each call and
 //     all matrices are row-major.
 //   - Small per-step metadata (token ids, positions, KV slots, segments) travels as host
-//     slices; a device backend copies it to the device with each call.
+//     slices; a device backend copies it to the device (gpukern/cuda: once per flush of the
+//     kernels it records).
 //   - Kernels do not validate shapes against the data they are given: the caller (the model)
 //     owns shapes. A wrong shape is a programming error, never user input.
 package gpukern

@@ -18,14 +18,7 @@ import (
 // The benchmark runs end to end on the CPU backend with the tiny test model's shape, and
 // counts the bytes of a step by the model's shapes (worked out by hand for this shape).
 func TestRunOnTheCPU(t *testing.T) {
-	root, err := golden.TestdataDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	shape, err := model.LoadConfig(root + "/tiny-llama/model")
-	if err != nil {
-		t.Fatal(err)
-	}
+	shape := tinyShape(t)
 	cfg := Config{Model: shape, Batches: []int{1, 4}, Adapters: []int{1, 0}, Contexts: []int{8}, Rank: 4,
 		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
 	if n, err := cfg.MaxAdapters(); err != nil || n != 5 { // 4 in the largest batch, 1 spare
@@ -104,14 +97,7 @@ func (g *gpuLike) Profile(f func()) (map[string]time.Duration, error) {
 // context, decode while adapters load (a fresh adapter before each timed step, each freed
 // again), and the memory in use.
 func TestGPUMeasurements(t *testing.T) {
-	root, err := golden.TestdataDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	shape, err := model.LoadConfig(root + "/tiny-llama/model")
-	if err != nil {
-		t.Fatal(err)
-	}
+	shape := tinyShape(t)
 	cfg := Config{Model: shape, Batches: []int{2, 4}, Adapters: []int{0}, Contexts: []int{8, 16}, Rank: 4,
 		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
 	be := &gpuLike{Backend: cpuref.New(1)}
@@ -153,6 +139,20 @@ func TestGPUMeasurements(t *testing.T) {
 		!strings.Contains(md.String(), "40 flushes replayed a graph, 2 captured one, 9 ran eagerly; 1 captures failed (the first: capture invalidated)") {
 		t.Errorf("markdown (%v):\n%s", err, md.String())
 	}
+}
+
+// tinyShape is the tiny test model's shape.
+func tinyShape(t *testing.T) model.Config {
+	t.Helper()
+	root, err := golden.TestdataDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape, err := model.LoadConfig(root + "/tiny-llama/model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return shape
 }
 
 func TestConfigErrors(t *testing.T) {

@@ -32,8 +32,16 @@ const (
 	GraphsOff    = "lora, graphs off" // kernels launched one by one (backends with graphs)
 )
 
-// graphsAt is the number of adapters of the graphs-off comparison (fewer in smaller batches).
-const graphsAt = 32
+// reference is the reference batch size and adapter count: the graphs-off rows use
+// that many adapters (fewer in smaller batches), and the profile and the decode while loading
+// run at the largest batch up to it.
+const reference = 32
+
+// decodeRun is one decode measurement of a (batch, context): a variant with k adapters.
+type decodeRun struct {
+	variant string
+	k       int
+}
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off
@@ -53,21 +61,12 @@ func (r *runner) decodeGrid(rep *Report, progress func(string)) error {
 					ks = append(ks, k)
 				}
 			}
-			runs := []struct {
-				variant string
-				k       int
-			}{{AttentionOff, 0}, {LoRAOff, 0}}
+			runs := []decodeRun{{AttentionOff, 0}, {LoRAOff, 0}}
 			for _, k := range ks {
-				runs = append(runs, struct {
-					variant string
-					k       int
-				}{WithLoRA, k})
+				runs = append(runs, decodeRun{WithLoRA, k})
 			}
 			if _, ok := r.be.(Grapher); ok && ctx == c.Contexts[0] {
-				runs = append(runs, struct {
-					variant string
-					k       int
-				}{GraphsOff, min(graphsAt, b)})
+				runs = append(runs, decodeRun{GraphsOff, min(reference, b)})
 			}
 			for _, run := range runs {
 				progress(fmt.Sprintf("decode %s: batch %d, %d adapters, context %d", run.variant, b, run.k, ctx))
@@ -83,13 +82,13 @@ func (r *runner) decodeGrid(rep *Report, progress func(string)) error {
 	return r.measureLoading(rep, kv, progress)
 }
 
-// measureLoading profiles one step and runs Loading at batch and adapters graphsAt (or the
+// measureLoading profiles one step and runs Loading at batch and adapters reference (or the
 // largest batch below) and the first context, the latter next to that configuration's quiet
 // median.
 func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(string)) error {
 	ctx, b := r.cfg.Contexts[0], 0
 	for _, n := range r.cfg.Batches {
-		if n <= graphsAt {
+		if n <= reference {
 			b = max(b, n)
 		}
 	}

@@ -5,7 +5,8 @@
 // kernels of gpukern/cuda/kernels compiled at start-up by NVRTC for the GPU's architecture.
 //
 // Types: activations (Alloc) are fp32; weights, adapters and the KV cache are bf16. A GEMM
-// input is converted to bf16 just before cuBLAS reads it.
+// input is in bf16 when cuBLAS reads it: written so by the kernel that made it, or converted
+// just before.
 //
 // Only a binary built with the cuda tag imports this package: gorgonia.org/cu's init exits
 // the process where there is no GPU driver.

@@ -11,8 +11,8 @@ import (
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
-// The gpukern.Backend kernels: each uploads its metadata through the arena and queues its
-// launches on the stream; failures surface at the next Sync.
+// The gpukern.Backend kernels: each puts its metadata in the arena and records its launches
+// for the next flush (graph.go); failures surface at the next Sync.
 
 const threads = 256 // block size of the elementwise and row kernels
 

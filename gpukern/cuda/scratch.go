@@ -16,7 +16,7 @@ type devBuf struct {
 
 // scratch holds the backend's own temporaries.
 type scratch struct {
-	gemmIn devBuf // a GEMM input converted to bf16
+	gemmIn devBuf // a GEMM input in bf16: converted, or written beside it by its producer (bf16Copy)
 	part   devBuf // split-context attention partials
 	ids    devBuf // sampled token ids
 	blas   devBuf // cuBLAS's workspace
