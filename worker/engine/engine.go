@@ -132,11 +132,13 @@ func (s *Sequence) token(i int) int {
 }
 
 // Forwarder runs forward passes and holds the adapters resident on its device: a
-// *model.Model, or worker/sim's cost model of one.
+// *model.Model, or worker/sim's cost model of one. LoadAdapter may return before the upload
+// has finished; AdapterReady tells when a step can use the adapter without waiting for it.
 type Forwarder interface {
 	Forward(b *model.Batch, kv *gpukern.KVCache) ([]float32, error)
 	NewKVCache(numBlocks, blockSize int) *gpukern.KVCache
 	LoadAdapter(key string, pa *peft.Adapter) (*model.Adapter, error)
+	AdapterReady(a *model.Adapter) bool
 	FreeAdapter(a *model.Adapter)
 }
 

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lorafleet/lorafleet/internal/golden"
 	"github.com/lorafleet/lorafleet/internal/testutil"
 	"github.com/lorafleet/lorafleet/pkg/peft"
+	"github.com/lorafleet/lorafleet/worker/model"
 	"github.com/lorafleet/lorafleet/worker/sample"
 )
 
@@ -169,5 +171,69 @@ func TestLoopAdmissionBounds(t *testing.T) {
 	l.Drain()
 	if _, err := l.Submit(ctx, Request{Prompt: p, Sampler: greedy(), MaxTokens: 4}); !errors.Is(err, ErrDraining) {
 		t.Fatalf("draining: %v", err)
+	}
+}
+
+// heldUploads is the real model whose adapter uploads stay in flight until land is closed,
+// as on a GPU whose copy is still running: the seam the CUDA backend's AdapterReady fills.
+type heldUploads struct {
+	*model.Model
+	land  chan struct{}
+	asked atomic.Int32 // AdapterReady answers "not yet"
+}
+
+func (h *heldUploads) AdapterReady(a *model.Adapter) bool {
+	select {
+	case <-h.land:
+		return h.Model.AdapterReady(a)
+	default:
+		h.asked.Add(1)
+		return false
+	}
+}
+
+// While a request's adapter uploads, the loop keeps stepping everyone else; the request
+// waits in the queue, then runs and produces the reference tokens once the upload lands.
+func TestLoopRunsOthersWhileAnAdapterUploads(t *testing.T) {
+	f := loadFixture(t, "tiny-llama")
+	base := f.g.Cases[slices.IndexFunc(f.g.Cases, func(c golden.Case) bool { return c.Adapter == "" })]
+	tuned := f.g.Cases[slices.IndexFunc(f.g.Cases, func(c golden.Case) bool { return c.Adapter != "" })]
+	h := &heldUploads{Model: f.model, land: make(chan struct{})}
+	e, err := NewWith(&f.model.Config, h, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	src := &dirSource{g: f.g, base: f.model.Config.PEFTBase()}
+	l := e.Start(ctx, src)
+	t.Cleanup(func() { cancel(); <-l.Done() })
+
+	long, err := l.Submit(ctx, Request{Prompt: base.PromptIDs, Sampler: greedy(), MaxTokens: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := long.Recv(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.Submit(ctx, Request{Prompt: tuned.PromptIDs, Adapter: tuned.Adapter, Sampler: greedy(), MaxTokens: len(tuned.Greedy)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the adapter to be uploading", func() bool { return l.Stats().Loads == 1 })
+	before := l.Stats().Generated
+	testutil.Eventually(t, 5*time.Second, "the other sequence to go on decoding", func() bool { return l.Stats().Generated >= before+20 })
+	if s := l.Stats(); s.Running != 1 || s.Waiting != 1 || h.asked.Load() == 0 {
+		t.Fatalf("while the upload is in flight: %d running, %d waiting, %d readiness checks; want 1, 1, some",
+			s.Running, s.Waiting, h.asked.Load())
+	}
+	early, cancelEarly := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancelEarly()
+	if toks, fin, err := st.Recv(early, nil); len(toks) > 0 || fin != "" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the request waiting for its upload produced %v (%q, %v)", toks, fin, err)
+	}
+	close(h.land)
+	got, fin, err := collect(t, st)
+	if err != nil || fin != FinishLength || !slices.Equal(got, tuned.Greedy) {
+		t.Fatalf("after the upload landed: %v (%s, %v), want %v", got, fin, err, tuned.Greedy)
 	}
 }

@@ -24,6 +24,9 @@ type slots struct {
 	ids  map[string]string         // key → adapter ID
 	gone map[string]struct{}       // keys whose ID was unloaded: evict once unreferenced
 	gen  uint64
+	// uploading holds the resident keys whose upload has not finished: nothing runs with
+	// them until it has, so that the steps of everyone else do not wait for it.
+	uploading map[string]bool
 
 	loads, evictions uint64 // counters for Stats
 	deviceBytes      int64
@@ -34,7 +37,7 @@ func newSlots(f Forwarder) *slots {
 	return &slots{
 		fwd: f, dev: map[string]*model.Adapter{}, host: map[string]*peft.Adapter{},
 		cur: map[string]string{}, refs: map[string]int{}, ids: map[string]string{},
-		gone: map[string]struct{}{},
+		gone: map[string]struct{}{}, uploading: map[string]bool{},
 	}
 }
 
@@ -108,6 +111,9 @@ func (s *slots) load(key string) error {
 		return err
 	}
 	s.dev[key] = a
+	if !s.fwd.AdapterReady(a) {
+		s.uploading[key] = true
+	}
 	s.lru = append(s.lru, key)
 	s.residents = s.residentIDs()
 	s.loads++
@@ -123,6 +129,7 @@ func (s *slots) evict(key string) {
 	s.deviceBytes -= a.Bytes()
 	s.fwd.FreeAdapter(a)
 	delete(s.dev, key)
+	delete(s.uploading, key)
 	s.lru = slices.DeleteFunc(s.lru, func(k string) bool { return k == key })
 	s.residents = s.residentIDs()
 	s.evictions++
@@ -142,6 +149,23 @@ func (s *slots) residentIDs() []string {
 	}
 	return ids
 }
+
+// landed forgets the uploads that have finished and appends the keys still uploading to
+// dst.
+func (s *slots) landed(dst []string) []string {
+	for key := range s.uploading {
+		if s.fwd.AdapterReady(s.dev[key]) {
+			delete(s.uploading, key)
+			continue
+		}
+		dst = append(dst, key)
+	}
+	return dst
+}
+
+// ready reports whether a step can use key's device copy without waiting for its upload;
+// "" (the base model) always.
+func (s *slots) ready(key string) bool { return !s.uploading[key] }
 
 // touch marks key as used by the current step.
 func (s *slots) touch(key string) {

@@ -16,12 +16,16 @@ func (l *Loop) step() error {
 	sched.Schedule(&l.sched, &l.state, &l.plan)
 	l.apply(time.Now())
 	if len(l.work) == 0 {
-		// Nothing runnable (every waiting request's adapter failed to load this step); wait
-		// for news rather than spin.
+		// Nothing runnable: every waiting request's adapter failed to load or is still
+		// uploading. Wait for news rather than spin; an upload lands within milliseconds.
+		wait := 10 * time.Millisecond
+		if len(l.slots.uploading) > 0 {
+			wait = 200 * time.Microsecond
+		}
 		select {
 		case <-l.inbox.wake:
 			l.inbox.put(nil, "") // leave the wake-up for run's next take
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(wait):
 		}
 		return nil
 	}
@@ -46,6 +50,7 @@ func (l *Loop) fillState() {
 		st.Waiting = append(st.Waiting, schedSeq(s))
 	}
 	st.Resident = l.slots.lru
+	st.Loading = l.slots.landed(st.Loading[:0])
 	st.FreeBlocks = l.e.pool.FreeBlocks()
 }
 
@@ -74,8 +79,8 @@ func (l *Loop) apply(now time.Time) {
 	l.work = l.work[:0]
 	for _, c := range p.Chunks {
 		s, ok := l.byID[c.ID]
-		if !ok {
-			continue // failed above
+		if !ok || !l.slots.ready(s.adapterKey) {
+			continue // failed above, or waiting for its adapter's upload (admit)
 		}
 		if err := l.e.pool.Grow(&s.kv, s.computed+c.N); err != nil {
 			l.endRunning(s, fmt.Errorf("engine: scheduler planned beyond the KV cache: %w", err))
@@ -104,7 +109,9 @@ func (l *Loop) admit(ids []uint64, now time.Time) {
 	}
 	for _, id := range ids {
 		s, ok := l.byID[id]
-		if !ok {
+		if !ok || !l.slots.ready(s.adapterKey) {
+			// Failed, or the plan loaded its adapter this step and the upload is still in
+			// flight: it keeps its place in the queue while the others run.
 			continue
 		}
 		s.admitNow = true

@@ -71,6 +71,18 @@ func (m *Model) LoadAdapter(id string, pa *peft.Adapter) (*Adapter, error) {
 	return a, nil
 }
 
+// asyncUploader is a backend whose AdapterWeights may return before the copy has landed.
+type asyncUploader interface {
+	AdapterReady(ts []gpukern.Tensor) bool
+}
+
+// AdapterReady reports whether a's upload has finished, so that a forward pass using it
+// will not wait for it. On a backend that uploads synchronously it always has.
+func (m *Model) AdapterReady(a *Adapter) bool {
+	u, ok := m.be.(asyncUploader)
+	return !ok || len(a.tensors) == 0 || u.AdapterReady(a.tensors)
+}
+
 // ShapeOnly returns an adapter known by its shape alone, holding no weights: the device copy
 // of a backend that models the cost of LoRA instead of computing it (worker/sim). Forward
 // refuses it.

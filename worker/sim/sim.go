@@ -17,6 +17,9 @@ type Backend struct {
 	mc    *model.Config
 	scale float64
 	sleep func(time.Duration) // time.Sleep; tests record instead
+	now   func() time.Time    // time.Now; tests set the clock
+	// landing is when each adapter whose modeled upload is still in flight lands.
+	landing map[*model.Adapter]time.Time
 }
 
 // New returns a backend for a model of shape mc (the served model's vocabulary, context and
@@ -29,7 +32,7 @@ func New(prof *Profile, mc *model.Config, timeScale float64) (*Backend, error) {
 	if mc.VocabSize < 2 {
 		return nil, fmt.Errorf("sim: a vocabulary of %d tokens is too small", mc.VocabSize)
 	}
-	return &Backend{prof: prof, mc: mc, scale: timeScale, sleep: time.Sleep}, nil
+	return &Backend{prof: prof, mc: mc, scale: timeScale, sleep: time.Sleep, now: time.Now, landing: map[*model.Adapter]time.Time{}}, nil
 }
 
 // Forward waits the step's modeled time and returns logits that make every sampler pick
@@ -80,17 +83,28 @@ func (s *Backend) NewKVCache(numBlocks, blockSize int) *gpukern.KVCache {
 	return &gpukern.KVCache{NumBlocks: numBlocks, BlockSize: blockSize}
 }
 
-// LoadAdapter waits the modeled upload time of the adapter's full-size weights and returns
-// a device copy that records only their rank and size.
+// LoadAdapter starts the modeled upload of the adapter's full-size weights, as the GPU
+// backend does, and returns a device copy that records only their rank and size.
+// AdapterReady is false until the scaled upload time has passed.
 func (s *Backend) LoadAdapter(key string, pa *peft.Adapter) (*model.Adapter, error) {
-	start := time.Now()
 	n := s.prof.AdapterBytes(pa)
-	s.wait(s.prof.LoadTime("device", n), start)
-	return model.ShapeOnly(key, pa.MaxRank(), n), nil
+	a := model.ShapeOnly(key, pa.MaxRank(), n)
+	s.landing[a] = s.now().Add(time.Duration(float64(s.prof.LoadTime("device", n)) * s.scale))
+	return a, nil
 }
 
-// FreeAdapter has nothing to free.
-func (s *Backend) FreeAdapter(*model.Adapter) {}
+// AdapterReady reports whether a's modeled upload has landed.
+func (s *Backend) AdapterReady(a *model.Adapter) bool {
+	t, ok := s.landing[a]
+	if ok && !s.now().Before(t) {
+		delete(s.landing, a)
+		ok = false
+	}
+	return !ok
+}
+
+// FreeAdapter forgets an upload still in flight.
+func (s *Backend) FreeAdapter(a *model.Adapter) { delete(s.landing, a) }
 
 // StoreDelay is the adapter store's Delay hook: the modeled, scaled time to load a
 // full-size adapter from disk or the hub into host memory.

@@ -143,10 +143,14 @@ func tinyConfig(t *testing.T) *model.Config {
 	return &mc
 }
 
-// recorder replaces the backend's sleep.
-type recorder struct{ slept []time.Duration }
+// recorder replaces the backend's sleep and, for modeled uploads, its clock.
+type recorder struct {
+	slept []time.Duration
+	clock time.Time
+}
 
 func (r *recorder) sleep(d time.Duration) { r.slept = append(r.slept, d) }
+func (r *recorder) now() time.Time        { return r.clock }
 
 // recorded is a backend for the tiny test model whose sleeps rec records.
 func recorded(t *testing.T, p *Profile, timeScale float64) (*Backend, *model.Config, *recorder) {
@@ -156,8 +160,8 @@ func recorded(t *testing.T, p *Profile, timeScale float64) (*Backend, *model.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
-	s.sleep = rec.sleep
+	rec := &recorder{clock: time.Unix(1e9, 0)}
+	s.sleep, s.now = rec.sleep, rec.now
 	return s, mc, rec
 }
 
@@ -196,11 +200,12 @@ func argmax(v []float32) int {
 	return slices.Index(v, slices.Max(v))
 }
 
-// The engine runs on the simulated backend as on the model: sequences with adapters finish
-// at their length limit, each step waiting its modeled time.
+// The engine runs on the simulated backend as on the model: an adapter's upload lands after
+// its modeled time without blocking the caller, and sequences with adapters finish at their
+// length limit, each step waiting its modeled time.
 func TestEngineRunsOnTheSimulatedBackend(t *testing.T) {
 	p := DefaultProfile()
-	s, mc, rec := recorded(t, p, 1)
+	s, mc, rec := recorded(t, p, 2)
 	pa, err := peft.Load("../../testdata/tiny-llama/adapters/sql", mc.PEFTBase(), peft.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -212,11 +217,20 @@ func TestEngineRunsOnTheSimulatedBackend(t *testing.T) {
 	if want := p.AdapterBytes(pa); a.Bytes() != want || a.Rank() != 8 {
 		t.Fatalf("device copy: %d bytes rank %d, want %d bytes rank 8", a.Bytes(), a.Rank(), want)
 	}
-	if len(rec.slept) != 1 || rec.slept[0] > p.LoadTime("device", a.Bytes()) {
-		t.Fatalf("upload slept %v, want just under %v", rec.slept, p.LoadTime("device", a.Bytes()))
+	upload := 2 * p.LoadTime("device", a.Bytes())
+	if len(rec.slept) != 0 || s.AdapterReady(a) {
+		t.Fatalf("LoadAdapter slept %v, ready at once %v: the modeled upload must run in the background", rec.slept, s.AdapterReady(a))
 	}
-	if d := s.StoreDelay("disk", pa); d != p.LoadTime("disk", a.Bytes()) {
-		t.Fatalf("disk delay %v, want %v", d, p.LoadTime("disk", a.Bytes()))
+	rec.clock = rec.clock.Add(upload - time.Microsecond)
+	if s.AdapterReady(a) {
+		t.Fatalf("ready before its scaled upload time %v", upload)
+	}
+	rec.clock = rec.clock.Add(time.Microsecond)
+	if !s.AdapterReady(a) {
+		t.Fatalf("not ready after its scaled upload time %v", upload)
+	}
+	if d := s.StoreDelay("disk", pa); d != 2*p.LoadTime("disk", a.Bytes()) {
+		t.Fatalf("disk delay %v, want %v", d, 2*p.LoadTime("disk", a.Bytes()))
 	}
 	e, err := engine.NewWith(mc, s, engine.Config{})
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 // Random states the engine could be in keep every promise of a plan.
 func TestRandomStatesKeepInvariants(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
-	preempted, admitted, evicted := 0, 0, 0
+	preempted, admitted, evicted, waited := 0, 0, 0, 0
 	for range 20000 {
 		cfg, st := randomState(r)
 		if err := checkState(&cfg, &st); err != nil {
@@ -24,10 +24,14 @@ func TestRandomStatesKeepInvariants(t *testing.T) {
 		preempted += min(len(p.Preempt), 1)
 		admitted += min(len(p.Admit), 1)
 		evicted += min(len(p.Evict), 1)
+		if slices.ContainsFunc(st.Waiting, func(q Seq) bool { return slices.Contains(st.Loading, q.Adapter) }) {
+			waited++
+		}
 	}
 	// The generator must reach the interesting paths, or the checks above prove little.
-	if preempted < 100 || admitted < 100 || evicted < 100 {
-		t.Errorf("plans with preemption %d, admission %d, eviction %d: the generator misses a path", preempted, admitted, evicted)
+	if preempted < 100 || admitted < 100 || evicted < 100 || waited < 100 {
+		t.Errorf("plans with preemption %d, admission %d, eviction %d, waiting on an upload %d: the generator misses a path",
+			preempted, admitted, evicted, waited)
 	}
 }
 
@@ -38,7 +42,7 @@ func TestHostileStatesDoNotPanic(t *testing.T) {
 	num := func() int { return r.IntN(41) - 20 }
 	for range 5000 {
 		cfg := Config{MaxBatchTokens: num(), MaxRunning: num(), Slots: num(), BlockSize: num()}
-		st := State{FreeBlocks: num(), Resident: []string{"a", "", "a", "b"}[:r.IntN(5)]}
+		st := State{FreeBlocks: num(), Resident: []string{"a", "", "a", "b"}[:r.IntN(5)], Loading: []string{"b", "y", "a"}[:r.IntN(4)]}
 		for i := range r.IntN(6) {
 			st.Running = append(st.Running, Seq{ID: uint64(i), Adapter: []string{"", "a", "z"}[r.IntN(3)],
 				Arrival: uint64(r.IntN(4)), Len: num(), Computed: num(), Blocks: num()})
@@ -77,6 +81,11 @@ func randomState(r *rand.Rand) (Config, State) {
 		st.Waiting = append(st.Waiting, Seq{ID: uint64(100 + i), Adapter: a, Arrival: uint64(arrivals[20+i]), Len: 1 + r.IntN(50)})
 	}
 	slices.SortFunc(st.Waiting, func(x, y Seq) int { return cmp.Compare(x.Arrival, y.Arrival) })
+	for _, a := range st.Resident { // uploads in flight: no running sequence uses them yet
+		if r.IntN(3) == 0 && !slices.ContainsFunc(st.Running, func(q Seq) bool { return q.Adapter == a }) {
+			st.Loading = append(st.Loading, a)
+		}
+	}
 	dropUnfit(&cfg, &st)
 	return cfg, st
 }
@@ -133,8 +142,13 @@ func checkState(cfg *Config, st *State) error {
 		if q.Computed < 0 || q.Computed > q.Len || q.Blocks != ceilDiv(q.Computed, cfg.BlockSize) {
 			errs = append(errs, fmt.Errorf("running %+v: Computed or Blocks do not match", q))
 		}
-		if q.Adapter != "" && !slices.Contains(st.Resident, q.Adapter) {
-			errs = append(errs, fmt.Errorf("running %d uses %q, which is not resident", q.ID, q.Adapter))
+		if q.Adapter != "" && (!slices.Contains(st.Resident, q.Adapter) || slices.Contains(st.Loading, q.Adapter)) {
+			errs = append(errs, fmt.Errorf("running %d uses %q, which is not resident or still loading", q.ID, q.Adapter))
+		}
+	}
+	for _, a := range st.Loading {
+		if !slices.Contains(st.Resident, a) {
+			errs = append(errs, fmt.Errorf("loading %q is not resident", a))
 		}
 	}
 	for i, q := range st.Waiting {
@@ -231,8 +245,13 @@ func ids(seqs []Seq) []uint64 {
 // are resident afterwards, and every sequence that runs has its adapter resident.
 func checkSlots(cfg *Config, st *State, p *Plan) error {
 	for i, a := range p.Evict {
-		if !slices.Contains(st.Resident, a) || slices.Contains(p.Evict[:i], a) || slices.Contains(p.Load, a) {
-			return fmt.Errorf("evicted %q: not resident, evicted twice, or loaded again", a)
+		if !slices.Contains(st.Resident, a) || slices.Contains(p.Evict[:i], a) || slices.Contains(p.Load, a) || slices.Contains(st.Loading, a) {
+			return fmt.Errorf("evicted %q: not resident, evicted twice, loaded again, or still loading", a)
+		}
+	}
+	for _, q := range admitted(st, p) {
+		if slices.Contains(st.Loading, q.Adapter) {
+			return fmt.Errorf("admitted %d before its adapter %q finished loading", q.ID, q.Adapter)
 		}
 	}
 	for i, a := range p.Load {
@@ -301,11 +320,18 @@ func checkRunningOrder(cfg *Config, st *State, p *Plan) error {
 }
 
 // checkProgress: a state with work, where every sequence's Len fits in the whole cache, gets
-// at least one chunk.
+// at least one chunk, unless nothing runs and every waiting sequence waits for an upload in
+// flight: its adapter's, or any, for a slot, when every slot holds one.
 func checkProgress(cfg *Config, st *State, p *Plan) error {
 	all := slices.Concat(st.Running, st.Waiting)
 	fit := !slices.ContainsFunc(all, func(q Seq) bool { return ceilDiv(q.Len, cfg.BlockSize) > totalBlocks(st) })
-	if fit && len(all) > 0 && len(p.Chunks) == 0 {
+	slotsLoading := len(st.Resident) >= cfg.Slots && len(st.Loading) == len(st.Resident)
+	canGo := func(q Seq) bool {
+		return q.Adapter == "" || slices.Contains(st.Resident, q.Adapter) && !slices.Contains(st.Loading, q.Adapter) ||
+			!slices.Contains(st.Resident, q.Adapter) && !slotsLoading
+	}
+	uploads := len(st.Running) == 0 && !slices.ContainsFunc(st.Waiting, canGo)
+	if fit && len(all) > 0 && len(p.Chunks) == 0 && !uploads {
 		return errors.New("no progress")
 	}
 	return nil

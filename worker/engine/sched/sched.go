@@ -22,9 +22,14 @@
 //     sequences, ties to the least recently used. Nothing new is admitted for it, so its
 //     sequences finish, its slot unpins and the waiting adapter loads. Other adapters keep
 //     being admitted. The choice is recomputed each step from the state alone.
+//   - Uploads in flight. An adapter whose upload has not finished (State.Loading) holds its
+//     slot and is never evicted, and nothing is admitted for it until it has landed; the
+//     sequences waiting for it keep their place while others are admitted and run. A backend
+//     that uploads synchronously never reports one.
 //
 // Progress: while any sequence is running or waiting, and every sequence's Len fits in the
-// whole cache (free blocks plus the blocks of running sequences), each plan has a chunk.
+// whole cache (free blocks plus the blocks of running sequences), each plan has a chunk,
+// unless every waiting sequence waits for an upload in flight and none is running.
 package sched
 
 import (
@@ -89,6 +94,7 @@ type State struct {
 	Running    []Seq    // admitted sequences, any order
 	Waiting    []Seq    // queued sequences in Arrival order (the engine keeps it sorted)
 	Resident   []string // adapters in device slots, least recently used first
+	Loading    []string // resident adapters whose upload has not finished
 	FreeBlocks int      // free KV blocks
 }
 
@@ -123,6 +129,7 @@ type slot struct {
 	adapter string
 	running int  // sequences using it after this plan
 	evicted bool // dropped by this plan
+	loading bool // upload in flight: pinned, admits nothing
 }
 
 // planner holds one call's working state.
@@ -222,7 +229,7 @@ func (pl *planner) countPins() {
 	p := pl.p
 	p.res = p.res[:0]
 	for _, a := range pl.st.Resident {
-		p.res = append(p.res, slot{adapter: a})
+		p.res = append(p.res, slot{adapter: a, loading: slices.Contains(pl.st.Loading, a)})
 	}
 	for i := range pl.st.Running {
 		if s := &pl.st.Running[i]; !p.gone[i] && s.Adapter != "" {
@@ -256,7 +263,7 @@ func (pl *planner) occupied() int {
 // lruUnpinned is the least recently used resident adapter no sequence uses, or -1.
 func (pl *planner) lruUnpinned() int {
 	for j, r := range pl.p.res {
-		if !r.evicted && r.running == 0 {
+		if !r.evicted && r.running == 0 && !r.loading {
 			return j
 		}
 	}
@@ -278,6 +285,9 @@ func (pl *planner) chooseDrain() {
 	}
 	best := -1
 	for j, r := range pl.p.res {
+		if r.loading {
+			continue // about to be used: the sequences waiting for it come first
+		}
 		if best < 0 || r.running < pl.p.res[best].running { // ties: the least recently used
 			best = j
 		}
@@ -296,7 +306,7 @@ func (pl *planner) admit() {
 			return
 		}
 		n := min(s.Len-s.Computed, pl.budget)
-		if n <= 0 || (s.Adapter != "" && s.Adapter == pl.drain) {
+		if n <= 0 || (s.Adapter != "" && (s.Adapter == pl.drain || pl.loading(s.Adapter))) {
 			continue
 		}
 		need := pl.blocksFor(s, n)
@@ -312,6 +322,12 @@ func (pl *planner) admit() {
 		pl.p.Admit = append(pl.p.Admit, s.ID)
 		pl.p.Chunks = append(pl.p.Chunks, Chunk{ID: s.ID, N: n})
 	}
+}
+
+// loading reports whether adapter is resident with its upload in flight.
+func (pl *planner) loading(adapter string) bool {
+	j := pl.slotOf(adapter, false)
+	return j >= 0 && pl.p.res[j].loading
 }
 
 // takeSlot makes adapter resident for one more sequence: already there, a free slot, or in

@@ -18,6 +18,7 @@ import (
 //	config batch=<MaxBatchTokens> running=<MaxRunning> slots=<Slots> block=<BlockSize>
 //	free <FreeBlocks>
 //	resident <adapter>...            (least recently used first)
+//	loading <adapter>...             (resident, upload in flight)
 //	run id=<n> [adapter=<a>] arrival=<n> len=<n> [computed=<n>] [blocks=<n>]
 //	wait id=<n> [adapter=<a>] arrival=<n> len=<n>
 //	----
@@ -125,6 +126,8 @@ func parseStateLine(c *testCase, line string) error {
 		return err
 	case "resident":
 		c.st.Resident = args
+	case "loading":
+		c.st.Loading = args
 	case "run", "wait":
 		return parseSeq(c, verb, args)
 	default:
