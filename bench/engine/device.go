@@ -16,9 +16,10 @@ import (
 type (
 	// Grapher is a backend that can replay steps as CUDA graphs, and run them without.
 	Grapher interface{ SetGraphs(on bool) }
-	// Uploader times its last adapter upload (host page-locked memory to the device slot).
+	// Uploader times its last adapter upload: the conversion into page-locked host memory
+	// and the transfer from there to the device slot.
 	Uploader interface {
-		LastAdapterUpload() (time.Duration, error)
+		LastAdapterUpload() (prepare, transfer time.Duration, err error)
 	}
 	// MemInfoer reports the device's free and total memory.
 	MemInfoer interface {
@@ -94,12 +95,13 @@ func (r *runner) profile(kv *gpukern.KVCache, b, k, ctx int) (*Profile, error) {
 }
 
 // Loading is decode while adapters load: before each timed step an adapter the step does
-// not use is freed and a new one uploaded, which the backend may overlap with the step.
+// not use is freed and a new one's upload started, which the backend may overlap with the
+// step (as the engine does: a request waits until its adapter has landed).
 type Loading struct {
 	Batch, Adapters, Context int
 	Loads                    int     `json:"loads"`
 	AdapterBytes             int64   `json:"adapter_bytes"`
-	PrepareMS                float64 `json:"prepare_ms"`    // median host time of a load (bf16 conversion into page-locked memory)
+	PrepareMS                float64 `json:"prepare_ms"`    // median host time of a load's bf16 conversion into page-locked memory
 	UploadMS                 float64 `json:"upload_ms"`     // median transfer, host to device slot
 	UploadMaxMS              float64 `json:"upload_max_ms"` // slowest transfer
 	StepMS                   float64 `json:"step_ms"`       // median step while loading
@@ -137,9 +139,7 @@ func (r *runner) loading(kv *gpukern.KVCache, b, k, ctx int, quiet float64) (*Lo
 			r.m.FreeAdapter(spare)
 			spare = nil
 		}
-		start := time.Now()
 		a, err := r.m.LoadAdapter(fmt.Sprintf("loading-%d", i), r.host)
-		prepares = append(prepares, ms(time.Since(start)))
 		if err != nil {
 			return nil, fmt.Errorf("engine bench: loading an adapter during decode: %w", err)
 		}
@@ -149,12 +149,12 @@ func (r *runner) loading(kv *gpukern.KVCache, b, k, ctx int, quiet float64) (*Lo
 		if err = cmp.Or(serr, err); err != nil {
 			return nil, fmt.Errorf("engine bench: decode while loading: %w", err)
 		}
-		u, err := up.LastAdapterUpload()
+		p, u, err := up.LastAdapterUpload()
 		if err != nil {
 			return nil, err
 		}
 		steps = append(steps, ms(d))
-		uploads = append(uploads, ms(u))
+		prepares, uploads = append(prepares, ms(p)), append(uploads, ms(u))
 	}
 	return &Loading{
 		Batch: b, Adapters: k, Context: ctx, Loads: len(uploads), AdapterBytes: r.adapterBytes(),

@@ -82,9 +82,11 @@ func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
 	g.Backend.FreeAdapterWeights(ts)
 }
 
-func (g *gpuLike) SetGraphs(on bool)                         { g.graphsOff = append(g.graphsOff, !on) }
-func (g *gpuLike) LastAdapterUpload() (time.Duration, error) { return time.Millisecond, nil }
-func (g *gpuLike) MemInfo() (free, total int64, err error)   { return 3 << 30, 8 << 30, nil }
+func (g *gpuLike) SetGraphs(on bool) { g.graphsOff = append(g.graphsOff, !on) }
+func (g *gpuLike) LastAdapterUpload() (prepare, transfer time.Duration, err error) {
+	return 2 * time.Millisecond, time.Millisecond, nil
+}
+func (g *gpuLike) MemInfo() (free, total int64, err error) { return 3 << 30, 8 << 30, nil }
 func (g *gpuLike) GraphStats() host.GraphStats {
 	return host.GraphStats{Replayed: 40, Captured: 2, Eager: 9, Failed: 1, FirstFailure: errors.New("capture invalidated")}
 }
@@ -118,7 +120,7 @@ func TestGPUMeasurements(t *testing.T) {
 		t.Errorf("SetGraphs(off) calls %v, want %v", be.graphsOff, want)
 	}
 	l := rep.Loading
-	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || !(l.PrepareMS > 0) {
+	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {
 		t.Fatalf("loading %+v", l)
 	}
 	if quiet, _ := (&runner{}).find(rep, WithLoRA, 4, 4, 8); l.QuietStepMS != quiet.StepMS {

@@ -105,8 +105,8 @@ func (r *Report) Markdown(w io.Writer) error {
 // loadingAndMemory writes the decode-while-loading and memory lines, where measured.
 func (r *Report) loadingAndMemory(b *strings.Builder) {
 	if l := r.Loading; l != nil {
-		fmt.Fprintf(b, "\nDecode while adapters load (batch %d, %d adapters, context %d; before each of %d steps a new adapter of %.0f MB is uploaded):"+
-			" host preparation %.1f ms median; transfer to the device slot %.2f ms median, %.2f ms slowest; steps %.2f ms median, %.2f ms slowest"+
+		fmt.Fprintf(b, "\nDecode while adapters load (batch %d, %d adapters, context %d; before each of %d steps a new adapter of %.0f MB starts uploading in the background):"+
+			" bf16 conversion into page-locked memory %.1f ms median; transfer to the device slot %.2f ms median, %.2f ms slowest; steps %.2f ms median, %.2f ms slowest"+
 			" (%.2f× the median without loads).\n",
 			l.Batch, l.Adapters, l.Context, l.Loads, float64(l.AdapterBytes)/1e6, l.PrepareMS, l.UploadMS, l.UploadMaxMS,
 			l.StepMS, l.StepMaxMS, l.StepMaxMS/l.QuietStepMS)

@@ -5,12 +5,15 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"gorgonia.org/cu"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
@@ -32,77 +35,115 @@ func SlotElems(lens []int) int {
 
 // adapterPool is one device allocation cut into equal slots, one adapter each (vLLM's
 // max_loras × max_lora_rank), so adapters coming and going never fragment device memory.
-// Uploads go through a page-locked staging buffer on their own stream, so they overlap with
-// the compute stream's steps; only a step that reads a slot still loading waits for it.
+//
+// An upload returns at once: a goroutine of its own (host.Uploads) converts the adapter to
+// bf16 in one of two page-locked staging buffers and copies it on the upload stream, so
+// neither the conversion nor the transfer holds up the compute stream's steps. Only a step
+// that reads a slot still loading waits for it (waitFor); the engine does not schedule one
+// until ready says the upload has landed.
 type adapterPool struct {
 	base      cu.DevicePtr
 	slotElems int
 	free      []int
-	staging   unsafe.Pointer // slotElems bf16 values
 	upload    cu.Stream
-	copying   cu.Event // the last upload's start, after the compute work it waits for
-	uploaded  cu.Event // the last upload's end: the staging buffer is free again
-	computed  cu.Event // the compute work queued before an upload: the upload waits for it
 	compute   cu.Stream
-	ready     []cu.Event   // per slot: the end of its last upload (made on first use)
+	stages    [2]stage
+	freed     []cu.Event   // per slot: the compute work queued before its upload, which may read the old adapter
+	ready     []cu.Event   // per slot: the end of its last upload
 	loading   map[int]bool // slots whose upload the compute stream has not waited for
+	uploads   *host.Uploads
 }
 
-func newAdapterPool(slots, slotElems int, compute cu.Stream) (*adapterPool, error) {
-	p := &adapterPool{slotElems: slotElems, compute: compute, ready: make([]cu.Event, slots), loading: map[int]bool{}}
-	var err error
-	size := int64(slots) * int64(slotElems) * 2
-	if p.base, err = cu.MemAlloc(size); err != nil {
-		return nil, fmt.Errorf("cuda: adapter pool of %d slots (%d MiB): %w", slots, size>>20, err)
-	}
-	if p.staging, err = allocHost(2 * slotElems); err != nil {
+// stage is a page-locked staging buffer and its last transfer's start and end: the end says
+// when the buffer may be written again; both time the transfer (Backend.LastAdapterUpload).
+type stage struct {
+	buf               unsafe.Pointer // slotElems bf16 values
+	copying, uploaded cu.Event
+}
+
+func newAdapterPool(slots, slotElems int, ctx cu.CUContext, compute cu.Stream) (*adapterPool, error) {
+	p := &adapterPool{slotElems: slotElems, compute: compute, loading: map[int]bool{}}
+	if err := p.open(slots); err != nil {
 		p.close()
 		return nil, err
-	}
-	if p.upload, err = cu.MakeStream(cu.NonBlocking); err != nil {
-		p.close()
-		return nil, fmt.Errorf("cuda: upload stream: %w", err)
-	}
-	// copying and uploaded time the transfer (Backend.LastAdapterUpload).
-	if p.copying, err = cu.MakeEvent(cu.DefaultEvent); err == nil {
-		if p.uploaded, err = cu.MakeEvent(cu.DefaultEvent); err == nil {
-			p.computed, err = cu.MakeEvent(cu.DisableTiming)
-		}
-	}
-	if err != nil {
-		p.close()
-		return nil, fmt.Errorf("cuda: upload events: %w", err)
 	}
 	for i := slots - 1; i >= 0; i-- {
 		p.free = append(p.free, i)
 	}
+	p.uploads = host.NewUploads(len(p.stages), slots, func() error {
+		runtime.LockOSThread() // for good: the goroutine ends with the pool
+		return cu.SetCurrentContext(ctx)
+	})
 	return p, nil
+}
+
+func (p *adapterPool) open(slots int) error {
+	var err error
+	size := int64(slots) * int64(p.slotElems) * 2
+	if p.base, err = cu.MemAlloc(size); err != nil {
+		return fmt.Errorf("cuda: adapter pool of %d slots (%d MiB): %w", slots, size>>20, err)
+	}
+	if p.upload, err = cu.MakeStream(cu.NonBlocking); err != nil {
+		return fmt.Errorf("cuda: upload stream: %w", err)
+	}
+	for i := range p.stages {
+		st := &p.stages[i]
+		if st.buf, err = allocHost(2 * p.slotElems); err != nil {
+			return err
+		}
+		if st.copying, err = cu.MakeEvent(cu.DefaultEvent); err != nil {
+			return fmt.Errorf("cuda: upload events: %w", err)
+		}
+		if st.uploaded, err = cu.MakeEvent(cu.DefaultEvent); err != nil {
+			return fmt.Errorf("cuda: upload events: %w", err)
+		}
+	}
+	p.freed, p.ready = make([]cu.Event, slots), make([]cu.Event, slots)
+	for i := range slots {
+		if p.freed[i], err = cu.MakeEvent(cu.DisableTiming); err != nil {
+			return fmt.Errorf("cuda: upload events: %w", err)
+		}
+		if p.ready[i], err = cu.MakeEvent(cu.DisableTiming); err != nil {
+			return fmt.Errorf("cuda: upload events: %w", err)
+		}
+	}
+	return nil
 }
 
 func (p *adapterPool) close() {
 	if p == nil {
 		return
 	}
+	if p.uploads != nil {
+		p.uploads.Close() // the queued uploads run first: their buffers and events are in use
+	}
 	if p.upload != (cu.Stream{}) {
 		_ = p.upload.Synchronize()
 		_ = p.upload.Destroy()
 	}
-	for _, e := range append([]*cu.Event{&p.copying, &p.uploaded, &p.computed}, pointers(p.ready)...) {
+	events := append(pointers(p.freed), pointers(p.ready)...)
+	for i := range p.stages {
+		events = append(events, &p.stages[i].copying, &p.stages[i].uploaded)
+	}
+	for _, e := range events {
 		if *e != (cu.Event{}) {
 			_ = cu.DestroyEvent(e)
 		}
 	}
-	if p.staging != nil {
-		_ = cu.MemFreeHost(p.staging)
+	for _, st := range p.stages {
+		if st.buf != nil {
+			_ = cu.MemFreeHost(st.buf)
+		}
 	}
 	if p.base != 0 {
 		_ = cu.MemFree(p.base)
 	}
 }
 
-// store copies one adapter's tensors into a free slot. The copy runs on the upload stream
-// after the compute work queued so far (which may read the slot's previous adapter); the
-// compute stream waits for it only before work that reads the slot (waitFor).
+// store takes a free slot for one adapter's tensors and starts their upload. The copy runs
+// on the upload stream after the compute work queued so far (which may read the slot's
+// previous adapter); the compute stream waits for it only before work that reads the slot
+// (waitFor).
 func (p *adapterPool) store(data [][]float32) ([]gpukern.Tensor, error) {
 	if len(data) == 0 {
 		return nil, nil // nothing to hold: no slot taken, none to release
@@ -119,50 +160,76 @@ func (p *adapterPool) store(data [][]float32) ([]gpukern.Tensor, error) {
 		return nil, ErrPoolFull
 	}
 	slot := p.free[len(p.free)-1]
-	if p.ready[slot] == (cu.Event{}) {
-		e, err := cu.MakeEvent(cu.DisableTiming)
-		if err != nil {
-			return nil, fmt.Errorf("cuda: upload event: %w", err)
-		}
-		p.ready[slot] = e
+	if err := p.freed[slot].Record(p.compute); err != nil {
+		return nil, fmt.Errorf("cuda: uploading an adapter: %w", err)
 	}
-	// The staging buffer is reused: wait for the previous upload to have read it.
-	if err := p.uploaded.Synchronize(); err != nil {
-		return nil, fmt.Errorf("cuda: previous adapter upload: %w", err)
-	}
-	stage := unsafe.Slice((*uint16)(p.staging), p.slotElems)
 	base := p.base + cu.DevicePtr(int64(slot)*int64(p.slotElems)*2)
 	ts := make([]gpukern.Tensor, len(data))
-	var wg sync.WaitGroup
+	offs := make([]int, len(data))
 	off := 0
 	for i, d := range data {
-		// Converting tens of millions of values is the slow part of a load: in parallel.
-		dst := stage[off : off+len(d)]
-		wg.Go(func() {
-			for j, x := range d {
-				dst[j] = safetensors.Float32ToBF16(x)
-			}
-		})
 		ts[i] = &Tensor{ptr: base + cu.DevicePtr(2*off), n: len(d), bf16: true, pooled: true}
+		offs[i] = off
 		off += (len(d) + align - 1) &^ (align - 1)
 	}
-	wg.Wait()
-	steps := []func() error{
-		func() error { return p.computed.Record(p.compute) },
-		func() error { return p.upload.Wait(p.computed, 0) },
-		func() error { return p.copying.Record(p.upload) },
-		func() error { return cu.MemcpyHtoDAsync(base, p.staging, int64(2*off), p.upload) },
-		func() error { return p.uploaded.Record(p.upload) },
-		func() error { return p.ready[slot].Record(p.upload) },
-	}
-	for _, f := range steps {
-		if err := f(); err != nil {
-			return nil, fmt.Errorf("cuda: uploading an adapter: %w", err)
-		}
-	}
+	p.uploads.Start(slot, func(u *host.Upload) error { return p.transfer(u, data, offs, base, off) })
 	p.free = p.free[:len(p.free)-1]
 	p.loading[slot] = true
 	return ts, nil
+}
+
+// transfer converts data into the upload's staging buffer at offsets offs (elements) and
+// copies its first n elements to dst; it runs on the uploads' goroutine.
+func (p *adapterPool) transfer(u *host.Upload, data [][]float32, offs []int, dst cu.DevicePtr, n int) error {
+	st := &p.stages[u.Buffer]
+	// The buffer is reused: wait for its previous transfer to have read it.
+	if err := st.uploaded.Synchronize(); err != nil {
+		return fmt.Errorf("cuda: previous adapter upload: %w", err)
+	}
+	start := time.Now()
+	stage := unsafe.Slice((*uint16)(st.buf), p.slotElems)
+	var wg sync.WaitGroup
+	for i, d := range data {
+		// Converting tens of millions of values is the slow part of a load: in parallel.
+		out := stage[offs[i] : offs[i]+len(d)]
+		wg.Go(func() {
+			for j, x := range d {
+				out[j] = safetensors.Float32ToBF16(x)
+			}
+		})
+	}
+	wg.Wait()
+	u.Prepare = time.Since(start)
+	steps := []func() error{
+		func() error { return p.upload.Wait(p.freed[u.Slot], 0) },
+		func() error { return st.copying.Record(p.upload) },
+		func() error { return cu.MemcpyHtoDAsync(dst, st.buf, int64(2*n), p.upload) },
+		func() error { return st.uploaded.Record(p.upload) },
+		func() error { return p.ready[u.Slot].Record(p.upload) },
+	}
+	for _, f := range steps {
+		if err := f(); err != nil {
+			return fmt.Errorf("cuda: uploading an adapter: %w", err)
+		}
+	}
+	return nil
+}
+
+// landed reports whether the upload into slot has finished: a step reading the slot
+// would not wait. An upload that failed counts as landed, so the step that reads it
+// reports the error (waitFor).
+func (p *adapterPool) landed(slot int) bool {
+	if !p.loading[slot] {
+		return true
+	}
+	u := p.uploads.Last(slot)
+	if !u.Done() {
+		return false
+	}
+	if u.Wait() != nil {
+		return true
+	}
+	return p.ready[slot].Query() != cu.NotReady
 }
 
 // slotOf is the slot holding a pooled tensor.
@@ -170,11 +237,15 @@ func (p *adapterPool) slotOf(t *Tensor) int {
 	return int(int64(t.ptr-p.base) / (int64(p.slotElems) * 2))
 }
 
-// waitFor makes the compute stream wait for the uploads of those slots still loading.
+// waitFor makes the compute stream wait for the uploads of those slots still loading, once
+// their transfers are queued.
 func (p *adapterPool) waitFor(slots map[int]bool) error {
 	for s := range slots {
 		if !p.loading[s] {
 			continue
+		}
+		if err := p.uploads.Last(s).Wait(); err != nil {
+			return err
 		}
 		if err := p.compute.Wait(p.ready[s], 0); err != nil {
 			return fmt.Errorf("cuda: waiting for an adapter upload: %w", err)
@@ -211,6 +282,17 @@ func (b *Backend) AdapterWeights(data [][]float32) (ts []gpukern.Tensor, err err
 		ts, err = b.pool.store(data)
 	})
 	return ts, err
+}
+
+// AdapterReady reports whether the upload of an adapter's tensors (as AdapterWeights
+// returned them) has landed, so that a step reading them would not wait for it.
+func (b *Backend) AdapterReady(ts []gpukern.Tensor) bool {
+	if len(ts) == 0 {
+		return true
+	}
+	var ok bool
+	b.do(func() { ok = b.pool.landed(b.pool.slotOf(dev(ts[0]))) })
+	return ok
 }
 
 // reads notes that the recorded work reads t: if t is in an adapter slot still loading, the

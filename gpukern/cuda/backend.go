@@ -179,7 +179,7 @@ func (b *Backend) open() error {
 	if b.meta, err = newArena(1<<20, b.stream); err != nil {
 		return err
 	}
-	b.pool, err = newAdapterPool(b.cfg.AdapterSlots, b.cfg.AdapterSlotElems, b.stream)
+	b.pool, err = newAdapterPool(b.cfg.AdapterSlots, b.cfg.AdapterSlotElems, b.ctx, b.stream)
 	return err
 }
 
@@ -344,6 +344,9 @@ func (b *Backend) Download(dst []float32, t gpukern.Tensor) {
 		return
 	}
 	b.do(func() {
+		if d.pooled { // an adapter's tensor: its upload may still be in flight
+			b.fail(b.pool.waitFor(map[int]bool{b.pool.slotOf(d): true}))
+		}
 		if b.drain(); b.err != nil {
 			return
 		}

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,20 +61,30 @@ func (b *Backend) Time(f func()) (time.Duration, error) {
 	return time.Duration(ms * float64(time.Millisecond)), nil
 }
 
-// LastAdapterUpload waits for the last adapter upload and returns how long its transfer from
-// page-locked host memory to the adapter's slot took.
-func (b *Backend) LastAdapterUpload() (time.Duration, error) {
+// LastAdapterUpload waits for the last adapter upload and returns the host time spent
+// converting it into page-locked memory and how long its transfer from there to the
+// adapter's slot took.
+func (b *Backend) LastAdapterUpload() (prepare, transfer time.Duration, err error) {
 	var ms float64
-	var err error
 	b.do(func() {
-		if err = b.pool.uploaded.Synchronize(); err == nil {
-			ms, err = b.pool.copying.Elapsed(b.pool.uploaded)
+		u := b.pool.uploads.Latest()
+		if u == nil {
+			err = errors.New("no adapter was uploaded")
+			return
 		}
+		if err = u.Wait(); err != nil {
+			return
+		}
+		st := &b.pool.stages[u.Buffer]
+		if err = st.uploaded.Synchronize(); err == nil {
+			ms, err = st.copying.Elapsed(st.uploaded)
+		}
+		prepare = u.Prepare
 	})
 	if err != nil {
-		return 0, fmt.Errorf("cuda: timing the adapter upload: %w", err)
+		return 0, 0, fmt.Errorf("cuda: timing the adapter upload: %w", err)
 	}
-	return time.Duration(ms * float64(time.Millisecond)), nil
+	return prepare, time.Duration(ms * float64(time.Millisecond)), nil
 }
 
 // Describe names the GPU, its architecture and the driver's CUDA version.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda"
@@ -382,7 +383,8 @@ func TestLoRA(t *testing.T) {
 }
 
 // The adapter pool refuses an adapter larger than a slot and a ninth adapter, and a freed
-// slot is reused.
+// slot is reused. Uploads run in the background: a download right after one waits for it,
+// and AdapterReady turns true once it has landed.
 func TestAdapterPool(t *testing.T) {
 	if _, err := gpu.AdapterWeights([][]float32{make([]float32, 1<<22+1)}); err == nil {
 		t.Error("an adapter larger than a slot was stored")
@@ -395,6 +397,11 @@ func TestAdapterPool(t *testing.T) {
 		}
 		held = append(held, ts)
 	}
+	first := make([]float32, 2)
+	gpu.Download(first, held[0][1])
+	if first[0] != 4 || first[1] != 5 {
+		t.Errorf("downloaded right after its upload started: %v, want [4 5]", first)
+	}
 	if _, err := gpu.AdapterWeights([][]float32{{1}}); !errors.Is(err, cuda.ErrPoolFull) {
 		t.Errorf("ninth adapter: %v, want ErrPoolFull", err)
 	}
@@ -402,6 +409,13 @@ func TestAdapterPool(t *testing.T) {
 	ts, err := gpu.AdapterWeights([][]float32{{7, 8, 9}})
 	if err != nil {
 		t.Fatalf("after a free: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !gpu.AdapterReady(ts) {
+		if time.Now().After(deadline) {
+			t.Fatal("an upload of 3 values has not landed after 5 s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	got := make([]float32, 3)
 	gpu.Download(got, ts[0])
