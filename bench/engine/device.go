@@ -116,7 +116,14 @@ type Memory struct {
 	TotalBytes int64 `json:"total_bytes"`
 	KVTokens   int   `json:"kv_tokens"` // cache capacity in tokens
 	Adapters   int   `json:"device_adapters"`
+	// CoversTarget: the run held at least the issue's memory configuration on the device,
+	// targetAdapters adapter slots and KV for targetSeqs × targetTokens tokens. (Adapters
+	// registered in the host tier take no device memory.)
+	CoversTarget bool `json:"covers_target"`
 }
+
+// The issue's memory configuration on the device.
+const targetAdapters, targetSeqs, targetTokens = 64, 64, 1024
 
 // loading measures Loading at batch b with k adapters and context ctx; quiet is the same
 // batch's median step without loads. The spare pool slot (Config.MaxAdapters counts it) takes
@@ -173,7 +180,9 @@ func (r *runner) memory(kv *gpukern.KVCache) *Memory {
 	if err != nil {
 		return nil
 	}
-	return &Memory{UsedBytes: total - free, TotalBytes: total, KVTokens: kv.NumBlocks * kv.BlockSize, Adapters: len(r.adapters) + 1}
+	m := &Memory{UsedBytes: total - free, TotalBytes: total, KVTokens: kv.NumBlocks * kv.BlockSize, Adapters: len(r.adapters) + 1}
+	m.CoversTarget = m.Adapters >= targetAdapters && m.KVTokens >= targetSeqs*targetTokens
+	return m
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -132,12 +132,12 @@ func TestGPUMeasurements(t *testing.T) {
 	if p := rep.Profile; p == nil || p.Batch != 4 || len(p.Kernels) != 2 || p.Kernels[0].Name != "gemm 64×64" || p.Kernels[0].Share != 0.75 {
 		t.Errorf("profile %+v", p)
 	}
-	if m := rep.Memory; m == nil || m.UsedBytes != 5<<30 || m.KVTokens != 4*2*blockSize || m.Adapters != 5 {
+	if m := rep.Memory; m == nil || m.UsedBytes != 5<<30 || m.KVTokens != 4*2*blockSize || m.Adapters != 5 || m.CoversTarget {
 		t.Errorf("memory %+v", m)
 	}
 	var md strings.Builder
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") ||
-		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") ||
+		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB (less than the memory target's 64 device adapters and KV for 64 sequences × 1024 tokens)") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") ||
 		!strings.Contains(md.String(), "40 flushes replayed a graph, 2 captured one, 9 ran eagerly; 1 captures failed (the first: capture invalidated)") {
 		t.Errorf("markdown (%v):\n%s", err, md.String())
 	}

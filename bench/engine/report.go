@@ -127,8 +127,13 @@ func (r *Report) loadingAndMemory(b *strings.Builder) {
 			g.Replayed, g.Captured, g.Eager, g.Failed, failure)
 	}
 	if m := r.Memory; m != nil {
-		fmt.Fprintf(b, "\nDevice memory in use with the model, %d adapter slots and a KV cache of %d tokens: %.1f GiB of %.1f GiB.\n",
-			m.Adapters, m.KVTokens, float64(m.UsedBytes)/(1<<30), float64(m.TotalBytes)/(1<<30))
+		cover := "less than"
+		if m.CoversTarget {
+			cover = "at least"
+		}
+		fmt.Fprintf(b, "\nDevice memory in use with the model, %d adapter slots and a KV cache of %d tokens: %.1f GiB of %.1f GiB"+
+			" (%s the memory target's %d device adapters and KV for %d sequences × %d tokens).\n",
+			m.Adapters, m.KVTokens, float64(m.UsedBytes)/(1<<30), float64(m.TotalBytes)/(1<<30), cover, targetAdapters, targetSeqs, targetTokens)
 	}
 }
 
