@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/lorafleet/lorafleet/internal/golden"
@@ -140,6 +141,67 @@ func TestMixedAdapterBatchOnGPU(t *testing.T) {
 				if c.GreedyMinGap >= minGap && !slices.Equal(batch[i].Output, alone.Output) {
 					t.Errorf("%s: batched %v, alone %v", caseName(c), batch[i].Output, alone.Output)
 				}
+			}
+		})
+	}
+}
+
+// goldenSource serves a golden set's adapters to the engine loop through the real PEFT loader.
+type goldenSource struct {
+	g    *golden.File
+	base peft.Base
+}
+
+func (s goldenSource) Get(_ context.Context, id string) (*peft.Adapter, error) {
+	return peft.Load(s.g.AdapterDir(id), s.base, peft.Options{})
+}
+
+// The engine loop as the CUDA worker runs it, with one adapter slot and every golden case
+// submitted at once: adapters are evicted and uploaded in the background while the other
+// requests run, and each greedy continuation is still the reference's.
+func TestLoopOnGPU(t *testing.T) {
+	for _, set := range golden.Sets {
+		t.Run(set, func(t *testing.T) {
+			f := loadGPUFixture(t, set)
+			e, err := engine.New(f.m, engine.Config{NumBlocks: 256, DeviceSampling: true, PadDecode: true, Slots: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			l := e.Start(ctx, goldenSource{g: f.g, base: f.m.Config.PEFTBase()})
+			defer func() { cancel(); <-l.Done() }()
+			var wg sync.WaitGroup
+			for _, c := range f.g.Cases {
+				wg.Go(func() {
+					p := sample.DefaultParams()
+					p.Temperature, p.IgnoreEOS = 0, true
+					st, err := l.Submit(ctx, engine.Request{Prompt: c.PromptIDs, Adapter: c.Adapter, Sampler: sample.New(p, nil), MaxTokens: len(c.Greedy)})
+					if err != nil {
+						t.Errorf("%s: %v", caseName(c), err)
+						return
+					}
+					var got []int
+					for {
+						toks, fin, err := st.Recv(ctx, nil)
+						for _, r := range toks {
+							got = append(got, r.Token)
+						}
+						if err != nil {
+							t.Errorf("%s: %v", caseName(c), err)
+							return
+						}
+						if fin != "" {
+							break
+						}
+					}
+					if c.GreedyMinGap >= minGap && !slices.Equal(got, c.Greedy) {
+						t.Errorf("%s: greedy %v, want %v", caseName(c), got, c.Greedy)
+					}
+				})
+			}
+			wg.Wait()
+			if s, n := l.Stats(), len(f.g.Adapters()); s.Loads < uint64(n) || s.Evictions < uint64(n-1) {
+				t.Errorf("%d uploads and %d evictions for %d adapters in one slot", s.Loads, s.Evictions, n)
 			}
 		})
 	}
