@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -14,7 +13,6 @@ import (
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
-	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
 // ErrPoolFull is returned when every adapter slot is taken.
@@ -40,7 +38,7 @@ func SlotElems(lens []int) int {
 // bf16 in one of two page-locked staging buffers and copies it on the upload stream, so
 // neither the conversion nor the transfer holds up the compute stream's steps. Only a step
 // that reads a slot still loading waits for it (waitFor); the engine does not schedule one
-// until ready says the upload has landed.
+// until AdapterReady says the upload has landed.
 type adapterPool struct {
 	base      cu.DevicePtr
 	slotElems int
@@ -188,17 +186,9 @@ func (p *adapterPool) transfer(u *host.Upload, data [][]float32, offs []int, dst
 	}
 	start := time.Now()
 	stage := unsafe.Slice((*uint16)(st.buf), p.slotElems)
-	var wg sync.WaitGroup
-	for i, d := range data {
-		// Converting tens of millions of values is the slow part of a load: in parallel.
-		out := stage[offs[i] : offs[i]+len(d)]
-		wg.Go(func() {
-			for j, x := range d {
-				out[j] = safetensors.Float32ToBF16(x)
-			}
-		})
-	}
-	wg.Wait()
+	// Converting tens of millions of values is the slow part of a load: in parallel, on half
+	// the processors, so that the engine's loop always finds one to record its steps on.
+	host.ToBF16(stage, data, offs, runtime.GOMAXPROCS(0)/2)
 	u.Prepare = time.Since(start)
 	steps := []func() error{
 		func() error { return p.upload.Wait(p.freed[u.Slot], 0) },

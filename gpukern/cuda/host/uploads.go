@@ -1,6 +1,12 @@
 package host
 
-import "time"
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lorafleet/lorafleet/pkg/safetensors"
+)
 
 // Uploads runs adapter uploads one at a time, in the order they were started, on a
 // goroutine of its own: converting tens of millions of values to bf16 takes milliseconds
@@ -83,4 +89,23 @@ func (u *Upload) Done() bool {
 func (u *Upload) Wait() error {
 	<-u.issued
 	return u.err
+}
+
+// ToBF16 converts each data[i] into dst at element offset offs[i], on workers goroutines
+// that take the tensors in turn: a full-size adapter has hundreds, tens of millions of
+// values together.
+func ToBF16(dst []uint16, data [][]float32, offs []int, workers int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, workers) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(data); i = int(next.Add(1) - 1) {
+				out := dst[offs[i] : offs[i]+len(data[i])]
+				for j, x := range data[i] {
+					out[j] = safetensors.Float32ToBF16(x)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

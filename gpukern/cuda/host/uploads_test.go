@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
 // Uploads run one at a time in start order, alternate between the staging buffers, and the
@@ -96,5 +98,31 @@ func TestUploadsInitFailureAndClose(t *testing.T) {
 	q.Close()
 	if n != 3 {
 		t.Fatalf("Close ran %d of 3 queued uploads", n)
+	}
+}
+
+// ToBF16 converts every tensor to its offset, whatever the number of workers, and touches
+// nothing between the tensors.
+func TestToBF16(t *testing.T) {
+	data := [][]float32{{1, -2.5, 3e-3}, {}, {65504, 1.0 / 3}, {-1e30, 7}}
+	offs := []int{0, 4, 4, 8}
+	for _, workers := range []int{0, 1, 3, 16} {
+		dst := make([]uint16, 11)
+		for i := range dst {
+			dst[i] = 0xdead
+		}
+		ToBF16(dst, data, offs, workers)
+		want := make([]uint16, 11)
+		for i := range want {
+			want[i] = 0xdead
+		}
+		for i, d := range data {
+			for j, x := range d {
+				want[offs[i]+j] = safetensors.Float32ToBF16(x)
+			}
+		}
+		if !slices.Equal(dst, want) {
+			t.Errorf("%d workers: %x, want %x", workers, dst, want)
+		}
 	}
 }
