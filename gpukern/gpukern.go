@@ -150,7 +150,8 @@ type Backend interface {
 	// LoRAExpand writes the LoRA delta of a projection: delta[r, off+o] = Scale · v[r,
 	// p·vStride : p·vStride+Rank] · B[o, :] for o < outDims[p] and every part p with an A of
 	// the segment of row r, where off is the sum of outDims[:p], and 0 for the other rows and
-	// parts; a row of delta has the sum of outDims elements.
+	// parts; a row of delta has the sum of outDims elements. Given the segs of the LoRAShrink
+	// just before, it must get them unchanged: a backend may reuse what it made of them.
 	LoRAExpand(delta, v Tensor, segs []LoRASegment, outDims []int, vStride int)
 	// Sample picks one token for each of rows row0.. row0+len(params)-1 of logits [_, vocab]
 	// into ids (see SampleParams), so that only token ids leave the device.

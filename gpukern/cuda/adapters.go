@@ -46,9 +46,9 @@ type adapterPool struct {
 	upload    cu.Stream
 	compute   cu.Stream
 	stages    [2]stage
-	freed     []cu.Event   // per slot: the compute work queued before its upload, which may read the old adapter
-	ready     []cu.Event   // per slot: the end of its last upload
-	loading   map[int]bool // slots whose upload the compute stream has not waited for
+	freed     []cu.Event // per slot: the compute work queued before its upload, which may read the old adapter
+	ready     []cu.Event // per slot: the end of its last upload
+	loading   []bool     // per slot: its upload is one the compute stream has not waited for
 	uploads   *host.Uploads
 }
 
@@ -60,7 +60,7 @@ type stage struct {
 }
 
 func newAdapterPool(slots, slotElems int, ctx cu.CUContext, compute cu.Stream) (*adapterPool, error) {
-	p := &adapterPool{slotElems: slotElems, compute: compute, loading: map[int]bool{}}
+	p := &adapterPool{slotElems: slotElems, compute: compute, loading: make([]bool, slots)}
 	if err := p.open(slots); err != nil {
 		p.close()
 		return nil, err
@@ -209,7 +209,7 @@ func (p *adapterPool) transfer(u *host.Upload, data [][]float32, offs []int, dst
 // would not wait. An upload that failed counts as landed, so the step that reads it
 // reports the error (waitFor).
 func (p *adapterPool) landed(slot int) bool {
-	if !p.loading[slot] {
+	if !p.uploading(slot) {
 		return true
 	}
 	u := p.uploads.Last(slot)
@@ -222,26 +222,30 @@ func (p *adapterPool) landed(slot int) bool {
 	return p.ready[slot].Query() != cu.NotReady
 }
 
+// uploading reports whether slot's upload is one the compute stream has not waited for; a
+// released tensor's slot (slotOf of address 0) is none.
+func (p *adapterPool) uploading(slot int) bool {
+	return slot >= 0 && slot < len(p.loading) && p.loading[slot]
+}
+
 // slotOf is the slot holding a pooled tensor.
 func (p *adapterPool) slotOf(t *Tensor) int {
 	return int(int64(t.ptr-p.base) / (int64(p.slotElems) * 2))
 }
 
-// waitFor makes the compute stream wait for the uploads of those slots still loading, once
-// their transfers are queued.
-func (p *adapterPool) waitFor(slots map[int]bool) error {
-	for s := range slots {
-		if !p.loading[s] {
-			continue
-		}
-		if err := p.uploads.Last(s).Wait(); err != nil {
-			return err
-		}
-		if err := p.compute.Wait(p.ready[s], 0); err != nil {
-			return fmt.Errorf("cuda: waiting for an adapter upload: %w", err)
-		}
-		delete(p.loading, s)
+// waitFor makes the compute stream wait for the upload into slot if it is still loading,
+// once its transfer is queued.
+func (p *adapterPool) waitFor(slot int) error {
+	if !p.uploading(slot) {
+		return nil
 	}
+	if err := p.uploads.Last(slot).Wait(); err != nil {
+		return err
+	}
+	if err := p.compute.Wait(p.ready[slot], 0); err != nil {
+		return fmt.Errorf("cuda: waiting for an adapter upload: %w", err)
+	}
+	p.loading[slot] = false
 	return nil
 }
 
@@ -286,10 +290,11 @@ func (b *Backend) AdapterReady(ts []gpukern.Tensor) bool {
 }
 
 // reads notes that the recorded work reads t: if t is in an adapter slot still loading, the
-// next flush makes the compute stream wait for that upload. Callers are inside b.do.
+// next flush makes the compute stream wait for that upload. An adapter's tensors share its
+// slot, so one of them stands for all. Callers are inside b.do.
 func (b *Backend) reads(t *Tensor) {
-	if t.pooled {
-		b.slotsUsed[b.pool.slotOf(t)] = true
+	if s := b.pool.slotOf(t); t.pooled && s >= 0 && s < len(b.slotsUsed) {
+		b.slotsUsed[s] = true
 	}
 }
 

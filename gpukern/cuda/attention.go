@@ -27,10 +27,11 @@ const splitLen = 512
 // decode_combine for decode rows, in one call for a mixed batch. Both also write the output in
 // bf16 for the o projection's GEMM (bf16Copy).
 func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
-	plan := host.PlanAttention(seqs, flashBQ)
 	os, qs := dev(out), dev(q)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
+		plan := &b.attnPlan
+		plan.Plan(seqs, flashBQ)
 		size := len(plan.RowLen) * p.Heads * p.HeadDim
 		out16 := b.buffer(&b.scratch.gemmIn, int64(2*size))
 		rowLen, rowTable, blocks := upload(b, plan.RowLen), upload(b, plan.RowTable), upload(b, plan.Blocks)
@@ -41,7 +42,7 @@ func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer
 			b.launch("flash_prefill", b.fn.flashPrefill, d2(n, p.Heads), d1(128), flashSharedBytes(p.HeadDim), a)
 		}
 		if n := len(plan.DecRows); n > 0 {
-			b.decode(os.ptr, out16, qs, kc, vc, &plan, rowLen, rowTable, blocks, cache.BlockSize, p)
+			b.decode(os.ptr, out16, qs, kc, vc, plan, rowLen, rowTable, blocks, cache.BlockSize, p)
 		}
 		b.copy16 = bf16Copy{of: os.ptr, n: size}
 	})

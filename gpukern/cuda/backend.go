@@ -96,8 +96,11 @@ type Backend struct {
 
 	ops       []host.Op            // recorded, not yet launched (graph.go)
 	graphs    host.Graphs[uintptr] // instantiated graphs (CUgraphExec) by launch sequence
-	slotsUsed map[int]bool         // adapter pool slots the recorded work reads
+	slotsUsed []bool               // per adapter pool slot: the recorded work reads it
 	copy16    bf16Copy             // a GEMM input already in bf16 (ops.go)
+	loraTab   host.LoRA            // scratch of loraTablesOf
+	shrunk    segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
+	attnPlan  host.Attn            // scratch of Attention
 
 	prof    map[string]time.Duration // kernel times, while Profile runs
 	profErr error
@@ -115,7 +118,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: freeGraph}, slotsUsed: map[int]bool{}}
+	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: freeGraph}, slotsUsed: make([]bool, cfg.AdapterSlots)}
 	var err error
 	b.do(func() { err = b.open() })
 	if err != nil {
@@ -345,7 +348,7 @@ func (b *Backend) Download(dst []float32, t gpukern.Tensor) {
 	}
 	b.do(func() {
 		if d.pooled { // an adapter's tensor: its upload may still be in flight
-			b.fail(b.pool.waitFor(map[int]bool{b.pool.slotOf(d): true}))
+			b.fail(b.pool.waitFor(b.pool.slotOf(d)))
 		}
 		if b.drain(); b.err != nil {
 			return

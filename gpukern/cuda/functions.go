@@ -76,7 +76,13 @@ func (a *args) dptr(p cu.DevicePtr) *args { return a.raw(uint64(p)) }
 func (a *args) i32(v int) *args           { return a.raw(uint64(uint32(int32(v)))) }
 func (a *args) i64(v int) *args           { return a.raw(uint64(int64(v))) }
 func (a *args) f32(v float32) *args       { return a.raw(uint64(math.Float32bits(v))) }
-func (a *args) raw(v uint64) *args        { a.cells = append(a.cells, v); return a }
+func (a *args) raw(v uint64) *args {
+	if a.cells == nil {
+		a.cells = make([]uint64, 0, 16) // room for every kernel's arguments: one allocation
+	}
+	a.cells = append(a.cells, v)
+	return a
+}
 func (a *args) pointers() []unsafe.Pointer {
 	ps := make([]unsafe.Pointer, len(a.cells))
 	for i := range a.cells {

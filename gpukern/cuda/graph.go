@@ -49,7 +49,11 @@ func (b *Backend) flush() {
 		return
 	}
 	b.fail(b.meta.send())
-	b.fail(b.pool.waitFor(b.slotsUsed))
+	for s, used := range b.slotsUsed {
+		if used {
+			b.fail(b.pool.waitFor(s))
+		}
+	}
 	clear(b.slotsUsed)
 	if b.err != nil {
 		return
@@ -61,10 +65,12 @@ func (b *Backend) flush() {
 	switch d, key, exec := b.graphs.Decide(ops); d {
 	case host.Eager:
 		b.issue(ops)
+		b.ops = ops[:0] // launched: the next step records into the same array
 	case host.Replay:
 		b.fail(launchGraph(exec, streamHandle(b.stream)))
+		b.ops = ops[:0]
 	case host.Capture:
-		b.capture(key, ops)
+		b.capture(key, ops) // the graph keeps ops
 	}
 }
 

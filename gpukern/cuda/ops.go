@@ -138,6 +138,7 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
 		t := b.loraTablesOf(segs, 0)
+		b.shrunk = segsKey{unsafe.SliceData(segs), len(segs)} // the expand that follows may reuse t
 		if t.MaxRank == 0 {
 			return // nothing to compute; the expand writes zeros
 		}
@@ -160,7 +161,12 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 	width := int(outOff[len(outDims)])
 	os, vs := dev(delta), dev(v)
 	b.do(func() {
-		t := b.loraTablesOf(segs, len(outDims))
+		t := &b.loraTab
+		if key := (segsKey{unsafe.SliceData(segs), len(segs)}); key.first == nil || key != b.shrunk || t.Parts < len(outDims) {
+			// Not the segments of the shrink just before (or none of them has an adapter).
+			t = b.loraTablesOf(segs, len(outDims))
+		}
+		b.shrunk = segsKey{}
 		if t.Rows == 0 {
 			return // no rows
 		}
@@ -174,18 +180,26 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 	})
 }
 
-// loraTablesOf makes the tables of segs (host.LoRATables) and notes that the recorded work
-// reads their adapters' slots. Callers are inside b.do.
-func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment, minParts int) host.LoRA {
+// segsKey identifies the segments a LoRAShrink was given.
+type segsKey struct {
+	first *gpukern.LoRASegment
+	n     int
+}
+
+// loraTablesOf makes the tables of segs (host.LoRA.Build) in the backend's scratch, valid
+// until the next call, and notes that the recorded work reads their adapters' slots. Callers
+// are inside b.do.
+func (b *Backend) loraTablesOf(segs []gpukern.LoRASegment, minParts int) *host.LoRA {
 	for _, s := range segs {
 		for _, part := range s.Parts {
 			if part.A != nil {
-				b.reads(dev(part.A))
-				b.reads(dev(part.B))
+				b.reads(dev(part.A)) // the segment's adapter: all its parts share a slot
+				break
 			}
 		}
 	}
-	return host.LoRATables(segs, minParts, func(t gpukern.Tensor) uint64 { return uint64(dev(t).ptr) })
+	b.loraTab.Build(segs, minParts, func(t gpukern.Tensor) uint64 { return uint64(dev(t).ptr) })
+	return &b.loraTab
 }
 
 // Sample implements gpukern.Backend; only the ids come back to the host.

@@ -98,20 +98,32 @@ func (m *Model) FreeAdapter(a *Adapter) {
 	a.layers, a.tensors = nil, nil
 }
 
-// loraSegments returns, for every linear of layer li, the LoRA segments of the adapter runs,
-// or nil for a linear that no run's adapter touches.
-func loraSegments(runs []AdapterRun, li int) [numLinear][]gpukern.LoRASegment {
+// loraSegments returns, for every linear of layer li, the LoRA segments of the adapter
+// runs, or nil for a linear that no run's adapter touches. The segments live in buf, reused
+// from layer to layer and step to step: a backend reads them only during the call they are
+// passed to.
+func loraSegments(buf *[numLinear][]gpukern.LoRASegment, runs []AdapterRun, li int) [numLinear][]gpukern.LoRASegment {
+	for l := range numLinear {
+		buf[l] = slices.Grow(buf[l][:0], len(runs))[:len(runs)]
+	}
+	var touched [numLinear]bool
+	for i, r := range runs {
+		var parts *[numLinear][]gpukern.LoRAPart
+		if r.Adapter != nil {
+			parts = &r.Adapter.layers[li]
+		}
+		for l := range numLinear {
+			seg := gpukern.LoRASegment{Start: r.Start, End: r.End}
+			if parts != nil && parts[l] != nil {
+				seg.Parts, touched[l] = parts[l], true
+			}
+			buf[l][i] = seg
+		}
+	}
 	var segs [numLinear][]gpukern.LoRASegment
 	for l := range numLinear {
-		if !slices.ContainsFunc(runs, func(r AdapterRun) bool { return r.Adapter != nil && r.Adapter.layers[li][l] != nil }) {
-			continue
-		}
-		segs[l] = make([]gpukern.LoRASegment, len(runs))
-		for i, r := range runs {
-			segs[l][i] = gpukern.LoRASegment{Start: r.Start, End: r.End}
-			if r.Adapter != nil {
-				segs[l][i].Parts = r.Adapter.layers[li][l]
-			}
+		if touched[l] {
+			segs[l] = buf[l]
 		}
 	}
 	return segs

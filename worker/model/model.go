@@ -196,7 +196,7 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 	var pending, pendingDelta gpukern.Tensor // the MLP output not yet added to the residual stream x
 	for li := range m.layers {
 		ly := &m.layers[li]
-		segs := loraSegments(b.Adapters, li)
+		segs := loraSegments(&ws.segs, b.Adapters, li)
 		be.RMSNorm(ws.h, ws.x, pending, pendingDelta, ly.inNorm, rows, c.Hidden, eps)
 		delta := m.project(ws.qkv, ws.h, ly, linQKV, rows, segs)
 		be.RoPEWriteKV(ws.q, ws.qkv, delta, rows, c.Heads, b.Positions, m.cosSin, kv, li, b.Slots)
@@ -257,8 +257,9 @@ type workspace struct {
 	x, h, qkv, q, attn, gateUp gpukern.Tensor
 	act                        gpukern.Tensor // silu(gate)·up, the input of down
 	last, logits               gpukern.Tensor
-	loraV                      gpukern.Tensor // [rows, maxParts·rank]: LoRA's x·Aᵀ of every part
-	delta                      gpukern.Tensor // [rows, widest linear]: a projection's LoRA delta
+	loraV                      gpukern.Tensor                   // [rows, maxParts·rank]: LoRA's x·Aᵀ of every part
+	delta                      gpukern.Tensor                   // [rows, widest linear]: a projection's LoRA delta
+	segs                       [numLinear][]gpukern.LoRASegment // a layer's LoRA segments (loraSegments)
 }
 
 func (w *workspace) ensure(be gpukern.Backend, c *Config, rows, logitRows, rank int) *workspace {

@@ -20,21 +20,22 @@ type Attn struct {
 	MaxDecode int
 }
 
-// PlanAttention lays out seqs, which tile the batch's rows in order.
-func PlanAttention(seqs []gpukern.AttnSeq, tileRows int) Attn {
-	var p Attn
+// Plan lays out seqs, which tile the batch's rows in order, in p, reusing its arrays (every
+// layer of a step plans).
+func (p *Attn) Plan(seqs []gpukern.AttnSeq, tileRows int) {
 	rows := 0
 	for _, s := range seqs {
 		rows = max(rows, s.QStart+s.QLen)
 	}
-	p.RowLen, p.RowTable = make([]int32, rows), make([]int32, rows)
+	p.RowLen, p.RowTable = zeroed(p.RowLen, rows), zeroed(p.RowTable, rows)
 	p.Width = 1
 	for _, s := range seqs {
 		for p.Width < len(s.Blocks) {
 			p.Width *= 2
 		}
 	}
-	p.Blocks = make([]int32, len(seqs)*p.Width)
+	p.Blocks = zeroed(p.Blocks, len(seqs)*p.Width)
+	p.TileRow0, p.TileRows, p.DecRows, p.MaxDecode = p.TileRow0[:0], p.TileRows[:0], p.DecRows[:0], 0
 	for i, s := range seqs {
 		table := int32(i * p.Width)
 		copy(p.Blocks[table:], s.Blocks)
@@ -52,5 +53,4 @@ func PlanAttention(seqs []gpukern.AttnSeq, tileRows int) Attn {
 			p.TileRows = append(p.TileRows, int32(min(tileRows, s.QLen-t)))
 		}
 	}
-	return p
 }

@@ -1,7 +1,5 @@
 package host
 
-import "slices"
-
 // Graph policy.
 const (
 	MinGraphOps = 16 // flushes of fewer launches run as they are: capturing costs more
@@ -67,7 +65,7 @@ func (c *Graphs[E]) Decide(ops []Op) (d Decision, key uint64, exec E) {
 	case g != nil && g.unfit:
 		c.Stats.Eager++
 		return Eager, key, exec
-	case g != nil && slices.EqualFunc(g.ops, ops, func(x, y Op) bool { return x.Equal(&y) }):
+	case g != nil && sameOps(g.ops, ops):
 		c.tick++
 		g.used = c.tick
 		c.Stats.Replayed++
@@ -136,4 +134,16 @@ func (c *Graphs[E]) Close() {
 	for k := range c.execs {
 		c.drop(k)
 	}
+}
+
+func sameOps(a, b []Op) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(&b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -38,23 +38,21 @@ func (o *Op) Equal(p *Op) bool {
 }
 
 // Signature hashes everything a graph of ops fixes: the kernels, their shapes and their
-// argument values.
+// argument values. It hashes an op at a time, from a buffer on the stack: a decode step has
+// hundreds of ops, and the GPU waits for this.
 func Signature(ops []Op) uint64 {
 	h := xxhash.New()
-	var buf [8]byte
-	word := func(v uint64) {
-		binary.LittleEndian.PutUint64(buf[:], v)
-		_, _ = h.Write(buf[:])
-	}
+	var stack [64 * 8]byte
 	for i := range ops {
 		o := &ops[i]
-		word(uint64(o.Fn))
-		for _, v := range []int{o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, len(o.Cells), flag(o.Side) + 2*flag(o.Join)} {
-			word(uint64(v))
+		buf := stack[:0]
+		for _, v := range []int{int(o.Fn), o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, len(o.Cells), flag(o.Side) + 2*flag(o.Join)} {
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(v))
 		}
 		for _, v := range o.Cells {
-			word(v)
+			buf = binary.LittleEndian.AppendUint64(buf, v)
 		}
+		_, _ = h.Write(buf)
 	}
 	return h.Sum64()
 }

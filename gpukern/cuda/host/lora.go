@@ -1,6 +1,10 @@
 package host
 
-import "github.com/lorafleet/lorafleet/gpukern"
+import (
+	"slices"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+)
 
 // LoRA are the tables of the SGMV kernels (lora.cu) for one launch, with an entry per row and
 // part, r·Parts + p: the part's A and B (device addresses), its rank (0: the row has no
@@ -14,20 +18,19 @@ type LoRA struct {
 	Rows, Parts, MaxRank int
 }
 
-// LoRATables makes the tables of segs, with at least minParts parts (the expand writes zeros
-// for every part of the projection even where no row has an adapter); addr is a tensor's
-// device address.
-func LoRATables(segs []gpukern.LoRASegment, minParts int, addr func(gpukern.Tensor) uint64) LoRA {
-	var t LoRA
-	if len(segs) == 0 {
-		return t
+// Build makes the tables of segs in t, reusing its arrays (a step builds hundreds), with at
+// least minParts parts (the expand writes zeros for every part of the projection even where
+// no row has an adapter); addr is a tensor's device address.
+func (t *LoRA) Build(segs []gpukern.LoRASegment, minParts int, addr func(gpukern.Tensor) uint64) {
+	t.Rows, t.Parts, t.MaxRank = 0, 0, 0
+	if len(segs) > 0 {
+		t.Rows, t.Parts = segs[len(segs)-1].End, minParts
 	}
-	t.Rows, t.Parts = segs[len(segs)-1].End, minParts
 	for _, s := range segs {
 		t.Parts = max(t.Parts, len(s.Parts)) // that of every segment with an adapter
 	}
 	n := t.Rows * t.Parts
-	t.A, t.B, t.Ranks, t.Scales = make([]uint64, n), make([]uint64, n), make([]int32, n), make([]float32, n)
+	t.A, t.B, t.Ranks, t.Scales = zeroed(t.A, n), zeroed(t.B, n), zeroed(t.Ranks, n), zeroed(t.Scales, n)
 	for _, s := range segs {
 		for p, part := range s.Parts {
 			if part.A == nil {
@@ -41,5 +44,11 @@ func LoRATables(segs []gpukern.LoRASegment, minParts int, addr func(gpukern.Tens
 			t.MaxRank = max(t.MaxRank, part.Rank)
 		}
 	}
-	return t
+}
+
+// zeroed is s resized to n zeros, in place when it has the capacity.
+func zeroed[T any](s []T, n int) []T {
+	s = slices.Grow(s[:0], n)[:n]
+	clear(s)
+	return s
 }

@@ -15,7 +15,8 @@ func TestPlanAttention(t *testing.T) {
 		{QStart: 1, QLen: 20, CtxLen: 20, Blocks: []int32{3, 4}},
 		{QStart: 21, QLen: 1, CtxLen: 5, Blocks: []int32{5}},
 	}
-	p := PlanAttention(seqs, 16)
+	var p Attn
+	p.Plan(seqs, 16)
 	if p.Width != 4 || !slices.Equal(p.Blocks, []int32{7, 8, 9, 0, 3, 4, 0, 0, 5, 0, 0, 0}) {
 		t.Errorf("blocks %v (width %d)", p.Blocks, p.Width)
 	}
@@ -33,8 +34,15 @@ func TestPlanAttention(t *testing.T) {
 	}
 	// The layout does not change while the contexts grow within the width.
 	seqs[0].Blocks = append(seqs[0].Blocks, 10)
-	if q := PlanAttention(seqs, 16); len(q.Blocks) != len(p.Blocks) {
+	var q Attn
+	if q.Plan(seqs, 16); len(q.Blocks) != len(p.Blocks) {
 		t.Errorf("one more block changed the table size %d → %d", len(p.Blocks), len(q.Blocks))
+	}
+	// Planned again in the same Attn, a smaller decode-only batch leaves nothing of the first.
+	p.Plan(seqs[2:], 16)
+	if p.Width != 1 || !slices.Equal(p.Blocks, []int32{5}) || len(p.TileRow0) != 0 || !slices.Equal(p.DecRows, []int32{21}) ||
+		p.MaxDecode != 5 || len(p.RowLen) != 22 || p.RowLen[0] != 0 || p.RowLen[21] != 5 || p.RowTable[5] != 0 {
+		t.Errorf("replanned: %+v", p)
 	}
 }
 
@@ -49,7 +57,8 @@ func TestLoRATables(t *testing.T) {
 	onlyQV := []gpukern.LoRAPart{{A: tensor(10), B: tensor(11), Rank: 8, Scale: 2}, {}, {A: tensor(14), B: tensor(15), Rank: 8, Scale: 2}}
 	all := []gpukern.LoRAPart{{A: tensor(20), B: tensor(21), Rank: 16, Scale: 1}, {A: tensor(22), B: tensor(23), Rank: 4, Scale: 1}, {A: tensor(24), B: tensor(25), Rank: 16, Scale: 1}}
 	segs := []gpukern.LoRASegment{{Start: 0, End: 2, Parts: onlyQV}, {Start: 2, End: 3}, {Start: 3, End: 4, Parts: all}}
-	tb := LoRATables(segs, 0, addr)
+	var tb LoRA
+	tb.Build(segs, 0, addr)
 	if tb.Rows != 4 || tb.Parts != 3 || tb.MaxRank != 16 || len(tb.A) != 12 {
 		t.Fatalf("tables %+v", tb)
 	}
@@ -60,12 +69,18 @@ func TestLoRATables(t *testing.T) {
 	}
 	// Two adapters in place of three, over the same rows: the same sizes.
 	segs[2].Parts = onlyQV
-	if tb2 := LoRATables(segs, 0, addr); len(tb2.A) != len(tb.A) || len(tb2.Ranks) != len(tb.Ranks) {
+	var tb2 LoRA
+	if tb2.Build(segs, 0, addr); len(tb2.A) != len(tb.A) || len(tb2.Ranks) != len(tb.Ranks) {
 		t.Errorf("table sizes changed with the adapter mix")
 	}
-	// No adapter at all: the expand still gets a zero entry per (row, part), to write zeros.
+	// No adapter at all, built again in the first tables: the expand still gets a zero entry
+	// per (row, part), to write zeros, and nothing of the adapters before is left.
 	none := []gpukern.LoRASegment{{Start: 0, End: 4}}
-	if tb3 := LoRATables(none, 3, addr); tb3.Parts != 3 || len(tb3.Ranks) != 12 || tb3.MaxRank != 0 || slices.Max(tb3.Ranks) != 0 {
-		t.Errorf("tables without adapters %+v", tb3)
+	if tb.Build(none, 3, addr); tb.Parts != 3 || len(tb.Ranks) != 12 || tb.MaxRank != 0 || slices.Max(tb.Ranks) != 0 ||
+		slices.Max(tb.A) != 0 || slices.Max(tb.B) != 0 || slices.Max(tb.Scales) != 0 {
+		t.Errorf("tables without adapters %+v", tb)
+	}
+	if tb.Build(nil, 3, addr); tb.Rows != 0 || tb.Parts != 0 || len(tb.A) != 0 {
+		t.Errorf("tables of no segments %+v", tb)
 	}
 }

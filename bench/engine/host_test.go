@@ -1,0 +1,82 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/worker/model"
+)
+
+// nullBackend computes and stores nothing: a forward pass on it costs only the host work
+// above the kernels (worker/model planning a step's calls), which a GPU waits for at every
+// decode step.
+type nullBackend struct{}
+
+type nullTensor int
+
+func (t nullTensor) Len() int { return int(t) }
+
+func (nullBackend) Name() string                      { return "null" }
+func (nullBackend) Alloc(n int) gpukern.Tensor        { return nullTensor(n) }
+func (nullBackend) Weight(d []float32) gpukern.Tensor { return nullTensor(len(d)) }
+func (nullBackend) AllocCache(n int) gpukern.Tensor   { return nullTensor(n) }
+func (nullBackend) AdapterWeights(data [][]float32) ([]gpukern.Tensor, error) {
+	ts := make([]gpukern.Tensor, len(data))
+	for i, d := range data {
+		ts[i] = nullTensor(len(d))
+	}
+	return ts, nil
+}
+func (nullBackend) FreeAdapterWeights([]gpukern.Tensor)             {}
+func (nullBackend) Free(gpukern.Tensor)                             {}
+func (nullBackend) Upload(gpukern.Tensor, []float32)                {}
+func (nullBackend) Download([]float32, gpukern.Tensor)              {}
+func (nullBackend) Sync() error                                     { return nil }
+func (nullBackend) Embedding(_, _ gpukern.Tensor, _ []int32, _ int) {}
+func (nullBackend) MatMul(_, _, _ gpukern.Tensor, _, _, _ int)      {}
+func (nullBackend) AddBias(_, _ gpukern.Tensor, _, _ int)           {}
+func (nullBackend) Add(_, _, _ gpukern.Tensor, _ int)               {}
+func (nullBackend) SiLUMul(_, _, _ gpukern.Tensor, _, _ int)        {}
+func (nullBackend) RandomWeight(n int, _, _ float32, _ uint64) gpukern.Tensor {
+	return nullTensor(n)
+}
+func (nullBackend) RMSNorm(_, _, _, _, _ gpukern.Tensor, _, _ int, _ float32) {}
+func (nullBackend) RoPEWriteKV(_, _, _ gpukern.Tensor, _, _ int, _ []int32, _ gpukern.Tensor, _ *gpukern.KVCache, _ int, _ []int32) {
+}
+func (nullBackend) Attention(_, _ gpukern.Tensor, _ *gpukern.KVCache, _ int, _ []gpukern.AttnSeq, _ gpukern.AttnParams) {
+}
+func (nullBackend) LoRAShrink(_, _ gpukern.Tensor, _ []gpukern.LoRASegment, _, _ int)       {}
+func (nullBackend) LoRAExpand(_, _ gpukern.Tensor, _ []gpukern.LoRASegment, _ []int, _ int) {}
+func (nullBackend) Sample(ids []int32, _ gpukern.Tensor, _, _ int, _ []gpukern.SampleParams) {
+	clear(ids)
+}
+
+// BenchmarkModelHostStep is the host time worker/model spends on one Llama-2-7B decode step
+// of batch 32 with 32 adapters and context 128, the reference step: the CUDA
+// backend's recording comes on top (gpukern/cuda/host's benchmarks).
+func BenchmarkModelHostStep(b *testing.B) {
+	cfg := Config{Model: Llama2(), Batches: []int{reference}, Adapters: []int{reference}, Contexts: []int{128}, Rank: 16}
+	if err := cfg.setDefaults(); err != nil {
+		b.Fatal(err)
+	}
+	var be nullBackend
+	m, err := model.Build(cfg.Model, be, randomWeights(be, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	host := randomAdapter(&m.Config, cfg.Rank, 1)
+	adapters, err := loadAdapters(m, host, reference)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &runner{cfg: cfg, be: be, gate: &gated{Backend: be}, m: m, host: host, adapters: adapters, rng: rand.New(rand.NewPCG(1, 2))}
+	kv := m.NewKVCache(reference*r.blocksPerSeq(), blockSize)
+	batch := r.decodeBatch(reference, reference, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.step(batch, kv); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
