@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/worker/engine"
 	"github.com/lorafleet/lorafleet/worker/model"
+	"github.com/lorafleet/lorafleet/worker/sample"
 )
 
 // nullBackend computes and stores nothing: a forward pass on it costs only the host work
@@ -79,4 +82,43 @@ func BenchmarkModelHostStep(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkEngineHostStep is the host time of one step of worker/engine (scheduling the
+// batch, building it, sampling bookkeeping) plus worker/model's, on the reference decode
+// batch: 32 sequences of Llama-2-7B shape, each with its own adapter, greedy, 64 tokens each
+// after a 128-token prompt. ns/op is per decode step.
+func BenchmarkEngineHostStep(b *testing.B) {
+	const tokens = 64
+	var be nullBackend
+	m, err := model.Build(Llama2(), be, randomWeights(be, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	adapters, err := loadAdapters(m, randomAdapter(&m.Config, 16, 1), reference)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := engine.New(m, engine.Config{NumBlocks: reference * 16, DeviceSampling: true, PadDecode: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prompt := make([]int, 128)
+	for i := range prompt {
+		prompt[i] = i + 1
+	}
+	params := sample.DefaultParams()
+	params.Temperature, params.IgnoreEOS = 0, true
+	steps := 0
+	for b.Loop() {
+		seqs := make([]*engine.Sequence, reference)
+		for i := range seqs {
+			seqs[i] = &engine.Sequence{Prompt: prompt, Adapter: adapters[i], Sampler: sample.New(params, nil), MaxTokens: tokens}
+		}
+		if err := e.Run(context.Background(), seqs); err != nil {
+			b.Fatal(err)
+		}
+		steps += tokens
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(steps), "ns/step")
 }
