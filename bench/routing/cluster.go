@@ -50,10 +50,7 @@ func startCluster(ctx context.Context, c *Config, dir string, p Policy) (cl *clu
 	}
 	cl.router = "http://" + routerAddr
 	for i := range c.Workers {
-		gossip, err := proc.FreeAddr()
-		if err != nil {
-			return nil, err
-		}
+		gossip := "127.0.0.1:0" // no one needs a worker's gossip port before it joins
 		args := []string{"worker", "--backend", "sim", "--sim-time-scale", strconv.FormatFloat(c.TimeScale, 'f', -1, 64),
 			"--model", c.ModelDir, "--model-name", "model", "--adapters", filepath.Join(dir, "adapters"), "--hf-cache", filepath.Join(dir, fmt.Sprintf("hf-%02d", i)),
 			"--listen", "127.0.0.1:0", "--node-name", fmt.Sprintf("w%02d", i), "--gossip", gossip, "--join", seed,

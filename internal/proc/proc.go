@@ -42,13 +42,24 @@ func ListenAddr(what string, stderr io.Reader, timeout time.Duration) (string, e
 	}
 }
 
-// FreeAddr is a loopback address whose port was free a moment ago (for gossip, whose bound
-// port the processes do not log).
+// FreeAddr is a loopback address whose port was free a moment ago for both TCP and UDP, as
+// gossip needs (for a seed, whose address others must know before it starts; a process
+// that is no seed should bind port 0 instead).
 func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	var err error
+	for range 20 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		var pc net.PacketConn
+		pc, err = net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", fmt.Errorf("no loopback port free for TCP and UDP: %w", err)
 }
