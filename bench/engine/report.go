@@ -23,6 +23,7 @@ type Report struct {
 	Profile   *Profile `json:"profile,omitempty"` // where a decode step's time goes (GPU backends)
 	Graphs    *Graphs  `json:"graphs,omitempty"`  // how the steps ran: eagerly or as CUDA graphs
 	PEFT      *PEFT    `json:"peft,omitempty"`    // the baseline measured on the same GPU, if given
+	Targets   []Target `json:"targets,omitempty"` // Judge's verdicts, once the report is complete
 }
 
 // PEFT is the output of bench/baselines/peft_generate.py: transformers + peft generate.
@@ -98,6 +99,7 @@ func (r *Report) Markdown(w io.Writer) error {
 		p.Seqs, p.Prompt, p.StepMS, p.TokensPerS)
 	r.loadingAndMemory(&b)
 	r.peftTable(&b)
+	r.targetsTable(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -93,6 +93,7 @@ func runBenchEngine(args []string, e env) error {
 			return fmt.Errorf("--peft: %w", err)
 		}
 	}
+	rep.Targets = rep.Judge()
 	if err := rep.Markdown(e.stdout); err != nil {
 		return err
 	}
