@@ -57,6 +57,21 @@ type LoRAPart struct {
 	Scale float32
 }
 
+// HostTensor is a tensor in host memory: float32, or bfloat16 when BF16 is set (the host
+// tier of a backend that holds adapters in bf16 keeps them so, in half the memory).
+type HostTensor struct {
+	F32  []float32
+	BF16 []uint16
+}
+
+// Len is the number of elements.
+func (h HostTensor) Len() int {
+	if h.BF16 != nil {
+		return len(h.BF16)
+	}
+	return len(h.F32)
+}
+
 // LoRASegment is a run of consecutive batch rows that share one adapter (or none). Parts
 // holds the adapter's matrices for each part of the projection being computed, in the order
 // of their output columns; nil Parts means the rows have no adapter. Every segment with
@@ -99,8 +114,9 @@ type Backend interface {
 	AllocCache(n int) Tensor
 	// AdapterWeights stores one LoRA adapter's tensors (copied, possibly converted) in the
 	// backend's adapter memory, which may be a fixed pool: it fails when the pool is full or
-	// the adapter is larger than a pool slot. FreeAdapterWeights returns them.
-	AdapterWeights(data [][]float32) ([]Tensor, error)
+	// the adapter is larger than a pool slot. The data must stay unchanged until the
+	// tensors are freed. FreeAdapterWeights returns them.
+	AdapterWeights(data []HostTensor) ([]Tensor, error)
 	FreeAdapterWeights(ts []Tensor)
 	// Free releases t; it must not be used afterwards.
 	Free(t Tensor)

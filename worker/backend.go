@@ -17,6 +17,9 @@ type backend struct {
 	mc         *model.Config
 	fwd        engine.Forwarder
 	storeDelay func(tier string, a *peft.Adapter) time.Duration // nil: loads take what they take
+	// bf16Adapters: the device holds adapters in bf16, so the host tier keeps them so too,
+	// in half the memory.
+	bf16Adapters bool
 }
 
 // newBackend loads the model (or only its config, for the simulation).

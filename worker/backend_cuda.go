@@ -53,5 +53,5 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 		cfg.Engine.NumBlocks = int(budget / perBlock)
 	}
 	cfg.Engine.DeviceSampling, cfg.Engine.PadDecode = true, true
-	return &backend{mc: &m.Config, fwd: m}, nil
+	return &backend{mc: &m.Config, fwd: m, bf16Adapters: true}, nil
 }

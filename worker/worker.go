@@ -75,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	w.store, err = adapterstore.New(adapterstore.Config{
 		Root: cfg.AdaptersDir, CacheDir: cfg.HubCacheDir, Endpoint: cfg.HubEndpoint, Token: cfg.HubToken, RedirectHosts: cfg.HubRedirectHosts,
 		IdleTimeout: cfg.HubIdleTimeout, HostCacheBytes: cfg.HostCacheBytes, DiskCacheBytes: cfg.DiskCacheBytes,
-		Base: be.mc.PEFTBase(), MaxRank: cfg.MaxLoRARank, Observe: w.metrics.observeLoad, Delay: be.storeDelay,
+		Base: be.mc.PEFTBase(), MaxRank: cfg.MaxLoRARank, BF16: be.bf16Adapters, Observe: w.metrics.observeLoad, Delay: be.storeDelay,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

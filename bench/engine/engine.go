@@ -15,6 +15,7 @@ import (
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/pkg/peft"
+	"github.com/lorafleet/lorafleet/pkg/safetensors"
 	"github.com/lorafleet/lorafleet/worker/model"
 )
 
@@ -53,6 +54,9 @@ type Config struct {
 	Bandwidth float64
 	// Seed for the random weights and tokens. Default 1.
 	Seed uint64
+	// HostBF16 keeps the adapters' host copy in bf16, as the worker's host tier does for a
+	// backend that holds adapters in bf16 (cuda). Default float32.
+	HostBF16 bool
 }
 
 func (c *Config) setDefaults() error {
@@ -145,7 +149,7 @@ func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error)
 	n, _ := cfg.MaxAdapters()
 	n-- // the spare slot stays free
 	progress(fmt.Sprintf("uploading %d adapters of rank %d", n, cfg.Rank))
-	host := randomAdapter(&m.Config, cfg.Rank, cfg.Seed)
+	host := randomAdapter(&m.Config, cfg.Rank, cfg.Seed, cfg.HostBF16)
 	adapters, err := loadAdapters(m, host, n)
 	if err != nil {
 		return nil, err
@@ -226,15 +230,19 @@ func randomValues(n int, mean, std float32, seed uint64) []float32 {
 	return v
 }
 
-// randomAdapter is a rank-r adapter on all seven projections of every layer.
-func randomAdapter(c *model.Config, rank int, seed uint64) *peft.Adapter {
+// randomAdapter is a rank-r adapter on all seven projections of every layer, held in bf16
+// if bf16.
+func randomAdapter(c *model.Config, rank int, seed uint64, bf16 bool) *peft.Adapter {
 	pa := &peft.Adapter{Weights: map[peft.Target]*peft.LoRA{}}
 	for li := range c.Layers {
 		for p := range model.NumProj {
 			in, out := c.Shape(p)
 			s := seed + uint64(li*int(model.NumProj)+int(p))*2
-			pa.Weights[peft.Target{Layer: li, Module: p.Name()}] = &peft.LoRA{Rank: rank, In: in, Out: out, Scale: 2,
-				A: randomValues(rank*in, 0, 0.02, s), B: randomValues(out*rank, 0, 0.02, s+1)}
+			w := &peft.LoRA{Rank: rank, In: in, Out: out, Scale: 2, A: randomValues(rank*in, 0, 0.02, s), B: randomValues(out*rank, 0, 0.02, s+1)}
+			if bf16 {
+				w.A, w.B, w.A16, w.B16 = nil, nil, safetensors.BF16s(w.A), safetensors.BF16s(w.B)
+			}
+			pa.Weights[peft.Target{Layer: li, Module: p.Name()}] = w
 		}
 	}
 	return pa

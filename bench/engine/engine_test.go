@@ -68,12 +68,16 @@ func TestRunOnTheCPU(t *testing.T) {
 type gpuLike struct {
 	*cpuref.Backend
 	live, loads int
+	bf16Loads   int    // loads whose data came in bf16
 	graphsOff   []bool // each SetGraphs call's "off"
 }
 
-func (g *gpuLike) AdapterWeights(data [][]float32) ([]gpukern.Tensor, error) {
+func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
 	g.live++
 	g.loads++
+	if len(data) > 0 && data[0].BF16 != nil {
+		g.bf16Loads++
+	}
 	return g.Backend.AdapterWeights(data)
 }
 
@@ -101,7 +105,7 @@ func (g *gpuLike) Profile(f func()) (map[string]time.Duration, error) {
 func TestGPUMeasurements(t *testing.T) {
 	shape := tinyShape(t)
 	cfg := Config{Model: shape, Batches: []int{2, 4}, Adapters: []int{0}, Contexts: []int{8, 16}, Rank: 4,
-		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
+		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2, HostBF16: true}
 	be := &gpuLike{Backend: cpuref.New(1)}
 	rep, err := Run(be, cfg, nil)
 	if err != nil {
@@ -126,8 +130,8 @@ func TestGPUMeasurements(t *testing.T) {
 	if quiet, _ := (&runner{}).find(rep, WithLoRA, 4, 4, 8); l.QuietStepMS != quiet.StepMS {
 		t.Errorf("quiet step %v, want the batch's own median %v", l.QuietStepMS, quiet.StepMS)
 	}
-	if be.live != 0 || be.loads != 4+3 {
-		t.Errorf("%d adapters left on the backend after %d loads; want 0 after 7", be.live, be.loads)
+	if be.live != 0 || be.loads != 4+3 || be.bf16Loads != be.loads {
+		t.Errorf("%d adapters left on the backend after %d loads (%d in bf16); want 0 after 7, all in bf16", be.live, be.loads, be.bf16Loads)
 	}
 	if p := rep.Profile; p == nil || p.Batch != 4 || len(p.Kernels) != 2 || p.Kernels[0].Name != "gemm 64×64" || p.Kernels[0].Share != 0.75 {
 		t.Errorf("profile %+v", p)

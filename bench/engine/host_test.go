@@ -24,10 +24,10 @@ func (nullBackend) Name() string                      { return "null" }
 func (nullBackend) Alloc(n int) gpukern.Tensor        { return nullTensor(n) }
 func (nullBackend) Weight(d []float32) gpukern.Tensor { return nullTensor(len(d)) }
 func (nullBackend) AllocCache(n int) gpukern.Tensor   { return nullTensor(n) }
-func (nullBackend) AdapterWeights(data [][]float32) ([]gpukern.Tensor, error) {
+func (nullBackend) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
 	ts := make([]gpukern.Tensor, len(data))
 	for i, d := range data {
-		ts[i] = nullTensor(len(d))
+		ts[i] = nullTensor(d.Len())
 	}
 	return ts, nil
 }
@@ -68,7 +68,7 @@ func BenchmarkModelHostStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	host := randomAdapter(&m.Config, cfg.Rank, 1)
+	host := randomAdapter(&m.Config, cfg.Rank, 1, false)
 	adapters, err := loadAdapters(m, host, reference)
 	if err != nil {
 		b.Fatal(err)
@@ -95,7 +95,7 @@ func BenchmarkEngineHostStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	adapters, err := loadAdapters(m, randomAdapter(&m.Config, 16, 1), reference)
+	adapters, err := loadAdapters(m, randomAdapter(&m.Config, 16, 1, false), reference)
 	if err != nil {
 		b.Fatal(err)
 	}

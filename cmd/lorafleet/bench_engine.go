@@ -75,6 +75,7 @@ func runBenchEngine(args []string, e env) error {
 		}
 		defer closeFn()
 		be = cbe
+		c.HostBF16 = true // as the worker's host tier holds adapters for this backend
 	default:
 		return fmt.Errorf("--backend: %q is neither cpu nor cuda", backend)
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
 // Tensor is a host buffer.
@@ -100,11 +101,19 @@ func (b *Backend) parallel(n, grain int, fn func(lo, hi int)) {
 // AllocCache implements gpukern.Backend: the cache is float32 like every other buffer.
 func (b *Backend) AllocCache(n int) gpukern.Tensor { return b.Alloc(n) }
 
-// AdapterWeights implements gpukern.Backend: host memory has no pool to run out of.
-func (b *Backend) AdapterWeights(data [][]float32) ([]gpukern.Tensor, error) {
+// AdapterWeights implements gpukern.Backend: host memory has no pool to run out of. bf16
+// data is widened to float32, exactly.
+func (b *Backend) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
 	ts := make([]gpukern.Tensor, len(data))
 	for i, d := range data {
-		ts[i] = b.Weight(d)
+		v := d.F32
+		if d.BF16 != nil {
+			v = make([]float32, len(d.BF16))
+			for j, x := range d.BF16 {
+				v[j] = safetensors.BF16ToFloat32(x)
+			}
+		}
+		ts[i] = b.Weight(v)
 	}
 	return ts, nil
 }

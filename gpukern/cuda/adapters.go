@@ -142,13 +142,13 @@ func (p *adapterPool) close() {
 // on the upload stream after the compute work queued so far (which may read the slot's
 // previous adapter); the compute stream waits for it only before work that reads the slot
 // (waitFor).
-func (p *adapterPool) store(data [][]float32) ([]gpukern.Tensor, error) {
+func (p *adapterPool) store(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
 	if len(data) == 0 {
 		return nil, nil // nothing to hold: no slot taken, none to release
 	}
 	lens := make([]int, len(data))
 	for i, d := range data {
-		lens[i] = len(d)
+		lens[i] = d.Len()
 	}
 	need := SlotElems(lens)
 	if need > p.slotElems {
@@ -165,10 +165,10 @@ func (p *adapterPool) store(data [][]float32) ([]gpukern.Tensor, error) {
 	ts := make([]gpukern.Tensor, len(data))
 	offs := make([]int, len(data))
 	off := 0
-	for i, d := range data {
-		ts[i] = &Tensor{ptr: base + cu.DevicePtr(2*off), n: len(d), bf16: true, pooled: true}
+	for i, n := range lens {
+		ts[i] = &Tensor{ptr: base + cu.DevicePtr(2*off), n: n, bf16: true, pooled: true}
 		offs[i] = off
-		off += (len(d) + align - 1) &^ (align - 1)
+		off += (n + align - 1) &^ (align - 1)
 	}
 	p.uploads.Start(slot, func(u *host.Upload) error { return p.transfer(u, data, offs, base, off) })
 	p.free = p.free[:len(p.free)-1]
@@ -176,9 +176,9 @@ func (p *adapterPool) store(data [][]float32) ([]gpukern.Tensor, error) {
 	return ts, nil
 }
 
-// transfer converts data into the upload's staging buffer at offsets offs (elements) and
-// copies its first n elements to dst; it runs on the uploads' goroutine.
-func (p *adapterPool) transfer(u *host.Upload, data [][]float32, offs []int, dst cu.DevicePtr, n int) error {
+// transfer puts data in bf16 into the upload's staging buffer at offsets offs (elements)
+// and copies its first n elements to dst; it runs on the uploads' goroutine.
+func (p *adapterPool) transfer(u *host.Upload, data []gpukern.HostTensor, offs []int, dst cu.DevicePtr, n int) error {
 	st := &p.stages[u.Buffer]
 	// The buffer is reused: wait for its previous transfer to have read it.
 	if err := st.uploaded.Synchronize(); err != nil {
@@ -186,8 +186,9 @@ func (p *adapterPool) transfer(u *host.Upload, data [][]float32, offs []int, dst
 	}
 	start := time.Now()
 	stage := unsafe.Slice((*uint16)(st.buf), p.slotElems)
-	// Converting tens of millions of values is the slow part of a load: in parallel, on half
-	// the processors, so that the engine's loop always finds one to record its steps on.
+	// Converting tens of millions of values (or copying them, from a bf16 host tier) is the
+	// slow part of a load: in parallel, on half the processors, so that the engine's loop
+	// always finds one to record its steps on.
 	host.ToBF16(stage, data, offs, runtime.GOMAXPROCS(0)/2)
 	u.Prepare = time.Since(start)
 	steps := []func() error{
@@ -270,7 +271,7 @@ func (p *adapterPool) release(ts []gpukern.Tensor) {
 
 // AdapterWeights implements gpukern.Backend: one slot of the adapter pool, filled
 // asynchronously.
-func (b *Backend) AdapterWeights(data [][]float32) (ts []gpukern.Tensor, err error) {
+func (b *Backend) AdapterWeights(data []gpukern.HostTensor) (ts []gpukern.Tensor, err error) {
 	b.do(func() {
 		b.flush() // the upload waits for the work recorded so far, which may read the slot
 		ts, err = b.pool.store(data)

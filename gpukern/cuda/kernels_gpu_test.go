@@ -12,6 +12,7 @@ import (
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda"
+	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
 func TestEmbeddingAndGather(t *testing.T) {
@@ -312,11 +313,15 @@ func TestLoRA(t *testing.T) {
 				continue
 			}
 			g.Parts, s.Parts = make([]gpukern.LoRAPart, parts), make([]gpukern.LoRAPart, parts)
-			var data [][]float32 // one adapter's A and B of every part it has, in one slot
+			var data []gpukern.HostTensor // one adapter's A and B of every part it has, in one slot
 			for p, rank := range c.ranks[i] {
 				if rank > 0 {
 					a, b := randn(r, rank*c.in, 0.05), randn(r, c.outDims[p]*rank, 0.05)
-					data = append(data, a, b)
+					if i%2 == 0 {
+						data = append(data, gpukern.HostTensor{F32: a}, gpukern.HostTensor{F32: b})
+					} else { // from a bf16 host tier
+						data = append(data, gpukern.HostTensor{BF16: safetensors.BF16s(a)}, gpukern.HostTensor{BF16: safetensors.BF16s(b)})
+					}
 					scale := float32(r.Float64() + 0.5)
 					s.Parts[p] = gpukern.LoRAPart{A: ref.Weight(bf16(a)), B: ref.Weight(bf16(b)), Rank: rank, Scale: scale}
 					g.Parts[p] = gpukern.LoRAPart{Rank: rank, Scale: scale}
@@ -386,12 +391,19 @@ func TestLoRA(t *testing.T) {
 // slot is reused. Uploads run in the background: a download right after one waits for it,
 // and AdapterReady turns true once it has landed.
 func TestAdapterPool(t *testing.T) {
-	if _, err := gpu.AdapterWeights([][]float32{make([]float32, 1<<22+1)}); err == nil {
+	f32 := func(vs ...[]float32) []gpukern.HostTensor {
+		var hs []gpukern.HostTensor
+		for _, v := range vs {
+			hs = append(hs, gpukern.HostTensor{F32: v})
+		}
+		return hs
+	}
+	if _, err := gpu.AdapterWeights(f32(make([]float32, 1<<22+1))); err == nil {
 		t.Error("an adapter larger than a slot was stored")
 	}
 	var held [][]gpukern.Tensor
 	for range 8 {
-		ts, err := gpu.AdapterWeights([][]float32{{1, 2, 3}, {4, 5}})
+		ts, err := gpu.AdapterWeights(f32([]float32{1, 2, 3}, []float32{4, 5}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,11 +414,11 @@ func TestAdapterPool(t *testing.T) {
 	if first[0] != 4 || first[1] != 5 {
 		t.Errorf("downloaded right after its upload started: %v, want [4 5]", first)
 	}
-	if _, err := gpu.AdapterWeights([][]float32{{1}}); !errors.Is(err, cuda.ErrPoolFull) {
+	if _, err := gpu.AdapterWeights(f32([]float32{1})); !errors.Is(err, cuda.ErrPoolFull) {
 		t.Errorf("ninth adapter: %v, want ErrPoolFull", err)
 	}
 	gpu.FreeAdapterWeights(held[3])
-	ts, err := gpu.AdapterWeights([][]float32{{7, 8, 9}})
+	ts, err := gpu.AdapterWeights(f32([]float32{7, 8, 9}))
 	if err != nil {
 		t.Fatalf("after a free: %v", err)
 	}

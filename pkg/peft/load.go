@@ -46,6 +46,9 @@ type Options struct {
 	// MaxRank is the highest LoRA rank accepted; zero or negative selects
 	// DefaultMaxRank (64).
 	MaxRank int
+	// BF16 keeps A and B in bfloat16 (LoRA.A16, B16) rather than float32: half
+	// the host memory, for a backend that holds adapters in bf16 anyway.
+	BF16 bool
 }
 
 func (o Options) maxRank() int {
@@ -55,12 +58,15 @@ func (o Options) maxRank() int {
 	return o.MaxRank
 }
 
-// LoRA is the low-rank update of one module: y = W x + Scale · B (A x).
+// LoRA is the low-rank update of one module: y = W x + Scale · B (A x). A and B
+// are in float32, or, loaded with Options.BF16, in bfloat16 in A16 and B16 (A
+// and B nil).
 type LoRA struct {
 	Rank, In, Out int
 	Scale         float32
 	A             []float32 // [Rank*In], row-major
 	B             []float32 // [Out*Rank], row-major
+	A16, B16      []uint16  // the same in bfloat16
 }
 
 // Target identifies an adapted module.
@@ -84,11 +90,11 @@ func (a *Adapter) MaxRank() int {
 	return r
 }
 
-// Bytes is the float32 size of all A and B matrices.
+// Bytes is the size of all A and B matrices in memory.
 func (a *Adapter) Bytes() int64 {
 	var n int64
 	for _, w := range a.Weights {
-		n += 4 * int64(len(w.A)+len(w.B))
+		n += 4*int64(len(w.A)+len(w.B)) + 2*int64(len(w.A16)+len(w.B16))
 	}
 	return n
 }
@@ -131,7 +137,7 @@ func Load(dir string, base Base, opts Options) (*Adapter, error) {
 	if err := assign(f, slots); err != nil {
 		return nil, err
 	}
-	w, err := readWeights(f, slots)
+	w, err := readWeights(f, slots, opts.BF16)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +306,7 @@ func splitTensorName(name string) (path string, isA, ok bool) {
 	return "", false, false
 }
 
-func readWeights(f *safetensors.File, slots map[string]*slot) (map[Target]*LoRA, error) {
+func readWeights(f *safetensors.File, slots map[string]*slot, bf16 bool) (map[Target]*LoRA, error) {
 	out := make(map[Target]*LoRA, len(slots))
 	for _, path := range sortedKeys(slots) {
 		s := slots[path]
@@ -312,7 +318,11 @@ func readWeights(f *safetensors.File, slots map[string]*slot) (map[Target]*LoRA,
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrWeightsFile, err)
 		}
-		out[s.target] = &LoRA{Rank: s.rank, In: s.in, Out: s.out, Scale: s.scale, A: a, B: b}
+		l := &LoRA{Rank: s.rank, In: s.in, Out: s.out, Scale: s.scale, A: a, B: b}
+		if bf16 {
+			l.A, l.B, l.A16, l.B16 = nil, nil, safetensors.BF16s(a), safetensors.BF16s(b)
+		}
+		out[s.target] = l
 	}
 	return out, nil
 }

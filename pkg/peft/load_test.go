@@ -92,6 +92,41 @@ func TestLoadValues(t *testing.T) {
 	}
 }
 
+// With BF16, A and B are held in bfloat16 only: each value the float32 load's rounded to
+// the nearest bf16, in half the bytes. The Qwen2 adapter's values are bf16 already: 0.1875
+// is 0x3E40 and -0.0966796875 is 0xBDC6.
+func TestLoadBF16(t *testing.T) {
+	dir := filepath.Join(testdata, "tiny-qwen2/adapters/legal")
+	f32, err := peft.Load(dir, qwenBase, peft.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf, err := peft.Load(dir, qwenBase, peft.Options{BF16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bf.Bytes()*2 != f32.Bytes() || len(bf.Weights) != len(f32.Weights) {
+		t.Fatalf("bf16 load: %d bytes in %d modules, float32 %d in %d", bf.Bytes(), len(bf.Weights), f32.Bytes(), len(f32.Weights))
+	}
+	k := bf.Weights[peft.Target{Layer: 1, Module: "k_proj"}]
+	if k.A != nil || k.B != nil || k.A16[0] != 0x3E40 || k.A16[32*96-1] != 0xBDC6 {
+		t.Errorf("k_proj: float32 %v %v, A16[0] %#x A16[last] %#x", k.A != nil, k.B != nil, k.A16[0], k.A16[32*96-1])
+	}
+	for tg, w := range f32.Weights {
+		got := bf.Weights[tg]
+		for i, x := range w.A {
+			if got.A16[i] != safetensors.Float32ToBF16(x) {
+				t.Fatalf("%+v A[%d]: %#x, want %v rounded", tg, i, got.A16[i], x)
+			}
+		}
+		for i, x := range w.B {
+			if got.B16[i] != safetensors.Float32ToBF16(x) {
+				t.Fatalf("%+v B[%d]: %#x, want %v rounded", tg, i, got.B16[i], x)
+			}
+		}
+	}
+}
+
 func TestLoadRefusesBrokenWeights(t *testing.T) {
 	cases := []struct {
 		name string

@@ -74,6 +74,15 @@ func EncodeBF16(v []float32) []byte {
 	return out
 }
 
+// BF16s rounds every value of v to BF16 (Float32ToBF16).
+func BF16s(v []float32) []uint16 {
+	out := make([]uint16, len(v))
+	for i, x := range v {
+		out[i] = Float32ToBF16(x)
+	}
+	return out
+}
+
 // Float32ToBF16 rounds x to the nearest BF16, ties to even; NaN stays a quiet NaN.
 func Float32ToBF16(x float32) uint16 {
 	b := math.Float32bits(x)

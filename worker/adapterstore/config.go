@@ -39,6 +39,10 @@ type Config struct {
 	Base peft.Base
 	// MaxRank is the largest LoRA rank accepted. Default 64.
 	MaxRank int
+	// BF16 keeps adapters in bf16 in the host tier (peft.Options.BF16), for a backend that
+	// holds them in bf16 on the device: half the memory, and an upload is a copy. Default
+	// float32.
+	BF16 bool
 	// RedirectHosts are the hosts (host or host:port) besides Endpoint's that a download may
 	// be redirected to, over https and without the token. The Hugging Face Hub redirects
 	// every LFS file (adapter_model.safetensors) to its CDN, so for huggingface.co list the

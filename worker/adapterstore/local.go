@@ -129,8 +129,8 @@ func (l *local) scanDir(fsys fs.FS, dir string, depth int, ids *[]string) {
 }
 
 // parse loads the adapter in dir; in an error message, dir becomes name.
-func parse(dir, name string, base peft.Base, maxRank int) (*peft.Adapter, error) {
-	a, err := peft.Load(dir, base, peft.Options{MaxRank: maxRank})
+func parse(dir, name string, base peft.Base, opts peft.Options) (*peft.Adapter, error) {
+	a, err := peft.Load(dir, base, opts)
 	if err != nil {
 		msg := strings.ReplaceAll(err.Error(), dir, name)
 		return nil, &badAdapter{msg: ErrBadAdapter.Error() + ": " + msg, err: err}

@@ -196,7 +196,7 @@ func (s *Store) loadSource(src string) (*peft.Adapter, string, error) {
 		if err != nil {
 			return nil, "disk", err
 		}
-		a, err := parse(dir, src, s.cfg.Base, s.cfg.MaxRank)
+		a, err := parse(dir, src, s.cfg.Base, peft.Options{MaxRank: s.cfg.MaxRank, BF16: s.cfg.BF16})
 		return a, "disk", err
 	}
 	if s.hub == nil {
@@ -215,7 +215,7 @@ func (s *Store) loadSource(src string) (*peft.Adapter, string, error) {
 		return nil, tier, err
 	}
 	defer release()
-	a, err := parse(dir, src, s.cfg.Base, s.cfg.MaxRank)
+	a, err := parse(dir, src, s.cfg.Base, peft.Options{MaxRank: s.cfg.MaxRank, BF16: s.cfg.BF16})
 	return a, tier, err
 }
 

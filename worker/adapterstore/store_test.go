@@ -262,6 +262,28 @@ func TestHostTierEviction(t *testing.T) {
 	}
 }
 
+// With BF16 the host tier holds adapters in bf16: in half the bytes, so twice as many fit.
+func TestHostTierInBF16(t *testing.T) {
+	f := newFixture(t)
+	tiny, sql := f.load(t, "tiny").Bytes(), f.load(t, "sql").Bytes()
+	s := f.store(t, func(c *Config) { c.HostCacheBytes, c.BF16 = (tiny+sql)/2, true })
+	ctx := context.Background()
+	for _, id := range []string{"tiny", "sql"} {
+		a, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for tg, w := range a.Weights {
+			if w.A != nil || len(w.A16) != w.Rank*w.In || len(w.B16) != w.Out*w.Rank {
+				t.Fatalf("%s %+v: not held in bf16", id, tg)
+			}
+		}
+	}
+	if st := s.Stats(); st.HostAdapters != 2 || st.HostBytes != (tiny+sql)/2 {
+		t.Errorf("stats %+v, want both adapters in %d bytes", st, (tiny+sql)/2)
+	}
+}
+
 // Delay (the simulated backend's modeled load time) holds a load back, and only a load:
 // host hits are not delayed.
 func TestDelayHoldsLoads(t *testing.T) {

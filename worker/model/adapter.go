@@ -38,7 +38,7 @@ func (m *Model) LoadAdapter(id string, pa *peft.Adapter) (*Adapter, error) {
 			places[p.Name()] = place{linear(l), i}
 		}
 	}
-	var data [][]float32
+	var data []gpukern.HostTensor
 	var mods []*gpukern.LoRAPart // the module of data[2i] (A) and data[2i+1] (B)
 	for t, lora := range pa.Weights {
 		pl, ok := places[t.Module]
@@ -46,7 +46,8 @@ func (m *Model) LoadAdapter(id string, pa *peft.Adapter) (*Adapter, error) {
 			return nil, fmt.Errorf("model: adapter %s: module %s of layer %d is not in the model", id, t.Module, t.Layer)
 		}
 		in, out := m.Config.Shape(linearParts[pl.l][pl.part])
-		if lora.In != in || lora.Out != out || len(lora.A) != lora.Rank*in || len(lora.B) != out*lora.Rank {
+		ha, hb := gpukern.HostTensor{F32: lora.A, BF16: lora.A16}, gpukern.HostTensor{F32: lora.B, BF16: lora.B16}
+		if lora.In != in || lora.Out != out || ha.Len() != lora.Rank*in || hb.Len() != out*lora.Rank {
 			return nil, fmt.Errorf("model: adapter %s: %s of layer %d does not fit the model", id, t.Module, t.Layer)
 		}
 		parts := &a.layers[t.Layer][pl.l]
@@ -56,9 +57,9 @@ func (m *Model) LoadAdapter(id string, pa *peft.Adapter) (*Adapter, error) {
 		w := &(*parts)[pl.part]
 		w.Rank, w.Scale = lora.Rank, lora.Scale
 		mods = append(mods, w)
-		data = append(data, lora.A, lora.B)
+		data = append(data, ha, hb)
 		a.rank = max(a.rank, lora.Rank)
-		a.bytes += int64(len(lora.A)+len(lora.B)) * 4
+		a.bytes += int64(ha.Len()+hb.Len()) * 4
 	}
 	ts, err := m.be.AdapterWeights(data)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
@@ -91,17 +92,22 @@ func (u *Upload) Wait() error {
 	return u.err
 }
 
-// ToBF16 converts each data[i] into dst at element offset offs[i], on workers goroutines
-// that take the tensors in turn: a full-size adapter has hundreds, tens of millions of
-// values together.
-func ToBF16(dst []uint16, data [][]float32, offs []int, workers int) {
+// ToBF16 puts each data[i] in bf16 into dst at element offset offs[i] (converting float32,
+// copying bf16), on workers goroutines that take the tensors in turn: a full-size adapter
+// has hundreds, tens of millions of values together.
+func ToBF16(dst []uint16, data []gpukern.HostTensor, offs []int, workers int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range max(1, workers) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(data); i = int(next.Add(1) - 1) {
-				out := dst[offs[i] : offs[i]+len(data[i])]
-				for j, x := range data[i] {
+				d := data[i]
+				out := dst[offs[i] : offs[i]+d.Len()]
+				if d.BF16 != nil {
+					copy(out, d.BF16)
+					continue
+				}
+				for j, x := range d.F32 {
 					out[j] = safetensors.Float32ToBF16(x)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
@@ -101,10 +102,11 @@ func TestUploadsInitFailureAndClose(t *testing.T) {
 	}
 }
 
-// ToBF16 converts every tensor to its offset, whatever the number of workers, and touches
-// nothing between the tensors.
+// ToBF16 converts every float32 tensor and copies every bf16 one to its offset, whatever
+// the number of workers, and touches nothing between the tensors.
 func TestToBF16(t *testing.T) {
-	data := [][]float32{{1, -2.5, 3e-3}, {}, {65504, 1.0 / 3}, {-1e30, 7}}
+	f32 := [][]float32{{1, -2.5, 3e-3}, {}, {65504, 1.0 / 3}, {-1e30, 7}}
+	data := []gpukern.HostTensor{{F32: f32[0]}, {F32: f32[1]}, {BF16: []uint16{0x3f80, 0xc020}}, {F32: f32[3]}}
 	offs := []int{0, 4, 4, 8}
 	for _, workers := range []int{0, 1, 3, 16} {
 		dst := make([]uint16, 11)
@@ -116,11 +118,12 @@ func TestToBF16(t *testing.T) {
 		for i := range want {
 			want[i] = 0xdead
 		}
-		for i, d := range data {
+		for i, d := range f32 {
 			for j, x := range d {
 				want[offs[i]+j] = safetensors.Float32ToBF16(x)
 			}
 		}
+		want[4], want[5] = 0x3f80, 0xc020 // tensor 2, copied as it is
 		if !slices.Equal(dst, want) {
 			t.Errorf("%d workers: %x, want %x", workers, dst, want)
 		}
