@@ -22,6 +22,8 @@
 //     sequences, ties to the least recently used. Nothing new is admitted for it, so its
 //     sequences finish, its slot unpins and the waiting adapter loads. Other adapters keep
 //     being admitted. The choice is recomputed each step from the state alone.
+//   - Prefetch. The adapters of sequences still waiting after admission are loaded into free
+//     slots, oldest first, never evicting, so that their uploads overlap the wait.
 //   - Uploads in flight. An adapter whose upload has not finished (State.Loading) holds its
 //     slot and is never evicted, and nothing is admitted for it until it has landed; the
 //     sequences waiting for it keep their place while others are admitted and run. A backend
@@ -161,6 +163,7 @@ func Schedule(cfg *Config, st *State, plan *Plan) {
 	}
 	pl.chooseDrain()
 	pl.admit()
+	pl.prefetch()
 }
 
 // blocksFor is the number of new blocks a chunk of n tokens needs.
@@ -328,6 +331,22 @@ func (pl *planner) admit() {
 func (pl *planner) loading(adapter string) bool {
 	j := pl.slotOf(adapter, false)
 	return j >= 0 && pl.p.res[j].loading
+}
+
+// prefetch loads the adapters of the sequences still waiting into free slots, oldest first,
+// never evicting: their uploads then run while they wait, not after they are admitted.
+func (pl *planner) prefetch() {
+	for i := range pl.st.Waiting {
+		a := pl.st.Waiting[i].Adapter
+		if pl.occupied() >= pl.cfg.Slots {
+			return
+		}
+		if a == "" || pl.slotOf(a, false) >= 0 || pl.slotOf(a, true) >= 0 {
+			continue // the base model, resident, or evicted by this plan for another
+		}
+		pl.p.res = append(pl.p.res, slot{adapter: a})
+		pl.p.Load = append(pl.p.Load, a)
+	}
 }
 
 // takeSlot makes adapter resident for one more sequence: already there, a free slot, or in
