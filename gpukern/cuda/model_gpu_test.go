@@ -146,19 +146,21 @@ func TestMixedAdapterBatchOnGPU(t *testing.T) {
 	}
 }
 
-// goldenSource serves a golden set's adapters to the engine loop through the real PEFT loader.
+// goldenSource serves a golden set's adapters to the engine loop through the real PEFT
+// loader, in bf16 as the CUDA worker's host tier holds them.
 type goldenSource struct {
 	g    *golden.File
 	base peft.Base
 }
 
 func (s goldenSource) Get(_ context.Context, id string) (*peft.Adapter, error) {
-	return peft.Load(s.g.AdapterDir(id), s.base, peft.Options{})
+	return peft.Load(s.g.AdapterDir(id), s.base, peft.Options{BF16: true})
 }
 
 // The engine loop as the CUDA worker runs it, with one adapter slot and every golden case
-// submitted at once: adapters are evicted and uploaded in the background while the other
-// requests run, and each greedy continuation is still the reference's.
+// submitted at once: adapters come from a bf16 host tier, are evicted and uploaded in the
+// background while the other requests run, and each greedy continuation is still the
+// reference's.
 func TestLoopOnGPU(t *testing.T) {
 	for _, set := range golden.Sets {
 		t.Run(set, func(t *testing.T) {
