@@ -16,8 +16,8 @@ import (
 type (
 	// Grapher is a backend that can replay steps as CUDA graphs, and run them without.
 	Grapher interface{ SetGraphs(on bool) }
-	// Uploader times its last adapter upload: the conversion into page-locked host memory
-	// and the transfer from there to the device slot.
+	// Uploader times its last adapter upload: putting it in bf16 into page-locked host
+	// memory (a copy, or a conversion from float32) and the transfer from there to the slot.
 	Uploader interface {
 		LastAdapterUpload() (prepare, transfer time.Duration, err error)
 	}
@@ -101,7 +101,7 @@ type Loading struct {
 	Batch, Adapters, Context int
 	Loads                    int     `json:"loads"`
 	AdapterBytes             int64   `json:"adapter_bytes"`
-	PrepareMS                float64 `json:"prepare_ms"`    // median host time of a load's bf16 conversion into page-locked memory
+	PrepareMS                float64 `json:"prepare_ms"`    // median host time putting a load in bf16 into page-locked memory
 	UploadMS                 float64 `json:"upload_ms"`     // median transfer, host to device slot
 	UploadMaxMS              float64 `json:"upload_max_ms"` // slowest transfer
 	StepMS                   float64 `json:"step_ms"`       // median step while loading

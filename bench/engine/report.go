@@ -108,7 +108,7 @@ func (r *Report) Markdown(w io.Writer) error {
 func (r *Report) loadingAndMemory(b *strings.Builder) {
 	if l := r.Loading; l != nil {
 		fmt.Fprintf(b, "\nDecode while adapters load (batch %d, %d adapters, context %d; before each of %d steps a new adapter of %.0f MB starts uploading in the background):"+
-			" bf16 conversion into page-locked memory %.1f ms median; transfer to the device slot %.2f ms median, %.2f ms slowest; steps %.2f ms median, %.2f ms slowest"+
+			" putting it in bf16 into page-locked memory %.1f ms median; transfer to the device slot %.2f ms median, %.2f ms slowest; steps %.2f ms median, %.2f ms slowest"+
 			" (%.2f× the median without loads).\n",
 			l.Batch, l.Adapters, l.Context, l.Loads, float64(l.AdapterBytes)/1e6, l.PrepareMS, l.UploadMS, l.UploadMaxMS,
 			l.StepMS, l.StepMaxMS, l.StepMaxMS/l.QuietStepMS)

@@ -62,7 +62,7 @@ func (b *Backend) Time(f func()) (time.Duration, error) {
 }
 
 // LastAdapterUpload waits for the last adapter upload and returns the host time spent
-// converting it into page-locked memory and how long its transfer from there to the
+// putting it in bf16 into page-locked memory and how long its transfer from there to the
 // adapter's slot took.
 func (b *Backend) LastAdapterUpload() (prepare, transfer time.Duration, err error) {
 	var ms float64

@@ -10,10 +10,11 @@ import (
 )
 
 // Uploads runs adapter uploads one at a time, in the order they were started, on a
-// goroutine of its own: converting tens of millions of values to bf16 takes milliseconds
-// of host time, which must not hold up the steps of the goroutine that starts them.
-// Uploads alternate between Buffers staging buffers, so that one converts while the
-// previous one's transfer runs. Start, Last and Close belong to one goroutine.
+// goroutine of its own: putting tens of millions of values in bf16 into a staging buffer
+// (copying them, or converting float32) takes milliseconds of host time, which must not
+// hold up the steps of the goroutine that starts them. Uploads alternate between the
+// staging buffers, so that one is filled while the previous one's transfer runs. Start,
+// Last, Latest and Close belong to one goroutine.
 type Uploads struct {
 	buffers int
 	jobs    chan *Upload
