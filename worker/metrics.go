@@ -54,6 +54,7 @@ func newMetrics(loop func() engine.Stats, store func() (hostBytes, diskBytes int
 	stat("num_requests_waiting", "Requests waiting to run (including adapter loads).", func(s engine.Stats) float64 { return float64(s.Waiting) })
 	stat("kv_cache_usage_perc", "Fraction of KV cache blocks in use (0 to 1).", func(s engine.Stats) float64 { return s.KVUsage })
 	stat("adapters_resident", "Adapters resident on the device.", func(s engine.Stats) float64 { return float64(s.Resident) })
+	stat("adapters_uploading", "Adapters resident on the device whose upload has not landed yet.", func(s engine.Stats) float64 { return float64(s.Uploading) })
 	stat("adapter_device_bytes", "Bytes of the adapters resident on the device.", func(s engine.Stats) float64 { return float64(s.DeviceBytes) })
 	f.counterFunc("adapter_device_loads_total", "Adapter uploads to the device.", func() float64 { return float64(loop().Loads) })
 	f.counterFunc("adapter_evictions_total", "Adapters evicted from the device.", func() float64 { return float64(loop().Evictions) })

@@ -41,6 +41,7 @@ type Stats struct {
 	Running, Waiting int      // sequences admitted / queued (including adapter loads)
 	KVUsage          float64  // fraction of KV blocks in use
 	Resident         int      // adapters on the device
+	Uploading        int      // of those, the ones whose upload has not landed
 	ResidentIDs      []string // their IDs (read-only)
 	Generated        uint64   // tokens generated so far
 	DeviceBytes      int64    // their size
@@ -306,7 +307,7 @@ func (l *Loop) failAll(err error) {
 func (l *Loop) publish() {
 	l.stats.Store(&Stats{
 		Running: len(l.running), Waiting: l.preemptedWaiting(), // Stats adds the queued count
-		KVUsage: l.e.KVUsage(), Resident: len(l.slots.dev), ResidentIDs: l.slots.residents, Generated: l.generated,
+		KVUsage: l.e.KVUsage(), Resident: len(l.slots.dev), Uploading: len(l.slots.uploading), ResidentIDs: l.slots.residents, Generated: l.generated,
 		DeviceBytes: l.slots.deviceBytes,
 		Loads:       l.slots.loads, Evictions: l.slots.evictions, Preemptions: l.preemptions,
 		Steps: l.steps, LastStep: time.Now(),

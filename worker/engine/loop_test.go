@@ -222,9 +222,9 @@ func TestLoopRunsOthersWhileAnAdapterUploads(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the adapter to be uploading", func() bool { return l.Stats().Loads == 1 })
 	before := l.Stats().Generated
 	testutil.Eventually(t, 5*time.Second, "the other sequence to go on decoding", func() bool { return l.Stats().Generated >= before+20 })
-	if s := l.Stats(); s.Running != 1 || s.Waiting != 1 || h.asked.Load() == 0 {
-		t.Fatalf("while the upload is in flight: %d running, %d waiting, %d readiness checks; want 1, 1, some",
-			s.Running, s.Waiting, h.asked.Load())
+	if s := l.Stats(); s.Running != 1 || s.Waiting != 1 || s.Uploading != 1 || h.asked.Load() == 0 {
+		t.Fatalf("while the upload is in flight: %d running, %d waiting, %d uploading, %d readiness checks; want 1, 1, 1, some",
+			s.Running, s.Waiting, s.Uploading, h.asked.Load())
 	}
 	early, cancelEarly := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancelEarly()
@@ -236,4 +236,5 @@ func TestLoopRunsOthersWhileAnAdapterUploads(t *testing.T) {
 	if err != nil || fin != FinishLength || !slices.Equal(got, tuned.Greedy) {
 		t.Fatalf("after the upload landed: %v (%s, %v), want %v", got, fin, err, tuned.Greedy)
 	}
+	testutil.Eventually(t, time.Second, "no upload in flight", func() bool { return l.Stats().Uploading == 0 })
 }
