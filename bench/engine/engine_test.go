@@ -127,7 +127,7 @@ func TestGPUMeasurements(t *testing.T) {
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {
 		t.Fatalf("loading %+v", l)
 	}
-	if quiet, _ := (&runner{}).find(rep, WithLoRA, 4, 4, 8); l.QuietStepMS != quiet.StepMS {
+	if quiet, _ := rep.find(WithLoRA, 4, 4, 8); l.QuietStepMS != quiet.StepMS {
 		t.Errorf("quiet step %v, want the batch's own median %v", l.QuietStepMS, quiet.StepMS)
 	}
 	if be.live != 0 || be.loads != 4+3 || be.bf16Loads != be.loads {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/pkg/peft"
 	"github.com/lorafleet/lorafleet/worker/engine"
 	"github.com/lorafleet/lorafleet/worker/model"
 	"github.com/lorafleet/lorafleet/worker/sample"
@@ -64,15 +65,7 @@ func BenchmarkModelHostStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	var be nullBackend
-	m, err := model.Build(cfg.Model, be, randomWeights(be, 1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	host := randomAdapter(&m.Config, cfg.Rank, 1, false)
-	adapters, err := loadAdapters(m, host, reference)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m, host, adapters := nullModel(b)
 	r := &runner{cfg: cfg, be: be, gate: &gated{Backend: be}, m: m, host: host, adapters: adapters, rng: rand.New(rand.NewPCG(1, 2))}
 	kv := m.NewKVCache(reference*r.blocksPerSeq(), blockSize)
 	batch := r.decodeBatch(reference, reference, 128)
@@ -84,21 +77,29 @@ func BenchmarkModelHostStep(b *testing.B) {
 	}
 }
 
-// BenchmarkEngineHostStep is the host time of one step of worker/engine (scheduling the
-// batch, building it, sampling bookkeeping) plus worker/model's, on the reference decode
-// batch: 32 sequences of Llama-2-7B shape, each with its own adapter, greedy, 64 tokens each
-// after a 128-token prompt. ns/op is per decode step.
-func BenchmarkEngineHostStep(b *testing.B) {
-	const tokens = 64
+// nullModel is Llama-2-7B's shape on nullBackend with reference rank-16 adapters of the
+// values of host.
+func nullModel(b *testing.B) (m *model.Model, host *peft.Adapter, adapters []*model.Adapter) {
+	b.Helper()
 	var be nullBackend
 	m, err := model.Build(Llama2(), be, randomWeights(be, 1))
 	if err != nil {
 		b.Fatal(err)
 	}
-	adapters, err := loadAdapters(m, randomAdapter(&m.Config, 16, 1, false), reference)
-	if err != nil {
+	host = randomAdapter(&m.Config, 16, 1, false)
+	if adapters, err = loadAdapters(m, host, reference); err != nil {
 		b.Fatal(err)
 	}
+	return m, host, adapters
+}
+
+// BenchmarkEngineHostStep is the host time of one step of worker/engine (scheduling the
+// batch, building it, sampling bookkeeping) plus worker/model's, on the reference decode
+// batch: 32 sequences of Llama-2-7B shape, each with its own adapter, greedy, 64 tokens each
+// after a 128-token prompt. ns/step is per generated token, the prefill steps amortized.
+func BenchmarkEngineHostStep(b *testing.B) {
+	const tokens = 64
+	m, _, adapters := nullModel(b)
 	e, err := engine.New(m, engine.Config{NumBlocks: reference * 16, DeviceSampling: true, PadDecode: true})
 	if err != nil {
 		b.Fatal(err)

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/lorafleet/lorafleet/worker/model"
@@ -88,7 +89,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, d := range r.Decode {
 		cost := "–"
-		if off, ok := r.find(LoRAOff, d.Batch, d.Context); ok && d.Variant == WithLoRA {
+		if off, ok := r.find(LoRAOff, d.Batch, 0, d.Context); ok && d.Variant == WithLoRA {
 			cost = fmt.Sprintf("%+.2f", d.StepMS-off.StepMS)
 		}
 		fmt.Fprintf(&b, "| %d | %d | %s | %d | %.2f (%.2f) | %.3g | %.2f | %s | %.0f | %.3g |\n",
@@ -157,19 +158,20 @@ func (r *Report) peftTable(b *strings.Builder) {
 		if c.Case == "base" {
 			variant, k, name = LoRAOff, 0, "none (base model)"
 		}
-		for _, d := range r.Decode {
-			if d.Variant == variant && d.Adapters == k && d.Batch == r.PEFT.Batch && d.Context == ctx {
-				fmt.Fprintf(b, "| %s | %.1f | %.0f | %.0f× |\n", name, c.TokensPerS, d.TokensPerS, d.TokensPerS/c.TokensPerS)
-			}
+		if d, ok := r.find(variant, r.PEFT.Batch, k, ctx); ok {
+			fmt.Fprintf(b, "| %s | %.1f | %.0f | %.0f× |\n", name, c.TokensPerS, d.TokensPerS, d.TokensPerS/c.TokensPerS)
 		}
 	}
 }
 
-func (r *Report) find(variant string, batch, ctx int) (Decode, bool) {
-	for _, d := range r.Decode {
-		if d.Variant == variant && d.Batch == batch && d.Context == ctx {
-			return d, true
-		}
+// find is the decode row of variant at batch b, k adapters (0 for the LoRA-off variants)
+// and context ctx.
+func (r *Report) find(variant string, b, k, ctx int) (Decode, bool) {
+	i := slices.IndexFunc(r.Decode, func(d Decode) bool {
+		return d.Variant == variant && d.Batch == b && d.Adapters == k && d.Context == ctx
+	})
+	if i < 0 {
+		return Decode{}, false
 	}
-	return Decode{}, false
+	return r.Decode[i], true
 }

@@ -92,7 +92,7 @@ func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(
 			b = max(b, n)
 		}
 	}
-	quiet, ok := r.find(rep, WithLoRA, b, b, ctx)
+	quiet, ok := rep.find(WithLoRA, b, b, ctx)
 	if !ok {
 		return nil
 	}
@@ -103,16 +103,6 @@ func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(
 	}
 	rep.Loading, err = r.loading(kv, b, b, ctx, quiet.StepMS)
 	return err
-}
-
-func (r *runner) find(rep *Report, variant string, b, k, ctx int) (Decode, bool) {
-	i := slices.IndexFunc(rep.Decode, func(d Decode) bool {
-		return d.Variant == variant && d.Batch == b && d.Adapters == k && d.Context == ctx
-	})
-	if i < 0 {
-		return Decode{}, false
-	}
-	return rep.Decode[i], true
 }
 
 func (r *runner) blocksPerSeq() int {

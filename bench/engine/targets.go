@@ -45,18 +45,9 @@ func notMeasured(name, bound string) Target {
 	return Target{Name: name, Bound: bound, Measured: "not measured"}
 }
 
-func (r *Report) decode(variant string, b, k int) (Decode, bool) {
-	for _, d := range r.Decode {
-		if d.Variant == variant && d.Batch == b && d.Context == targetContext && (variant != WithLoRA || d.Adapters == k) {
-			return d, true
-		}
-	}
-	return Decode{}, false
-}
-
 func (r *Report) floorTarget() Target {
 	name := fmt.Sprintf("batch %d, %d adapters, context %d: step time", reference, reference, targetContext)
-	d, ok := r.decode(WithLoRA, reference, reference)
+	d, ok := r.find(WithLoRA, reference, reference, targetContext)
 	if !ok {
 		return notMeasured(name, fmt.Sprintf("≤ %.2f × the floor", targetFloorRatio))
 	}
@@ -68,10 +59,10 @@ func (r *Report) floorTarget() Target {
 // batch and context.
 func (r *Report) loraCostTargets() []Target {
 	var ts []Target
-	off, okOff := r.decode(LoRAOff, reference, 0)
+	off, okOff := r.find(LoRAOff, reference, 0, targetContext)
 	for _, k := range []int{1, 8, reference} {
 		name := fmt.Sprintf("LoRA cost with %d adapter(s) (batch %d, context %d)", k, reference, targetContext)
-		d, ok := r.decode(WithLoRA, reference, k)
+		d, ok := r.find(WithLoRA, reference, k, targetContext)
 		bound := fmt.Sprintf("≤ %.0f%% of the step without", 100*targetLoRACostOne)
 		if k > 1 {
 			bound = fmt.Sprintf("≤ %.1f × the adapters' bytes at the floor's bandwidth", targetLoRACost)
@@ -106,7 +97,7 @@ func (r *Report) peftTargets() []Target {
 			if c.Case != peftCase || (peftCase == "peft" && c.Adapters != k) {
 				continue
 			}
-			if d, ok := r.decode(variant, r.PEFT.Batch, k); ok && c.TokensPerS > 0 {
+			if d, ok := r.find(variant, r.PEFT.Batch, k, targetContext); ok && c.TokensPerS > 0 {
 				x := d.TokensPerS / c.TokensPerS
 				return Target{Name: name, Bound: bound, Measured: fmt.Sprintf("%.0f vs %.1f tok/s: %.0f×", d.TokensPerS, c.TokensPerS, x), Met: x >= factor}
 			}
@@ -122,7 +113,7 @@ func (r *Report) peftTargets() []Target {
 func (r *Report) batch128Target() Target {
 	name := fmt.Sprintf("batch 128, %d adapters, context %d: decode tok/s", reference, targetContext)
 	bound := fmt.Sprintf("≥ %d", targetBatch128TokS)
-	d, ok := r.decode(WithLoRA, 128, reference)
+	d, ok := r.find(WithLoRA, 128, reference, targetContext)
 	if !ok {
 		return notMeasured(name, bound)
 	}

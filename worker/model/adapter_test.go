@@ -5,28 +5,10 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cpuref"
 	"github.com/lorafleet/lorafleet/pkg/peft"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
-
-// withAdapter returns the last-position logits of ids with adapter a on every row.
-func withAdapter(t *testing.T, m *Model, a *Adapter, ids ...int32) []float32 {
-	t.Helper()
-	kv := m.NewKVCache(4, 16)
-	b := &Batch{Tokens: ids, Adapters: []AdapterRun{{Start: 0, End: len(ids), Adapter: a}}, LogitRows: []int32{int32(len(ids) - 1)},
-		Seqs: []gpukern.AttnSeq{{QStart: 0, QLen: len(ids), CtxLen: len(ids), Blocks: []int32{0, 1, 2, 3}}}}
-	for i := range ids {
-		b.Positions = append(b.Positions, int32(i))
-		b.Slots = append(b.Slots, int32(i))
-	}
-	logits, err := m.Forward(b, kv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return logits
-}
 
 // An adapter held in bf16 (a bf16 host tier) changes only the rounding: it gives exactly the
 // logits of the float32 adapter with every value rounded to bf16 first.

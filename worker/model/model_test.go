@@ -19,8 +19,14 @@ var llamaDir = filepath.Join("..", "..", "testdata", "tiny-llama", "model")
 // prefill returns the last-position logits of ids on the base model.
 func prefill(t *testing.T, m *Model, ids ...int32) []float32 {
 	t.Helper()
+	return withAdapter(t, m, nil, ids...)
+}
+
+// withAdapter returns the last-position logits of ids with adapter a (nil: none) on every row.
+func withAdapter(t *testing.T, m *Model, a *Adapter, ids ...int32) []float32 {
+	t.Helper()
 	kv := m.NewKVCache(4, 16)
-	b := &Batch{Tokens: ids, Adapters: []AdapterRun{{Start: 0, End: len(ids)}}, LogitRows: []int32{int32(len(ids) - 1)},
+	b := &Batch{Tokens: ids, Adapters: []AdapterRun{{Start: 0, End: len(ids), Adapter: a}}, LogitRows: []int32{int32(len(ids) - 1)},
 		Seqs: []gpukern.AttnSeq{{QStart: 0, QLen: len(ids), CtxLen: len(ids), Blocks: []int32{0, 1, 2, 3}}}}
 	for i := range ids {
 		b.Positions = append(b.Positions, int32(i))

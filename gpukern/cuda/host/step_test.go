@@ -63,7 +63,7 @@ func put[T int32 | float32 | uint64](a *Arena, v []T) uint64 {
 	return p
 }
 
-func (s *refStep) run(b *testing.B) {
+func (s *refStep) run() {
 	s.arena.Reset()
 	s.ops = s.ops[:0]
 	addr := func(t gpukern.Tensor) uint64 { return uint64(uintptr(unsafe.Pointer(t.(*fakeTensor)))) }
@@ -107,11 +107,11 @@ func (s *refStep) run(b *testing.B) {
 func BenchmarkReferenceStepHost(b *testing.B) {
 	s := newRefStep()
 	for range 3 {
-		s.run(b)
+		s.run()
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		s.run(b)
+		s.run()
 	}
 	if st := s.graphs.Stats; st.Replayed == 0 {
 		b.Fatalf("the step never replayed a graph: %+v", st)
