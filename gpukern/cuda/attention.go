@@ -23,9 +23,9 @@ func flashSharedBytes(hd int) int { return hd * (flashBQ*4 + 2*flashBK*2) }
 // split so that a decode step keeps every SM busy, short ones take one split.
 const splitLen = 512
 
-// Attention implements gpukern.Backend: flash_prefill for prefill tiles, decode_split and
-// decode_combine for decode rows, in one call for a mixed batch. Both also write the output in
-// bf16 for the o projection's GEMM (bf16Copy).
+// Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, and
+// decode_combine where a context is longer than one split, for decode rows; in one call for a
+// mixed batch. Both also write the output in bf16 for the o projection's GEMM (bf16Copy).
 func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
 	os, qs := dev(out), dev(q)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
@@ -48,19 +48,26 @@ func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer
 	})
 }
 
-// decode launches decode_split and decode_combine for the plan's decode rows. Callers are
-// inside b.do.
+// decode launches decode_split for the plan's decode rows, and decode_combine after it where a
+// context needs more than one split. Callers are inside b.do.
 func (b *Backend) decode(out, out16 cu.DevicePtr, q, kc, vc *Tensor, plan *host.Attn, rowLen, rowTable, blocks cu.DevicePtr, blockSize int, p gpukern.AttnParams) {
 	n := len(plan.DecRows)
 	splits := max(1, (plan.MaxDecode+splitLen-1)/splitLen)
-	parts := n * p.Heads * splits
-	acc := b.buffer(&b.scratch.part, int64(4*parts*(p.HeadDim+2)))
-	ml := acc + cu.DevicePtr(4*parts*p.HeadDim)
+	var acc, ml, direct, direct16 cu.DevicePtr
+	if splits == 1 {
+		direct, direct16 = out, out16 // decode_split writes the output itself
+	} else {
+		parts := n * p.Heads * splits
+		acc = b.buffer(&b.scratch.part, int64(4*parts*(p.HeadDim+2)))
+		ml = acc + cu.DevicePtr(4*parts*p.HeadDim)
+	}
 	decRows := upload(b, plan.DecRows)
-	a := (&args{}).dptr(acc).dptr(ml).ptr(q).ptr(kc).ptr(vc).dptr(decRows).
+	a := (&args{}).dptr(acc).dptr(ml).dptr(direct).dptr(direct16).ptr(q).ptr(kc).ptr(vc).dptr(decRows).
 		dptr(rowLen).dptr(rowTable).dptr(blocks).i32(blockSize).
 		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale).i32(splitLen)
 	b.launch("decode_split", b.fn.decodeSplit, dims{X: n, Y: p.Heads, Z: splits}, d1(128), 4*(p.HeadDim+2)*4, a)
-	a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
-	b.launch("decode_combine", b.fn.decodeCombine, d2(n, p.Heads), d1(128), 0, a)
+	if splits > 1 {
+		a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
+		b.launch("decode_combine", b.fn.decodeCombine, d2(n, p.Heads), d1(128), 0, a)
+	}
 }

@@ -78,7 +78,7 @@ func (a *args) i64(v int) *args           { return a.raw(uint64(int64(v))) }
 func (a *args) f32(v float32) *args       { return a.raw(uint64(math.Float32bits(v))) }
 func (a *args) raw(v uint64) *args {
 	if a.cells == nil {
-		a.cells = make([]uint64, 0, 16) // room for every kernel's arguments: one allocation
+		a.cells = make([]uint64, 0, 20) // room for every kernel's arguments: one allocation
 	}
 	a.cells = append(a.cells, v)
 	return a

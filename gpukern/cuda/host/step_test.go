@@ -11,7 +11,7 @@ import (
 // step of the reference batch (32 rows, each with its own rank-16 adapter on all
 // seven projections, context 128), as gpukern/cuda's ops record it: per layer the attention
 // plan, the LoRA tables of its four fused projections (shared by their shrink and expand), their
-// metadata in the arena, the adapter slots read, and 18 launches; then the graph lookup of
+// metadata in the arena, the adapter slots read, and 17 launches; then the graph lookup of
 // the whole step. The GPU
 // waits for this at every decode step, so it is part of the step time.
 type refStep struct {
@@ -77,8 +77,7 @@ func (s *refStep) run() {
 		launch(1, 1, 2, 3, 4, 5, 6)                                   // rmsnorm
 		launch(2, 7, 8, 9, uint64(refRows), 12288, 4096)              // gemm
 		launch(3, 10, 11, 12, 13, 14, 15, 16, 17, uint64(layer))      // rope + kv write
-		launch(4, 18, 19, 20, lens, tables, blocks, rows, 21, 22, 23) // decode attention
-		launch(5, 24, 25, rows, 26, 27)                               // combine
+		launch(4, 18, 19, 20, lens, tables, blocks, rows, 21, 22, 23) // decode attention (one split: no combine)
 		launch(2, 28, 29, 30, uint64(refRows), 4096, 4096)            // gemm
 		launch(1, 31, 32, 33, 34, 35, 36)                             // rmsnorm
 		launch(2, 37, 38, 39, uint64(refRows), 22016, 4096)           // gemm

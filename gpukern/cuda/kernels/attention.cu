@@ -1,6 +1,7 @@
 // Causal attention with grouped KV heads over the paged bf16 cache, in two kernels: a tiled,
 // flash-attention style prefill, and a decode split along the context ("flash-decoding") whose
-// parts a second kernel combines, so that one long sequence still fills the GPU.
+// parts a second kernel combines, so that one long sequence still fills the GPU (a context
+// that fits one split needs no combining).
 //
 // Shared rules: q and out are [rows, heads*hd] fp32. Row r sees positions 0..row_len[r]-1 of its
 // sequence, whose block table is blocks[row_table[r] .. ]: position p lives in slot
@@ -15,6 +16,7 @@
 #define FLASH_GROUP (FLASH_THREADS / FLASH_BQ)   // threads per query row, adjacent lanes of a warp
 #define FLASH_KEYS (FLASH_BK / FLASH_GROUP)      // scores per thread in a tile
 #define DEC_PAIRS 4                              // decode: bf16 pairs of hd per lane (256 / 2 / 32)
+#define DEC_U 4                                  // decode: positions a warp loads at once
 
 static_assert(FLASH_THREADS == FLASH_BQ * FLASH_GROUP, "a whole number of threads per query row");
 static_assert(FLASH_GROUP == 8 && FLASH_BK == FLASH_KEYS * FLASH_GROUP, "row groups are 8 lanes");
@@ -214,16 +216,18 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 }
 
 // Decode, one split of the context: decode row i (batch row dec_rows[i]), head blockIdx.y,
-// positions [s*split_len, min((s+1)*split_len, row_len)) for s = blockIdx.z. Each warp walks
-// every warps-th position with an online softmax, and the warps merge at the end. The part's
-// accumulator acc[d] = sum_p exp(score_p - m) * v_p[d] stays unnormalised, with its (m, l) beside
-// it: part_acc[((i*heads + h)*splits + s)*hd + d] and part_ml[((i*heads + h)*splits + s)*2 +
-// {0, 1}], splits = gridDim.z. An empty split writes m = -inf, l = 0 and acc = 0. Grid (n_dec,
-// heads, splits); blockDim.x a multiple of 32 (128); dynamic shared memory (blockDim.x/32) *
-// (hd + 2) floats.
-extern "C" __global__ void decode_split(float *part_acc, float *part_ml, const float *q, const __nv_bfloat16 *k_cache,
-		const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len, const int *row_table, const int *blocks,
-		int block_size, int heads, int kv_heads, int hd, float scale, int split_len) {
+// positions [s*split_len, min((s+1)*split_len, row_len)) for s = blockIdx.z. Each warp takes
+// DEC_U consecutive positions at a time, every warps*DEC_U-th run, with an online softmax, and
+// the warps merge at the end. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d]
+// stays unnormalised, with its (m, l) beside it: part_acc[((i*heads + h)*splits + s)*hd + d]
+// and part_ml[((i*heads + h)*splits + s)*2 + {0, 1}], splits = gridDim.z. An empty split
+// writes m = -inf, l = 0 and acc = 0. With one split and a non-null out, the block writes
+// the final output instead, as decode_combine would (part_acc and part_ml are unused): a
+// context of up to split_len needs no second kernel. Grid (n_dec, heads, splits); blockDim.x a
+// multiple of 32 (128); dynamic shared memory (blockDim.x/32) * (hd + 2) floats.
+extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *out, __nv_bfloat16 *out16, const float *q,
+		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len,
+		const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd, float scale, int split_len) {
 	int i = blockIdx.x, h = blockIdx.y, sp = blockIdx.z;
 	int r = dec_rows[i];
 	int kvh = h / (heads / kv_heads);
@@ -244,34 +248,51 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, const f
 	int end = (int)min((long long)row_len[r], start + split_len);
 	const int *table = blocks + row_table[r];
 	size_t stride = (size_t)kv_heads * hd;
-	for (long long pp = start + warp; pp < end; pp += warps) {
-		int p = (int)pp;
-		size_t at = ((size_t)table[p / block_size] * block_size + p % block_size) * stride + (size_t)kvh * hd;
-		const __nv_bfloat16 *kp = k_cache + at, *vp = v_cache + at;
-		float s = 0.0f;
+	for (long long run = start + (long long)warp * DEC_U; run < end; run += (long long)warps * DEC_U) {
+		// Every K and V of the run is loaded before any is used: one position at a time leaves
+		// too few loads in flight to stream the cache at memory speed.
+		unsigned int kw[DEC_U][DEC_PAIRS], vw[DEC_U][DEC_PAIRS];
 #pragma unroll
-		for (int j = 0; j < DEC_PAIRS; j++) {
-			int e = lane + 32 * j;
-			if (e < H) {
-				unsigned int w = load_pair(kp + 2 * e, aligned);
-				s += qv[j][0] * bf16_lo(w) + qv[j][1] * bf16_hi(w);
+		for (int u = 0; u < DEC_U; u++) {
+			int p = (int)run + u;
+			size_t at = p < end ? ((size_t)table[p / block_size] * block_size + p % block_size) * stride + (size_t)kvh * hd : 0;
+#pragma unroll
+			for (int j = 0; j < DEC_PAIRS; j++) {
+				int e = lane + 32 * j;
+				bool ok = p < end && e < H;
+				kw[u][j] = ok ? load_pair(k_cache + at + 2 * e, aligned) : 0u;
+				vw[u][j] = ok ? load_pair(v_cache + at + 2 * e, aligned) : 0u;
 			}
 		}
-		s = warp_sum(s) * scale;
-		float mn = fmaxf(m, s);
-		float corr = expf(m - mn), pe = expf(s - mn);
-		l = l * corr + pe;
+		float s[DEC_U];
+		float mn = m;
+#pragma unroll
+		for (int u = 0; u < DEC_U; u++) {
+			float d = 0.0f;
+#pragma unroll
+			for (int j = 0; j < DEC_PAIRS; j++) {
+				d += qv[j][0] * bf16_lo(kw[u][j]) + qv[j][1] * bf16_hi(kw[u][j]);
+			}
+			s[u] = run + u < end ? warp_sum(d) * scale : NEG_INF;
+			mn = fmaxf(mn, s[u]);
+		}
+		// mn is finite (the run's first position is in range); exp(-inf) = 0 drops the rest.
+		float corr = expf(m - mn);
+		l *= corr;
 #pragma unroll
 		for (int j = 0; j < DEC_PAIRS; j++) {
-			int d2 = lane + 32 * j;
-			float v0 = 0.0f, v1 = 0.0f;
-			if (d2 < H) {
-				unsigned int w = load_pair(vp + 2 * d2, aligned);
-				v0 = bf16_lo(w);
-				v1 = bf16_hi(w);
+			acc[j][0] *= corr;
+			acc[j][1] *= corr;
+		}
+#pragma unroll
+		for (int u = 0; u < DEC_U; u++) {
+			float pe = expf(s[u] - mn);
+			l += pe;
+#pragma unroll
+			for (int j = 0; j < DEC_PAIRS; j++) {
+				acc[j][0] += pe * bf16_lo(vw[u][j]);
+				acc[j][1] += pe * bf16_hi(vw[u][j]);
 			}
-			acc[j][0] = acc[j][0] * corr + pe * v0;
-			acc[j][1] = acc[j][1] * corr + pe * v1;
 		}
 		m = mn;
 	}
@@ -291,12 +312,16 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, const f
 	}
 	__syncthreads();
 	// A warp that saw no position has m = -inf and adds nothing; if none did, big stays -inf.
-	float big = NEG_INF;
+	float big = NEG_INF, total = 0.0f;
 	for (int w = 0; w < warps; w++) {
 		big = fmaxf(big, sh[w * (hd + 2)]);
 	}
-	size_t part = ((size_t)i * heads + h) * gridDim.z + sp;
-	float *pa = part_acc + part * hd;
+	for (int w = 0; w < warps; w++) {
+		float mw = sh[w * (hd + 2)];
+		total += mw == NEG_INF ? 0.0f : sh[w * (hd + 2) + 1] * expf(mw - big);
+	}
+	bool direct = out != nullptr && gridDim.z == 1;
+	size_t part = ((size_t)i * heads + h) * gridDim.z + sp, at = ((size_t)r * heads + h) * hd;
 	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
 		float sum = 0.0f;
 		for (int w = 0; w < warps; w++) {
@@ -305,14 +330,17 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, const f
 				sum += sh[w * (hd + 2) + 2 + d] * expf(mw - big);
 			}
 		}
-		pa[d] = sum;
-	}
-	if (threadIdx.x == 0) {
-		float total = 0.0f;
-		for (int w = 0; w < warps; w++) {
-			float mw = sh[w * (hd + 2)];
-			total += mw == NEG_INF ? 0.0f : sh[w * (hd + 2) + 1] * expf(mw - big);
+		if (!direct) {
+			part_acc[part * hd + d] = sum;
+			continue;
 		}
+		float y = total > 0.0f ? sum / total : 0.0f;
+		out[at + d] = y;
+		if (out16) {
+			out16[at + d] = __float2bfloat16(y);
+		}
+	}
+	if (!direct && threadIdx.x == 0) {
 		part_ml[part * 2] = big;
 		part_ml[part * 2 + 1] = total;
 	}
