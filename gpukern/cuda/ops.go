@@ -47,11 +47,20 @@ func (b *Backend) RMSNorm(out, x, residual, delta, w gpukern.Tensor, rows, dim i
 	b.do(func() {
 		out16 := b.buffer(&b.scratch.gemmIn, int64(2*rows*dim))
 		a := (&args{}).ptr(o).dptr(out16).ptr(xs).dptr(optional(residual)).dptr(optional(delta)).ptr(ws).i32(dim).f32(eps)
-		op := kernel("rmsnorm", b.fn.rmsnorm, d1(rows), d1(threads), 0, a)
+		op := kernel("rmsnorm", b.fn.rmsnorm, d1(rows), d1(normThreads(dim)), 0, a)
 		op.Join = delta != nil
 		b.record(op)
 		b.copy16 = bf16Copy{of: o.ptr, n: rows * dim}
 	})
+}
+
+// normHeld is NORM_HELD of elementwise.cu: the elements of a row each rmsnorm thread holds.
+const normHeld = 8
+
+// normThreads is rmsnorm's block size for rows of dim elements: enough threads to hold a row
+// in registers (a warp at least, 1024 at most).
+func normThreads(dim int) int {
+	return min(1024, max(32, (dim+32*normHeld-1)/(32*normHeld)*32))
 }
 
 // bf16Copy says that scratch.gemmIn holds the first n values of the activation at address of
@@ -124,7 +133,8 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 	b.do(func() {
 		a := (&args{}).ptr(qs).ptr(in).dptr(optional(delta)).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
 			i32(heads).i32(cache.KVHeads).i32(cache.HeadDim)
-		op := kernel("rope_write_kv", b.fn.ropeWriteKV, d1(rows), d1(128), 0, a)
+		items := (heads + 2*cache.KVHeads) * cache.HeadDim / 2 // per row: a thread each
+		op := kernel("rope_write_kv", b.fn.ropeWriteKV, d2(rows, (items+127)/128), d1(128), 0, a)
 		op.Join = delta != nil
 		b.record(op)
 	})

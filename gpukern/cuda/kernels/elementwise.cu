@@ -42,30 +42,69 @@ extern "C" __global__ void gather(float *__restrict__ out, const float *__restri
 // out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w. With a non-null residual, x[r,:] +=
 // residual[r,:] (and + delta[r,:] where delta is non-null: a LoRA delta of the projection that
 // made the residual, written beside its GEMM) first and is written back (the residual add fused
-// in); delta is only given with a residual. out may alias x or residual: both loops give a
-// thread the same elements, every read of residual and delta is in the first loop, before
-// block_sum's barriers, and every write of out in the second, so nothing is __restrict__. Where
-// out16 is non-null it also gets out in bf16: the input of the GEMM that follows, which then
-// needs no conversion of its own. One block per row; blockDim.x a multiple of 32, at most 1024.
+// in); delta is only given with a residual. out may alias x or residual: a thread reads and
+// writes the same elements, every read of residual and delta comes before its writes and
+// before block_sum's barriers, so nothing is __restrict__. Where out16 is non-null it also gets
+// out in bf16: the input of the GEMM that follows, which then needs no conversion of its own.
+// One block per row; blockDim.x a multiple of 32, at most 1024. A row of at most NORM_HELD *
+// blockDim.x elements stays in registers, all its loads in flight at once (a decode step has
+// few rows, so a row's latency is the kernel's); a longer one is walked twice.
+#define NORM_HELD 8
+
 extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, __nv_bfloat16 *out16, float *x, const float *residual,
 		const float *delta, const __nv_bfloat16 *w, int dim, float eps) {
 	size_t base = (size_t)blockIdx.x * dim;
-	float *row = x + base;
+	float *row = x + base, *o = out + base;
 	const float *d = residual ? residual + base : nullptr;
 	const float *dd = residual && delta ? delta + base : nullptr;
 	float ss = 0.0f;
+	if (dim <= NORM_HELD * (int)blockDim.x) {
+		float v[NORM_HELD], wv[NORM_HELD];
+#pragma unroll
+		for (int k = 0; k < NORM_HELD; k++) {
+			int i = threadIdx.x + k * blockDim.x;
+			v[k] = wv[k] = 0.0f;
+			if (i < dim) {
+				// residual + delta first: the value the projection's output had when the delta
+				// was added to it in place.
+				v[k] = row[i];
+				if (d) {
+					v[k] += dd ? d[i] + dd[i] : d[i];
+				}
+				wv[k] = __bfloat162float(w[i]);
+			}
+		}
+#pragma unroll
+		for (int k = 0; k < NORM_HELD; k++) {
+			int i = threadIdx.x + k * blockDim.x;
+			if (d && i < dim) {
+				row[i] = v[k];
+			}
+			ss += v[k] * v[k];
+		}
+		float inv = rsqrtf(block_sum(ss) / dim + eps);
+#pragma unroll
+		for (int k = 0; k < NORM_HELD; k++) {
+			int i = threadIdx.x + k * blockDim.x;
+			if (i < dim) {
+				float y = v[k] * inv * wv[k];
+				o[i] = y;
+				if (out16) {
+					out16[base + i] = __float2bfloat16(y);
+				}
+			}
+		}
+		return;
+	}
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		float v = row[i];
 		if (d) {
-			// residual + delta first: the value the projection's output had when the delta
-			// was added to it in place.
 			v += dd ? d[i] + dd[i] : d[i];
 			row[i] = v;
 		}
 		ss += v * v;
 	}
 	float inv = rsqrtf(block_sum(ss) / dim + eps);
-	float *o = out + base;
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		float y = row[i] * inv * __bfloat162float(w[i]);
 		o[i] = y;
