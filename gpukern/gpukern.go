@@ -153,7 +153,9 @@ type Backend interface {
 	// the first half of a row and sin in the second.
 	RoPEWriteKV(q, qkv, delta Tensor, rows, heads int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32)
 	// Attention computes causal attention with grouped KV heads over the paged cache:
-	// out [rows, Heads·HeadDim] from q [rows, Heads·HeadDim].
+	// out [rows, Heads·HeadDim] from q [rows, Heads·HeadDim]. Given the seqs of the Attention
+	// call before it, with no Sync between, it must get them unchanged (every layer of a
+	// step passes the same): a backend may reuse what it made of them.
 	Attention(out, q Tensor, cache *KVCache, layer int, seqs []AttnSeq, p AttnParams)
 	// LoRAShrink: v[r, p·vStride + j] = x[r, 0:in] · A[j, :] for j < Rank, for every part p
 	// (with an A) of the segment of each row. A row of v has parts·vStride elements, vStride ≥

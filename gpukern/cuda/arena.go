@@ -23,24 +23,18 @@ type arena struct {
 
 func newArena(size int, stream cu.Stream) (*arena, error) {
 	a := &arena{stream: stream}
-	return a, a.grow(size)
-}
-
-func (a *arena) grow(size int) error {
-	a.close()
 	h, err := allocHost(size)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d, err := cu.MemAlloc(int64(size))
 	if err != nil {
 		_ = cu.MemFreeHost(h)
-		return fmt.Errorf("cuda: metadata buffer of %d bytes: %w", size, err)
+		return nil, fmt.Errorf("cuda: metadata buffer of %d bytes: %w", size, err)
 	}
 	a.hostMem, a.dev = h, d
 	a.Buf, a.Base = unsafe.Slice((*byte)(h), size), uint64(d)
-	a.Reset()
-	return nil
+	return a, nil
 }
 
 func (a *arena) close() {
@@ -65,8 +59,11 @@ func (a *arena) send() error {
 }
 
 // upload puts v in the arena and returns its device address; a failure is recorded on b and
-// gives a null pointer. When the arena is full, the recorded work (which reads it) runs
-// first, then the arena starts over, larger if v needs it. Callers are inside b.do.
+// gives a null pointer. When the arena is full, one twice as large takes over for the rest of
+// the step: the full one is sent now, before the recorded work that reads it is launched, and
+// kept until the stream has run that work (drain). Nothing recorded is flushed or moved, so
+// the metadata of the kernel being recorded stays where its earlier uploads put it. Callers
+// are inside b.do.
 func upload[T int32 | float32 | uint64](b *Backend, v []T) cu.DevicePtr {
 	if len(v) == 0 {
 		return 0
@@ -75,13 +72,17 @@ func upload[T int32 | float32 | uint64](b *Backend, v []T) cu.DevicePtr {
 	if p, ok := b.meta.Put(raw); ok {
 		return cu.DevicePtr(p)
 	}
-	b.drain()
-	if size := len(b.meta.Buf); len(raw)+16 > size/2 {
-		b.fail(b.meta.grow(max(2*size, 2*len(raw)+32)))
+	if err := b.meta.send(); err != nil {
+		b.fail(err)
+		return 0
 	}
-	p, ok := b.meta.Put(raw)
-	if !ok {
-		b.fail(fmt.Errorf("cuda: %d bytes of metadata do not fit the arena", len(raw)))
+	next, err := newArena(max(2*len(b.meta.Buf), 2*len(raw)+32), b.stream)
+	if err != nil {
+		b.fail(err)
+		return 0
 	}
+	b.retired = append(b.retired, b.meta)
+	b.meta = next
+	p, _ := b.meta.Put(raw) // an empty arena twice v's size holds it
 	return cu.DevicePtr(p)
 }

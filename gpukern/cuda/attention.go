@@ -3,10 +3,11 @@
 package cuda
 
 import (
+	"unsafe"
+
 	"gorgonia.org/cu"
 
 	"github.com/lorafleet/lorafleet/gpukern"
-	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
 // Tile sizes of flash_prefill (FLASH_BQ, FLASH_BK in attention.cu).
@@ -30,27 +31,54 @@ func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer
 	os, qs := dev(out), dev(q)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
+		m := b.attnMetaOf(seqs)
 		plan := &b.attnPlan
-		plan.Plan(seqs, flashBQ)
 		size := len(plan.RowLen) * p.Heads * p.HeadDim
 		out16 := b.buffer(&b.scratch.gemmIn, int64(2*size))
-		rowLen, rowTable, blocks := upload(b, plan.RowLen), upload(b, plan.RowTable), upload(b, plan.Blocks)
 		if n := len(plan.TileRow0); n > 0 {
-			a := (&args{}).ptr(os).dptr(out16).ptr(qs).ptr(kc).ptr(vc).dptr(upload(b, plan.TileRow0)).dptr(upload(b, plan.TileRows)).
-				dptr(rowLen).dptr(rowTable).dptr(blocks).i32(cache.BlockSize).
+			a := (&args{}).ptr(os).dptr(out16).ptr(qs).ptr(kc).ptr(vc).dptr(m.tileRow0).dptr(m.tileRows).
+				dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(cache.BlockSize).
 				i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale)
 			b.launch("flash_prefill", b.fn.flashPrefill, d2(n, p.Heads), d1(128), flashSharedBytes(p.HeadDim), a)
 		}
-		if n := len(plan.DecRows); n > 0 {
-			b.decode(os.ptr, out16, qs, kc, vc, plan, rowLen, rowTable, blocks, cache.BlockSize, p)
+		if len(plan.DecRows) > 0 {
+			b.decode(os.ptr, out16, qs, kc, vc, m, cache.BlockSize, p)
 		}
 		b.copy16 = bf16Copy{of: os.ptr, n: size}
 	})
 }
 
+// attnMeta is where the arena holds the tables of b.attnPlan, made of the seqs at key.
+type attnMeta struct {
+	key                                                   attnKey
+	rowLen, rowTable, blocks, tileRow0, tileRows, decRows cu.DevicePtr
+}
+
+// attnKey identifies the seqs an Attention call was given.
+type attnKey struct {
+	first *gpukern.AttnSeq
+	n     int
+}
+
+// attnMetaOf plans seqs into b.attnPlan and puts its tables in the arena, unless they are the
+// seqs of the last call since the arena started over: every layer of a step passes the same
+// (gpukern.Backend.Attention), so a step plans once. Callers are inside b.do.
+func (b *Backend) attnMetaOf(seqs []gpukern.AttnSeq) *attnMeta {
+	key := attnKey{unsafe.SliceData(seqs), len(seqs)}
+	if m := &b.attnMeta; key.first != nil && m.key == key {
+		return m
+	}
+	plan := &b.attnPlan
+	plan.Plan(seqs, flashBQ)
+	b.attnMeta = attnMeta{key: key, rowLen: upload(b, plan.RowLen), rowTable: upload(b, plan.RowTable), blocks: upload(b, plan.Blocks),
+		tileRow0: upload(b, plan.TileRow0), tileRows: upload(b, plan.TileRows), decRows: upload(b, plan.DecRows)}
+	return &b.attnMeta
+}
+
 // decode launches decode_split for the plan's decode rows, and decode_combine after it where a
 // context needs more than one split. Callers are inside b.do.
-func (b *Backend) decode(out, out16 cu.DevicePtr, q, kc, vc *Tensor, plan *host.Attn, rowLen, rowTable, blocks cu.DevicePtr, blockSize int, p gpukern.AttnParams) {
+func (b *Backend) decode(out, out16 cu.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams) {
+	plan := &b.attnPlan
 	n := len(plan.DecRows)
 	splits := max(1, (plan.MaxDecode+splitLen-1)/splitLen)
 	var acc, ml, direct, direct16 cu.DevicePtr
@@ -61,13 +89,12 @@ func (b *Backend) decode(out, out16 cu.DevicePtr, q, kc, vc *Tensor, plan *host.
 		acc = b.buffer(&b.scratch.part, int64(4*parts*(p.HeadDim+2)))
 		ml = acc + cu.DevicePtr(4*parts*p.HeadDim)
 	}
-	decRows := upload(b, plan.DecRows)
-	a := (&args{}).dptr(acc).dptr(ml).dptr(direct).dptr(direct16).ptr(q).ptr(kc).ptr(vc).dptr(decRows).
-		dptr(rowLen).dptr(rowTable).dptr(blocks).i32(blockSize).
+	a := (&args{}).dptr(acc).dptr(ml).dptr(direct).dptr(direct16).ptr(q).ptr(kc).ptr(vc).dptr(m.decRows).
+		dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(blockSize).
 		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale).i32(splitLen)
 	b.launch("decode_split", b.fn.decodeSplit, dims{X: n, Y: p.Heads, Z: splits}, d1(128), 4*(p.HeadDim+2)*4, a)
 	if splits > 1 {
-		a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
+		a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(m.decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
 		b.launch("decode_combine", b.fn.decodeCombine, d2(n, p.Heads), d1(128), 0, a)
 	}
 }

@@ -89,8 +89,9 @@ type Backend struct {
 	joined  cu.Event  // recorded on side, waited for by stream
 	blas    *cublas.Handle
 	fn      functions
-	meta    *arena  // per-step metadata, uploaded on the stream
-	scratch scratch // reusable device buffers
+	meta    *arena   // per-step metadata, uploaded on the stream
+	retired []*arena // arenas that filled up this step, freed once the stream has run it (upload)
+	scratch scratch  // reusable device buffers
 	pool    *adapterPool
 	err     error // the first failure since the last Sync
 
@@ -101,6 +102,7 @@ type Backend struct {
 	loraTab   host.LoRA            // scratch of loraTablesOf
 	shrunk    segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
 	attnPlan  host.Attn            // scratch of Attention
+	attnMeta  attnMeta             // where the arena holds attnPlan's tables
 
 	prof    map[string]time.Duration // kernel times, while Profile runs
 	profErr error
@@ -196,6 +198,7 @@ func (b *Backend) Close() {
 		b.graphs.Close()
 		b.pool.close()
 		b.meta.close()
+		b.freeRetired()
 		b.scratch.free()
 		if b.blas != nil {
 			_ = b.blas.Destroy()
@@ -264,7 +267,16 @@ func (b *Backend) drain() {
 	if err := b.stream.Synchronize(); err != nil {
 		b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
 	}
+	b.freeRetired()
 	b.meta.Reset()
+	b.attnMeta = attnMeta{} // its tables were in the arena
+}
+
+func (b *Backend) freeRetired() {
+	for _, a := range b.retired {
+		a.close()
+	}
+	b.retired = nil
 }
 
 func dev(t gpukern.Tensor) *Tensor {

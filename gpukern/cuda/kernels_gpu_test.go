@@ -193,14 +193,7 @@ func TestRoPEWriteKV(t *testing.T) {
 	for _, s := range []struct{ rows, heads, kvHeads, hd int }{{1, 4, 2, 16}, {19, 14, 2, 64}, {40, 32, 8, 128}} {
 		const blocks, bs, maxPos = 8, 16, 128
 		gc, rc := cacheOf(r, blocks, bs, s.kvHeads, s.hd)
-		table := make([]float32, maxPos*s.hd)
-		for p := range maxPos {
-			for i := range s.hd / 2 {
-				a := float64(p) * math.Pow(10000, -2*float64(i)/float64(s.hd))
-				table[p*s.hd+i], table[p*s.hd+s.hd/2+i] = float32(math.Cos(a)), float32(math.Sin(a))
-			}
-		}
-		cs := act(table)
+		cs := act(ropeTable(maxPos, s.hd))
 		pos, slots := make([]int32, s.rows), r.Perm(blocks * bs)[:s.rows]
 		slots32 := make([]int32, s.rows)
 		for i := range pos {
@@ -233,6 +226,50 @@ func TestRoPEWriteKV(t *testing.T) {
 			p.free()
 		}
 	}
+}
+
+// ropeTable is RoPEWriteKV's cosSin for positions below maxPos.
+func ropeTable(maxPos, hd int) []float32 {
+	table := make([]float32, maxPos*hd)
+	for p := range maxPos {
+		for i := range hd / 2 {
+			a := float64(p) * math.Pow(10000, -2*float64(i)/float64(hd))
+			table[p*hd+i], table[p*hd+hd/2+i] = float32(math.Cos(a)), float32(math.Sin(a))
+		}
+	}
+	return table
+}
+
+// A step whose metadata is many times the backend's 1 MiB metadata arena: the arena fills up
+// between the two uploads of one kernel (its positions, then its slots), more than once before
+// the Sync, and a larger one must take over without moving what recorded kernels read.
+func TestArenaOverflow(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	const rows, heads, hd, maxPos, kernels = 150_000, 1, 2, 64, 6 // 1.2 MB of metadata per kernel
+	gc, rc := cacheOf(r, rows, 1, 1, hd)
+	cs, qkv := act(ropeTable(maxPos, hd)), act(randn(r, rows*(heads+2)*hd, 1))
+	qs := make([]pair, kernels)
+	for i := range qs {
+		qs[i] = out(rows * heads * hd) // before recording: an upload flushes
+	}
+	for _, q := range qs {
+		pos, slots := make([]int32, rows), make([]int32, rows)
+		for i, s := range r.Perm(rows) {
+			pos[i], slots[i] = int32(r.IntN(maxPos)), int32(s)
+		}
+		gpu.RoPEWriteKV(q.g, qkv.g, nil, rows, heads, pos, cs.g, gc, 0, slots)
+		ref.RoPEWriteKV(q.r, qkv.r, nil, rows, heads, pos, cs.r, rc, 0, slots)
+	}
+	shape := shapeOf(kernels, rows)
+	for i, q := range qs {
+		q.compare(t, fmt.Sprintf("arena overflow: kernel %d (q)", i), shape, tolF32)
+		q.free()
+	}
+	pair{g: gc.K[0], r: rc.K[0], n: rows * hd}.compare(t, "arena overflow: K cache (bf16)", shape, tolBF16)
+	pair{g: gc.V[0], r: rc.V[0], n: rows * hd}.compare(t, "arena overflow: V cache (bf16)", shape, tolBF16)
+	freeCache(gc, rc)
+	cs.free()
+	qkv.free()
 }
 
 // attnCase is a batch of sequences: qlens[i] query rows of a context of ctxs[i] tokens.

@@ -9,8 +9,8 @@ import (
 
 // refStep is the bookkeeping the CUDA backend does on the host for one Llama-2-7B decode
 // step of the reference batch (32 rows, each with its own rank-16 adapter on all
-// seven projections, context 128), as gpukern/cuda's ops record it: per layer the attention
-// plan, the LoRA tables of its four fused projections (shared by their shrink and expand), their
+// seven projections, context 128), as gpukern/cuda's ops record it: the attention plan, then per
+// layer the LoRA tables of its four fused projections (shared by their shrink and expand), their
 // metadata in the arena, the adapter slots read, and 17 launches; then the graph lookup of
 // the whole step. The GPU
 // waits for this at every decode step, so it is part of the step time.
@@ -70,10 +70,10 @@ func (s *refStep) run() {
 	launch := func(fn uintptr, cells ...uint64) {
 		s.ops = append(s.ops, Op{Fn: fn, Grid: Dims{refRows, 4, 1}, Block: Dims{256, 1, 1}, Cells: cells})
 	}
+	plan := &s.plan // once per step: every layer passes the same sequences
+	plan.Plan(s.seqs, 16)
+	lens, tables, blocks, rows := put(&s.arena, plan.RowLen), put(&s.arena, plan.RowTable), put(&s.arena, plan.Blocks), put(&s.arena, plan.DecRows)
 	for layer := range refLayers {
-		plan := &s.plan
-		plan.Plan(s.seqs, 16)
-		lens, tables, blocks, rows := put(&s.arena, plan.RowLen), put(&s.arena, plan.RowTable), put(&s.arena, plan.Blocks), put(&s.arena, plan.DecRows)
 		launch(1, 1, 2, 3, 4, 5, 6)                                   // rmsnorm
 		launch(2, 7, 8, 9, uint64(refRows), 12288, 4096)              // gemm
 		launch(3, 10, 11, 12, 13, 14, 15, 16, 17, uint64(layer))      // rope + kv write
