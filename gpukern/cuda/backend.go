@@ -42,12 +42,18 @@ type Config struct {
 	// NoGraphs launches every kernel on its own instead of replaying repeated steps as CUDA
 	// graphs. Default false (graphs on).
 	NoGraphs bool
+	// FlushOps is how many recorded launches are launched before a step ends, so that the
+	// GPU works while the host records the rest (host.FlushPoint). Default host.FlushOps.
+	FlushOps int
 }
 
 func (c *Config) validate() error {
-	if c.Device < 0 || c.AdapterSlots <= 0 || c.AdapterSlotElems <= 0 {
-		return fmt.Errorf("cuda: device %d, %d adapter slots of %d elements: need a device ≥ 0 and a pool",
-			c.Device, c.AdapterSlots, c.AdapterSlotElems)
+	if c.FlushOps == 0 {
+		c.FlushOps = host.FlushOps
+	}
+	if c.Device < 0 || c.AdapterSlots <= 0 || c.AdapterSlotElems <= 0 || c.FlushOps < 0 {
+		return fmt.Errorf("cuda: device %d, %d adapter slots of %d elements, flush every %d launches: need a device ≥ 0, a pool and a flush size ≥ 0",
+			c.Device, c.AdapterSlots, c.AdapterSlotElems, c.FlushOps)
 	}
 	if c.CacheDir == "" {
 		dir, err := os.UserCacheDir()

@@ -37,7 +37,9 @@ var (
 
 func TestMain(m *testing.M) {
 	var err error
-	gpu, err = cuda.New(cuda.Config{AdapterSlots: 8, AdapterSlotElems: 1 << 22, CacheDir: os.Getenv("LORAFLEET_CUBIN_CACHE")})
+	// Flushes every 24 launches (not 64): the tiny models' steps are then cut into several
+	// graphs, and every check sees launches flushed mid-step.
+	gpu, err = cuda.New(cuda.Config{AdapterSlots: 8, AdapterSlotElems: 1 << 22, CacheDir: os.Getenv("LORAFLEET_CUBIN_CACHE"), FlushOps: 24})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cuda backend:", err)
 		os.Exit(1)

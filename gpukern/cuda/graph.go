@@ -14,12 +14,13 @@ import (
 
 // Kernels are not launched when a gpukern call is made: they are recorded, with their
 // metadata written to the page-locked arena, and run together when the host needs a result
-// (Download, Sample, Sync) or memory changes hands (Upload, Free, adapter uploads). A flush
-// copies the step's metadata in one transfer, then launches the recorded work. Work whose
-// launch sequence was seen before — a decode step of the same batch-size bucket, with
-// metadata at the same arena offsets — runs as one CUDA graph instead of hundreds of
-// launches (host.Graphs decides): inside a graph each kernel boundary costs about 1 µs on an
-// H100.
+// (Download, Sample, Sync), when memory changes hands (Upload, Free, adapter uploads), or once
+// Config.FlushOps of them are recorded, so that the GPU starts on a step's first layers while
+// the host records the rest. A flush copies the metadata put since the last one in one
+// transfer, then launches the recorded work. Work whose launch sequence was seen before (a
+// part of a decode step of the same batch-size bucket, with metadata at the same arena
+// offsets) runs as one CUDA graph instead of dozens of launches (host.Graphs decides): inside
+// a graph each kernel boundary costs about 1 µs on an H100.
 
 // fnHandle is the CUfunction behind fn (cu.Function holds only that), and function its
 // inverse.
@@ -38,6 +39,9 @@ func (b *Backend) record(o host.Op) {
 		b.copy16 = bf16Copy{} // o may write the activation or gemmIn
 	}
 	b.ops = append(b.ops, o)
+	if host.FlushPoint(b.ops, b.cfg.FlushOps) {
+		b.flush()
+	}
 }
 
 // flush copies the recorded work's metadata and launches the work: as a graph where its

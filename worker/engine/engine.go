@@ -45,7 +45,7 @@ type Config struct {
 	DeviceSampling bool
 	// PadDecode pads a batch of decode rows alone (one new token per sequence) with idle rows
 	// up to the next of 1, 2, 4 and the multiples of 8 (vLLM's CUDA-graph batch sizes), so
-	// that a GPU backend replays one CUDA graph per bucket while the number of running
+	// that a GPU backend replays the same CUDA graphs per bucket while the number of running
 	// sequences changes. Idle rows write their KV to one block kept for them. Default false.
 	PadDecode bool
 }

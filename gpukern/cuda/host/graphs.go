@@ -2,8 +2,8 @@ package host
 
 // Graph policy.
 const (
-	MinGraphOps = 16 // flushes of fewer launches run as they are: capturing costs more
-	MaxGraphs   = 64 // instantiated graphs kept; decode uses one per batch-size bucket
+	MinGraphOps = 16  // flushes of fewer launches run as they are: capturing costs more
+	MaxGraphs   = 512 // instantiated graphs kept; a decode step takes one per FlushOps launches, per batch-size bucket
 	// maxSeen bounds the sequences remembered as seen once: prefills of every length are
 	// seen once each, and a long-running server must not keep them all.
 	maxSeen = 4096

@@ -37,3 +37,27 @@ func Schedule(ops []Op) []Step {
 	}
 	return steps
 }
+
+// FlushOps is how many recorded launches make the backend launch them before the step ends,
+// at the first point where the side stream has nothing pending (FlushPoint): the GPU then
+// runs a step's first layers while the host records the rest, instead of idling until it has
+// recorded them all. Each such part of a decode step is a graph of its own.
+const FlushOps = 64
+
+// FlushPoint reports whether ops, the launches recorded so far, are to be launched now: at
+// least every of them, and no side launch since the last one marked Join, so that the flush
+// cuts no LoRA delta off from the kernel that adds it.
+func FlushPoint(ops []Op, every int) bool {
+	if len(ops) < every {
+		return false
+	}
+	for i := len(ops) - 1; i >= 0; i-- {
+		switch {
+		case ops[i].Side:
+			return false
+		case ops[i].Join:
+			return true
+		}
+	}
+	return true
+}

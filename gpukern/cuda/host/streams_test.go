@@ -27,3 +27,36 @@ func TestScheduleForksAndJoins(t *testing.T) {
 		t.Errorf("main only: %v", got)
 	}
 }
+
+func TestFlushPoint(t *testing.T) {
+	// Layers as the model records them: the norm (joins the last delta), a projection's
+	// shrink and expand on the side beside its GEMM, the kernel that adds the delta (joins).
+	var ops []Op
+	layer := []Op{{Name: "rmsnorm", Join: true}, {Name: "shrink", Side: true}, {Name: "expand", Side: true},
+		{Name: "gemm"}, {Name: "rope", Join: true}, {Name: "attention"}}
+	var points []int
+	for range 3 * FlushOps / len(layer) {
+		for _, o := range layer {
+			ops = append(ops, o)
+			if FlushPoint(ops, FlushOps) {
+				points = append(points, len(ops))
+				if o.Side || (o.Name == "gemm") {
+					t.Fatalf("flush after %s (op %d): a delta is still on the side stream", o.Name, len(ops))
+				}
+				ops = ops[:0]
+			}
+		}
+	}
+	if len(points) < 2 {
+		t.Fatalf("flush points %v: want one every ~%d launches", points, FlushOps)
+	}
+	for _, n := range points {
+		if n < FlushOps || n > FlushOps+len(layer) {
+			t.Errorf("flushed after %d launches: want the first safe point at or after %d", n, FlushOps)
+		}
+	}
+	// Main launches only: a flush at FlushOps exactly.
+	if main := make([]Op, FlushOps); !FlushPoint(main, FlushOps) || FlushPoint(main[:FlushOps-1], FlushOps) {
+		t.Error("main-only launches: want a flush at FlushOps and not before")
+	}
+}
