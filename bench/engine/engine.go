@@ -133,7 +133,9 @@ type Randomizer interface {
 	RandomWeight(n int, mean, std float32, seed uint64) gpukern.Tensor
 }
 
-// Run measures every configuration on be and returns the results in the order run.
+// Run measures every configuration on be and returns the results in the order run. When a
+// measurement fails, it returns the error with the report of what was measured before it
+// (nil when nothing was), so that a long device run keeps its results.
 func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -164,17 +166,16 @@ func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error)
 	if d, ok := be.(interface{ Describe() string }); ok {
 		rep.Device = d.Describe()
 	}
-	if err := r.decodeGrid(rep, progress); err != nil {
-		return nil, err
+	err = r.decodeGrid(rep, progress)
+	if err == nil {
+		progress(fmt.Sprintf("prefill: %d × %d tokens", cfg.PrefillSeqs, cfg.PrefillPrompt))
+		rep.Prefill, err = r.prefill()
 	}
-	progress(fmt.Sprintf("prefill: %d × %d tokens", cfg.PrefillSeqs, cfg.PrefillPrompt))
-	p, err := r.prefill()
-	if err != nil {
-		return nil, err
-	}
-	rep.Prefill = p
 	rep.Graphs = r.graphs()
-	return rep, nil
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	return rep, err
 }
 
 // gated turns attention (with the KV write) off, for the GEMM floor.

@@ -192,3 +192,36 @@ func TestPEFTTable(t *testing.T) {
 		}
 	}
 }
+
+// failingSync is the CPU backend with every Sync after the first `ok` failing, as a GPU
+// whose kernels start failing part way through a run.
+type failingSync struct {
+	*cpuref.Backend
+	ok int
+}
+
+func (f *failingSync) Sync() error {
+	if f.ok--; f.ok < 0 {
+		return errors.New("an illegal memory access was encountered")
+	}
+	return f.Backend.Sync()
+}
+
+// A run that fails part way returns what it measured before, with the error in the report.
+func TestRunFailsPartWay(t *testing.T) {
+	cfg := Config{Model: tinyShape(t), Batches: []int{1, 4}, Adapters: []int{1}, Contexts: []int{8}, Rank: 4,
+		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
+	// Building the model syncs once and each decode measurement Warmup+Steps times: the third
+	// measurement fails.
+	rep, err := Run(&failingSync{Backend: cpuref.New(1), ok: 2*(cfg.Warmup+cfg.Steps) + 1}, cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "illegal memory access") {
+		t.Fatalf("err = %v, want the backend's failure", err)
+	}
+	if rep == nil || len(rep.Decode) != 2 || !strings.Contains(rep.Error, "illegal memory access") {
+		t.Fatalf("report %+v: want the two measurements made before the failure and its error", rep)
+	}
+	var md strings.Builder
+	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "The run stopped early") {
+		t.Errorf("markdown (%v):\n%s", err, md.String())
+	}
+}

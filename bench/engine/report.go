@@ -25,6 +25,9 @@ type Report struct {
 	Graphs    *Graphs  `json:"graphs,omitempty"`  // how the steps ran: eagerly or as CUDA graphs
 	PEFT      *PEFT    `json:"peft,omitempty"`    // the baseline measured on the same GPU, if given
 	Targets   []Target `json:"targets,omitempty"` // Judge's verdicts, once the report is complete
+	// Error is why the run stopped before measuring everything: the report holds what was
+	// measured until then.
+	Error string `json:"error,omitempty"`
 }
 
 // PEFT is the output of bench/baselines/peft_generate.py: transformers + peft generate.
@@ -85,6 +88,9 @@ func (r *Report) Markdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Device: %s · commit %s\n\nModel: %s; adapters of rank %d on all seven projections; median of %d steps; floor at %.2f TB/s.\n\n",
 		r.Device, r.Commit, r.Model, r.Rank, r.Steps, r.Bandwidth/1e12)
+	if r.Error != "" {
+		fmt.Fprintf(&b, "**The run stopped early** (what follows was measured before): %s\n\n", r.Error)
+	}
 	b.WriteString("| context | batch | variant | adapters | step ms (p90) | floor ms | ratio to floor | LoRA cost ms | tok/s | TB/s |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, d := range r.Decode {

@@ -79,9 +79,9 @@ func runBenchEngine(args []string, e env) error {
 	default:
 		return fmt.Errorf("--backend: %q is neither cpu nor cuda", backend)
 	}
-	rep, err := engine.Run(be, c, func(s string) { fmt.Fprintln(e.stderr, s) })
-	if err != nil {
-		return err
+	rep, runErr := engine.Run(be, c, func(s string) { fmt.Fprintln(e.stderr, s) })
+	if rep == nil {
+		return runErr
 	}
 	rep.Commit = commit
 	if *peftFile != "" {
@@ -98,9 +98,16 @@ func runBenchEngine(args []string, e env) error {
 	if err := rep.Markdown(e.stdout); err != nil {
 		return err
 	}
-	if out == "" {
-		return nil
+	if out != "" {
+		if err := writeReport(rep, out); err != nil {
+			return err
+		}
 	}
+	return runErr // after the partial report is out
+}
+
+// writeReport writes engine.json and engine.md into the directory out.
+func writeReport(rep *engine.Report, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
