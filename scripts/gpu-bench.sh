@@ -6,7 +6,9 @@
 # 1. the PEFT baseline (bench/baselines/peft_generate.py: transformers + peft generate);
 # 2. `lorafleet bench engine` on Llama-2-7B shapes, with the baseline beside it.
 # Results go to $OUT/gpu-bench (engine.json, engine.md, peft.json); the table is printed last.
-# Extra arguments go to bench engine (e.g. --steps 20 for a quicker run).
+# Extra arguments go to bench engine (e.g. --steps 20 for a quicker run). The whole script
+# stops within GPU_BENCH_SECONDS (default 540, under the device tool's 600-second calls):
+# bench engine is then stopped by SIGTERM and writes what it has measured, targets first.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp}/gpu-bench
@@ -22,7 +24,8 @@ else
 	echo "PEFT baseline failed (rc $?); last lines:"
 	tail -5 "$out/peft.log"
 fi
-bin/lorafleet-cuda bench engine --commit "$commit" --out "$out" "${peft[@]}" "$@" 2>"$out/engine.log"
+left=$(( ${GPU_BENCH_SECONDS:-540} - SECONDS ))
+timeout -s TERM -k 30 "$left" bin/lorafleet-cuda bench engine --commit "$commit" --out "$out" "${peft[@]}" "$@" 2>"$out/engine.log"
 rc=$?
 [ $rc -eq 0 ] || tail -5 "$out/engine.log"
 exit $rc

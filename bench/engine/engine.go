@@ -6,6 +6,7 @@
 package engine
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -134,9 +135,10 @@ type Randomizer interface {
 }
 
 // Run measures every configuration on be and returns the results in the order run. When a
-// measurement fails, it returns the error with the report of what was measured before it
-// (nil when nothing was), so that a long device run keeps its results.
-func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error) {
+// measurement fails, or ctx ends (a time limit, a signal), it returns the error with the
+// report of what was measured before (nil when nothing was), so that a long device run keeps
+// its results.
+func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(string)) (*Report, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -166,7 +168,10 @@ func Run(be gpukern.Backend, cfg Config, progress func(string)) (*Report, error)
 	if d, ok := be.(interface{ Describe() string }); ok {
 		rep.Device = d.Describe()
 	}
-	err = r.decodeGrid(rep, progress)
+	err = r.decodeGrid(ctx, rep, progress)
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err == nil {
 		progress(fmt.Sprintf("prefill: %d × %d tokens", cfg.PrefillSeqs, cfg.PrefillPrompt))
 		rep.Prefill, err = r.prefill()

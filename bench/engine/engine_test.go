@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,7 +25,7 @@ func TestRunOnTheCPU(t *testing.T) {
 	if n, err := cfg.MaxAdapters(); err != nil || n != 5 { // 4 in the largest batch, 1 spare
 		t.Fatalf("MaxAdapters = %d, %v; want 5", n, err)
 	}
-	rep, err := Run(cpuref.New(1), cfg, nil)
+	rep, err := Run(context.Background(), cpuref.New(1), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestGPUMeasurements(t *testing.T) {
 	cfg := Config{Model: shape, Batches: []int{2, 4}, Adapters: []int{0}, Contexts: []int{8, 16}, Rank: 4,
 		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2, HostBF16: true}
 	be := &gpuLike{Backend: cpuref.New(1)}
-	rep, err := Run(be, cfg, nil)
+	rep, err := Run(context.Background(), be, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestRunFailsPartWay(t *testing.T) {
 		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
 	// Building the model syncs once and each decode measurement Warmup+Steps times: the third
 	// measurement fails.
-	rep, err := Run(&failingSync{Backend: cpuref.New(1), ok: 2*(cfg.Warmup+cfg.Steps) + 1}, cfg, nil)
+	rep, err := Run(context.Background(), &failingSync{Backend: cpuref.New(1), ok: 2*(cfg.Warmup+cfg.Steps) + 1}, cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "illegal memory access") {
 		t.Fatalf("err = %v, want the backend's failure", err)
 	}
@@ -223,5 +224,23 @@ func TestRunFailsPartWay(t *testing.T) {
 	var md strings.Builder
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "The run stopped early") {
 		t.Errorf("markdown (%v):\n%s", err, md.String())
+	}
+}
+
+// A run whose context ends (a time limit, a signal) stops before its next measurement and
+// returns the ones made.
+func TestRunStopsWithItsContext(t *testing.T) {
+	cfg := Config{Model: tinyShape(t), Batches: []int{1, 4}, Adapters: []int{1}, Contexts: []int{8, 12}, Rank: 4,
+		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	rep, err := Run(ctx, cpuref.New(1), cfg, func(string) {
+		if calls++; calls == 4 { // "uploading adapters", then three measurements
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) || rep == nil || len(rep.Decode) != 3 || rep.Error == "" {
+		t.Fatalf("err %v, report %+v: want the three measurements made before the cancel", err, rep)
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -44,42 +45,62 @@ type decodeRun struct {
 }
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
-// with LoRA off and with attention off too; at the first context, each batch with graphs off
-// and, at batch 32, while adapters load. It also reads the device memory in use.
-func (r *runner) decodeGrid(rep *Report, progress func(string)) error {
+// with LoRA off and with attention off too; at the first context, each batch with graphs off.
+// After the first context it reads the device memory in use and measures decode while
+// adapters load, before the longer contexts: every target is at the first context, so a run
+// cut short (ctx) can still judge them all.
+func (r *runner) decodeGrid(ctx context.Context, rep *Report, progress func(string)) error {
 	c := &r.cfg
 	kv := r.m.NewKVCache(slices.Max(c.Batches)*r.blocksPerSeq(), blockSize)
 	defer freeCache(r.be, kv)
-	for _, ctx := range c.Contexts {
+	for i, cx := range c.Contexts {
 		for _, b := range c.Batches {
-			ks := []int{}
-			for _, k := range c.Adapters {
-				if k == 0 {
-					k = b
-				}
-				if k <= b && !slices.Contains(ks, k) {
-					ks = append(ks, k)
-				}
-			}
-			runs := []decodeRun{{AttentionOff, 0}, {LoRAOff, 0}}
-			for _, k := range ks {
-				runs = append(runs, decodeRun{WithLoRA, k})
-			}
-			if _, ok := r.be.(Grapher); ok && ctx == c.Contexts[0] {
-				runs = append(runs, decodeRun{GraphsOff, min(reference, b)})
-			}
-			for _, run := range runs {
-				progress(fmt.Sprintf("decode %s: batch %d, %d adapters, context %d", run.variant, b, run.k, ctx))
-				res, err := r.decode(kv, run.variant, b, run.k, ctx)
-				if err != nil {
-					return err
-				}
-				rep.Decode = append(rep.Decode, res)
+			if err := r.decodeRuns(ctx, rep, kv, b, cx, i == 0, progress); err != nil {
+				return err
 			}
 		}
+		if i > 0 {
+			continue
+		}
+		rep.Memory = r.memory(kv)
+		if err := r.measureLoading(rep, kv, progress); err != nil {
+			return err
+		}
 	}
-	rep.Memory = r.memory(kv)
-	return r.measureLoading(rep, kv, progress)
+	return nil
+}
+
+// decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
+// count, and with graphs off where asked.
+func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, graphsOff bool, progress func(string)) error {
+	ks := []int{}
+	for _, k := range r.cfg.Adapters {
+		if k == 0 {
+			k = b
+		}
+		if k <= b && !slices.Contains(ks, k) {
+			ks = append(ks, k)
+		}
+	}
+	runs := []decodeRun{{AttentionOff, 0}, {LoRAOff, 0}}
+	for _, k := range ks {
+		runs = append(runs, decodeRun{WithLoRA, k})
+	}
+	if _, ok := r.be.(Grapher); ok && graphsOff {
+		runs = append(runs, decodeRun{GraphsOff, min(reference, b)})
+	}
+	for _, run := range runs {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("engine bench: stopped: %w", err)
+		}
+		progress(fmt.Sprintf("decode %s: batch %d, %d adapters, context %d", run.variant, b, run.k, cx))
+		res, err := r.decode(kv, run.variant, b, run.k, cx)
+		if err != nil {
+			return err
+		}
+		rep.Decode = append(rep.Decode, res)
+	}
+	return nil
 }
 
 // measureLoading profiles one step and runs Loading at batch and adapters reference (or the

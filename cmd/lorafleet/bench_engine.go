@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/lorafleet/lorafleet/bench/engine"
 	"github.com/lorafleet/lorafleet/gpukern"
@@ -79,7 +82,11 @@ func runBenchEngine(args []string, e env) error {
 	default:
 		return fmt.Errorf("--backend: %q is neither cpu nor cuda", backend)
 	}
-	rep, runErr := engine.Run(be, c, func(s string) { fmt.Fprintln(e.stderr, s) })
+	// A signal (say, from `timeout` ahead of a device machine's time limit) ends the run
+	// with what it has measured.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	rep, runErr := engine.Run(ctx, be, c, func(s string) { fmt.Fprintln(e.stderr, s) })
 	if rep == nil {
 		return runErr
 	}
