@@ -170,7 +170,7 @@ func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(stri
 	}
 	err = r.decodeGrid(ctx, rep, progress)
 	if err == nil {
-		err = ctx.Err()
+		err = stopped(ctx)
 	}
 	if err == nil {
 		progress(fmt.Sprintf("prefill: %d × %d tokens", cfg.PrefillSeqs, cfg.PrefillPrompt))

@@ -63,9 +63,20 @@ func (r *runner) decodeGrid(ctx context.Context, rep *Report, progress func(stri
 			continue
 		}
 		rep.Memory = r.memory(kv)
+		if err := stopped(ctx); err != nil {
+			return err
+		}
 		if err := r.measureLoading(rep, kv, progress); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// stopped is ctx's error, once it has ended, as the run reports it.
+func stopped(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("engine bench: stopped: %w", err)
 	}
 	return nil
 }
@@ -90,8 +101,8 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		runs = append(runs, decodeRun{GraphsOff, min(reference, b)})
 	}
 	for _, run := range runs {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("engine bench: stopped: %w", err)
+		if err := stopped(ctx); err != nil {
+			return err
 		}
 		progress(fmt.Sprintf("decode %s: batch %d, %d adapters, context %d", run.variant, b, run.k, cx))
 		res, err := r.decode(kv, run.variant, b, run.k, cx)
