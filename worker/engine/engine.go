@@ -279,15 +279,24 @@ func (e *Engine) plan(seqs []*Sequence) ([]work, error) {
 		plan = append(plan, work{seq: s, start: s.computed, n: n})
 	}
 	// Rows of one adapter next to each other make fewer, longer LoRA segments.
-	slices.SortStableFunc(plan, func(a, b work) int { return cmp.Compare(adapterKey(a.seq), adapterKey(b.seq)) })
+	slices.SortStableFunc(plan, func(a, b work) int { return byAdapter(a.seq, b.seq) })
 	return plan, nil
 }
 
-func adapterKey(s *Sequence) string {
-	if s.Adapter == nil {
-		return ""
+// byAdapter orders sequences without an adapter first, then by adapter ID.
+func byAdapter(a, b *Sequence) int {
+	x, y := a.Adapter, b.Adapter
+	if x == nil || y == nil {
+		return cmp.Compare(b2i(x != nil), b2i(y != nil))
 	}
-	return "a:" + s.Adapter.ID
+	return cmp.Compare(x.ID, y.ID)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // batch lays the planned tokens out as model rows.

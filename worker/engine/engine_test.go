@@ -3,11 +3,13 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lorafleet/lorafleet/worker/kvcache"
+	"github.com/lorafleet/lorafleet/worker/model"
 	"github.com/lorafleet/lorafleet/worker/sample"
 )
 
@@ -88,5 +90,24 @@ func TestFinishReasons(t *testing.T) {
 		if !slices.Equal(s.Output, want) || s.Finish != reason {
 			t.Errorf("%s: output %v finish %q, want %v %q", caseName(c), s.Output, s.Finish, want, reason)
 		}
+	}
+}
+
+// A step's work is ordered by adapter, sequences without one first, keeping their order
+// otherwise, so that each adapter's rows form one LoRA segment.
+func TestByAdapter(t *testing.T) {
+	a, b := model.ShapeOnly("a", 8, 0), model.ShapeOnly("b", 8, 0)
+	seqs := []*Sequence{{Adapter: b}, {Adapter: a, MaxTokens: 1}, {}, {Adapter: a, MaxTokens: 2}, {MaxTokens: 3}}
+	slices.SortStableFunc(seqs, byAdapter)
+	var got []string
+	for _, s := range seqs {
+		id := "-"
+		if s.Adapter != nil {
+			id = s.Adapter.ID
+		}
+		got = append(got, fmt.Sprintf("%s%d", id, s.MaxTokens))
+	}
+	if want := []string{"-0", "-3", "a1", "a2", "b0"}; !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v", got, want)
 	}
 }
