@@ -16,6 +16,9 @@ import (
 type (
 	// Grapher is a backend that can replay steps as CUDA graphs, and run them without.
 	Grapher interface{ SetGraphs(on bool) }
+	// Flusher launches recorded work every n launches (n ≤ 0: only when the step needs a
+	// result) and returns the previous setting.
+	Flusher interface{ SetFlushOps(n int) int }
 	// Uploader times its last adapter upload: putting it in bf16 into page-locked host
 	// memory (a copy, or a conversion from float32) and the transfer from there to the slot.
 	Uploader interface {

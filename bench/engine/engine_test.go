@@ -71,6 +71,8 @@ type gpuLike struct {
 	live, loads int
 	bf16Loads   int    // loads whose data came in bf16
 	graphsOff   []bool // each SetGraphs call's "off"
+	flushOps    int    // as SetFlushOps set it
+	flushSets   []int  // each SetFlushOps call's n
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -88,6 +90,11 @@ func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
 }
 
 func (g *gpuLike) SetGraphs(on bool) { g.graphsOff = append(g.graphsOff, !on) }
+func (g *gpuLike) SetFlushOps(n int) int {
+	prev := g.flushOps
+	g.flushOps, g.flushSets = n, append(g.flushSets, n)
+	return prev
+}
 func (g *gpuLike) LastAdapterUpload() (prepare, transfer time.Duration, err error) {
 	return 2 * time.Millisecond, time.Millisecond, nil
 }
@@ -107,7 +114,7 @@ func TestGPUMeasurements(t *testing.T) {
 	shape := tinyShape(t)
 	cfg := Config{Model: shape, Batches: []int{2, 4}, Adapters: []int{0}, Contexts: []int{8, 16}, Rank: 4,
 		Steps: 3, Warmup: 1, PrefillPrompt: 16, PrefillSeqs: 2, HostBF16: true}
-	be := &gpuLike{Backend: cpuref.New(1)}
+	be := &gpuLike{Backend: cpuref.New(1), flushOps: 64}
 	rep, err := Run(context.Background(), be, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +130,17 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	if want := []bool{true, false, true, false}; !slices.Equal(be.graphsOff, want) {
 		t.Errorf("SetGraphs(off) calls %v, want %v", be.graphsOff, want)
+	}
+	// One launch per step at the largest batch up to the reference, the first context; the
+	// backend's setting put back after it.
+	var one []string
+	for _, d := range rep.Decode {
+		if d.Variant == OneLaunch {
+			one = append(one, fmt.Sprintf("b%d k%d c%d", d.Batch, d.Adapters, d.Context))
+		}
+	}
+	if want := []string{"b4 k4 c8"}; !slices.Equal(one, want) || !slices.Equal(be.flushSets, []int{0, 64}) {
+		t.Errorf("one-launch runs %v with SetFlushOps calls %v; want %v with [0 64]", one, be.flushSets, want)
 	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {

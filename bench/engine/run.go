@@ -31,6 +31,10 @@ const (
 	LoRAOff      = "lora off"
 	AttentionOff = "lora and attention off"
 	GraphsOff    = "lora, graphs off" // kernels launched one by one (backends with graphs)
+	// OneLaunch launches a step's work only once it is all recorded, not in parts as it is
+	// recorded (backends that flush in parts): what the GPU gains from working while the host
+	// records.
+	OneLaunch = "lora, one launch per step"
 )
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
@@ -45,7 +49,8 @@ type decodeRun struct {
 }
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
-// with LoRA off and with attention off too; at the first context, each batch with graphs off.
+// with LoRA off and with attention off too; at the first context, each batch with graphs off
+// and the reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -82,8 +87,9 @@ func stopped(ctx context.Context) error {
 }
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
-// count, and with graphs off where asked.
-func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, graphsOff bool, progress func(string)) error {
+// count and, at the first context, with graphs off and (at the reference batch, or the largest
+// below it) in one launch per step.
+func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
 		if k == 0 {
@@ -97,8 +103,11 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	for _, k := range ks {
 		runs = append(runs, decodeRun{WithLoRA, k})
 	}
-	if _, ok := r.be.(Grapher); ok && graphsOff {
+	if _, ok := r.be.(Grapher); ok && first {
 		runs = append(runs, decodeRun{GraphsOff, min(reference, b)})
+	}
+	if _, ok := r.be.(Flusher); ok && first && b == r.referenceBatch() {
+		runs = append(runs, decodeRun{OneLaunch, b})
 	}
 	for _, run := range runs {
 		if err := stopped(ctx); err != nil {
@@ -118,12 +127,7 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 // largest batch below) and the first context, the latter next to that configuration's quiet
 // median.
 func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(string)) error {
-	ctx, b := r.cfg.Contexts[0], 0
-	for _, n := range r.cfg.Batches {
-		if n <= reference {
-			b = max(b, n)
-		}
-	}
+	ctx, b := r.cfg.Contexts[0], r.referenceBatch()
 	quiet, ok := rep.find(WithLoRA, b, b, ctx)
 	if !ok {
 		return nil
@@ -135,6 +139,17 @@ func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(
 	}
 	rep.Loading, err = r.loading(kv, b, b, ctx, quiet.StepMS)
 	return err
+}
+
+// referenceBatch is the largest batch up to reference (0 when none is).
+func (r *runner) referenceBatch() int {
+	b := 0
+	for _, n := range r.cfg.Batches {
+		if n <= reference {
+			b = max(b, n)
+		}
+	}
+	return b
 }
 
 func (r *runner) blocksPerSeq() int {
@@ -149,6 +164,9 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if g, ok := r.be.(Grapher); ok && variant == GraphsOff {
 		g.SetGraphs(false)
 		defer g.SetGraphs(true)
+	}
+	if f, ok := r.be.(Flusher); ok && variant == OneLaunch {
+		defer f.SetFlushOps(f.SetFlushOps(0))
 	}
 	times, err := r.time(batch, kv)
 	if err != nil {

@@ -3,12 +3,26 @@
 package main
 
 import (
+	"github.com/lorafleet/lorafleet/bench/engine"
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda"
 )
 
 // cudaBuilt says whether this binary has the CUDA backend.
 const cudaBuilt = true
+
+// bench engine finds what it measures on a GPU by these interfaces: a method that drifted
+// from one would silently drop its measurement, so the build checks them.
+var _ interface {
+	engine.Timer
+	engine.Randomizer
+	engine.Grapher
+	engine.Flusher
+	engine.Uploader
+	engine.MemInfoer
+	engine.Profiler
+	engine.GraphCounter
+} = (*cuda.Backend)(nil)
 
 // newCUDABackend opens the GPU with an adapter pool of slots slots, each holding tensors of
 // the given lengths.

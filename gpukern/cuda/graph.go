@@ -39,7 +39,7 @@ func (b *Backend) record(o host.Op) {
 		b.copy16 = bf16Copy{} // o may write the activation or gemmIn
 	}
 	b.ops = append(b.ops, o)
-	if host.FlushPoint(b.ops, b.cfg.FlushOps) {
+	if b.cfg.FlushOps > 0 && host.FlushPoint(b.ops, b.cfg.FlushOps) {
 		b.flush()
 	}
 }
@@ -149,6 +149,16 @@ func (b *Backend) launchOp(o *host.Op) {
 
 // GraphStats reports how recorded work has run since the backend started.
 func (b *Backend) GraphStats() host.GraphStats { return b.graphs.Stats }
+
+// SetFlushOps sets how many recorded launches are launched before a step ends
+// (Config.FlushOps; n ≤ 0: none, a step's work is launched once it is all recorded) and
+// returns the previous setting. Benchmarks compare the two.
+func (b *Backend) SetFlushOps(n int) int {
+	b.do(b.flush)
+	prev := b.cfg.FlushOps
+	b.cfg.FlushOps = n
+	return prev
+}
 
 // SetGraphs turns CUDA graphs on or off (benchmarks compare the two).
 func (b *Backend) SetGraphs(on bool) {
