@@ -102,6 +102,7 @@ type Backend struct {
 	err     error // the first failure since the last Sync
 
 	ops       []host.Op            // recorded, not yet launched (graph.go)
+	launched  bool                 // work was launched since the last drain: the step's first flush is past
 	graphs    host.Graphs[uintptr] // instantiated graphs (CUgraphExec) by launch sequence
 	slotsUsed []bool               // per adapter pool slot: the recorded work reads it
 	copy16    bf16Copy             // a GEMM input already in bf16 (ops.go)
@@ -276,6 +277,7 @@ func (b *Backend) drain() {
 	b.freeRetired()
 	b.meta.Reset()
 	b.attnMeta = attnMeta{} // its tables were in the arena
+	b.launched = false
 }
 
 func (b *Backend) freeRetired() {

@@ -15,8 +15,8 @@ import (
 // Kernels are not launched when a gpukern call is made: they are recorded, with their
 // metadata written to the page-locked arena, and run together when the host needs a result
 // (Download, Sample, Sync), when memory changes hands (Upload, Free, adapter uploads), or once
-// Config.FlushOps of them are recorded, so that the GPU starts on a step's first layers while
-// the host records the rest. A flush copies the metadata put since the last one in one
+// Config.FlushOps of them are recorded (host.FirstFlushOps for a step's first), so that the
+// GPU starts on a step's first layer while the host records the rest. A flush copies the metadata put since the last one in one
 // transfer, then launches the recorded work. Work whose launch sequence was seen before (a
 // part of a decode step of the same batch-size bucket, with metadata at the same arena
 // offsets) runs as one CUDA graph instead of dozens of launches (host.Graphs decides): inside
@@ -39,7 +39,11 @@ func (b *Backend) record(o host.Op) {
 		b.copy16 = bf16Copy{} // o may write the activation or gemmIn
 	}
 	b.ops = append(b.ops, o)
-	if b.cfg.FlushOps > 0 && host.FlushPoint(b.ops, b.cfg.FlushOps) {
+	every := b.cfg.FlushOps
+	if !b.launched {
+		every = min(every, host.FirstFlushOps)
+	}
+	if every > 0 && host.FlushPoint(b.ops, every) {
 		b.flush()
 	}
 }
@@ -52,6 +56,7 @@ func (b *Backend) flush() {
 	if len(ops) == 0 {
 		return
 	}
+	b.launched = true
 	b.fail(b.meta.send())
 	for s, used := range b.slotsUsed {
 		if used {

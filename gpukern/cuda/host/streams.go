@@ -44,6 +44,10 @@ func Schedule(ops []Op) []Step {
 // recorded them all. Each such part of a decode step is a graph of its own.
 const FlushOps = 64
 
+// FirstFlushOps is the same for a step's first flush: the GPU, idle until then, gets its
+// first launches once the host has recorded about a layer.
+const FirstFlushOps = MinGraphOps
+
 // FlushPoint reports whether ops, the launches recorded so far, are to be launched now: at
 // least every of them, and no side launch since the last one marked Join, so that the flush
 // cuts no LoRA delta off from the kernel that adds it.
