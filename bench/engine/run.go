@@ -64,15 +64,14 @@ func (r *runner) decodeGrid(ctx context.Context, rep *Report, progress func(stri
 				return err
 			}
 		}
-		if i > 0 {
-			continue
-		}
-		rep.Memory = r.memory(kv)
-		if err := stopped(ctx); err != nil {
-			return err
-		}
-		if err := r.measureLoading(rep, kv, progress); err != nil {
-			return err
+		if i == 0 {
+			rep.Memory = r.memory(kv)
+			if err := stopped(ctx); err != nil {
+				return err
+			}
+			if err := r.measureLoading(rep, kv, progress); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -127,17 +126,17 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 // largest batch below) and the first context, the latter next to that configuration's quiet
 // median.
 func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(string)) error {
-	ctx, b := r.cfg.Contexts[0], r.referenceBatch()
-	quiet, ok := rep.find(WithLoRA, b, b, ctx)
+	cx, b := r.cfg.Contexts[0], r.referenceBatch()
+	quiet, ok := rep.find(WithLoRA, b, b, cx)
 	if !ok {
 		return nil
 	}
-	progress(fmt.Sprintf("profile and decode while adapters load: batch %d, %d adapters, context %d", b, b, ctx))
+	progress(fmt.Sprintf("profile and decode while adapters load: batch %d, %d adapters, context %d", b, b, cx))
 	var err error
-	if rep.Profile, err = r.profile(kv, b, b, ctx); err != nil {
+	if rep.Profile, err = r.profile(kv, b, b, cx); err != nil {
 		return err
 	}
-	rep.Loading, err = r.loading(kv, b, b, ctx, quiet.StepMS)
+	rep.Loading, err = r.loading(kv, b, b, cx, quiet.StepMS)
 	return err
 }
 
