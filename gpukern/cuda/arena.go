@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
@@ -17,19 +17,19 @@ import (
 type arena struct {
 	host.Arena
 	hostMem unsafe.Pointer
-	dev     cu.DevicePtr
-	stream  cu.Stream
+	dev     drv.DevicePtr
+	stream  drv.Stream
 }
 
-func newArena(size int, stream cu.Stream) (*arena, error) {
+func newArena(size int, stream drv.Stream) (*arena, error) {
 	a := &arena{stream: stream}
-	h, err := allocHost(size)
+	h, err := drv.AllocHost(size)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cuda: metadata buffer: %w", err)
 	}
-	d, err := cu.MemAlloc(int64(size))
+	d, err := drv.MemAlloc(int64(size))
 	if err != nil {
-		_ = cu.MemFreeHost(h)
+		_ = drv.MemFreeHost(h)
 		return nil, fmt.Errorf("cuda: metadata buffer of %d bytes: %w", size, err)
 	}
 	a.hostMem, a.dev = h, d
@@ -41,8 +41,8 @@ func (a *arena) close() {
 	if a == nil || a.hostMem == nil {
 		return
 	}
-	_ = cu.MemFreeHost(a.hostMem)
-	_ = cu.MemFree(a.dev)
+	_ = drv.MemFreeHost(a.hostMem)
+	_ = drv.MemFree(a.dev)
 	a.hostMem, a.dev, a.Buf = nil, 0, nil
 }
 
@@ -52,7 +52,7 @@ func (a *arena) send() error {
 	if n == 0 {
 		return nil
 	}
-	if err := cu.MemcpyHtoDAsync(a.dev+cu.DevicePtr(off), unsafe.Add(a.hostMem, off), int64(n), a.stream); err != nil {
+	if err := drv.MemcpyHtoDAsync(a.dev+drv.DevicePtr(off), unsafe.Add(a.hostMem, off), int64(n), a.stream); err != nil {
 		return fmt.Errorf("cuda: copying metadata: %w", err)
 	}
 	return nil
@@ -64,13 +64,13 @@ func (a *arena) send() error {
 // kept until the stream has run that work (drain). Nothing recorded is flushed or moved, so
 // the metadata of the kernel being recorded stays where its earlier uploads put it. Callers
 // are inside b.do.
-func upload[T int32 | float32 | uint64](b *Backend, v []T) cu.DevicePtr {
+func upload[T int32 | float32 | uint64](b *Backend, v []T) drv.DevicePtr {
 	if len(v) == 0 {
 		return 0
 	}
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v)*int(unsafe.Sizeof(v[0])))
 	if p, ok := b.meta.Put(raw); ok {
-		return cu.DevicePtr(p)
+		return drv.DevicePtr(p)
 	}
 	if err := b.meta.send(); err != nil {
 		b.fail(err)
@@ -84,5 +84,5 @@ func upload[T int32 | float32 | uint64](b *Backend, v []T) cu.DevicePtr {
 	b.retired = append(b.retired, b.meta)
 	b.meta = next
 	p, _ := b.meta.Put(raw) // an empty arena twice v's size holds it
-	return cu.DevicePtr(p)
+	return drv.DevicePtr(p)
 }

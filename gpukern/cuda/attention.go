@@ -5,7 +5,7 @@ package cuda
 import (
 	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 )
@@ -51,7 +51,7 @@ func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer
 // attnMeta is where the arena holds the tables of b.attnPlan, made of the seqs at key.
 type attnMeta struct {
 	key                                                   attnKey
-	rowLen, rowTable, blocks, tileRow0, tileRows, decRows cu.DevicePtr
+	rowLen, rowTable, blocks, tileRow0, tileRows, decRows drv.DevicePtr
 }
 
 // attnKey identifies the seqs an Attention call was given.
@@ -77,17 +77,17 @@ func (b *Backend) attnMetaOf(seqs []gpukern.AttnSeq) *attnMeta {
 
 // decode launches decode_split for the plan's decode rows, and decode_combine after it where a
 // context needs more than one split. Callers are inside b.do.
-func (b *Backend) decode(out, out16 cu.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams) {
+func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams) {
 	plan := &b.attnPlan
 	n := len(plan.DecRows)
 	splits := max(1, (plan.MaxDecode+splitLen-1)/splitLen)
-	var acc, ml, direct, direct16 cu.DevicePtr
+	var acc, ml, direct, direct16 drv.DevicePtr
 	if splits == 1 {
 		direct, direct16 = out, out16 // decode_split writes the output itself
 	} else {
 		parts := n * p.Heads * splits
 		acc = b.buffer(&b.scratch.part, int64(4*parts*(p.HeadDim+2)))
-		ml = acc + cu.DevicePtr(4*parts*p.HeadDim)
+		ml = acc + drv.DevicePtr(4*parts*p.HeadDim)
 	}
 	a := (&args{}).dptr(acc).dptr(ml).dptr(direct).dptr(direct16).ptr(q).ptr(kc).ptr(vc).dptr(m.decRows).
 		dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(blockSize).

@@ -20,10 +20,9 @@ import (
 	"time"
 	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern"
-	"github.com/lorafleet/lorafleet/gpukern/cuda/cublas"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
@@ -67,7 +66,7 @@ func (c *Config) validate() error {
 
 // Tensor is device memory: fp32, or bf16 for weights, adapters and the KV cache.
 type Tensor struct {
-	ptr    cu.DevicePtr
+	ptr    drv.DevicePtr
 	n      int
 	bf16   bool
 	pooled bool // part of an adapter pool slot: freed with the slot
@@ -86,14 +85,14 @@ func (t *Tensor) bytes() int64 {
 // Backend is the CUDA backend. Like every gpukern.Backend it serves one caller at a time.
 type Backend struct {
 	cfg     Config
-	dev     cu.Device
-	ctx     cu.CUContext
+	dev     drv.Device
+	ctx     drv.Context
 	arch    string // e.g. "sm_90"
-	stream  cu.Stream
-	side    cu.Stream // LoRA shrinks beside the main stream's GEMMs (host.Schedule)
-	forked  cu.Event  // recorded on stream, waited for by side
-	joined  cu.Event  // recorded on side, waited for by stream
-	blas    *cublas.Handle
+	stream  drv.Stream
+	side    drv.Stream // LoRA shrinks beside the main stream's GEMMs (host.Schedule)
+	forked  drv.Event  // recorded on stream, waited for by side
+	joined  drv.Event  // recorded on side, waited for by stream
+	blas    *drv.Blas
 	fn      functions
 	meta    *arena   // per-step metadata, uploaded on the stream
 	retired []*arena // arenas that filled up this step, freed once the stream has run it (upload)
@@ -127,7 +126,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: freeGraph}, slotsUsed: make([]bool, cfg.AdapterSlots)}
+	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: drv.FreeGraph}, slotsUsed: make([]bool, cfg.AdapterSlots)}
 	var err error
 	b.do(func() { err = b.open() })
 	if err != nil {
@@ -138,11 +137,11 @@ func New(cfg Config) (*Backend, error) {
 }
 
 func (b *Backend) open() error {
-	n, err := cu.NumDevices()
+	n, err := drv.NumDevices()
 	if err != nil || b.cfg.Device >= n {
 		return fmt.Errorf("cuda: device %d of %d: %v", b.cfg.Device, n, err)
 	}
-	if b.dev, err = cu.GetDevice(b.cfg.Device); err != nil {
+	if b.dev, err = drv.GetDevice(b.cfg.Device); err != nil {
 		return fmt.Errorf("cuda: %w", err)
 	}
 	major, minor, err := b.dev.ComputeCapability()
@@ -156,18 +155,18 @@ func (b *Backend) open() error {
 	if b.ctx, err = b.dev.RetainPrimaryCtx(); err != nil {
 		return fmt.Errorf("cuda: primary context: %w", err)
 	}
-	if err := cu.SetCurrentContext(b.ctx); err != nil {
+	if err := drv.SetCurrentContext(b.ctx); err != nil {
 		return fmt.Errorf("cuda: %w", err)
 	}
 	// A blocking stream: the synchronous copies on the null stream stay ordered with it.
-	if b.stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
+	if b.stream, err = drv.MakeStream(drv.DefaultStream); err != nil {
 		return fmt.Errorf("cuda: stream: %w", err)
 	}
-	if b.side, err = cu.MakeStream(cu.NonBlocking); err != nil {
+	if b.side, err = drv.MakeStream(drv.NonBlocking); err != nil {
 		return fmt.Errorf("cuda: side stream: %w", err)
 	}
-	if b.forked, err = cu.MakeEvent(cu.DisableTiming); err == nil {
-		b.joined, err = cu.MakeEvent(cu.DisableTiming)
+	if b.forked, err = drv.MakeEvent(drv.DisableTiming); err == nil {
+		b.joined, err = drv.MakeEvent(drv.DisableTiming)
 	}
 	if err != nil {
 		return fmt.Errorf("cuda: stream events: %w", err)
@@ -175,13 +174,10 @@ func (b *Backend) open() error {
 	if err := b.fn.load(b.cfg.CacheDir, b.arch); err != nil {
 		return err
 	}
-	if err := cublas.Open(); err != nil {
+	if b.blas, err = drv.NewBlas(); err != nil {
 		return err
 	}
-	if b.blas, err = cublas.Create(); err != nil {
-		return err
-	}
-	if err := b.blas.SetStream(streamHandle(b.stream)); err != nil {
+	if err := b.blas.SetStream(drv.StreamHandle(b.stream)); err != nil {
 		return err
 	}
 	ws := b.buffer(&b.scratch.blas, blasWorkspace)
@@ -198,7 +194,7 @@ func (b *Backend) open() error {
 // Close releases the GPU resources; the backend must not be used afterwards.
 func (b *Backend) Close() {
 	b.do(func() {
-		if b.stream != (cu.Stream{}) {
+		if b.stream != (drv.Stream{}) {
 			b.flush()
 			_ = b.stream.Synchronize()
 		}
@@ -210,17 +206,17 @@ func (b *Backend) Close() {
 		if b.blas != nil {
 			_ = b.blas.Destroy()
 		}
-		for _, e := range []*cu.Event{&b.forked, &b.joined} {
-			if *e != (cu.Event{}) {
-				_ = cu.DestroyEvent(e)
+		for _, e := range []*drv.Event{&b.forked, &b.joined} {
+			if *e != (drv.Event{}) {
+				_ = drv.DestroyEvent(e)
 			}
 		}
-		for _, s := range []*cu.Stream{&b.side, &b.stream} {
-			if *s != (cu.Stream{}) {
+		for _, s := range []*drv.Stream{&b.side, &b.stream} {
+			if *s != (drv.Stream{}) {
 				_ = s.Destroy()
 			}
 		}
-		if b.ctx != (cu.CUContext{}) {
+		if b.ctx != (drv.Context{}) {
 			_ = b.dev.ReleasePrimaryCtx()
 		}
 	})
@@ -231,8 +227,8 @@ func (b *Backend) Close() {
 func (b *Backend) do(f func()) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if b.ctx != (cu.CUContext{}) {
-		if err := cu.SetCurrentContext(b.ctx); err != nil {
+	if b.ctx != (drv.Context{}) {
+		if err := drv.SetCurrentContext(b.ctx); err != nil {
 			b.fail(fmt.Errorf("cuda: making the context current: %w", err))
 			return
 		}
@@ -255,7 +251,7 @@ func (b *Backend) Arch() string { return b.arch }
 
 // MemInfo returns the device's free and total memory in bytes.
 func (b *Backend) MemInfo() (free, total int64, err error) {
-	b.do(func() { free, total, err = cu.MemInfo() })
+	b.do(func() { free, total, err = drv.MemInfo() })
 	return free, total, err
 }
 
@@ -301,13 +297,13 @@ func (b *Backend) alloc(n int, bf16 bool) *Tensor {
 	t := &Tensor{n: n, bf16: bf16}
 	b.do(func() {
 		size := max(t.bytes(), 4)
-		p, err := cu.MemAlloc(size)
+		p, err := drv.MemAlloc(size)
 		if err != nil {
 			b.fail(fmt.Errorf("cuda: allocating %d bytes: %w", size, err))
 			return
 		}
 		t.ptr = p
-		b.fail(cu.MemsetD8(p, 0, size))
+		b.fail(drv.MemsetD8(p, 0, size))
 	})
 	return t
 }
@@ -334,7 +330,7 @@ func (b *Backend) Free(t gpukern.Tensor) {
 	b.do(func() {
 		b.flush() // recorded work may read t
 		b.copy16 = bf16Copy{}
-		b.fail(cu.MemFree(d.ptr))
+		b.fail(drv.MemFree(d.ptr))
 	})
 	d.ptr = 0
 }
@@ -353,10 +349,10 @@ func (b *Backend) Upload(t gpukern.Tensor, src []float32) {
 		b.copy16 = bf16Copy{}
 		if d.bf16 {
 			raw := toBF16(src)
-			b.fail(cu.MemcpyHtoD(d.ptr, unsafe.Pointer(&raw[0]), int64(2*len(raw))))
+			b.fail(drv.MemcpyHtoD(d.ptr, unsafe.Pointer(&raw[0]), int64(2*len(raw))))
 			return
 		}
-		b.fail(cu.MemcpyHtoD(d.ptr, unsafe.Pointer(&src[0]), int64(4*len(src))))
+		b.fail(drv.MemcpyHtoD(d.ptr, unsafe.Pointer(&src[0]), int64(4*len(src))))
 	})
 }
 
@@ -375,10 +371,10 @@ func (b *Backend) Download(dst []float32, t gpukern.Tensor) {
 		}
 		if d.bf16 {
 			raw := make([]uint16, len(dst))
-			b.fail(cu.MemcpyDtoH(unsafe.Pointer(&raw[0]), d.ptr, int64(2*len(raw))))
+			b.fail(drv.MemcpyDtoH(unsafe.Pointer(&raw[0]), d.ptr, int64(2*len(raw))))
 			fromBF16(dst, raw)
 			return
 		}
-		b.fail(cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), d.ptr, int64(4*len(dst))))
+		b.fail(drv.MemcpyDtoH(unsafe.Pointer(&dst[0]), d.ptr, int64(4*len(dst))))
 	})
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 )
@@ -28,12 +28,12 @@ func (b *Backend) RandomWeight(n int, mean, std float32, seed uint64) gpukern.Te
 // Time runs f and returns the stream's time between events recorded before and after it
 // (the work f records included).
 func (b *Backend) Time(f func()) (time.Duration, error) {
-	var start, end cu.Event
+	var start, end drv.Event
 	var err error
 	b.do(func() {
 		b.flush()
-		if start, err = cu.MakeEvent(cu.DefaultEvent); err == nil {
-			if end, err = cu.MakeEvent(cu.DefaultEvent); err == nil {
+		if start, err = drv.MakeEvent(drv.DefaultEvent); err == nil {
+			if end, err = drv.MakeEvent(drv.DefaultEvent); err == nil {
 				err = start.Record(b.stream)
 			}
 		}
@@ -45,8 +45,8 @@ func (b *Backend) Time(f func()) (time.Duration, error) {
 	var ms float64
 	b.do(func() {
 		defer func() {
-			_ = cu.DestroyEvent(&start)
-			_ = cu.DestroyEvent(&end)
+			_ = drv.DestroyEvent(&start)
+			_ = drv.DestroyEvent(&end)
 		}()
 		b.flush()
 		if err = end.Record(b.stream); err == nil {
@@ -93,6 +93,6 @@ func (b *Backend) Describe() string {
 	if err != nil {
 		name = "an NVIDIA GPU"
 	}
-	v := cu.Version()
+	v := drv.Version()
 	return fmt.Sprintf("%s (%s), driver CUDA %d.%d", name, b.arch, v/1000, v%1000/10)
 }

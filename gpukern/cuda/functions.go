@@ -7,47 +7,37 @@ import (
 	"math"
 	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/kernels"
-	"github.com/lorafleet/lorafleet/gpukern/cuda/nvrtc"
 )
 
 // functions are the kernels, looked up once after their modules are loaded.
 type functions struct {
-	embedding, gather, rmsnorm, siluMul, addBias, add, toBF16 cu.Function
-	ropeWriteKV                                               cu.Function
-	flashPrefill, decodeSplit, decodeCombine                  cu.Function
-	loraShrink, loraExpand                                    cu.Function
-	argmax, sampleRows                                        cu.Function
-	fillRandom                                                cu.Function
+	embedding, gather, rmsnorm, siluMul, addBias, add, toBF16 drv.Function
+	ropeWriteKV                                               drv.Function
+	flashPrefill, decodeSplit, decodeCombine                  drv.Function
+	loraShrink, loraExpand                                    drv.Function
+	argmax, sampleRows                                        drv.Function
+	fillRandom                                                drv.Function
 }
 
 // load compiles every kernel source for arch (or takes it from the cache in dir), loads the
 // modules and looks the functions up.
 func (f *functions) load(dir, arch string) error {
-	inc, err := nvrtc.IncludeDir()
-	if err != nil {
-		return err
-	}
-	cache := nvrtc.Cache{Dir: dir}
-	byName := map[string]*cu.Function{
+	byName := map[string]*drv.Function{
 		"embedding": &f.embedding, "gather": &f.gather, "rmsnorm": &f.rmsnorm, "silu_mul": &f.siluMul,
 		"add_bias": &f.addBias, "add": &f.add, "to_bf16": &f.toBF16, "rope_write_kv": &f.ropeWriteKV,
 		"flash_prefill": &f.flashPrefill, "decode_split": &f.decodeSplit, "decode_combine": &f.decodeCombine,
 		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
 		"fill_random": &f.fillRandom,
 	}
-	mods := map[string]cu.Module{}
+	mods := map[string]drv.Module{}
 	for _, src := range kernels.Sources() {
-		cubin, err := cache.Compile(src.Name, src.Text, arch, inc)
+		m, err := drv.LoadModule(src, arch, dir)
 		if err != nil {
 			return fmt.Errorf("cuda: %w", err)
-		}
-		m, err := cu.LoadData(string(cubin))
-		if err != nil {
-			return fmt.Errorf("cuda: loading %s: %w", src.Name, err)
 		}
 		mods[src.Name] = m
 	}
@@ -64,18 +54,21 @@ func (f *functions) load(dir, arch string) error {
 		}
 	}
 	// The prefill kernel's tiles need more than 48 KiB of shared memory for large heads.
-	return allowSharedMemory(f.flashPrefill, flashSharedBytes(256))
+	if err := drv.AllowSharedMemory(f.flashPrefill, flashSharedBytes(256)); err != nil {
+		return fmt.Errorf("cuda: %w", err)
+	}
+	return nil
 }
 
-// args packs kernel arguments: cu.Function.Launch copies 8 bytes from behind each pointer, so
+// args packs kernel arguments: drv.Function.Launch copies 8 bytes from behind each pointer, so
 // every argument gets an 8-byte cell whatever its C type.
 type args struct{ cells []uint64 }
 
-func (a *args) ptr(t *Tensor) *args       { return a.raw(uint64(t.ptr)) }
-func (a *args) dptr(p cu.DevicePtr) *args { return a.raw(uint64(p)) }
-func (a *args) i32(v int) *args           { return a.raw(uint64(uint32(int32(v)))) }
-func (a *args) i64(v int) *args           { return a.raw(uint64(int64(v))) }
-func (a *args) f32(v float32) *args       { return a.raw(uint64(math.Float32bits(v))) }
+func (a *args) ptr(t *Tensor) *args        { return a.raw(uint64(t.ptr)) }
+func (a *args) dptr(p drv.DevicePtr) *args { return a.raw(uint64(p)) }
+func (a *args) i32(v int) *args            { return a.raw(uint64(uint32(int32(v)))) }
+func (a *args) i64(v int) *args            { return a.raw(uint64(int64(v))) }
+func (a *args) f32(v float32) *args        { return a.raw(uint64(math.Float32bits(v))) }
 func (a *args) raw(v uint64) *args {
 	if a.cells == nil {
 		a.cells = make([]uint64, 0, 20) // room for every kernel's arguments: one allocation
@@ -98,13 +91,13 @@ func d1(x int) dims    { return dims{X: x, Y: 1, Z: 1} }
 func d2(x, y int) dims { return dims{X: x, Y: y, Z: 1} }
 
 // launch records fn for the next flush (graph.go). Callers are inside b.do.
-func (b *Backend) launch(name string, fn cu.Function, grid, block dims, shared int, a *args) {
+func (b *Backend) launch(name string, fn drv.Function, grid, block dims, shared int, a *args) {
 	b.record(kernel(name, fn, grid, block, shared, a))
 }
 
 // kernel is the record of a launch of fn.
-func kernel(name string, fn cu.Function, grid, block dims, shared int, a *args) host.Op {
-	return host.Op{Fn: fnHandle(fn), Name: name, Grid: grid, Block: block, Shared: shared, Cells: a.cells}
+func kernel(name string, fn drv.Function, grid, block dims, shared int, a *args) host.Op {
+	return host.Op{Fn: drv.FuncHandle(fn), Name: name, Grid: grid, Block: block, Shared: shared, Cells: a.cells}
 }
 
 // gridFor is the number of blocks of threads that covers n elements, capped for

@@ -17,7 +17,9 @@ import (
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
-// These tests need a GPU: they run on the lent GPU machine through scripts/gpu-check.sh.
+// These tests run on a GPU (the lent GPU machine, through scripts/gpu-check.sh) and, with the
+// cudaemu build tag, on the CPU emulator of gpukern/cuda/drv (make emu, in make test): the same
+// backend code and kernel sources, without a GPU's timing or concurrency.
 // Every kernel is compared with gpukern/cpuref on fresh random inputs; outputs are poisoned
 // with NaN first, so an element a kernel fails to write shows as an error.
 
@@ -141,13 +143,20 @@ func (p pair) free() {
 // compare syncs the GPU and records the two buffers' difference.
 func (p pair) compare(t *testing.T, check, shape string, tol float64) {
 	t.Helper()
-	if err := gpu.Sync(); err != nil {
-		t.Fatalf("%s %s: %v", check, shape, err)
-	}
-	got, want := make([]float32, p.n), make([]float32, p.n)
-	gpu.Download(got, p.g)
+	got, want := p.onGPU(t), make([]float32, p.n)
 	ref.Download(want, p.r)
 	record(t, check, shape, got, want, tol)
+}
+
+// onGPU syncs and returns the GPU buffer's values.
+func (p pair) onGPU(t *testing.T) []float32 {
+	t.Helper()
+	if err := gpu.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	v := make([]float32, p.n)
+	gpu.Download(v, p.g)
+	return v
 }
 
 func shapeOf(dims ...int) string {

@@ -5,9 +5,8 @@ package cuda
 import (
 	"cmp"
 	"fmt"
-	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
@@ -21,11 +20,6 @@ import (
 // part of a decode step of the same batch-size bucket, with metadata at the same arena
 // offsets) runs as one CUDA graph instead of dozens of launches (host.Graphs decides): inside
 // a graph each kernel boundary costs about 1 µs on an H100.
-
-// fnHandle is the CUfunction behind fn (cu.Function holds only that), and function its
-// inverse.
-func fnHandle(fn cu.Function) uintptr { return *(*uintptr)(unsafe.Pointer(&fn)) }
-func function(h uintptr) cu.Function  { return *(*cu.Function)(unsafe.Pointer(&h)) }
 
 // record queues a launch for the next flush. Callers are inside b.do.
 func (b *Backend) record(o host.Op) {
@@ -76,7 +70,7 @@ func (b *Backend) flush() {
 		b.issue(ops)
 		b.ops = ops[:0] // launched: the next step records into the same array
 	case host.Replay:
-		b.fail(launchGraph(exec, streamHandle(b.stream)))
+		b.fail(drv.LaunchGraph(exec, drv.StreamHandle(b.stream)))
 		b.ops = ops[:0]
 	case host.Capture:
 		b.capture(key, ops) // the graph keeps ops
@@ -95,14 +89,14 @@ func (b *Backend) capture(key uint64, ops []host.Op) {
 		}
 		c.MakeRoom(key)
 	}
-	stream := streamHandle(b.stream)
-	if err := beginCapture(stream); err != nil {
+	stream := drv.StreamHandle(b.stream)
+	if err := drv.BeginCapture(stream); err != nil {
 		c.Failed(key, ops, err)
 		b.issue(ops)
 		return
 	}
 	b.issue(ops)
-	exec, err := endCapture(stream)
+	exec, err := drv.EndCapture(stream)
 	if err != nil || b.err != nil {
 		c.Failed(key, ops, cmp.Or(err, b.err))
 		b.err = nil // the failure was in capturing, not in the work: run it again, eagerly
@@ -110,7 +104,7 @@ func (b *Backend) capture(key uint64, ops []host.Op) {
 		return
 	}
 	c.Captured(key, ops, exec)
-	b.fail(launchGraph(exec, stream))
+	b.fail(drv.LaunchGraph(exec, stream))
 }
 
 // issue launches ops on the main stream (which may be capturing) and, for side launches, the
@@ -146,7 +140,7 @@ func (b *Backend) launchOp(o *host.Op) {
 		stream = b.side
 	}
 	a := args{cells: o.Cells}
-	err := function(o.Fn).Launch(o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, stream, a.pointers())
+	err := drv.FuncOf(o.Fn).Launch(o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, stream, a.pointers())
 	if err != nil {
 		b.fail(fmt.Errorf("cuda: launching %s: %w", o.Name, err))
 	}

@@ -61,12 +61,13 @@ func TestRMSNorm(t *testing.T) {
 		res2.compare(t, "rmsnorm+residual+delta (out = residual)", shape, tolF32)
 		x.compare(t, "rmsnorm+residual+delta (x)", shape, tolF32)
 		delta.compare(t, "rmsnorm+residual+delta (delta unchanged)", shape, 0)
-		o2 := out(n)
+		o2, before := out(n), res2.onGPU(t)
 		gpu.RMSNorm(o2.g, x.g, res2.g, delta.g, w.g, s.rows, s.dim, 1e-5)
 		ref.RMSNorm(o2.r, x.r, res2.r, delta.r, w.r, s.rows, s.dim, 1e-5)
 		o2.compare(t, "rmsnorm+residual+delta", shape, tolF32)
 		x.compare(t, "rmsnorm+residual+delta (x, 2nd)", shape, tolF32)
-		res2.compare(t, "rmsnorm+residual+delta (residual unchanged)", shape, 0)
+		// Against its own value before: the GPU's and the reference's already differ by rounding.
+		record(t, "rmsnorm+residual+delta (residual unchanged)", shape, res2.onGPU(t), before, 0)
 		for _, p := range []pair{w, x, o, res, res2, delta, o2} {
 			p.free()
 		}

@@ -5,7 +5,7 @@ package cuda
 import (
 	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
@@ -33,7 +33,7 @@ func (b *Backend) Embedding(out, table gpukern.Tensor, ids []int32, dim int) {
 // A LoRA delta comes from the side stream (LoRAExpand): the call that reads one joins it.
 
 // optional is t's device address, or null for a nil t.
-func optional(t gpukern.Tensor) cu.DevicePtr {
+func optional(t gpukern.Tensor) drv.DevicePtr {
 	if t == nil {
 		return 0
 	}
@@ -68,7 +68,7 @@ func normThreads(dim int) int {
 // that activation reads it instead of converting. Recording any other main-stream kernel
 // clears it, since that kernel may write the activation or gemmIn.
 type bf16Copy struct {
-	of cu.DevicePtr
+	of drv.DevicePtr
 	n  int
 }
 
@@ -94,7 +94,7 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 }
 
 // elementwise launches a grid-stride kernel over n elements; join when it reads a LoRA delta.
-func (b *Backend) elementwise(name string, fn cu.Function, n int, a *args, join bool) {
+func (b *Backend) elementwise(name string, fn drv.Function, n int, a *args, join bool) {
 	b.do(func() {
 		op := kernel(name, fn, d1(gridFor(n, threads)), d1(threads), 0, a)
 		op.Join = join
@@ -226,7 +226,7 @@ func (b *Backend) Sample(ids []int32, logits gpukern.Tensor, row0, vocab int, pa
 		flat = append(flat, p.Temperature, p.TopP, p.MinP, p.U)
 		topK[i] = p.TopK
 	}
-	lg := dev(logits).ptr + cu.DevicePtr(4*row0*vocab)
+	lg := dev(logits).ptr + drv.DevicePtr(4*row0*vocab)
 	b.do(func() {
 		out := b.buffer(&b.scratch.ids, int64(4*n))
 		if greedy {
@@ -238,6 +238,6 @@ func (b *Backend) Sample(ids []int32, logits gpukern.Tensor, row0, vocab int, pa
 		if b.drain(); b.err != nil {
 			return
 		}
-		b.fail(cu.MemcpyDtoH(unsafe.Pointer(&ids[0]), out, int64(4*n)))
+		b.fail(drv.MemcpyDtoH(unsafe.Pointer(&ids[0]), out, int64(4*n)))
 	})
 }

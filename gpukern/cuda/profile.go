@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
@@ -36,17 +36,17 @@ func (b *Backend) Profile(f func()) (map[string]time.Duration, error) {
 // issueTimed launches ops with an event after each and adds their times to b.prof. Callers
 // are inside b.do.
 func (b *Backend) issueTimed(ops []host.Op) {
-	evs := make([]cu.Event, len(ops)+1)
+	evs := make([]drv.Event, len(ops)+1)
 	defer func() {
 		for i := range evs {
-			if evs[i] != (cu.Event{}) {
-				_ = cu.DestroyEvent(&evs[i])
+			if evs[i] != (drv.Event{}) {
+				_ = drv.DestroyEvent(&evs[i])
 			}
 		}
 	}()
 	for i := range evs {
 		var err error
-		if evs[i], err = cu.MakeEvent(cu.DefaultEvent); err != nil {
+		if evs[i], err = drv.MakeEvent(drv.DefaultEvent); err != nil {
 			b.profErr = fmt.Errorf("cuda: profiling events: %w", err)
 			b.issue(ops)
 			return

@@ -5,12 +5,12 @@ package cuda
 import (
 	"fmt"
 
-	"gorgonia.org/cu"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 )
 
 // devBuf is a device buffer reused from step to step and grown on demand.
 type devBuf struct {
-	ptr  cu.DevicePtr
+	ptr  drv.DevicePtr
 	size int64
 }
 
@@ -25,7 +25,7 @@ type scratch struct {
 func (s *scratch) free() {
 	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas} {
 		if d.ptr != 0 {
-			_ = cu.MemFree(d.ptr)
+			_ = drv.MemFree(d.ptr)
 			*d = devBuf{}
 		}
 	}
@@ -33,7 +33,7 @@ func (s *scratch) free() {
 
 // buffer returns d with room for size bytes. Growing first runs the recorded work and waits
 // for it, since it may use the old buffer. Callers are inside b.do.
-func (b *Backend) buffer(d *devBuf, size int64) cu.DevicePtr {
+func (b *Backend) buffer(d *devBuf, size int64) drv.DevicePtr {
 	if size <= d.size {
 		return d.ptr
 	}
@@ -44,10 +44,10 @@ func (b *Backend) buffer(d *devBuf, size int64) cu.DevicePtr {
 	}
 	size = max(size, d.size*3/2)
 	if d.ptr != 0 {
-		_ = cu.MemFree(d.ptr)
+		_ = drv.MemFree(d.ptr)
 		*d = devBuf{}
 	}
-	p, err := cu.MemAlloc(size)
+	p, err := drv.MemAlloc(size)
 	if err != nil {
 		b.fail(fmt.Errorf("cuda: scratch buffer of %d bytes: %w", size, err))
 		return 0

@@ -185,7 +185,7 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *tile_row0, const int *tile_rows,
 		const int *row_len, const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd,
 		float scale) {
-	extern __shared__ __align__(16) unsigned char flash_smem[];
+	DYNAMIC_SHARED(unsigned char, flash_smem);
 	float *qs = (float *)flash_smem;                                           // [FLASH_BQ][hd]
 	unsigned int *ks = (unsigned int *)(flash_smem + FLASH_BQ * hd * 4);       // [FLASH_BK][hd/2] pairs
 	unsigned int *vs = (unsigned int *)(flash_smem + (FLASH_BQ * 4 + FLASH_BK * 2) * hd);
@@ -296,7 +296,7 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *
 		}
 		m = mn;
 	}
-	extern __shared__ float sh[]; // per warp: m, l, acc[hd]
+	DYNAMIC_SHARED(float, sh); // per warp: m, l, acc[hd]
 	float *mine = sh + warp * (hd + 2);
 	if (lane == 0) {
 		mine[0] = m;

@@ -1,6 +1,13 @@
 // Helpers shared by the kernel files: kernels.Sources puts this file in front of each one
 // (NVRTC compiles every file as its own program).
+#ifndef LORAFLEET_EMU // emu.h stands in for CUDA's headers in the CPU emulator (emu.go)
 #include <cuda_bf16.h>
+#endif
+
+// DYNAMIC_SHARED declares the launch's dynamic shared memory as an array of t named name.
+#ifndef DYNAMIC_SHARED
+#define DYNAMIC_SHARED(t, name) extern __shared__ __align__(16) t name[]
+#endif
 
 #define NEG_INF __int_as_float(0xff800000) // NVRTC has no math.h and so no INFINITY
 

@@ -85,7 +85,7 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned 
 // of 8 and B 16-byte aligned.
 extern "C" __global__ void lora_expand(float *out, const float *v, const unsigned long long *b_ptrs, const int *ranks,
 		const float *scales, const int *out_off, int parts, int vstride) {
-	extern __shared__ float vs[];
+	DYNAMIC_SHARED(float, vs);
 	int r = blockIdx.x;
 	const int *rr = ranks + (size_t)r * parts;
 	for (int p = 0; p < parts; p++) {

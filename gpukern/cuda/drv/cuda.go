@@ -1,0 +1,188 @@
+//go:build cuda && !cudaemu
+
+// Package drv is the CUDA that gpukern/cuda calls: the driver API (gorgonia.org/cu and the few
+// calls it lacks), cuBLAS (gpukern/cuda/cublas) and kernel modules compiled by NVRTC
+// (gpukern/cuda/nvrtc). With the cudaemu build tag, the same API runs on the CPU instead
+// (emu.go): device memory is host memory, kernels run in gpukern/cuda/kernels' emulator and
+// GEMMs in Go, so that the backend's GPU tests run in CI on a machine without a GPU.
+package drv
+
+/*
+#cgo LDFLAGS: -lcuda
+#cgo CFLAGS: -I/usr/local/cuda/include -I/usr/include
+#include <cuda.h>
+#include <stdint.h>
+
+static int lf_alloc_host(void **p, size_t n) { return (int)cuMemAllocHost(p, n); }
+static const char *lf_error_name(int rc) {
+	const char *s = 0;
+	if (cuGetErrorName((CUresult)rc, &s) != CUDA_SUCCESS || !s) {
+		return "unknown CUDA error";
+	}
+	return s;
+}
+static int lf_max_dynamic_smem(CUfunction f, int n) {
+	return (int)cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, n);
+}
+
+// Stream capture into a CUDA graph. Thread-local mode: only this thread's calls are checked,
+// so another goroutine's driver calls (on another OS thread) do not break a capture.
+static int lf_begin_capture(uintptr_t s) {
+	return (int)cuStreamBeginCapture((CUstream)s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+}
+static int lf_end_capture(uintptr_t s, uintptr_t *exec) {
+	CUgraph g = 0;
+	CUgraphExec e = 0;
+	int rc = (int)cuStreamEndCapture((CUstream)s, &g);
+	if (rc == 0) {
+		rc = (int)cuGraphInstantiateWithFlags(&e, g, 0);
+	}
+	if (g) {
+		cuGraphDestroy(g);
+	}
+	*exec = (uintptr_t)e;
+	return rc;
+}
+static int lf_graph_launch(uintptr_t e, uintptr_t s) { return (int)cuGraphLaunch((CUgraphExec)e, (CUstream)s); }
+static void lf_graph_free(uintptr_t e) { cuGraphExecDestroy((CUgraphExec)e); }
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/lorafleet/lorafleet/gpukern/cuda/cublas"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/kernels"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/nvrtc"
+)
+
+// The driver API as gorgonia.org/cu v0.9.6 has it.
+type (
+	DevicePtr = cu.DevicePtr
+	Stream    = cu.Stream
+	Event     = cu.Event
+	Function  = cu.Function
+	Module    = cu.Module
+	Context   = cu.CUContext
+	Device    = cu.Device
+	Blas      = cublas.Handle
+)
+
+const (
+	DefaultStream = cu.DefaultStream
+	NonBlocking   = cu.NonBlocking
+	DefaultEvent  = cu.DefaultEvent
+	DisableTiming = cu.DisableTiming
+	NotReady      = cu.NotReady
+)
+
+var (
+	NumDevices        = cu.NumDevices
+	GetDevice         = cu.GetDevice
+	SetCurrentContext = cu.SetCurrentContext
+	MakeStream        = cu.MakeStream
+	MakeEvent         = cu.MakeEvent
+	DestroyEvent      = cu.DestroyEvent
+	MemAlloc          = cu.MemAlloc
+	MemFree           = cu.MemFree
+	MemsetD8          = cu.MemsetD8
+	MemcpyHtoD        = cu.MemcpyHtoD
+	MemcpyDtoH        = cu.MemcpyDtoH
+	MemcpyHtoDAsync   = cu.MemcpyHtoDAsync
+	MemFreeHost       = cu.MemFreeHost
+	MemInfo           = cu.MemInfo
+	Version           = cu.Version
+)
+
+// LoadModule compiles src for arch with NVRTC (or takes the cubin from the cache in
+// cacheDir) and loads it.
+func LoadModule(src kernels.Source, arch, cacheDir string) (Module, error) {
+	inc, err := nvrtc.IncludeDir()
+	if err != nil {
+		return Module{}, err
+	}
+	cubin, err := nvrtc.Cache{Dir: cacheDir}.Compile(src.Name, src.Text, arch, inc)
+	if err != nil {
+		return Module{}, err
+	}
+	m, err := cu.LoadData(string(cubin))
+	if err != nil {
+		return Module{}, fmt.Errorf("loading %s: %w", src.Name, err)
+	}
+	return m, nil
+}
+
+// NewBlas opens cuBLAS and creates a handle.
+func NewBlas() (*Blas, error) {
+	if err := cublas.Open(); err != nil {
+		return nil, err
+	}
+	return cublas.Create()
+}
+
+// FuncHandle is the CUfunction behind fn (cu.Function holds only that), and FuncOf its
+// inverse: recorded launches keep functions as integers (host.Op).
+func FuncHandle(fn Function) uintptr { return *(*uintptr)(unsafe.Pointer(&fn)) }
+func FuncOf(h uintptr) Function      { return *(*Function)(unsafe.Pointer(&h)) }
+
+// The few driver calls gorgonia.org/cu v0.9.6 lacks.
+
+// AllocHost returns n bytes of page-locked host memory (cuMemAllocHost), which asynchronous
+// copies need; free it with cu.MemFreeHost.
+func AllocHost(n int) (unsafe.Pointer, error) {
+	var p unsafe.Pointer
+	if rc := C.lf_alloc_host(&p, C.size_t(n)); rc != 0 {
+		return nil, fmt.Errorf("cuMemAllocHost(%d): %w", n, driverError(rc))
+	}
+	return p, nil
+}
+
+// AllowSharedMemory lets fn use up to n bytes of dynamic shared memory (above the 48 KiB
+// that needs no opt-in).
+func AllowSharedMemory(fn cu.Function, n int) error {
+	// cu.Function is a struct holding only the CUfunction handle.
+	f := *(*C.CUfunction)(unsafe.Pointer(&fn))
+	if rc := C.lf_max_dynamic_smem(f, C.int(n)); rc != 0 {
+		return fmt.Errorf("cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, %d): %w", n, driverError(rc))
+	}
+	return nil
+}
+
+// driverError names a CUresult.
+func driverError(rc C.int) error {
+	return fmt.Errorf("%s (%d)", C.GoString(C.lf_error_name(rc)), int(rc))
+}
+
+// BeginCapture starts recording the launches queued on stream into a graph.
+func BeginCapture(stream uintptr) error {
+	if rc := C.lf_begin_capture(C.uintptr_t(stream)); rc != 0 {
+		return fmt.Errorf("cuStreamBeginCapture: %w", driverError(rc))
+	}
+	return nil
+}
+
+// EndCapture ends the capture begun on stream and instantiates the graph (cuGraphExec).
+func EndCapture(stream uintptr) (uintptr, error) {
+	var exec C.uintptr_t
+	if rc := C.lf_end_capture(C.uintptr_t(stream), &exec); rc != 0 {
+		return 0, fmt.Errorf("capturing a graph: %w", driverError(rc))
+	}
+	return uintptr(exec), nil
+}
+
+// LaunchGraph queues an instantiated graph on stream.
+func LaunchGraph(exec, stream uintptr) error {
+	if rc := C.lf_graph_launch(C.uintptr_t(exec), C.uintptr_t(stream)); rc != 0 {
+		return fmt.Errorf("cuGraphLaunch: %w", driverError(rc))
+	}
+	return nil
+}
+
+// FreeGraph destroys an instantiated graph.
+func FreeGraph(exec uintptr) { C.lf_graph_free(C.uintptr_t(exec)) }
+
+// StreamHandle is the CUstream behind s, for cuBLAS.
+func StreamHandle(s cu.Stream) uintptr { return uintptr(unsafe.Pointer(s.C())) }

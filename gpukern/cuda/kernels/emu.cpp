@@ -1,0 +1,360 @@
+//go:build cudaemu
+
+// The CPU emulator's scheduler and table of kernels (emu.go). A block's threads are fibers
+// run round-robin, each until it waits at a barrier (__syncthreads, or a warp's shuffle) or
+// ends; a barrier opens once every thread of its block or warp that has not ended is there.
+// A barrier that can never open (threads ended or waiting elsewhere) is reported as a
+// deadlock rather than hanging, as a shuffle reading a lane that has ended is reported.
+// Kernels that the table marks barrier-free run their threads one after another as plain
+// calls, which is much faster; one that reaches a barrier all the same is reported.
+#include "emu.h"
+
+#include <cstdlib>
+#include <utility>
+#include <vector>
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+unsigned char *emu_dyn_smem;
+
+namespace {
+
+// A fiber's saved context, and the switch between two. On x86-64 a switch saves and restores
+// the callee-saved registers and the floating-point control words on the stack (a few ns);
+// elsewhere ucontext, which also makes two system calls per switch.
+#if defined(__x86_64__)
+struct Context {
+	void *sp;
+};
+extern "C" void emu_switch(void **save, void *to);
+asm(R"(
+	.pushsection .text
+	.globl emu_switch
+	.type emu_switch, @function
+emu_switch:
+	pushq %rbp
+	pushq %rbx
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	subq $8, %rsp
+	stmxcsr (%rsp)
+	fnstcw 4(%rsp)
+	movq %rsp, (%rdi)
+	movq %rsi, %rsp
+	ldmxcsr (%rsp)
+	fldcw 4(%rsp)
+	addq $8, %rsp
+	popq %r15
+	popq %r14
+	popq %r13
+	popq %r12
+	popq %rbx
+	popq %rbp
+	ret
+	.size emu_switch, .-emu_switch
+	.popsection
+)");
+void switch_to(Context &from, Context &to) { emu_switch(&from.sp, to.sp); }
+// start makes c run f on the stack [stack, stack+size) at the next switch to it; f must
+// never return.
+void start(Context &c, char *stack, size_t size, void (*f)()) {
+	uintptr_t top = ((uintptr_t)stack + size) & ~(uintptr_t)15;
+	void **sp = (void **)top;
+	*--sp = nullptr;      // f's return address (f never returns)
+	*--sp = (void *)f;    // where emu_switch's ret goes
+	for (int i = 0; i < 6; i++) {
+		*--sp = nullptr; // rbp, rbx, r12-r15
+	}
+	sp--;
+	uint32_t mxcsr;
+	uint16_t fpucw;
+	asm volatile("stmxcsr %0; fnstcw %1" : "=m"(mxcsr), "=m"(fpucw));
+	memcpy(sp, &mxcsr, 4);
+	memcpy((char *)sp + 4, &fpucw, 2);
+	c.sp = sp;
+}
+#else
+struct Context {
+	ucontext_t uc;
+};
+void switch_to(Context &from, Context &to) { swapcontext(&from.uc, &to.uc); }
+void start(Context &c, char *stack, size_t size, void (*f)()) {
+	getcontext(&c.uc);
+	c.uc.uc_stack.ss_sp = stack;
+	c.uc.uc_stack.ss_size = size;
+	c.uc.uc_link = nullptr;
+	makecontext(&c.uc, f, 0);
+}
+#endif
+
+const size_t stack_bytes = 256 << 10;
+const int max_threads = 1024;
+
+struct Barrier {
+	int arrived, expected;
+};
+
+struct Fiber {
+	Context ctx;
+	char *stack = nullptr;
+	Barrier *waiting = nullptr;
+	bool done = false;
+};
+
+// The block being run.
+struct {
+	std::vector<Fiber> fibers; // grows to the largest block; stacks are kept
+	int n, cur;
+	Barrier all, warps[max_threads / 32];
+	uint64_t slot[max_threads]; // each thread's value in a shuffle
+	Context sched;
+	void (*body)(const uint64_t *);
+	const uint64_t *args;
+	const char *err; // the launch's first failure
+	bool direct;     // threads run as plain calls: a barrier is an error
+} blk;
+
+void fail(const char *msg) {
+	if (!blk.err) {
+		blk.err = msg;
+	}
+}
+
+void release(Barrier &b) {
+	b.arrived = 0;
+	for (int i = 0; i < blk.n; i++) {
+		if (blk.fibers[i].waiting == &b) {
+			blk.fibers[i].waiting = nullptr;
+		}
+	}
+}
+
+void arrive(Barrier &b) {
+	if (++b.arrived == b.expected) {
+		release(b);
+		return;
+	}
+	Fiber &f = blk.fibers[blk.cur];
+	f.waiting = &b;
+	switch_to(f.ctx, blk.sched);
+}
+
+// leave takes an ended thread out of b, which may then open.
+void leave(Barrier &b) {
+	b.expected--;
+	if (b.arrived > 0 && b.arrived == b.expected) {
+		release(b);
+	}
+}
+
+void entry() {
+	blk.body(blk.args);
+	int t = blk.cur;
+	Fiber &f = blk.fibers[t];
+	f.done = true;
+	leave(blk.all);
+	leave(blk.warps[t >> 5]);
+	switch_to(f.ctx, blk.sched); // for good: the next block starts the fiber afresh
+	abort();
+}
+
+void run_direct() {
+	for (int i = 0; i < blk.n && !blk.err; i++) {
+		blk.cur = i;
+		threadIdx = uint3{(unsigned)i, 0, 0};
+		blk.body(blk.args);
+	}
+}
+
+bool run_block() {
+	int n = blk.n;
+	for (int i = 0; i < n; i++) {
+		Fiber &f = blk.fibers[i];
+		if (!f.stack) {
+			f.stack = (char *)malloc(stack_bytes);
+			if (!f.stack) {
+				fail("out of memory for thread stacks");
+				return false;
+			}
+		}
+		start(f.ctx, f.stack, stack_bytes, entry);
+		f.waiting = nullptr;
+		f.done = false;
+	}
+	blk.all = Barrier{0, n};
+	for (int w = 0; w * 32 < n; w++) {
+		blk.warps[w] = Barrier{0, min(32, n - w * 32)};
+	}
+	for (;;) {
+		bool ran = false, all_done = true;
+		for (int i = 0; i < n; i++) {
+			Fiber &f = blk.fibers[i];
+			if (f.done) {
+				continue;
+			}
+			all_done = false;
+			if (f.waiting) {
+				continue;
+			}
+			blk.cur = i;
+			threadIdx = uint3{(unsigned)i, 0, 0};
+			switch_to(blk.sched, f.ctx);
+			ran = true;
+		}
+		if (all_done) {
+			return true;
+		}
+		if (!ran) {
+			fail("deadlock: threads wait at a barrier that the others of their block or warp never reach");
+			return false;
+		}
+	}
+}
+
+} // namespace
+
+const char *not_barrier_free = "the kernel reaches a barrier but is marked barrier-free in emu.cpp's table";
+
+void __syncthreads() {
+	if (blk.direct) {
+		fail(not_barrier_free);
+		return;
+	}
+	arrive(blk.all);
+}
+
+uint64_t emu_shfl(uint64_t v, int src) {
+	if (blk.direct) {
+		fail(not_barrier_free);
+		return v;
+	}
+	int t = threadIdx.x, s = (t & ~31) + src; // threadIdx changes while this fiber waits
+	blk.slot[t] = v;
+	arrive(blk.warps[t >> 5]);
+	uint64_t r = v;
+	if (s >= blk.n || blk.fibers[s].done) {
+		fail("a shuffle reads a lane that has ended");
+	} else {
+		r = blk.slot[s];
+	}
+	arrive(blk.warps[t >> 5]); // no lane writes its slot again before every lane has read
+	return r;
+}
+
+void emu_full_mask(unsigned mask) {
+	if (mask != 0xffffffffu) {
+		fail("a shuffle with a partial lane mask (not emulated)");
+	}
+}
+
+// Every kernel file, each in a namespace of its own with the prelude it is compiled with.
+namespace k_attention {
+#include "common.cuh"
+#include "attention.cu"
+} // namespace k_attention
+namespace k_elementwise {
+#include "common.cuh"
+#include "elementwise.cu"
+} // namespace k_elementwise
+namespace k_lora {
+#include "common.cuh"
+#include "lora.cu"
+} // namespace k_lora
+namespace k_rope_kv {
+#include "common.cuh"
+#include "rope_kv.cu"
+} // namespace k_rope_kv
+namespace k_sample {
+#include "common.cuh"
+#include "sample.cu"
+} // namespace k_sample
+
+namespace {
+
+// A kernel argument is the low bytes of its 8-byte cell (emu.go).
+template <class T> T arg(const uint64_t *cell) {
+	T v;
+	memcpy(&v, cell, sizeof(T));
+	return v;
+}
+template <class... A, size_t... I> void call(void (*f)(A...), const uint64_t *args, std::index_sequence<I...>) {
+	f(arg<A>(args + I)...);
+}
+template <class... A> constexpr int arity(void (*)(A...)) { return sizeof...(A); }
+
+struct Kernel {
+	const char *file, *name;
+	int arity;
+	bool barriers; // false: no thread waits at a barrier or shuffles (run_direct)
+	void (*body)(const uint64_t *);
+};
+
+#define KERNEL(file, fn, barriers)                                                                           \
+	Kernel {                                                                                                 \
+		#file ".cu", #fn, arity(k_##file::fn), barriers, [](const uint64_t *a) {                             \
+			call(k_##file::fn, a, std::make_index_sequence<arity(k_##file::fn)>());                         \
+		}                                                                                                    \
+	}
+
+const Kernel table[] = {
+	KERNEL(attention, flash_prefill, true), KERNEL(attention, decode_split, true),
+	KERNEL(attention, decode_combine, true), KERNEL(elementwise, embedding, false),
+	KERNEL(elementwise, gather, false), KERNEL(elementwise, rmsnorm, true),
+	KERNEL(elementwise, silu_mul, false), KERNEL(elementwise, add_bias, false),
+	KERNEL(elementwise, add, false), KERNEL(elementwise, to_bf16, false),
+	KERNEL(elementwise, fill_random, false), KERNEL(lora, lora_shrink, true),
+	KERNEL(lora, lora_expand, true), KERNEL(rope_kv, rope_write_kv, false),
+	KERNEL(sample, argmax, true), KERNEL(sample, sample_rows, true),
+};
+
+} // namespace
+
+extern "C" {
+
+int emu_kernels() { return sizeof table / sizeof table[0]; }
+const char *emu_kernel_name(int i) { return table[i].name; }
+const char *emu_kernel_file(int i) { return table[i].file; }
+int emu_kernel_arity(int i) { return table[i].arity; }
+
+// emu_launch runs kernel i over the grid, block threads (a multiple of 32, at most 1024) each,
+// with smem bytes of dynamic shared memory, filled with 0xff bytes (NaN as floats) so that
+// reading what no thread wrote shows. It returns the first failure, or null.
+const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned block, size_t smem, const uint64_t *args) {
+	if ((int)block > max_threads || block % 32 != 0) {
+		return "block size not emulated: a multiple of 32 up to 1024";
+	}
+	if (blk.fibers.size() < block) {
+		blk.fibers.resize(block);
+	}
+	blk.n = block;
+	blk.body = table[i].body;
+	blk.args = args;
+	blk.err = nullptr;
+	blk.direct = !table[i].barriers;
+	gridDim = dim3{gx, gy, gz};
+	blockDim = dim3{block, 1, 1};
+	std::vector<unsigned char> shared(smem + 16);
+	for (unsigned z = 0; z < gz && !blk.err; z++) {
+		for (unsigned y = 0; y < gy && !blk.err; y++) {
+			for (unsigned x = 0; x < gx && !blk.err; x++) {
+				memset(shared.data(), 0xff, shared.size());
+				emu_dyn_smem = smem ? (unsigned char *)(((uintptr_t)shared.data() + 15) & ~(uintptr_t)15) : nullptr;
+				blockIdx = uint3{x, y, z};
+				if (blk.direct) {
+					run_direct();
+				} else {
+					run_block();
+				}
+			}
+		}
+	}
+	emu_dyn_smem = nullptr;
+	return blk.err;
+}
+
+} // extern "C"

@@ -1,0 +1,102 @@
+//go:build cudaemu
+
+package kernels
+
+import (
+	"math"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// The emulator runs every kernel of the sources, from the file it is in: a kernel added to a
+// .cu file must be added to emu.cpp's table too.
+func TestEmulatorHasEveryKernel(t *testing.T) {
+	re := regexp.MustCompile(`extern "C" __global__ void (?:__launch_bounds__\(\w+\) )?(\w+)\(`)
+	want := map[string]string{}
+	for _, s := range Sources() {
+		for _, m := range re.FindAllStringSubmatch(s.Text, -1) {
+			want[m[1]] = s.Name
+		}
+	}
+	got := EmulatedKernels()
+	for name, file := range want {
+		if k := got[name]; k == nil || k.File != file {
+			t.Errorf("kernel %s of %s: emulated as %+v", name, file, k)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d kernels emulated, %d in the sources", len(got), len(want))
+	}
+}
+
+func addr[T any](s []T) uint64 { return uint64(uintptr(unsafe.Pointer(&s[0]))) }
+
+// A grid-stride kernel covers every element whatever the grid; the arguments are read from
+// their cells' low bytes.
+func TestEmulatedAdd(t *testing.T) {
+	const n = 1000
+	a, b, out := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range a {
+		a[i], b[i], out[i] = float32(i), float32(2*i), float32(math.NaN())
+	}
+	if err := EmulatedKernels()["add"].Launch([3]int{3, 1, 1}, 64, 0, []uint64{addr(out), addr(a), addr(b), n}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(a)
+	runtime.KeepAlive(b)
+	for i, v := range out {
+		if v != float32(3*i) {
+			t.Fatalf("out[%d] = %v, want %d", i, v, 3*i)
+		}
+	}
+}
+
+// argmax reduces a row with warp shuffles and __syncthreads over 1024 threads: the barriers
+// must hold every thread until all arrive, or lanes read stale values.
+func TestEmulatedBarriers(t *testing.T) {
+	const vocab, rows = 5000, 3
+	logits := make([]float32, vocab*rows)
+	wantIDs := []int32{4999, 0, 1234}
+	for r, id := range wantIDs {
+		for i := range vocab {
+			logits[r*vocab+i] = float32(math.Sin(float64(i + r)))
+		}
+		logits[r*vocab+int(id)] = 2
+	}
+	ids := make([]int32, rows)
+	if err := EmulatedKernels()["argmax"].Launch([3]int{rows, 1, 1}, 1024, 0, []uint64{addr(ids), addr(logits), vocab}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(logits)
+	for r := range ids {
+		if ids[r] != wantIDs[r] {
+			t.Errorf("row %d: argmax %d, want %d", r, ids[r], wantIDs[r])
+		}
+	}
+}
+
+// What the GPU would reject, or what the emulator cannot run, is an error, not a crash.
+func TestEmulatedLaunchErrors(t *testing.T) {
+	k := EmulatedKernels()["add"]
+	x := make([]float32, 4)
+	for _, c := range []struct {
+		grid        [3]int
+		block       int
+		args        []uint64
+		errContains string
+	}{
+		{[3]int{1, 1, 1}, 32, []uint64{addr(x), addr(x)}, "takes 4 arguments"},
+		{[3]int{0, 1, 1}, 32, []uint64{addr(x), addr(x), addr(x), 4}, "bad launch"},
+		{[3]int{1, 70000, 1}, 32, []uint64{addr(x), addr(x), addr(x), 4}, "bad launch"},
+		{[3]int{1, 1, 1}, 48, []uint64{addr(x), addr(x), addr(x), 4}, "block size not emulated"},
+		{[3]int{1, 1, 1}, 2048, []uint64{addr(x), addr(x), addr(x), 4}, "block size not emulated"},
+	} {
+		err := k.Launch(c.grid, c.block, 0, c.args)
+		if err == nil || !strings.Contains(err.Error(), c.errContains) {
+			t.Errorf("grid %v block %d, %d args: err = %v, want %q", c.grid, c.block, len(c.args), err, c.errContains)
+		}
+	}
+}
