@@ -20,13 +20,20 @@ import (
 )
 
 // The emulated driver (package comment in cuda.go). Device memory is C memory, so a device
-// address is a host address that the emulated kernels dereference. Work on a stream runs
-// when it is queued, in the order the host queues it, except while the stream is captured
-// into a graph: it then runs when the graph is launched. What a GPU would refuse and an
-// emulator could let pass is refused here too: addresses outside any allocation, launches
-// too large for the GPU or with the wrong number of arguments, synchronous calls and
-// allocations while a stream is captured, and side-stream work a capture ends without
-// joining back. Timing, concurrency between streams and asynchronous copies racing the host
+// address is a host address that the emulated kernels dereference.
+//
+// Work on a blocking stream runs when it is queued. Work on a non-blocking stream (the
+// backend's side and upload streams) runs as late as CUDA allows: only once something waits
+// for it (another stream waiting for an event recorded after it, a synchronization, an event
+// query) or memory is freed. Work that reads what such a stream writes without waiting for it
+// then reads stale data, and work on it that reads what another stream later overwrites reads
+// the newer data: the races a GPU may or may not show, made certain. Work captured into a
+// graph runs when the graph is launched, in the order it was queued.
+//
+// What a GPU would refuse and an emulator could let pass is refused here too: addresses
+// outside any allocation, launches too large for the GPU or with the wrong number of
+// arguments, synchronous calls and allocations while a stream is captured, and side-stream
+// work a capture ends without joining back. Timing and asynchronous copies racing the host
 // are not emulated.
 
 type (
@@ -70,6 +77,10 @@ const (
 type stream struct {
 	capture      *graph // the graph the stream's work goes to, while captured
 	work, joined int    // work queued during the capture; how much of it the origin stream has waited for
+
+	lazy    bool           // non-blocking: work waits in pending until something needs it
+	pending []func() error // queued, not run
+	queued  int            // work ever queued outside captures; the first queued-len(pending) has run
 }
 
 type event struct {
@@ -78,6 +89,10 @@ type event struct {
 	from   *stream // recorded on this stream...
 	upTo   int     // ...after this much of its captured work
 	timing bool
+	// Outside captures: the lazy stream it was recorded on, and how much of its work that
+	// was.
+	lazy *stream
+	mark int
 }
 
 type graph struct {
@@ -122,18 +137,53 @@ func capturing() bool {
 
 var errCapturing = errors.New("CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: a synchronous call or an allocation while a stream is captured")
 
-// run runs op on s now, or appends it to the graph s is captured into.
+// run runs op on s now, queues it on a lazy s, or appends it to the graph s is captured
+// into.
 func run(s Stream, op func() error) error {
 	st := emu.streams[s.h]
-	if s.h != 0 && st == nil {
+	switch {
+	case s.h != 0 && st == nil:
 		return fmt.Errorf("CUDA_ERROR_INVALID_HANDLE: stream %d", s.h)
-	}
-	if st != nil && st.capture != nil {
+	case st != nil && st.capture != nil:
 		st.capture.ops = append(st.capture.ops, op)
 		st.work++
 		return nil
+	case st != nil && st.lazy:
+		st.pending = append(st.pending, op)
+		st.queued++
+		return nil
 	}
 	return op()
+}
+
+// finish runs st's pending work until the first mark of all it ever queued has run.
+func (st *stream) finish(mark int) error {
+	for len(st.pending) > 0 && st.queued-len(st.pending) < mark {
+		op := st.pending[0]
+		st.pending = st.pending[1:]
+		if err := op(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishAll runs every lazy stream's pending work (as a device-wide synchronization does).
+func finishAll() error {
+	for _, st := range emu.streams {
+		if err := st.finish(st.queued); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish runs the lazy work ev was recorded after.
+func (ev *event) finish() error {
+	if ev.lazy == nil {
+		return nil
+	}
+	return ev.lazy.finish(ev.mark)
 }
 
 // hostOf is the host memory behind device range [p, p+n), which must lie in one allocation.
@@ -183,32 +233,40 @@ func SetCurrentContext(Context) error { return nil }
 // Version is the driver API version the emulator stands for.
 func Version() int { return 12000 }
 
-// MakeStream creates a stream.
-func MakeStream(StreamFlags) (Stream, error) {
+// MakeStream creates a stream: a lazy one where flags say non-blocking.
+func MakeStream(flags StreamFlags) (Stream, error) {
 	emu.Lock()
 	defer emu.Unlock()
 	h := handle()
-	emu.streams[h] = &stream{}
+	emu.streams[h] = &stream{lazy: flags&NonBlocking != 0}
 	return Stream{h}, nil
 }
 
-// Destroy destroys s.
+// Destroy runs s's pending work and destroys s.
 func (s *Stream) Destroy() error {
 	emu.Lock()
 	defer emu.Unlock()
+	var err error
+	if st := emu.streams[s.h]; st != nil {
+		err = st.finish(st.queued)
+	}
 	delete(emu.streams, s.h)
 	s.h = 0
-	return nil
+	return err
 }
 
-// Synchronize returns at once (queued work has run), except on a captured stream.
+// Synchronize runs s's pending work; a captured stream cannot be synchronized.
 func (s Stream) Synchronize() error {
 	emu.Lock()
 	defer emu.Unlock()
-	if st := emu.streams[s.h]; st != nil && st.capture != nil {
+	st := emu.streams[s.h]
+	if st == nil {
+		return nil
+	}
+	if st.capture != nil {
 		return errCapturing
 	}
-	return nil
+	return st.finish(st.queued)
 }
 
 // Wait orders s after e: in a capture, it brings s into e's graph and joins the work e
@@ -221,7 +279,7 @@ func (s Stream) Wait(e Event, _ uint) error {
 		return fmt.Errorf("CUDA_ERROR_INVALID_HANDLE: stream %d waits for event %d", s.h, e.h)
 	}
 	if ev.graph == nil || ev.graph.origin.capture != ev.graph {
-		return nil // recorded outside a capture that is still going on: its work has run
+		return ev.finish() // recorded outside a capture that is going on: s's later work comes after e's
 	}
 	if st.capture == nil {
 		st.capture = ev.graph
@@ -261,17 +319,28 @@ func (e Event) Record(s Stream) error {
 		return fmt.Errorf("CUDA_ERROR_INVALID_HANDLE: event %d on stream %d", e.h, s.h)
 	}
 	*ev = event{at: time.Now(), timing: ev.timing}
-	if st != nil && st.capture != nil {
+	switch {
+	case st != nil && st.capture != nil:
 		ev.graph, ev.from, ev.upTo = st.capture, st, st.work
+	case st != nil && st.lazy:
+		ev.lazy, ev.mark = st, st.queued
 	}
 	return nil
 }
 
-// Query reports the work before e as done: it has run.
-func (e Event) Query() error { return nil }
+// Query runs the work before e (the GPU gets there on its own) and reports it done.
+func (e Event) Query() error { return e.Synchronize() }
 
-// Synchronize returns at once.
-func (e Event) Synchronize() error { return nil }
+// Synchronize runs the work before e.
+func (e Event) Synchronize() error {
+	emu.Lock()
+	defer emu.Unlock()
+	ev := emu.events[e.h]
+	if ev == nil {
+		return fmt.Errorf("CUDA_ERROR_INVALID_HANDLE: event %d", e.h)
+	}
+	return ev.finish()
+}
 
 // Elapsed is the host time between the records of e and end, in milliseconds.
 func (e Event) Elapsed(end Event) (float64, error) {
@@ -317,12 +386,16 @@ func cmpPtr(a, b DevicePtr) int {
 	return 0
 }
 
-// MemFree frees an allocation.
+// MemFree frees an allocation, once every stream's queued work has run (as cuMemFree waits
+// for the device).
 func MemFree(p DevicePtr) error {
 	emu.Lock()
 	defer emu.Unlock()
 	if capturing() {
 		return errCapturing
+	}
+	if err := finishAll(); err != nil {
+		return err
 	}
 	i, ok := slices.BinarySearchFunc(emu.allocs, p, func(x allocation, p DevicePtr) int { return cmpPtr(x.start, p) })
 	if !ok {
