@@ -2,16 +2,9 @@
 
 package drv
 
-/*
-#include <stdlib.h>
-#include <string.h>
-*/
-import "C"
-
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -30,11 +23,12 @@ import (
 // the newer data: the races a GPU may or may not show, made certain. Work captured into a
 // graph runs when the graph is launched, in the order it was queued.
 //
-// What a GPU would refuse and an emulator could let pass is refused here too: addresses
-// outside any allocation, launches too large for the GPU or with the wrong number of
+// What a GPU would refuse and an emulator could let pass is refused here too: copies and
+// GEMMs outside any allocation, launches too large for the GPU or with the wrong number of
 // arguments, synchronous calls and allocations while a stream is captured, and side-stream
-// work a capture ends without joining back. Timing and asynchronous copies racing the host
-// are not emulated.
+// work a capture ends without joining back. Not emulated: timing, asynchronous copies racing
+// the host, and bounds checks of a kernel's own accesses (new memory is NaN, so that reads
+// of what nothing wrote show).
 
 type (
 	// DevicePtr is a device address: in the emulator, a host one.
@@ -186,24 +180,6 @@ func (ev *event) finish() error {
 	return ev.lazy.finish(ev.mark)
 }
 
-// hostOf is the host memory behind device range [p, p+n), which must lie in one allocation.
-func hostOf(p DevicePtr, n int64) (unsafe.Pointer, error) {
-	i, _ := slices.BinarySearchFunc(emu.allocs, p, func(a allocation, p DevicePtr) int {
-		switch {
-		case a.start+DevicePtr(a.size) <= p:
-			return -1
-		case a.start > p:
-			return 1
-		}
-		return 0
-	})
-	if i == len(emu.allocs) || n < 0 || emu.allocs[i].start > p || int64(p-emu.allocs[i].start)+n > emu.allocs[i].size {
-		return nil, fmt.Errorf("CUDA_ERROR_INVALID_VALUE: device range [%#x, +%d) is in no allocation", uintptr(p), n)
-	}
-	a := emu.allocs[i]
-	return unsafe.Add(a.mem, p-a.start), nil
-}
-
 // NumDevices reports the one emulated GPU.
 func NumDevices() (int, error) { return 1, nil }
 
@@ -351,262 +327,4 @@ func (e Event) Elapsed(end Event) (float64, error) {
 		return 0, fmt.Errorf("CUDA_ERROR_INVALID_HANDLE: events %d, %d not recorded with timing", e.h, end.h)
 	}
 	return float64(b.at.Sub(a.at)) / 1e6, nil
-}
-
-// MemAlloc returns size bytes of device memory, 256-byte aligned and filled with 0xff bytes
-// (NaN as floats): memory on a GPU starts with whatever was there.
-func MemAlloc(size int64) (DevicePtr, error) {
-	emu.Lock()
-	defer emu.Unlock()
-	if capturing() {
-		return 0, errCapturing
-	}
-	if size <= 0 || emu.used+size > emuTotalMemory {
-		return 0, fmt.Errorf("CUDA_ERROR_OUT_OF_MEMORY: %d bytes, %d in use", size, emu.used)
-	}
-	mem := C.aligned_alloc(256, C.size_t((size+255)&^255))
-	if mem == nil {
-		return 0, fmt.Errorf("CUDA_ERROR_OUT_OF_MEMORY: %d bytes", size)
-	}
-	C.memset(mem, 0xff, C.size_t(size))
-	a := allocation{start: DevicePtr(uintptr(mem)), size: size, mem: mem}
-	i, _ := slices.BinarySearchFunc(emu.allocs, a.start, func(x allocation, p DevicePtr) int { return cmpPtr(x.start, p) })
-	emu.allocs = slices.Insert(emu.allocs, i, a)
-	emu.used += size
-	return a.start, nil
-}
-
-func cmpPtr(a, b DevicePtr) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// MemFree frees an allocation, once every stream's queued work has run (as cuMemFree waits
-// for the device).
-func MemFree(p DevicePtr) error {
-	emu.Lock()
-	defer emu.Unlock()
-	if capturing() {
-		return errCapturing
-	}
-	if err := finishAll(); err != nil {
-		return err
-	}
-	i, ok := slices.BinarySearchFunc(emu.allocs, p, func(x allocation, p DevicePtr) int { return cmpPtr(x.start, p) })
-	if !ok {
-		return fmt.Errorf("CUDA_ERROR_INVALID_VALUE: freeing %#x, which is no allocation", uintptr(p))
-	}
-	C.free(emu.allocs[i].mem)
-	emu.used -= emu.allocs[i].size
-	emu.allocs = slices.Delete(emu.allocs, i, i+1)
-	return nil
-}
-
-// MemInfo reports the emulated device's free and total memory.
-func MemInfo() (free, total int64, err error) {
-	emu.Lock()
-	defer emu.Unlock()
-	return emuTotalMemory - emu.used, emuTotalMemory, nil
-}
-
-// MemsetD8 sets n bytes at p to v.
-func MemsetD8(p DevicePtr, v byte, n int64) error {
-	emu.Lock()
-	defer emu.Unlock()
-	if capturing() {
-		return errCapturing
-	}
-	dst, err := hostOf(p, n)
-	if err != nil {
-		return err
-	}
-	C.memset(dst, C.int(v), C.size_t(n))
-	return nil
-}
-
-// MemcpyHtoD copies n bytes from host memory to the device.
-func MemcpyHtoD(dst DevicePtr, src unsafe.Pointer, n int64) error {
-	emu.Lock()
-	defer emu.Unlock()
-	if capturing() {
-		return errCapturing
-	}
-	d, err := hostOf(dst, n)
-	if err != nil {
-		return err
-	}
-	C.memcpy(d, src, C.size_t(n))
-	return nil
-}
-
-// MemcpyDtoH copies n bytes from the device to host memory.
-func MemcpyDtoH(dst unsafe.Pointer, src DevicePtr, n int64) error {
-	emu.Lock()
-	defer emu.Unlock()
-	if capturing() {
-		return errCapturing
-	}
-	s, err := hostOf(src, n)
-	if err != nil {
-		return err
-	}
-	C.memcpy(dst, s, C.size_t(n))
-	return nil
-}
-
-// MemcpyHtoDAsync queues a copy of n bytes of page-locked host memory to the device on s.
-func MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, n int64, s Stream) error {
-	emu.Lock()
-	defer emu.Unlock()
-	return run(s, func() error {
-		d, err := hostOf(dst, n)
-		if err != nil {
-			return err
-		}
-		C.memcpy(d, src, C.size_t(n))
-		return nil
-	})
-}
-
-// AllocHost returns n bytes of host memory (page-locked on a GPU machine).
-func AllocHost(n int) (unsafe.Pointer, error) {
-	p := C.malloc(C.size_t(max(n, 1)))
-	if p == nil {
-		return nil, fmt.Errorf("cuMemAllocHost(%d): out of memory", n)
-	}
-	return p, nil
-}
-
-// MemFreeHost frees what AllocHost returned.
-func MemFreeHost(p unsafe.Pointer) error {
-	C.free(p)
-	return nil
-}
-
-// LoadModule "loads" the kernels of src: the emulator has them compiled in.
-func LoadModule(src kernels.Source, _, _ string) (Module, error) { return Module{file: src.Name}, nil }
-
-// Function looks a kernel of m up.
-func (m Module) Function(name string) (Function, error) {
-	k := kernels.EmulatedKernels()[name]
-	if k == nil || k.File != m.file {
-		return Function{}, fmt.Errorf("CUDA_ERROR_NOT_FOUND: kernel %s in %s", name, m.file)
-	}
-	emu.Lock()
-	defer emu.Unlock()
-	if i := slices.Index(emu.funcs, k); i >= 0 {
-		return Function{uintptr(i + 1)}, nil
-	}
-	emu.funcs = append(emu.funcs, k)
-	return Function{uintptr(len(emu.funcs))}, nil
-}
-
-// FuncHandle and FuncOf convert between a function and an integer (host.Op keeps those).
-func FuncHandle(fn Function) uintptr { return fn.h }
-func FuncOf(h uintptr) Function      { return Function{h} }
-
-// AllowSharedMemory lets fn use up to n bytes of dynamic shared memory.
-func AllowSharedMemory(fn Function, n int) error {
-	emu.Lock()
-	defer emu.Unlock()
-	if n > emuMaxShared {
-		return fmt.Errorf("cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, %d): CUDA_ERROR_INVALID_VALUE", n)
-	}
-	emu.shared[fn.h] = n
-	return nil
-}
-
-// Launch queues fn on s. Like cuLaunchKernel it reads each argument from behind its pointer:
-// 8 bytes, of which the kernel takes what its parameter's type needs.
-func (fn Function) Launch(gx, gy, gz, bx, by, bz, shared int, s Stream, params []unsafe.Pointer) error {
-	emu.Lock()
-	defer emu.Unlock()
-	if fn.h == 0 || int(fn.h) > len(emu.funcs) {
-		return fmt.Errorf("CUDA_ERROR_INVALID_HANDLE: function %d", fn.h)
-	}
-	k := emu.funcs[fn.h-1]
-	limit := emuStaticShared
-	if n, ok := emu.shared[fn.h]; ok {
-		limit = max(limit, n)
-	}
-	if by != 1 || bz != 1 || shared > limit {
-		return fmt.Errorf("CUDA_ERROR_INVALID_VALUE: launching %s with block %dx%dx%d and %d bytes of shared memory (at most %d)", k.Name, bx, by, bz, shared, limit)
-	}
-	args := make([]uint64, len(params))
-	for i, p := range params {
-		args[i] = *(*uint64)(p)
-	}
-	return run(s, func() error { return k.Launch([3]int{gx, gy, gz}, bx, shared, args) })
-}
-
-// StreamHandle is s as an integer, for cuBLAS and graph captures.
-func StreamHandle(s Stream) uintptr { return s.h }
-
-// BeginCapture starts capturing the work queued on stream into a graph.
-func BeginCapture(h uintptr) error {
-	emu.Lock()
-	defer emu.Unlock()
-	st := emu.streams[h]
-	if st == nil || st.capture != nil {
-		return fmt.Errorf("cuStreamBeginCapture: CUDA_ERROR_ILLEGAL_STATE (stream %d)", h)
-	}
-	g := &graph{origin: st}
-	g.streams = []*stream{st}
-	st.capture, st.work, st.joined = g, 0, 0
-	return nil
-}
-
-// EndCapture ends the capture begun on stream and returns the graph. Every other stream
-// the capture drew in must have been joined back: the origin waited for all its work.
-func EndCapture(h uintptr) (uintptr, error) {
-	emu.Lock()
-	defer emu.Unlock()
-	st := emu.streams[h]
-	if st == nil || st.capture == nil || st.capture.origin != st {
-		return 0, fmt.Errorf("capturing a graph: CUDA_ERROR_ILLEGAL_STATE (stream %d)", h)
-	}
-	g := st.capture
-	var unjoined error
-	for _, s := range g.streams {
-		if s != st && s.work > s.joined {
-			unjoined = errors.New("capturing a graph: CUDA_ERROR_STREAM_CAPTURE_UNJOINED: a stream's work was not joined back")
-		}
-		s.capture = nil
-	}
-	if unjoined != nil {
-		return 0, unjoined
-	}
-	x := handle()
-	emu.graphs[x] = g
-	return x, nil
-}
-
-// LaunchGraph runs a captured graph's work on stream.
-func LaunchGraph(exec, h uintptr) error {
-	emu.Lock()
-	defer emu.Unlock()
-	g := emu.graphs[exec]
-	if g == nil {
-		return fmt.Errorf("cuGraphLaunch: CUDA_ERROR_INVALID_HANDLE (graph %d)", exec)
-	}
-	return run(Stream{h}, func() error {
-		for _, op := range g.ops {
-			if err := op(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// FreeGraph destroys a graph.
-func FreeGraph(exec uintptr) {
-	emu.Lock()
-	defer emu.Unlock()
-	delete(emu.graphs, exec)
 }
