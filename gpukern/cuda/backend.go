@@ -1,15 +1,17 @@
 //go:build cuda
 
-// Package cuda implements gpukern.Backend on an NVIDIA GPU: gorgonia.org/cu for the context,
-// memory, streams and launches; cuBLAS (gpukern/cuda/cublas) for the weight GEMMs in bf16; the
-// kernels of gpukern/cuda/kernels compiled at start-up by NVRTC for the GPU's architecture.
+// Package cuda implements gpukern.Backend on an NVIDIA GPU, through gpukern/cuda/drv:
+// gorgonia.org/cu for the context, memory, streams and launches; cuBLAS for the weight GEMMs
+// in bf16; the kernels of gpukern/cuda/kernels compiled at start-up by NVRTC for the GPU's
+// architecture. Built with the cudaemu tag as well, drv is a CPU emulator instead, which runs
+// this package's GPU tests without a GPU.
 //
 // Types: activations (Alloc) are fp32; weights, adapters and the KV cache are bf16. A GEMM
 // input is in bf16 when cuBLAS reads it: written so by the kernel that made it, or converted
 // just before.
 //
 // Only a binary built with the cuda tag imports this package: gorgonia.org/cu's init exits
-// the process where there is no GPU driver.
+// the process where there is no GPU driver (not with cudaemu, which does not import it).
 package cuda
 
 import (

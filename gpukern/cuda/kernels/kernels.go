@@ -1,5 +1,6 @@
 // Package kernels holds the CUDA sources of gpukern/cuda's kernels, embedded in the binary and
-// compiled at start-up by NVRTC for the GPU's exact architecture (gpukern/cuda/nvrtc).
+// compiled at start-up by NVRTC for the GPU's exact architecture (gpukern/cuda/nvrtc). With the
+// cudaemu build tag it also runs them on the CPU (emu.go).
 //
 // Types: activations are fp32 (the backend converts a GEMM input to bf16 with to_bf16 just
 // before cuBLAS); weights, adapters and the KV cache are bf16; every reduction accumulates in
