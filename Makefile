@@ -60,6 +60,13 @@ emu:
 	$(GO) run $(STATICCHECK) -tags cuda,cudaemu ./gpukern/...
 	$(GO) test -count=1 -tags cuda,cudaemu -run Emulat ./gpukern/cuda/kernels
 	$(GO) test -count=1 -tags cuda,cudaemu -timeout 20m ./gpukern/cuda
+	$(GO) test -count=1 -asan -tags cuda,cudaemu -run '$(EMU_ASAN_TESTS)' ./gpukern/cuda
+
+# The emulated tests run again under AddressSanitizer, which reports a kernel's reads and writes
+# past its buffers (compute-sanitizer's job on a GPU): the kernel tests whose references are
+# cheap, and one prefill and decode step of the model. -asan slows Go's own code (the
+# references) about sixfold, so not every test.
+EMU_ASAN_TESTS := ^(TestSanitizerStep|TestRMSNorm|TestElementwise|TestRoPEWriteKV|TestArenaOverflow|TestAttention|TestLoRA)$$
 
 # The whole system in one process: embedded NATS, the router on 127.0.0.1:8080 and two
 # workers serving the demo model and its adapters

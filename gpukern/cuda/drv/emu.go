@@ -26,9 +26,9 @@ import (
 // What a GPU would refuse and an emulator could let pass is refused here too: copies and
 // GEMMs outside any allocation, launches too large for the GPU or with the wrong number of
 // arguments, synchronous calls and allocations while a stream is captured, and side-stream
-// work a capture ends without joining back. Not emulated: timing, asynchronous copies racing
-// the host, and bounds checks of a kernel's own accesses (new memory is NaN, so that reads
-// of what nothing wrote show).
+// work a capture ends without joining back. New memory is NaN, so that reads of what nothing
+// wrote show; under go test -asan, allocations are exact and a kernel's accesses past them are
+// reported. Not emulated: timing, and asynchronous copies racing the host.
 
 type (
 	// DevicePtr is a device address: in the emulator, a host one.

@@ -5,6 +5,13 @@ package drv
 /*
 #include <stdlib.h>
 #include <string.h>
+
+// Exactly n bytes, so that under AddressSanitizer (go test -asan) a kernel reading or writing
+// past its buffer is reported; 256-byte aligned as cuMemAlloc's are.
+static void *emu_alloc(size_t n) {
+	void *p = 0;
+	return posix_memalign(&p, 256, n) == 0 ? p : 0;
+}
 */
 import "C"
 
@@ -45,7 +52,7 @@ func MemAlloc(size int64) (DevicePtr, error) {
 	if size <= 0 || emu.used+size > emuTotalMemory {
 		return 0, fmt.Errorf("CUDA_ERROR_OUT_OF_MEMORY: %d bytes, %d in use", size, emu.used)
 	}
-	mem := C.aligned_alloc(256, C.size_t((size+255)&^255))
+	mem := C.emu_alloc(C.size_t(size))
 	if mem == nil {
 		return 0, fmt.Errorf("CUDA_ERROR_OUT_OF_MEMORY: %d bytes", size)
 	}

@@ -59,7 +59,7 @@ emu_switch:
 	.size emu_switch, .-emu_switch
 	.popsection
 )");
-void switch_to(Context &from, Context &to) { emu_switch(&from.sp, to.sp); }
+void raw_switch(Context &from, Context &to) { emu_switch(&from.sp, to.sp); }
 // start makes c run f on the stack [stack, stack+size) at the next switch to it; f must
 // never return.
 void start(Context &c, char *stack, size_t size, void (*f)()) {
@@ -82,7 +82,7 @@ void start(Context &c, char *stack, size_t size, void (*f)()) {
 struct Context {
 	ucontext_t uc;
 };
-void switch_to(Context &from, Context &to) { swapcontext(&from.uc, &to.uc); }
+void raw_switch(Context &from, Context &to) { swapcontext(&from.uc, &to.uc); }
 void start(Context &c, char *stack, size_t size, void (*f)()) {
 	getcontext(&c.uc);
 	c.uc.uc_stack.ss_sp = stack;
@@ -91,6 +91,42 @@ void start(Context &c, char *stack, size_t size, void (*f)()) {
 	makecontext(&c.uc, f, 0);
 }
 #endif
+
+// Under AddressSanitizer (go test -asan: kernels' reads and writes past their buffers are
+// reported, as compute-sanitizer does on a GPU) every switch tells it which stack comes next.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+struct Stack {
+	const void *bottom;
+	size_t size;
+};
+
+// switch_to switches from the running context to another, whose stack is to_stack; a fiber
+// that has ended says so (ending), so that the sanitizer drops what it kept for it.
+void switch_to(Context &from, Context &to, Stack to_stack, bool ending = false) {
+#if defined(__SANITIZE_ADDRESS__)
+	void *fake = nullptr;
+	__sanitizer_start_switch_fiber(ending ? nullptr : &fake, to_stack.bottom, to_stack.size);
+	raw_switch(from, to);
+	__sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+	(void)to_stack;
+	(void)ending;
+	raw_switch(from, to);
+#endif
+}
+
+// started is called first thing on a fiber's stack: the sanitizer learns the stack it came
+// from, the scheduler's.
+void started(Stack *sched) {
+#if defined(__SANITIZE_ADDRESS__)
+	__sanitizer_finish_switch_fiber(nullptr, &sched->bottom, &sched->size);
+#else
+	(void)sched;
+#endif
+}
 
 const size_t stack_bytes = 256 << 10;
 const int max_threads = 1024;
@@ -113,6 +149,7 @@ struct {
 	Barrier all, warps[max_threads / 32];
 	uint64_t slot[max_threads]; // each thread's value in a shuffle
 	Context sched;
+	Stack sched_stack;
 	void (*body)(const uint64_t *);
 	const uint64_t *args;
 	const char *err; // the launch's first failure
@@ -141,7 +178,7 @@ void arrive(Barrier &b) {
 	}
 	Fiber &f = blk.fibers[blk.cur];
 	f.waiting = &b;
-	switch_to(f.ctx, blk.sched);
+	switch_to(f.ctx, blk.sched, blk.sched_stack);
 }
 
 // leave takes an ended thread out of b, which may then open.
@@ -153,13 +190,14 @@ void leave(Barrier &b) {
 }
 
 void entry() {
+	started(&blk.sched_stack);
 	blk.body(blk.args);
 	int t = blk.cur;
 	Fiber &f = blk.fibers[t];
 	f.done = true;
 	leave(blk.all);
 	leave(blk.warps[t >> 5]);
-	switch_to(f.ctx, blk.sched); // for good: the next block starts the fiber afresh
+	switch_to(f.ctx, blk.sched, blk.sched_stack, true); // for good: the next block starts the fiber afresh
 	abort();
 }
 
@@ -203,7 +241,7 @@ bool run_block() {
 			}
 			blk.cur = i;
 			threadIdx = uint3{(unsigned)i, 0, 0};
-			switch_to(blk.sched, f.ctx);
+			switch_to(blk.sched, f.ctx, Stack{f.stack, stack_bytes});
 			ran = true;
 		}
 		if (all_done) {
