@@ -209,7 +209,7 @@ void run_direct() {
 	}
 }
 
-bool run_block() {
+void run_block() {
 	int n = blk.n;
 	for (int i = 0; i < n; i++) {
 		Fiber &f = blk.fibers[i];
@@ -217,7 +217,7 @@ bool run_block() {
 			f.stack = (char *)malloc(stack_bytes);
 			if (!f.stack) {
 				fail("out of memory for thread stacks");
-				return false;
+				return;
 			}
 		}
 		start(f.ctx, f.stack, stack_bytes, entry);
@@ -245,18 +245,18 @@ bool run_block() {
 			ran = true;
 		}
 		if (all_done) {
-			return true;
+			return;
 		}
 		if (!ran) {
 			fail("deadlock: threads wait at a barrier that the others of their block or warp never reach");
-			return false;
+			return;
 		}
 	}
 }
 
 } // namespace
 
-const char *not_barrier_free = "the kernel reaches a barrier but is marked barrier-free in emu.cpp's table";
+static const char *const not_barrier_free = "the kernel reaches a barrier but is marked barrier-free in emu.cpp's table";
 
 void __syncthreads() {
 	if (blk.direct) {
@@ -312,6 +312,33 @@ namespace k_sample {
 #include "sample.cu"
 } // namespace k_sample
 
+// Kernels that break the rules, for the emulator's own tests (emu_test.go): each must be
+// reported, not hang or pass.
+namespace k_emu {
+// Lane 0 waits at __syncthreads while the others wait for its shuffle.
+extern "C" __global__ void emu_deadlock(int *out) {
+	if (threadIdx.x == 0) {
+		__syncthreads();
+	} else {
+		out[threadIdx.x] = __shfl_sync(0xffffffffu, (int)threadIdx.x, 0);
+	}
+}
+// Lane 0 ends before the others read its value.
+extern "C" __global__ void emu_shuffle_ended(int *out) {
+	if (threadIdx.x != 0) {
+		out[threadIdx.x] = __shfl_sync(0xffffffffu, (int)threadIdx.x, 0);
+	}
+}
+// Marked barrier-free in the table below.
+extern "C" __global__ void emu_unmarked_barrier(int *out) {
+	__syncthreads();
+	out[threadIdx.x] = 1;
+}
+extern "C" __global__ void emu_partial_mask(int *out) {
+	out[threadIdx.x] = __shfl_sync(0xffffu, (int)threadIdx.x, 0);
+}
+} // namespace k_emu
+
 namespace {
 
 // A kernel argument is the low bytes of its 8-byte cell (emu.go).
@@ -332,12 +359,13 @@ struct Kernel {
 	void (*body)(const uint64_t *);
 };
 
-#define KERNEL(file, fn, barriers)                                                                           \
+#define KERNEL_IN(name, file, fn, barriers)                                                                   \
 	Kernel {                                                                                                 \
-		#file ".cu", #fn, arity(k_##file::fn), barriers, [](const uint64_t *a) {                             \
+		name, #fn, arity(k_##file::fn), barriers, [](const uint64_t *a) {                                    \
 			call(k_##file::fn, a, std::make_index_sequence<arity(k_##file::fn)>());                         \
 		}                                                                                                    \
 	}
+#define KERNEL(file, fn, barriers) KERNEL_IN(#file ".cu", file, fn, barriers)
 
 const Kernel table[] = {
 	KERNEL(attention, flash_prefill, true), KERNEL(attention, decode_split, true),
@@ -348,6 +376,8 @@ const Kernel table[] = {
 	KERNEL(elementwise, fill_random, false), KERNEL(lora, lora_shrink, true),
 	KERNEL(lora, lora_expand, true), KERNEL(rope_kv, rope_write_kv, false),
 	KERNEL(sample, argmax, true), KERNEL(sample, sample_rows, true),
+	KERNEL_IN("emu.cpp", emu, emu_deadlock, true), KERNEL_IN("emu.cpp", emu, emu_shuffle_ended, true),
+	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),
 };
 
 } // namespace
