@@ -50,6 +50,7 @@ import "C"
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -97,10 +98,13 @@ var (
 	Version           = cu.Version
 )
 
+// includeDir is where NVRTC finds the CUDA headers, looked up once.
+var includeDir = sync.OnceValues(nvrtc.IncludeDir)
+
 // LoadModule compiles src for arch with NVRTC (or takes the cubin from the cache in
 // cacheDir) and loads it.
 func LoadModule(src kernels.Source, arch, cacheDir string) (Module, error) {
-	inc, err := nvrtc.IncludeDir()
+	inc, err := includeDir()
 	if err != nil {
 		return Module{}, err
 	}

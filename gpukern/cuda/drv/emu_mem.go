@@ -16,6 +16,7 @@ static void *emu_alloc(size_t n) {
 import "C"
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"unsafe"
@@ -41,6 +42,14 @@ func hostOf(p DevicePtr, n int64) (unsafe.Pointer, error) {
 	return unsafe.Add(a.mem, p-a.start), nil
 }
 
+// syncRange is hostOf for a synchronous call, which a capture forbids.
+func syncRange(p DevicePtr, n int64) (unsafe.Pointer, error) {
+	if capturing() {
+		return nil, errCapturing
+	}
+	return hostOf(p, n)
+}
+
 // MemAlloc returns size bytes of device memory, 256-byte aligned and filled with 0xff bytes
 // (NaN as floats): memory on a GPU starts with whatever was there.
 func MemAlloc(size int64) (DevicePtr, error) {
@@ -58,20 +67,10 @@ func MemAlloc(size int64) (DevicePtr, error) {
 	}
 	C.memset(mem, 0xff, C.size_t(size))
 	a := allocation{start: DevicePtr(uintptr(mem)), size: size, mem: mem}
-	i, _ := slices.BinarySearchFunc(emu.allocs, a.start, func(x allocation, p DevicePtr) int { return cmpPtr(x.start, p) })
+	i, _ := slices.BinarySearchFunc(emu.allocs, a.start, func(x allocation, p DevicePtr) int { return cmp.Compare(x.start, p) })
 	emu.allocs = slices.Insert(emu.allocs, i, a)
 	emu.used += size
 	return a.start, nil
-}
-
-func cmpPtr(a, b DevicePtr) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // MemFree frees an allocation, once every stream's queued work has run (as cuMemFree waits
@@ -85,7 +84,7 @@ func MemFree(p DevicePtr) error {
 	if err := finishAll(); err != nil {
 		return err
 	}
-	i, ok := slices.BinarySearchFunc(emu.allocs, p, func(x allocation, p DevicePtr) int { return cmpPtr(x.start, p) })
+	i, ok := slices.BinarySearchFunc(emu.allocs, p, func(x allocation, p DevicePtr) int { return cmp.Compare(x.start, p) })
 	if !ok {
 		return fmt.Errorf("CUDA_ERROR_INVALID_VALUE: freeing %#x, which is no allocation", uintptr(p))
 	}
@@ -106,10 +105,7 @@ func MemInfo() (free, total int64, err error) {
 func MemsetD8(p DevicePtr, v byte, n int64) error {
 	emu.Lock()
 	defer emu.Unlock()
-	if capturing() {
-		return errCapturing
-	}
-	dst, err := hostOf(p, n)
+	dst, err := syncRange(p, n)
 	if err != nil {
 		return err
 	}
@@ -121,10 +117,7 @@ func MemsetD8(p DevicePtr, v byte, n int64) error {
 func MemcpyHtoD(dst DevicePtr, src unsafe.Pointer, n int64) error {
 	emu.Lock()
 	defer emu.Unlock()
-	if capturing() {
-		return errCapturing
-	}
-	d, err := hostOf(dst, n)
+	d, err := syncRange(dst, n)
 	if err != nil {
 		return err
 	}
@@ -136,10 +129,7 @@ func MemcpyHtoD(dst DevicePtr, src unsafe.Pointer, n int64) error {
 func MemcpyDtoH(dst unsafe.Pointer, src DevicePtr, n int64) error {
 	emu.Lock()
 	defer emu.Unlock()
-	if capturing() {
-		return errCapturing
-	}
-	s, err := hostOf(src, n)
+	s, err := syncRange(src, n)
 	if err != nil {
 		return err
 	}
