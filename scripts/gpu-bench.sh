@@ -18,12 +18,12 @@ commit=$(cat bin/COMMIT 2>/dev/null || echo unknown)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 peft=()
-if timeout 300 python3 bench/baselines/peft_generate.py --out "$out/peft.json" >"$out/peft.log" 2>&1; then
-	peft=(--peft "$out/peft.json")
-else
-	echo "PEFT baseline failed (rc $?); last lines:"
+# The baseline writes its JSON after each case: one stopped by its time limit keeps the rest.
+PYTHONUNBUFFERED=1 timeout "${GPU_BENCH_PEFT_SECONDS:-300}" python3 bench/baselines/peft_generate.py --out "$out/peft.json" >"$out/peft.log" 2>&1 || {
+	echo "PEFT baseline failed or was stopped (rc $?); last lines:"
 	tail -5 "$out/peft.log"
-fi
+}
+[ -s "$out/peft.json" ] && peft=(--peft "$out/peft.json")
 left=$(( ${GPU_BENCH_SECONDS:-540} - SECONDS ))
 timeout -s TERM -k 30 "$left" bin/lorafleet-cuda bench engine --commit "$commit" --out "$out" "${peft[@]}" "$@" 2>"$out/engine.log"
 rc=$?

@@ -13,7 +13,8 @@ bin=$root/bin/gpukern-cuda.test
 out=${OUT:-/tmp}/gpu-check
 mkdir -p "$out"
 [ -x "$bin" ] || { echo "no $bin: run make build-gpu-check first" >&2; exit 2; }
-export LORAFLEET_CUBIN_CACHE=$out/cubin
+# Outside $OUT: only a few files come back from a device call.
+export LORAFLEET_CUBIN_CACHE=${LORAFLEET_CUBIN_CACHE:-${TMPDIR:-/tmp}/lorafleet-cubin}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 cd "$root/gpukern/cuda" # the tests find testdata/ from here

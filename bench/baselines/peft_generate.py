@@ -65,6 +65,9 @@ def main():
         case = {"case": name, "adapters": k, "seconds": seconds, "tokens_per_s": tokens / seconds}
         results["cases"].append(case)
         print(f"{name:>12} k={k:<3} {seconds:8.2f} s  {tokens / seconds:9.1f} tok/s", flush=True)
+        if a.out:  # after each case, so a run stopped by a time limit keeps what it measured
+            with open(a.out, "w") as f:
+                json.dump(results, f, indent=2)
 
     with torch.no_grad():
         report("base", 0, timed_generate(model, ids, a.new_tokens))
@@ -77,9 +80,6 @@ def main():
         for k in ks:
             names = [f"a{i * k // a.batch}" for i in range(a.batch)]
             report("peft", k, timed_generate(model, ids, a.new_tokens, adapter_names=names))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":
