@@ -33,25 +33,26 @@ func (f *functions) load(dir, arch string) error {
 		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
 		"fill_random": &f.fillRandom,
 	}
-	mods := map[string]drv.Module{}
+	// Each function is looked up in the module its source declares it in: a lookup that
+	// fails is an API error that compute-sanitizer reports.
 	for _, src := range kernels.Sources() {
 		m, err := drv.LoadModule(src, arch, dir)
 		if err != nil {
 			return fmt.Errorf("cuda: %w", err)
 		}
-		mods[src.Name] = m
-	}
-	for name, dst := range byName {
-		found := false
-		for _, m := range mods {
-			if fn, err := m.Function(name); err == nil {
-				*dst, found = fn, true
-				break
+		for _, name := range src.Kernels {
+			dst, ok := byName[name]
+			if !ok {
+				continue // a kernel the backend does not launch
 			}
+			if *dst, err = m.Function(name); err != nil {
+				return fmt.Errorf("cuda: kernel %s of %s: %w", name, src.Name, err)
+			}
+			delete(byName, name)
 		}
-		if !found {
-			return fmt.Errorf("cuda: kernel %s is in no module", name)
-		}
+	}
+	for name := range byName {
+		return fmt.Errorf("cuda: kernel %s is in no source", name)
 	}
 	// The prefill kernel's tiles need more than 48 KiB of shared memory for large heads.
 	if err := drv.AllowSharedMemory(f.flashPrefill, flashSharedBytes(256)); err != nil {

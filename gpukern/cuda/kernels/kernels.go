@@ -11,6 +11,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"slices"
 )
 
@@ -24,9 +25,13 @@ var common string
 
 // Source is one kernel file.
 type Source struct {
-	Name string // file name, e.g. "attention.cu"
-	Text string
+	Name    string   // file name, e.g. "attention.cu"
+	Text    string   // common.cuh, then the file
+	Kernels []string // the names of its kernels, in order
 }
+
+// kernelDecl matches a kernel's declaration; its first group is the name.
+var kernelDecl = regexp.MustCompile(`extern "C" __global__ void (?:__launch_bounds__\(\w+\) )?(\w+)\(`)
 
 // Sources returns every kernel file, by name, each with common.cuh in front of it (and a #line
 // directive, so that compiler messages keep the file's own line numbers).
@@ -43,6 +48,9 @@ func Sources() []Source {
 			panic(err) // embedded at build time
 		}
 		out[i] = Source{Name: n, Text: fmt.Sprintf("%s\n#line 1 %q\n%s", common, n, b)}
+		for _, m := range kernelDecl.FindAllSubmatch(b, -1) {
+			out[i].Kernels = append(out[i].Kernels, string(m[1]))
+		}
 	}
 	return out
 }

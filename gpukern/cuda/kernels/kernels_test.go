@@ -82,16 +82,19 @@ func TestCompileErrorAndCache(t *testing.T) {
 // memory and tiles from FLASH_BQ and FLASH_BK, so each is declared once, extern "C", and the tile
 // sizes are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
-	all := ""
+	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
 		all += s.Text
+		for _, k := range s.Kernels {
+			declared[k]++
+		}
 	}
 	for _, name := range []string{"embedding", "gather", "rmsnorm", "silu_mul", "add_bias", "add", "to_bf16",
 		"rope_write_kv", "flash_prefill", "decode_split", "decode_combine", "lora_shrink", "lora_expand",
 		"argmax", "sample_rows", "fill_random"} {
 		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\(\w+\) )?` + name + `\(`)
-		if n := len(re.FindAllString(all, -1)); n != 1 {
-			t.Errorf("kernel %s declared %d times", name, n)
+		if n := len(re.FindAllString(all, -1)); n != 1 || declared[name] != 1 {
+			t.Errorf("kernel %s declared %d times, listed %d times in Source.Kernels", name, n, declared[name])
 		}
 	}
 	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 "} {
