@@ -152,7 +152,8 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		if t.MaxRank == 0 {
 			return // nothing to compute; the expand writes zeros
 		}
-		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).i32(t.Parts).i32(in).i32(vStride)
+		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Lead)).
+			i32(t.Parts).i32(in).i32(vStride)
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
 		// adapters a step mixes (blocks past a row's rank return at once). On the side stream:
 		// it needs only x, so it runs beside the base GEMM of the same x.
@@ -181,10 +182,10 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			return // no rows
 		}
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
-			dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
+			dptr(upload(b, t.Lead)).dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
 		// On the side stream after the shrink: it writes a delta, which the call reading the
 		// projection's output adds (and so joins the side stream).
-		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*t.Parts*vStride, a)
+		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*host.LoRAGroup*t.Parts*vStride, a)
 		o.Side = true
 		b.record(o)
 	})

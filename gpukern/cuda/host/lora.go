@@ -6,14 +6,19 @@ import (
 	"github.com/lorafleet/lorafleet/gpukern"
 )
 
+// LoRAGroup is LORA_GROUP of lora.cu: the most rows of one adapter that a block computes.
+const LoRAGroup = 8
+
 // LoRA are the tables of the SGMV kernels (lora.cu) for one launch, with an entry per row and
 // part, r·Parts + p: the part's A and B (device addresses), its rank (0: the row has no
-// adapter for it) and scale. Their sizes depend on the rows and parts alone, never on how
-// many adapters the batch mixes, so a step's metadata keeps its layout whichever adapters it
-// serves (Graphs).
+// adapter for it) and scale; and one per row, Lead[r]: how many rows, from r on, row r's
+// blocks compute (up to LoRAGroup rows of its segment; 0 where an earlier row's blocks
+// compute it), so that rows sharing an adapter read it once. Their sizes depend on the rows and
+// parts alone, never on how many adapters the batch mixes, so a step's metadata keeps its
+// layout whichever adapters it serves (Graphs).
 type LoRA struct {
 	A, B                 []uint64
-	Ranks                []int32
+	Ranks, Lead          []int32
 	Scales               []float32
 	Rows, Parts, MaxRank int
 }
@@ -31,7 +36,17 @@ func (t *LoRA) Build(segs []gpukern.LoRASegment, minParts int, addr func(gpukern
 	}
 	n := t.Rows * t.Parts
 	t.A, t.B, t.Ranks, t.Scales = zeroed(t.A, n), zeroed(t.B, n), zeroed(t.Ranks, n), zeroed(t.Scales, n)
+	t.Lead = zeroed(t.Lead, t.Rows)
+	for r := range t.Lead {
+		t.Lead[r] = 1 // a row in no segment is computed alone
+	}
 	for _, s := range segs {
+		for r := s.Start; r < s.End; r++ {
+			t.Lead[r] = 0
+			if (r-s.Start)%LoRAGroup == 0 {
+				t.Lead[r] = int32(min(LoRAGroup, s.End-r))
+			}
+		}
 		for p, part := range s.Parts {
 			if part.A == nil {
 				continue

@@ -67,6 +67,9 @@ func TestLoRATables(t *testing.T) {
 	if !slices.Equal(tb.A, wantA) || !slices.Equal(tb.Ranks, wantRanks) || tb.B[11] != 25 || tb.Scales[0] != 2 || tb.Scales[9] != 1 {
 		t.Errorf("A %v ranks %v B %v scales %v", tb.A, tb.Ranks, tb.B, tb.Scales)
 	}
+	if want := []int32{2, 0, 1, 1}; !slices.Equal(tb.Lead, want) {
+		t.Errorf("lead %v, want %v", tb.Lead, want)
+	}
 	// Two adapters in place of three, over the same rows: the same sizes.
 	segs[2].Parts = onlyQV
 	var tb2 LoRA
@@ -79,6 +82,17 @@ func TestLoRATables(t *testing.T) {
 	if tb.Build(none, 3, addr); tb.Parts != 3 || len(tb.Ranks) != 12 || tb.MaxRank != 0 || slices.Max(tb.Ranks) != 0 ||
 		slices.Max(tb.A) != 0 || slices.Max(tb.B) != 0 || slices.Max(tb.Scales) != 0 {
 		t.Errorf("tables without adapters %+v", tb)
+	}
+	if want := []int32{4, 0, 0, 0}; !slices.Equal(tb.Lead, want) {
+		t.Errorf("lead without adapters %v, want %v", tb.Lead, want)
+	}
+	// A segment longer than a group is cut into groups of LoRAGroup rows, the last one shorter.
+	long := []gpukern.LoRASegment{{Start: 0, End: 1, Parts: all}, {Start: 1, End: 1 + 2*LoRAGroup + 3, Parts: onlyQV}}
+	tb.Build(long, 0, addr)
+	want := make([]int32, 1+2*LoRAGroup+3)
+	want[0], want[1], want[1+LoRAGroup], want[1+2*LoRAGroup] = 1, LoRAGroup, LoRAGroup, 3
+	if !slices.Equal(tb.Lead, want) {
+		t.Errorf("lead of a long segment %v, want %v", tb.Lead, want)
 	}
 	if tb.Build(nil, 3, addr); tb.Rows != 0 || tb.Parts != 0 || len(tb.A) != 0 {
 		t.Errorf("tables of no segments %+v", tb)

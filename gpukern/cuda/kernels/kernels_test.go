@@ -2,11 +2,13 @@ package kernels
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/gpukern/cuda/nvrtc"
 )
 
@@ -78,9 +80,9 @@ func TestCompileErrorAndCache(t *testing.T) {
 	}
 }
 
-// The backend (gpukern/cuda) looks these kernels up by name and sizes flash_prefill's shared
-// memory and tiles from FLASH_BQ and FLASH_BK, so each is declared once, extern "C", and the tile
-// sizes are the ones it assumes. This needs no NVRTC.
+// The backend (gpukern/cuda) looks these kernels up by name, sizes flash_prefill's shared
+// memory and tiles from FLASH_BQ and FLASH_BK and lora_expand's from LORA_GROUP, so each is
+// declared once, extern "C", and the sizes are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
 	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
@@ -97,7 +99,7 @@ func TestKernelNames(t *testing.T) {
 			t.Errorf("kernel %s declared %d times, listed %d times in Source.Kernels", name, n, declared[name])
 		}
 	}
-	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 "} {
+	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup)} {
 		if !strings.Contains(all, def) {
 			t.Errorf("no %q", def)
 		}

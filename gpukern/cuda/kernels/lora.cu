@@ -6,14 +6,21 @@
 // adapter for the part) and its scale. A row of v holds parts * vstride values, part p's at
 // p * vstride.
 
+// Rows that share an adapter (a segment) are computed together, up to LORA_GROUP of them per
+// block, so that each block reads its part of A or B once for all of them: lead[r] is the
+// number of rows, from r on, that row r's blocks compute (0 for a row an earlier one covers).
+// Blocks of rows with lead 0 return at once: the grid keeps one block row per batch row, so
+// it stays the same whichever adapters a step mixes (a CUDA graph replays it).
+#define LORA_GROUP 8
+
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
 // [rank, in] in bf16 and v in fp32. Grid (rows, parts * n) with n = ceil(vstride /
 // SHRINK_J): blockIdx.y / n is the part, and a block computes SHRINK_J consecutive j (blocks
-// past the rank return at once). The block's warps split `in` between them, each keeping
-// SHRINK_J rows of A in flight, and add their partial sums in shared memory: a decode step has
-// few rows, and only many loads in flight per SM stream A at memory speed. Where in is a
-// multiple of 8 and the rows 16-byte aligned, a lane reads 8 elements at once (one 16-byte load
-// of each row of A, two of x).
+// past the rank return at once) for its group of rows. The block's warps split `in` between
+// them, each keeping SHRINK_J rows of A in flight, and add their partial sums in shared
+// memory: a decode step has few rows, and only many loads in flight per SM stream A at memory
+// speed. Where in is a multiple of 8 and the rows 16-byte aligned, a lane reads 8 elements at
+// once (one 16-byte load of each row of A, two of x).
 #define SHRINK_J 4
 
 __device__ __forceinline__ float dot8(float4 x0, float4 x1, uint4 w) {
@@ -22,55 +29,80 @@ __device__ __forceinline__ float dot8(float4 x0, float4 x1, uint4 w) {
 }
 
 extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
-		const int *ranks, int parts, int in, int vstride) {
-	__shared__ float sums[32][SHRINK_J]; // per warp
+		const int *ranks, const int *lead, int parts, int in, int vstride) {
+	__shared__ float sums[32][LORA_GROUP * SHRINK_J]; // per warp
 	int n = gridDim.y / parts, p = blockIdx.y / n, j0 = (blockIdx.y % n) * SHRINK_J;
-	int r = blockIdx.x, t = r * parts + p, rank = ranks[t];
-	if (j0 >= rank) {
+	int r0 = blockIdx.x, g = lead[r0], t = r0 * parts + p, rank = ranks[t];
+	if (g == 0 || j0 >= rank) {
 		return; // the whole block
 	}
 	int jn = min(SHRINK_J, rank - j0);
 	const __nv_bfloat16 *a = (const __nv_bfloat16 *)a_ptrs[t] + (size_t)j0 * in;
-	const float *xr = x + (size_t)r * in;
-	bool vec = (in & 7) == 0 && (((unsigned long long)a | (unsigned long long)xr) & 15) == 0;
+	const float *x0r = x + (size_t)r0 * in;
+	bool vec = (in & 7) == 0 && (((unsigned long long)a | (unsigned long long)x0r) & 15) == 0;
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-	float acc[SHRINK_J] = {};
+	float acc[LORA_GROUP][SHRINK_J] = {};
 	if (vec) {
 		// Consecutive warps read consecutive 512-byte runs of each row of A.
 		for (int k = threadIdx.x * 8; k < in; k += blockDim.x * 8) {
-			float4 x0 = *(const float4 *)(xr + k), x1 = *(const float4 *)(xr + k + 4);
+			uint4 w[SHRINK_J];
 #pragma unroll
 			for (int jj = 0; jj < SHRINK_J; jj++) {
-				if (jj < jn) {
-					acc[jj] += dot8(x0, x1, *(const uint4 *)(a + (size_t)jj * in + k));
+				w[jj] = jj < jn ? *(const uint4 *)(a + (size_t)jj * in + k) : make_uint4(0, 0, 0, 0);
+			}
+#pragma unroll
+			for (int q = 0; q < LORA_GROUP; q++) {
+				if (q < g) {
+					const float *xr = x0r + (size_t)q * in + k;
+					float4 xa = *(const float4 *)xr, xb = *(const float4 *)(xr + 4);
+#pragma unroll
+					for (int jj = 0; jj < SHRINK_J; jj++) {
+						acc[q][jj] += dot8(xa, xb, w[jj]);
+					}
 				}
 			}
 		}
 	} else {
 		for (int k = threadIdx.x; k < in; k += blockDim.x) {
-			float xk = xr[k];
+			float w[SHRINK_J];
 #pragma unroll
 			for (int jj = 0; jj < SHRINK_J; jj++) {
-				if (jj < jn) {
-					acc[jj] += xk * __bfloat162float(a[(size_t)jj * in + k]);
+				w[jj] = jj < jn ? __bfloat162float(a[(size_t)jj * in + k]) : 0.0f;
+			}
+#pragma unroll
+			for (int q = 0; q < LORA_GROUP; q++) {
+				if (q < g) {
+					float xk = x0r[(size_t)q * in + k];
+#pragma unroll
+					for (int jj = 0; jj < SHRINK_J; jj++) {
+						acc[q][jj] += xk * w[jj];
+					}
 				}
 			}
 		}
 	}
 #pragma unroll
-	for (int jj = 0; jj < SHRINK_J; jj++) {
-		acc[jj] = warp_sum(acc[jj]);
-		if (lane == 0) {
-			sums[warp][jj] = acc[jj];
+	for (int q = 0; q < LORA_GROUP; q++) {
+		if (q < g) { // g is the block's: every lane of a warp takes the same branch
+#pragma unroll
+			for (int jj = 0; jj < SHRINK_J; jj++) {
+				float s = warp_sum(acc[q][jj]);
+				if (lane == 0) {
+					sums[warp][q * SHRINK_J + jj] = s;
+				}
+			}
 		}
 	}
 	__syncthreads();
-	if (threadIdx.x < jn) {
-		float s = 0.0f;
-		for (int w = 0; w < warps; w++) {
-			s += sums[w][threadIdx.x];
+	for (int i = threadIdx.x; i < g * SHRINK_J; i += blockDim.x) {
+		int q = i / SHRINK_J, jj = i % SHRINK_J;
+		if (jj < jn) {
+			float s = 0.0f;
+			for (int w = 0; w < warps; w++) {
+				s += sums[w][i];
+			}
+			v[((size_t)(r0 + q) * parts + p) * vstride + j0 + jj] = s;
 		}
-		v[(size_t)t * vstride + j0 + threadIdx.x] = s;
 	}
 }
 
@@ -80,17 +112,23 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned 
 // out is written (not added to): out is the delta buffer that the side stream fills beside the
 // base GEMM, shared between projections and so holding stale values, and the kernel that reads
 // the GEMM's output adds it. Grid (rows, ceil(out_off[parts] / blockDim.x)): a thread computes
-// one column, whose part it finds in out_off; dynamic shared memory of parts * vstride floats
-// holds the row of v. A thread reads its row of B 8 values at a time where rank is a multiple
-// of 8 and B 16-byte aligned.
+// one column for the block's group of rows, whose part it finds in out_off; dynamic shared
+// memory of LORA_GROUP * parts * vstride floats holds the group's rows of v. A thread reads
+// its row of B once for the group, 8 values at a time where rank is a multiple of 8 and B
+// 16-byte aligned.
 extern "C" __global__ void lora_expand(float *out, const float *v, const unsigned long long *b_ptrs, const int *ranks,
-		const float *scales, const int *out_off, int parts, int vstride) {
+		const float *scales, const int *lead, const int *out_off, int parts, int vstride) {
 	DYNAMIC_SHARED(float, vs);
-	int r = blockIdx.x;
-	const int *rr = ranks + (size_t)r * parts;
-	for (int p = 0; p < parts; p++) {
-		for (int j = threadIdx.x; j < rr[p]; j += blockDim.x) {
-			vs[p * vstride + j] = v[((size_t)r * parts + p) * vstride + j];
+	int r0 = blockIdx.x, g = lead[r0];
+	if (g == 0) {
+		return; // the whole block: an earlier row's blocks compute this row
+	}
+	const int *rr = ranks + (size_t)r0 * parts; // the same for every row of the group
+	for (int q = 0; q < g; q++) {
+		for (int p = 0; p < parts; p++) {
+			for (int j = threadIdx.x; j < rr[p]; j += blockDim.x) {
+				vs[(q * parts + p) * vstride + j] = v[((size_t)(r0 + q) * parts + p) * vstride + j];
+			}
 		}
 	}
 	__syncthreads();
@@ -102,26 +140,44 @@ extern "C" __global__ void lora_expand(float *out, const float *v, const unsigne
 	while (o >= out_off[p + 1]) {
 		p++;
 	}
-	int t = r * parts + p, rank = ranks[t];
-	float *dst = out + (size_t)r * width + o;
-	if (rank == 0) {
-		*dst = 0.0f;
-		return;
-	}
-	const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)b_ptrs[t];
-	const __nv_bfloat16 *b = b0 + (size_t)(o - out_off[p]) * rank;
-	const float *vp = vs + p * vstride;
-	float acc = 0.0f;
-	if ((rank & 7) == 0 && ((unsigned long long)b0 & 15) == 0) {
-		for (int j = 0; j < rank; j += 8) {
-			uint4 w = *(const uint4 *)(b + j);
-			acc += vp[j] * bf16_lo(w.x) + vp[j + 1] * bf16_hi(w.x) + vp[j + 2] * bf16_lo(w.y) + vp[j + 3] * bf16_hi(w.y);
-			acc += vp[j + 4] * bf16_lo(w.z) + vp[j + 5] * bf16_hi(w.z) + vp[j + 6] * bf16_lo(w.w) + vp[j + 7] * bf16_hi(w.w);
+	int t = r0 * parts + p, rank = ranks[t];
+	float *dst = out + (size_t)r0 * width + o;
+	float acc[LORA_GROUP] = {};
+	if (rank > 0) {
+		const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)b_ptrs[t];
+		const __nv_bfloat16 *b = b0 + (size_t)(o - out_off[p]) * rank;
+		const float *vp = vs + p * vstride;
+		if ((rank & 7) == 0 && ((unsigned long long)b0 & 15) == 0) {
+			for (int j = 0; j < rank; j += 8) {
+				uint4 w = *(const uint4 *)(b + j);
+				float w8[8] = {bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y), bf16_lo(w.z), bf16_hi(w.z), bf16_lo(w.w), bf16_hi(w.w)};
+#pragma unroll
+				for (int q = 0; q < LORA_GROUP; q++) {
+					if (q < g) {
+						const float *vq = vp + q * parts * vstride + j;
+#pragma unroll
+						for (int e = 0; e < 8; e++) {
+							acc[q] += vq[e] * w8[e];
+						}
+					}
+				}
+			}
+		} else {
+			for (int j = 0; j < rank; j++) {
+				float w = __bfloat162float(b[j]);
+#pragma unroll
+				for (int q = 0; q < LORA_GROUP; q++) {
+					if (q < g) {
+						acc[q] += vp[q * parts * vstride + j] * w;
+					}
+				}
+			}
 		}
-	} else {
-		for (int j = 0; j < rank; j++) {
-			acc += vp[j] * __bfloat162float(b[j]);
+		for (int q = 0; q < g; q++) {
+			acc[q] *= scales[t];
 		}
 	}
-	*dst = scales[t] * acc;
+	for (int q = 0; q < g; q++) {
+		dst[(size_t)q * width] = acc[q];
+	}
 }
