@@ -15,8 +15,6 @@
 #define FLASH_THREADS 128                        // flash_prefill's blockDim.x
 #define FLASH_GROUP (FLASH_THREADS / FLASH_BQ)   // threads per query row, adjacent lanes of a warp
 #define FLASH_KEYS (FLASH_BK / FLASH_GROUP)      // scores per thread in a tile
-#define DEC_PAIRS 4                              // decode: bf16 pairs of hd per lane (256 / 2 / 32)
-#define DEC_U 4                                  // decode: positions a warp loads at once
 
 static_assert(FLASH_THREADS == FLASH_BQ * FLASH_GROUP, "a whole number of threads per query row");
 static_assert(FLASH_GROUP == 8 && FLASH_BK == FLASH_KEYS * FLASH_GROUP, "row groups are 8 lanes");
@@ -217,60 +215,65 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 
 // Decode, one split of the context: decode row i (batch row dec_rows[i]), head blockIdx.y,
 // positions [s*split_len, min((s+1)*split_len, row_len)) for s = blockIdx.z. Each warp takes
-// DEC_U consecutive positions at a time, every warps*DEC_U-th run, with an online softmax, and
-// the warps merge at the end. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d]
+// U consecutive positions at a time, every warps*U-th run, with an online softmax, and the
+// warps merge at the end. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d]
 // stays unnormalised, with its (m, l) beside it: part_acc[((i*heads + h)*splits + s)*hd + d]
 // and part_ml[((i*heads + h)*splits + s)*2 + {0, 1}], splits = gridDim.z. An empty split
 // writes m = -inf, l = 0 and acc = 0. With one split and a non-null out, the block writes
 // the final output instead, as decode_combine would (part_acc and part_ml are unused): a
 // context of up to split_len needs no second kernel. Grid (n_dec, heads, splits); blockDim.x a
 // multiple of 32 (128); dynamic shared memory (blockDim.x/32) * (hd + 2) floats.
-extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *out, __nv_bfloat16 *out16, const float *q,
-		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len,
-		const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd, float scale, int split_len) {
-	int i = blockIdx.x, h = blockIdx.y, sp = blockIdx.z;
-	int r = dec_rows[i];
-	int kvh = h / (heads / kv_heads);
+//
+// The loop is a template on PAIRS, the bf16 pairs of hd a lane holds (hd <= 64*PAIRS), so that
+// hd = 128 neither pays registers for 256 nor leaves half its loads masked, and on U: a warp
+// keeps U positions' K and V in flight, as many as its registers allow, since only many loads
+// in flight stream the cache at memory speed. The block table is read one run ahead, so that
+// its lookup does not stand between two runs' loads.
+template <int PAIRS, int U>
+__device__ __forceinline__ void decode_run(float *sh, const float *qr, const __nv_bfloat16 *k_cache,
+		const __nv_bfloat16 *v_cache, const int *table, int block_size, size_t stride, int kvh, int hd,
+		float scale, long long start, int end) {
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 	int H = hd / 2;
 	bool aligned = (((unsigned long long)k_cache | (unsigned long long)v_cache) & 3) == 0;
-	const float *qr = q + ((size_t)r * heads + h) * hd;
-	float qv[DEC_PAIRS][2], acc[DEC_PAIRS][2];
+	float qv[PAIRS][2], acc[PAIRS][2];
 #pragma unroll
-	for (int j = 0; j < DEC_PAIRS; j++) {
+	for (int j = 0; j < PAIRS; j++) {
 		int e = lane + 32 * j;
 		qv[j][0] = e < H ? qr[2 * e] : 0.0f;
 		qv[j][1] = e < H ? qr[2 * e + 1] : 0.0f;
 		acc[j][0] = acc[j][1] = 0.0f;
 	}
+	// Lane u < U holds the cache slot of position run + u (-1 past the end).
+	auto slot_of = [&](long long run) {
+		long long p = run + lane;
+		return lane < U && p < end ? table[p / block_size] * block_size + (int)(p % block_size) : -1;
+	};
 	float m = NEG_INF, l = 0.0f;
-	long long start = (long long)sp * split_len;
-	int end = (int)min((long long)row_len[r], start + split_len);
-	const int *table = blocks + row_table[r];
-	size_t stride = (size_t)kv_heads * hd;
-	for (long long run = start + (long long)warp * DEC_U; run < end; run += (long long)warps * DEC_U) {
-		// Every K and V of the run is loaded before any is used: one position at a time leaves
-		// too few loads in flight to stream the cache at memory speed.
-		unsigned int kw[DEC_U][DEC_PAIRS], vw[DEC_U][DEC_PAIRS];
+	long long run = start + (long long)warp * U;
+	int slot = slot_of(run);
+	for (; run < end; run += (long long)warps * U) {
+		unsigned int kw[U][PAIRS], vw[U][PAIRS];
 #pragma unroll
-		for (int u = 0; u < DEC_U; u++) {
-			int p = (int)run + u;
-			size_t at = p < end ? ((size_t)table[p / block_size] * block_size + p % block_size) * stride + (size_t)kvh * hd : 0;
+		for (int u = 0; u < U; u++) {
+			int su = __shfl_sync(0xffffffffu, slot, u);
+			size_t at = su >= 0 ? (size_t)su * stride + (size_t)kvh * hd : 0;
 #pragma unroll
-			for (int j = 0; j < DEC_PAIRS; j++) {
+			for (int j = 0; j < PAIRS; j++) {
 				int e = lane + 32 * j;
-				bool ok = p < end && e < H;
+				bool ok = su >= 0 && e < H;
 				kw[u][j] = ok ? load_pair(k_cache + at + 2 * e, aligned) : 0u;
 				vw[u][j] = ok ? load_pair(v_cache + at + 2 * e, aligned) : 0u;
 			}
 		}
-		float s[DEC_U];
+		slot = slot_of(run + (long long)warps * U); // the next run's, while these loads fly
+		float s[U];
 		float mn = m;
 #pragma unroll
-		for (int u = 0; u < DEC_U; u++) {
+		for (int u = 0; u < U; u++) {
 			float d = 0.0f;
 #pragma unroll
-			for (int j = 0; j < DEC_PAIRS; j++) {
+			for (int j = 0; j < PAIRS; j++) {
 				d += qv[j][0] * bf16_lo(kw[u][j]) + qv[j][1] * bf16_hi(kw[u][j]);
 			}
 			s[u] = run + u < end ? warp_sum(d) * scale : NEG_INF;
@@ -280,35 +283,56 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *
 		float corr = expf(m - mn);
 		l *= corr;
 #pragma unroll
-		for (int j = 0; j < DEC_PAIRS; j++) {
+		for (int j = 0; j < PAIRS; j++) {
 			acc[j][0] *= corr;
 			acc[j][1] *= corr;
 		}
 #pragma unroll
-		for (int u = 0; u < DEC_U; u++) {
+		for (int u = 0; u < U; u++) {
 			float pe = expf(s[u] - mn);
 			l += pe;
 #pragma unroll
-			for (int j = 0; j < DEC_PAIRS; j++) {
+			for (int j = 0; j < PAIRS; j++) {
 				acc[j][0] += pe * bf16_lo(vw[u][j]);
 				acc[j][1] += pe * bf16_hi(vw[u][j]);
 			}
 		}
 		m = mn;
 	}
-	DYNAMIC_SHARED(float, sh); // per warp: m, l, acc[hd]
-	float *mine = sh + warp * (hd + 2);
+	float *mine = sh + warp * (hd + 2); // this warp's m, l, acc[hd]
 	if (lane == 0) {
 		mine[0] = m;
 		mine[1] = l;
 	}
 #pragma unroll
-	for (int j = 0; j < DEC_PAIRS; j++) {
+	for (int j = 0; j < PAIRS; j++) {
 		int e = lane + 32 * j;
 		if (e < H) {
 			mine[2 + 2 * e] = acc[j][0];
 			mine[3 + 2 * e] = acc[j][1];
 		}
+	}
+}
+
+extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *out, __nv_bfloat16 *out16, const float *q,
+		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len,
+		const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd, float scale, int split_len) {
+	int i = blockIdx.x, h = blockIdx.y, sp = blockIdx.z;
+	int r = dec_rows[i];
+	int kvh = h / (heads / kv_heads);
+	int warps = blockDim.x >> 5;
+	const float *qr = q + ((size_t)r * heads + h) * hd;
+	long long start = (long long)sp * split_len;
+	int end = (int)min((long long)row_len[r], start + split_len);
+	const int *table = blocks + row_table[r];
+	size_t stride = (size_t)kv_heads * hd;
+	DYNAMIC_SHARED(float, sh); // per warp: m, l, acc[hd]
+	if (hd <= 64) {
+		decode_run<1, 8>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+	} else if (hd <= 128) {
+		decode_run<2, 8>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+	} else {
+		decode_run<4, 4>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
 	}
 	__syncthreads();
 	// A warp that saw no position has m = -inf and adds nothing; if none did, big stays -inf.
