@@ -16,6 +16,8 @@ import (
 type (
 	// Grapher is a backend that can replay steps as CUDA graphs, and run them without.
 	Grapher interface{ SetGraphs(on bool) }
+	// SideStreamer runs the LoRA kernels on a side stream beside the base GEMMs, or not.
+	SideStreamer interface{ SetLoRASideStream(on bool) }
 	// Flusher launches recorded work every n launches (n ≤ 0: only when the step needs a
 	// result) and returns the previous setting.
 	Flusher interface{ SetFlushOps(n int) int }

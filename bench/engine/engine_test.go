@@ -73,6 +73,7 @@ type gpuLike struct {
 	graphsOff   []bool // each SetGraphs call's "off"
 	flushOps    int    // as SetFlushOps set it
 	flushSets   []int  // each SetFlushOps call's n
+	sideSets    []bool // each SetLoRASideStream call's "on"
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -89,7 +90,8 @@ func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
 	g.Backend.FreeAdapterWeights(ts)
 }
 
-func (g *gpuLike) SetGraphs(on bool) { g.graphsOff = append(g.graphsOff, !on) }
+func (g *gpuLike) SetGraphs(on bool)         { g.graphsOff = append(g.graphsOff, !on) }
+func (g *gpuLike) SetLoRASideStream(on bool) { g.sideSets = append(g.sideSets, on) }
 func (g *gpuLike) SetFlushOps(n int) int {
 	prev := g.flushOps
 	g.flushOps, g.flushSets = n, append(g.flushSets, n)
@@ -107,8 +109,8 @@ func (g *gpuLike) Profile(f func()) (map[string]time.Duration, error) {
 	return map[string]time.Duration{"gemm 64×64": 3 * time.Millisecond, "lora_shrink": time.Millisecond}, nil
 }
 
-// On a backend with graphs and timed uploads, the run adds the graphs-off variant at the first
-// context, decode while adapters load (a fresh adapter before each timed step, each freed
+// On a backend with graphs, a side stream and timed uploads, the run adds the graphs-off and
+// one-stream variants at the first context, decode while adapters load (a fresh adapter before each timed step, each freed
 // again), and the memory in use.
 func TestGPUMeasurements(t *testing.T) {
 	shape := tinyShape(t)
@@ -141,6 +143,16 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	if want := []string{"b4 k4 c8"}; !slices.Equal(one, want) || !slices.Equal(be.flushSets, []int{0, 64}) {
 		t.Errorf("one-launch runs %v with SetFlushOps calls %v; want %v with [0 64]", one, be.flushSets, want)
+	}
+	// LoRA on one stream for each batch at the first context; the side stream back after each.
+	var oneStream []string
+	for _, d := range rep.Decode {
+		if d.Variant == OneStream {
+			oneStream = append(oneStream, fmt.Sprintf("b%d k%d c%d", d.Batch, d.Adapters, d.Context))
+		}
+	}
+	if want := []string{"b2 k2 c8", "b4 k4 c8"}; !slices.Equal(oneStream, want) || !slices.Equal(be.sideSets, []bool{false, true, false, true}) {
+		t.Errorf("one-stream runs %v with SetLoRASideStream calls %v; want %v with [false true false true]", oneStream, be.sideSets, want)
 	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {

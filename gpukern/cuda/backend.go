@@ -109,6 +109,7 @@ type Backend struct {
 	copy16    bf16Copy             // a GEMM input already in bf16 (ops.go)
 	loraTab   host.LoRA            // scratch of loraTablesOf
 	shrunk    segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
+	loraMain  bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
 	attnPlan  host.Attn            // scratch of Attention
 	attnMeta  attnMeta             // where the arena holds attnPlan's tables
 

@@ -164,3 +164,10 @@ func (b *Backend) SetGraphs(on bool) {
 	b.do(b.flush)
 	b.graphs.Off = !on
 }
+
+// SetLoRASideStream puts the LoRA kernels on the side stream, beside the base GEMM of the
+// same input (the default), or on the compute stream after it (benchmarks compare the two).
+func (b *Backend) SetLoRASideStream(on bool) {
+	b.do(b.flush)
+	b.loraMain = !on
+}

@@ -21,20 +21,11 @@ func TestGraphReplayMatchesEager(t *testing.T) {
 	for _, set := range golden.Sets {
 		t.Run(set, func(t *testing.T) {
 			f := loadGPUFixture(t, set)
-			batch := func() []*engine.Sequence {
-				var seqs []*engine.Sequence
-				for _, c := range f.g.Cases {
-					seqs = append(seqs, f.seq(c, true))
-				}
-				return seqs
-			}
 			gpu.SetGraphs(false)
-			eager := batch()
-			f.run(t, eager...)
+			eager := f.batch(t)
 			gpu.SetGraphs(true)
 			before := gpu.GraphStats()
-			graphed := batch()
-			f.run(t, graphed...)
+			graphed := f.batch(t)
 			after := gpu.GraphStats()
 			if after.Failed > before.Failed {
 				t.Fatalf("graph capture failed: %v", after.FirstFailure)
@@ -42,15 +33,42 @@ func TestGraphReplayMatchesEager(t *testing.T) {
 			if after.Replayed == before.Replayed {
 				t.Fatalf("no step was replayed as a graph (stats before %+v, after %+v)", before, after)
 			}
-			for i, c := range f.g.Cases {
-				if !slices.Equal(graphed[i].Output, eager[i].Output) {
-					t.Errorf("%s: graphs %v, eager %v", caseName(c), graphed[i].Output, eager[i].Output)
-				}
-				for step := range min(len(graphed[i].Logits), len(eager[i].Logits)) {
-					record(t, set+" graph vs eager", fmt.Sprintf("%s step %d", caseName(c), step), graphed[i].Logits[step], eager[i].Logits[step], tolGraph)
-				}
-			}
+			f.same(t, set+" graph vs eager", graphed, eager)
 			t.Logf("graphs: %+v", after)
 		})
+	}
+}
+
+// The LoRA kernels give the same on the compute stream as on the side stream (the bench's
+// one-stream variant). One model family: the streams do not depend on it.
+func TestLoRAOneStreamMatchesSideStream(t *testing.T) {
+	set := golden.Sets[0]
+	f := loadGPUFixture(t, set)
+	side := f.batch(t)
+	gpu.SetLoRASideStream(false)
+	defer gpu.SetLoRASideStream(true)
+	f.same(t, set+" one stream vs side stream", f.batch(t), side)
+}
+
+// batch runs every golden case in one batch and returns the sequences.
+func (f *gpuFixture) batch(t *testing.T) []*engine.Sequence {
+	var seqs []*engine.Sequence
+	for _, c := range f.g.Cases {
+		seqs = append(seqs, f.seq(c, true))
+	}
+	f.run(t, seqs...)
+	return seqs
+}
+
+// same checks that two runs of batch gave the same tokens and, within tolGraph, the same logits.
+func (f *gpuFixture) same(t *testing.T, check string, got, want []*engine.Sequence) {
+	t.Helper()
+	for i, c := range f.g.Cases {
+		if !slices.Equal(got[i].Output, want[i].Output) {
+			t.Errorf("%s: %s: %v, want %v", check, caseName(c), got[i].Output, want[i].Output)
+		}
+		for step := range min(len(got[i].Logits), len(want[i].Logits)) {
+			record(t, check, fmt.Sprintf("%s step %d", caseName(c), step), got[i].Logits[step], want[i].Logits[step], tolGraph)
+		}
 	}
 }

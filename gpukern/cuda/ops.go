@@ -158,7 +158,7 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		// adapters a step mixes (blocks past a row's rank return at once). On the side stream:
 		// it needs only x, so it runs beside the base GEMM of the same x.
 		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
-		o.Side = true
+		o.Side = !b.loraMain
 		b.record(o)
 	})
 }
@@ -186,7 +186,7 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 		// On the side stream after the shrink: it writes a delta, which the call reading the
 		// projection's output adds (and so joins the side stream).
 		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*host.LoRAGroup*t.Parts*vStride, a)
-		o.Side = true
+		o.Side = !b.loraMain
 		b.record(o)
 	})
 }
