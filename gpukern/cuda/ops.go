@@ -140,8 +140,12 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 	})
 }
 
-// shrinkJ is SHRINK_J of lora.cu: the outputs per block of lora_shrink.
-const shrinkJ = 4
+// shrinkJ and expandC are SHRINK_J and EXPAND_C of lora.cu: the outputs per block of
+// lora_shrink, and the columns per thread of lora_expand.
+const (
+	shrinkJ = 4
+	expandC = 4
+)
 
 // LoRAShrink implements gpukern.Backend: one launch for every adapter and part of the batch.
 func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in, vStride int) {
@@ -185,7 +189,7 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			dptr(upload(b, t.Lead)).dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
 		// On the side stream after the shrink: it writes a delta, which the call reading the
 		// projection's output adds (and so joins the side stream).
-		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads-1)/threads), d1(threads), 4*host.LoRAGroup*t.Parts*vStride, a)
+		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads*expandC-1)/(threads*expandC)), d1(threads), 4*host.LoRAGroup*t.Parts*vStride, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})

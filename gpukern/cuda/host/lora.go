@@ -7,7 +7,7 @@ import (
 )
 
 // LoRAGroup is LORA_GROUP of lora.cu: the most rows of one adapter that a block computes.
-const LoRAGroup = 8
+const LoRAGroup = 4
 
 // LoRA are the tables of the SGMV kernels (lora.cu) for one launch, with an entry per row and
 // part, r·Parts + p: the part's A and B (device addresses), its rank (0: the row has no

@@ -81,8 +81,9 @@ func TestCompileErrorAndCache(t *testing.T) {
 }
 
 // The backend (gpukern/cuda) looks these kernels up by name, sizes flash_prefill's shared
-// memory and tiles from FLASH_BQ and FLASH_BK and lora_expand's from LORA_GROUP, so each is
-// declared once, extern "C", and the sizes are the ones it assumes. This needs no NVRTC.
+// memory and tiles from FLASH_BQ and FLASH_BK, and the LoRA kernels' grids and shared memory
+// from SHRINK_J, EXPAND_C and LORA_GROUP, so each is declared once, extern "C", and the sizes
+// are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
 	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
@@ -99,7 +100,8 @@ func TestKernelNames(t *testing.T) {
 			t.Errorf("kernel %s declared %d times, listed %d times in Source.Kernels", name, n, declared[name])
 		}
 	}
-	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup)} {
+	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n",
+		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup)} {
 		if !strings.Contains(all, def) {
 			t.Errorf("no %q", def)
 		}

@@ -10,16 +10,20 @@
 // block, so that each block reads its part of A or B once for all of them: lead[r] is the
 // number of rows, from r on, that row r's blocks compute (0 for a row an earlier one covers).
 // Blocks of rows with lead 0 return at once: the grid keeps one block row per batch row, so
-// it stays the same whichever adapters a step mixes (a CUDA graph replays it).
-#define LORA_GROUP 8
+// it stays the same whichever adapters a step mixes (a CUDA graph replays it). The group is
+// small since its accumulators take registers, and occupancy is what streams A and B.
+//
+// Both kernels are latency-bound at decode sizes (a few MB each, measured on an H100 with
+// Nsight Compute): each block reads its table entries in one round trip, before any branch
+// on them, and keeps many loads of A or B in flight.
+#define LORA_GROUP 4
 
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
 // [rank, in] in bf16 and v in fp32. Grid (rows, parts * n) with n = ceil(vstride /
 // SHRINK_J): blockIdx.y / n is the part, and a block computes SHRINK_J consecutive j (blocks
 // past the rank return at once) for its group of rows. The block's warps split `in` between
 // them, each keeping SHRINK_J rows of A in flight, and add their partial sums in shared
-// memory: a decode step has few rows, and only many loads in flight per SM stream A at memory
-// speed. Where in is a multiple of 8 and the rows 16-byte aligned, a lane reads 8 elements at
+// memory. Where in is a multiple of 8 and the rows 16-byte aligned, a lane reads 8 elements at
 // once (one 16-byte load of each row of A, two of x).
 #define SHRINK_J 4
 
@@ -32,18 +36,20 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned 
 		const int *ranks, const int *lead, int parts, int in, int vstride) {
 	__shared__ float sums[32][LORA_GROUP * SHRINK_J]; // per warp
 	int n = gridDim.y / parts, p = blockIdx.y / n, j0 = (blockIdx.y % n) * SHRINK_J;
-	int r0 = blockIdx.x, g = lead[r0], t = r0 * parts + p, rank = ranks[t];
+	int r0 = blockIdx.x, t = r0 * parts + p;
+	int g = lead[r0], rank = ranks[t];
+	const __nv_bfloat16 *a = (const __nv_bfloat16 *)a_ptrs[t] + (size_t)j0 * in;
 	if (g == 0 || j0 >= rank) {
 		return; // the whole block
 	}
 	int jn = min(SHRINK_J, rank - j0);
-	const __nv_bfloat16 *a = (const __nv_bfloat16 *)a_ptrs[t] + (size_t)j0 * in;
 	const float *x0r = x + (size_t)r0 * in;
 	bool vec = (in & 7) == 0 && (((unsigned long long)a | (unsigned long long)x0r) & 15) == 0;
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 	float acc[LORA_GROUP][SHRINK_J] = {};
 	if (vec) {
 		// Consecutive warps read consecutive 512-byte runs of each row of A.
+#pragma unroll 2
 		for (int k = threadIdx.x * 8; k < in; k += blockDim.x * 8) {
 			uint4 w[SHRINK_J];
 #pragma unroll
@@ -111,73 +117,107 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned 
 // out_off[parts] values; 0 where the row has no adapter for the part (rank 0). Every element of
 // out is written (not added to): out is the delta buffer that the side stream fills beside the
 // base GEMM, shared between projections and so holding stale values, and the kernel that reads
-// the GEMM's output adds it. Grid (rows, ceil(out_off[parts] / blockDim.x)): a thread computes
-// one column for the block's group of rows, whose part it finds in out_off; dynamic shared
-// memory of LORA_GROUP * parts * vstride floats holds the group's rows of v. A thread reads
-// its row of B once for the group, 8 values at a time where rank is a multiple of 8 and B
-// 16-byte aligned.
+// the GEMM's output adds it. Grid (rows, ceil(out_off[parts] / (blockDim.x * EXPAND_C))): a
+// thread computes EXPAND_C columns, blockDim.x apart (so that a warp's loads of B stay
+// contiguous), for the block's group of rows, and finds each column's part in out_off; dynamic
+// shared memory of LORA_GROUP * parts * vstride floats holds the group's rows of v. A thread
+// reads its rows of B once for the group, 8 values of each column's row at a time where rank is
+// a multiple of 8 and B 16-byte aligned, all EXPAND_C columns' loads at once.
+#define EXPAND_C 4
+
 extern "C" __global__ void lora_expand(float *out, const float *v, const unsigned long long *b_ptrs, const int *ranks,
 		const float *scales, const int *lead, const int *out_off, int parts, int vstride) {
 	DYNAMIC_SHARED(float, vs);
-	int r0 = blockIdx.x, g = lead[r0];
+	int r0 = blockIdx.x, g = lead[r0], width = out_off[parts];
 	if (g == 0) {
 		return; // the whole block: an earlier row's blocks compute this row
 	}
 	const int *rr = ranks + (size_t)r0 * parts; // the same for every row of the group
-	for (int q = 0; q < g; q++) {
-		for (int p = 0; p < parts; p++) {
-			for (int j = threadIdx.x; j < rr[p]; j += blockDim.x) {
-				vs[(q * parts + p) * vstride + j] = v[((size_t)(r0 + q) * parts + p) * vstride + j];
-			}
+	int row = parts * vstride;
+	for (int i = threadIdx.x; i < g * row; i += blockDim.x) {
+		int q = i / row, pj = i % row;
+		if (pj % vstride < rr[pj / vstride]) {
+			vs[i] = v[(size_t)(r0 + q) * row + pj];
 		}
 	}
 	__syncthreads();
-	int o = blockIdx.y * blockDim.x + threadIdx.x, width = out_off[parts];
-	if (o >= width) {
-		return;
+	int o0 = blockIdx.y * blockDim.x * EXPAND_C + threadIdx.x;
+	// Each column's part, rank, scale and row of B (null past the width or without an adapter).
+	const __nv_bfloat16 *b[EXPAND_C];
+	int pc[EXPAND_C], rk[EXPAND_C], rank = 0;
+	float scale[EXPAND_C];
+	bool vec = true;
+#pragma unroll
+	for (int c = 0; c < EXPAND_C; c++) {
+		int o = o0 + c * blockDim.x, p = 0;
+		b[c] = nullptr;
+		pc[c] = rk[c] = 0;
+		scale[c] = 0.0f;
+		if (o < width) {
+			while (o >= out_off[p + 1]) {
+				p++;
+			}
+			int t = r0 * parts + p, r = ranks[t];
+			const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)b_ptrs[t];
+			if (r > 0) {
+				b[c] = b0 + (size_t)(o - out_off[p]) * r;
+				pc[c] = p;
+				rk[c] = r;
+				scale[c] = scales[t];
+				rank = max(rank, r);
+				vec = vec && (r & 7) == 0 && ((unsigned long long)b0 & 15) == 0;
+			}
+		}
 	}
-	int p = 0;
-	while (o >= out_off[p + 1]) {
-		p++;
-	}
-	int t = r0 * parts + p, rank = ranks[t];
-	float *dst = out + (size_t)r0 * width + o;
-	float acc[LORA_GROUP] = {};
-	if (rank > 0) {
-		const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)b_ptrs[t];
-		const __nv_bfloat16 *b = b0 + (size_t)(o - out_off[p]) * rank;
-		const float *vp = vs + p * vstride;
-		if ((rank & 7) == 0 && ((unsigned long long)b0 & 15) == 0) {
-			for (int j = 0; j < rank; j += 8) {
-				uint4 w = *(const uint4 *)(b + j);
-				float w8[8] = {bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y), bf16_lo(w.z), bf16_hi(w.z), bf16_lo(w.w), bf16_hi(w.w)};
+	float acc[LORA_GROUP][EXPAND_C] = {};
+	// Columns of one thread may be in parts of different ranks: j runs to the largest, and a
+	// column past its own rank adds nothing.
+	if (vec) {
+		for (int j = 0; j < rank; j += 8) {
+			uint4 w[EXPAND_C];
+#pragma unroll
+			for (int c = 0; c < EXPAND_C; c++) {
+				w[c] = j < rk[c] ? *(const uint4 *)(b[c] + j) : make_uint4(0, 0, 0, 0);
+			}
+#pragma unroll
+			for (int c = 0; c < EXPAND_C; c++) {
+				float w8[8] = {bf16_lo(w[c].x), bf16_hi(w[c].x), bf16_lo(w[c].y), bf16_hi(w[c].y),
+					bf16_lo(w[c].z), bf16_hi(w[c].z), bf16_lo(w[c].w), bf16_hi(w[c].w)};
 #pragma unroll
 				for (int q = 0; q < LORA_GROUP; q++) {
-					if (q < g) {
-						const float *vq = vp + q * parts * vstride + j;
+					if (q < g && j < rk[c]) {
+						const float *vq = vs + q * row + pc[c] * vstride + j;
 #pragma unroll
 						for (int e = 0; e < 8; e++) {
-							acc[q] += vq[e] * w8[e];
+							acc[q][c] += vq[e] * w8[e];
 						}
 					}
 				}
 			}
-		} else {
-			for (int j = 0; j < rank; j++) {
-				float w = __bfloat162float(b[j]);
+		}
+	} else {
+		for (int j = 0; j < rank; j++) {
 #pragma unroll
-				for (int q = 0; q < LORA_GROUP; q++) {
-					if (q < g) {
-						acc[q] += vp[q * parts * vstride + j] * w;
+			for (int c = 0; c < EXPAND_C; c++) {
+				if (j < rk[c]) {
+					float w = __bfloat162float(b[c][j]);
+#pragma unroll
+					for (int q = 0; q < LORA_GROUP; q++) {
+						if (q < g) {
+							acc[q][c] += vs[q * row + pc[c] * vstride + j] * w;
+						}
 					}
 				}
 			}
 		}
-		for (int q = 0; q < g; q++) {
-			acc[q] *= scales[t];
-		}
 	}
-	for (int q = 0; q < g; q++) {
-		dst[(size_t)q * width] = acc[q];
+#pragma unroll
+	for (int c = 0; c < EXPAND_C; c++) {
+		int o = o0 + c * blockDim.x;
+		if (o < width) {
+			for (int q = 0; q < g; q++) {
+				out[(size_t)(r0 + q) * width + o] = scale[c] * acc[q][c];
+			}
+		}
 	}
 }
