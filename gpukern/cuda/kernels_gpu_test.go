@@ -289,6 +289,8 @@ func TestAttention(t *testing.T) {
 		{32, 32, 128, []int{1, 20}, []int{1500, 20}},               // no GQA
 		{16, 4, 256, []int{33, 1}, []int{33, 700}},                 // the largest head
 		{12, 12, 32, []int{16, 17, 1}, []int{16, 17, 1}},           // tile edges
+		{4, 2, 20, []int{1, 3}, []int{70, 3}},                      // hd not a multiple of 8: no 16-byte loads
+		{8, 8, 72, []int{1, 1}, []int{600, 9}},                     // lanes past hd
 	} {
 		const bs = 16
 		var seqs []gpukern.AttnSeq

@@ -214,37 +214,75 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 }
 
 // Decode, one split of the context: decode row i (batch row dec_rows[i]), head blockIdx.y,
-// positions [s*split_len, min((s+1)*split_len, row_len)) for s = blockIdx.z. Each warp takes
-// U consecutive positions at a time, every warps*U-th run, with an online softmax, and the
-// warps merge at the end. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d]
-// stays unnormalised, with its (m, l) beside it: part_acc[((i*heads + h)*splits + s)*hd + d]
-// and part_ml[((i*heads + h)*splits + s)*2 + {0, 1}], splits = gridDim.z. An empty split
-// writes m = -inf, l = 0 and acc = 0. With one split and a non-null out, the block writes
-// the final output instead, as decode_combine would (part_acc and part_ml are unused): a
-// context of up to split_len needs no second kernel. Grid (n_dec, heads, splits); blockDim.x a
-// multiple of 32 (128); dynamic shared memory (blockDim.x/32) * (hd + 2) floats.
+// positions [s*split_len, min((s+1)*split_len, row_len)) for s = blockIdx.z, with an online
+// softmax. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d] stays
+// unnormalised, with its (m, l) beside it: part_acc[((i*heads + h)*splits + s)*hd + d] and
+// part_ml[((i*heads + h)*splits + s)*2 + {0, 1}], splits = gridDim.z. An empty split writes
+// m = -inf, l = 0 and acc = 0. With one split and a non-null out, the block writes the final
+// output instead, as decode_combine would (part_acc and part_ml are unused): a context of up to
+// split_len needs no second kernel. Grid (n_dec, heads, splits); blockDim.x a multiple of 32
+// (128); dynamic shared memory (blockDim.x/32) * (hd + 2) floats.
 //
-// The loop is a template on PAIRS, the bf16 pairs of hd a lane holds (hd <= 64*PAIRS), so that
-// hd = 128 neither pays registers for 256 nor leaves half its loads masked, and on U: a warp
-// keeps U positions' K and V in flight, as many as its registers allow, since only many loads
-// in flight stream the cache at memory speed. The block table is read one run ahead, so that
-// its lookup does not stand between two runs' loads.
-template <int PAIRS, int U>
+// A lane holds 8 values of hd, read as one 16-byte load of K and one of V: LP lanes (a power of
+// two, LP*8 >= hd) hold a position's head, so a warp reads G = 32/LP positions a load, N loads
+// deep, U = N*G consecutive positions a run, every warps*U-th run. Memory-level parallelism is
+// what streams the cache (Nsight Compute on the H100 found 4-byte loads, four positions deep,
+// at 1.5 TB/s and bound by issue). Each group of LP lanes keeps its own (m, l) and
+// accumulator; the groups of a warp merge by shuffles, the warps in shared memory. The block
+// table is read one run ahead, lane u holding the slot of the run's position u.
+#define DEC_N 4 // loads of K (and of V) a lane keeps in flight
+
+// The 8 bf16 values at p, as one 16-byte load where full (aligned, all 8 inside hd) and value
+// by value otherwise (the first n, zeros after).
+__device__ __forceinline__ uint4 load8(const __nv_bfloat16 *p, bool full, int n) {
+	if (full) {
+		return *(const uint4 *)p;
+	}
+	const unsigned short *s = (const unsigned short *)p;
+	unsigned int w[4] = {};
+	for (int e = 0; e < 8 && e < n; e++) {
+		w[e / 2] |= (unsigned int)s[e] << (16 * (e % 2));
+	}
+	return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__device__ __forceinline__ void unpack8(float f[8], uint4 w) {
+	unsigned int u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+	for (int e = 0; e < 4; e++) {
+		f[2 * e] = bf16_lo(u[e]);
+		f[2 * e + 1] = bf16_hi(u[e]);
+	}
+}
+
+// merge folds the softmax state (m2, l2, acc2) into (m, l, acc); -inf marks an empty state.
+__device__ __forceinline__ void merge(float &m, float &l, float acc[8], float m2, float l2, const float acc2[8]) {
+	float big = fmaxf(m, m2);
+	if (big == NEG_INF) {
+		return; // both empty
+	}
+	float c1 = m == NEG_INF ? 0.0f : expf(m - big), c2 = m2 == NEG_INF ? 0.0f : expf(m2 - big);
+	l = l * c1 + l2 * c2;
+#pragma unroll
+	for (int e = 0; e < 8; e++) {
+		acc[e] = acc[e] * c1 + acc2[e] * c2;
+	}
+	m = big;
+}
+
+template <int LP>
 __device__ __forceinline__ void decode_run(float *sh, const float *qr, const __nv_bfloat16 *k_cache,
 		const __nv_bfloat16 *v_cache, const int *table, int block_size, size_t stride, int kvh, int hd,
 		float scale, long long start, int end) {
+	constexpr int G = 32 / LP, N = G * DEC_N <= 32 ? DEC_N : 32 / G, U = N * G;
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-	int H = hd / 2;
-	bool aligned = (((unsigned long long)k_cache | (unsigned long long)v_cache) & 3) == 0;
-	float qv[PAIRS][2], acc[PAIRS][2];
+	int grp = lane / LP, d0 = (lane % LP) * 8;
+	bool full = (hd & 7) == 0 && d0 < hd && (((unsigned long long)k_cache | (unsigned long long)v_cache) & 15) == 0;
+	float qv[8], acc[8] = {};
 #pragma unroll
-	for (int j = 0; j < PAIRS; j++) {
-		int e = lane + 32 * j;
-		qv[j][0] = e < H ? qr[2 * e] : 0.0f;
-		qv[j][1] = e < H ? qr[2 * e + 1] : 0.0f;
-		acc[j][0] = acc[j][1] = 0.0f;
+	for (int e = 0; e < 8; e++) {
+		qv[e] = d0 + e < hd ? qr[d0 + e] : 0.0f;
 	}
-	// Lane u < U holds the cache slot of position run + u (-1 past the end).
 	auto slot_of = [&](long long run) {
 		long long p = run + lane;
 		return lane < U && p < end ? table[p / block_size] * block_size + (int)(p % block_size) : -1;
@@ -253,63 +291,74 @@ __device__ __forceinline__ void decode_run(float *sh, const float *qr, const __n
 	long long run = start + (long long)warp * U;
 	int slot = slot_of(run);
 	for (; run < end; run += (long long)warps * U) {
-		unsigned int kw[U][PAIRS], vw[U][PAIRS];
+		uint4 kw[N], vw[N];
 #pragma unroll
-		for (int u = 0; u < U; u++) {
-			int su = __shfl_sync(0xffffffffu, slot, u);
-			size_t at = su >= 0 ? (size_t)su * stride + (size_t)kvh * hd : 0;
-#pragma unroll
-			for (int j = 0; j < PAIRS; j++) {
-				int e = lane + 32 * j;
-				bool ok = su >= 0 && e < H;
-				kw[u][j] = ok ? load_pair(k_cache + at + 2 * e, aligned) : 0u;
-				vw[u][j] = ok ? load_pair(v_cache + at + 2 * e, aligned) : 0u;
-			}
+		for (int n = 0; n < N; n++) {
+			int su = __shfl_sync(0xffffffffu, slot, n * G + grp);
+			size_t at = (size_t)max(su, 0) * stride + (size_t)kvh * hd + d0;
+			bool ok = su >= 0 && d0 < hd;
+			kw[n] = ok ? load8(k_cache + at, full, hd - d0) : make_uint4(0, 0, 0, 0);
+			vw[n] = ok ? load8(v_cache + at, full, hd - d0) : make_uint4(0, 0, 0, 0);
 		}
 		slot = slot_of(run + (long long)warps * U); // the next run's, while these loads fly
-		float s[U];
-		float mn = m;
+		float s[N], mn = m;
 #pragma unroll
-		for (int u = 0; u < U; u++) {
-			float d = 0.0f;
+		for (int n = 0; n < N; n++) {
+			float k[8], d = 0.0f;
+			unpack8(k, kw[n]);
 #pragma unroll
-			for (int j = 0; j < PAIRS; j++) {
-				d += qv[j][0] * bf16_lo(kw[u][j]) + qv[j][1] * bf16_hi(kw[u][j]);
+			for (int e = 0; e < 8; e++) {
+				d += qv[e] * k[e];
 			}
-			s[u] = run + u < end ? warp_sum(d) * scale : NEG_INF;
-			mn = fmaxf(mn, s[u]);
+#pragma unroll
+			for (int o = LP / 2; o > 0; o >>= 1) {
+				d += __shfl_xor_sync(0xffffffffu, d, o);
+			}
+			s[n] = run + n * G + grp < end ? d * scale : NEG_INF;
+			mn = fmaxf(mn, s[n]);
 		}
-		// mn is finite (the run's first position is in range); exp(-inf) = 0 drops the rest.
-		float corr = expf(m - mn);
+		if (mn == NEG_INF) {
+			continue; // none of this group's positions is in range (it has none to come either)
+		}
+		float corr = expf(m - mn); // 0 while m is -inf
 		l *= corr;
 #pragma unroll
-		for (int j = 0; j < PAIRS; j++) {
-			acc[j][0] *= corr;
-			acc[j][1] *= corr;
+		for (int e = 0; e < 8; e++) {
+			acc[e] *= corr;
 		}
 #pragma unroll
-		for (int u = 0; u < U; u++) {
-			float pe = expf(s[u] - mn);
+		for (int n = 0; n < N; n++) {
+			float pe = expf(s[n] - mn), v[8];
+			unpack8(v, vw[n]);
 			l += pe;
 #pragma unroll
-			for (int j = 0; j < PAIRS; j++) {
-				acc[j][0] += pe * bf16_lo(vw[u][j]);
-				acc[j][1] += pe * bf16_hi(vw[u][j]);
+			for (int e = 0; e < 8; e++) {
+				acc[e] += pe * v[e];
 			}
 		}
 		m = mn;
+	}
+	// The warp's groups merge into the first (lanes 0..LP-1).
+#pragma unroll
+	for (int o = LP; o < 32; o <<= 1) {
+		float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o), acc2[8];
+#pragma unroll
+		for (int e = 0; e < 8; e++) {
+			acc2[e] = __shfl_xor_sync(0xffffffffu, acc[e], o);
+		}
+		merge(m, l, acc, m2, l2, acc2);
 	}
 	float *mine = sh + warp * (hd + 2); // this warp's m, l, acc[hd]
 	if (lane == 0) {
 		mine[0] = m;
 		mine[1] = l;
 	}
+	if (lane < LP) {
 #pragma unroll
-	for (int j = 0; j < PAIRS; j++) {
-		int e = lane + 32 * j;
-		if (e < H) {
-			mine[2 + 2 * e] = acc[j][0];
-			mine[3 + 2 * e] = acc[j][1];
+		for (int e = 0; e < 8; e++) {
+			if (d0 + e < hd) {
+				mine[2 + d0 + e] = acc[e];
+			}
 		}
 	}
 }
@@ -327,12 +376,16 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *
 	const int *table = blocks + row_table[r];
 	size_t stride = (size_t)kv_heads * hd;
 	DYNAMIC_SHARED(float, sh); // per warp: m, l, acc[hd]
-	if (hd <= 64) {
-		decode_run<1, 8>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+	if (hd <= 16) {
+		decode_run<2>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+	} else if (hd <= 32) {
+		decode_run<4>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+	} else if (hd <= 64) {
+		decode_run<8>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
 	} else if (hd <= 128) {
-		decode_run<2, 8>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+		decode_run<16>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
 	} else {
-		decode_run<4, 4>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+		decode_run<32>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
 	}
 	__syncthreads();
 	// A warp that saw no position has m = -inf and adds nothing; if none did, big stays -inf.
