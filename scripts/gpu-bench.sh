@@ -3,12 +3,14 @@
 # machine has no Go): `make build-cuda` here (bin/lorafleet-cuda, bin/COMMIT), send the tree
 # with bin/, run this from the repository root. Builds nothing.
 #
-# 1. the PEFT baseline (bench/baselines/peft_generate.py: transformers + peft generate);
-# 2. `lorafleet bench engine` on Llama-2-7B shapes, with the baseline beside it.
+# 1. `lorafleet bench engine` on Llama-2-7B shapes (within GPU_BENCH_ENGINE_SECONDS, default
+#    240: then stopped by SIGTERM, it writes what it has measured);
+# 2. the PEFT baseline (bench/baselines/peft_generate.py: transformers + peft generate) in the
+#    time left of GPU_BENCH_SECONDS (default 540, under the device tool's 600-second calls); it
+#    writes its JSON after each case, so one stopped by the limit keeps the cases it finished;
+# 3. the engine's report again with the baseline beside it (bench engine --report).
 # Results go to $OUT/gpu-bench (engine.json, engine.md, peft.json); the table is printed last.
-# Extra arguments go to bench engine (e.g. --steps 20 for a quicker run). The whole script
-# stops within GPU_BENCH_SECONDS (default 540, under the device tool's 600-second calls):
-# bench engine is then stopped by SIGTERM and writes what it has measured, targets first.
+# Extra arguments go to bench engine (e.g. --steps 20 for a quicker run).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp}/gpu-bench
@@ -17,15 +19,18 @@ cd "$root"
 commit=$(cat bin/COMMIT 2>/dev/null || echo unknown)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
-peft=()
-# The baseline writes its JSON after each case: one stopped by its time limit keeps the rest.
-PYTHONUNBUFFERED=1 timeout "${GPU_BENCH_PEFT_SECONDS:-300}" python3 bench/baselines/peft_generate.py --out "$out/peft.json" >"$out/peft.log" 2>&1 || {
+timeout -s TERM -k 30 "${GPU_BENCH_ENGINE_SECONDS:-240}" bin/lorafleet-cuda bench engine --commit "$commit" --out "$out" "$@" \
+	>/dev/null 2>"$out/engine.log"
+rc=$?
+[ $rc -eq 0 ] || { echo "bench engine: rc $rc; last lines:"; tail -5 "$out/engine.log"; }
+
+left=$(( ${GPU_BENCH_SECONDS:-540} - SECONDS - 10 ))
+PYTHONUNBUFFERED=1 timeout "$left" python3 bench/baselines/peft_generate.py --out "$out/peft.json" >"$out/peft.log" 2>&1 || {
 	echo "PEFT baseline failed or was stopped (rc $?); last lines:"
 	tail -5 "$out/peft.log"
 }
+peft=()
 [ -s "$out/peft.json" ] && peft=(--peft "$out/peft.json")
-left=$(( ${GPU_BENCH_SECONDS:-540} - SECONDS ))
-timeout -s TERM -k 30 "$left" bin/lorafleet-cuda bench engine --commit "$commit" --out "$out" "${peft[@]}" "$@" 2>"$out/engine.log"
-rc=$?
-[ $rc -eq 0 ] || tail -5 "$out/engine.log"
+[ -s "$out/engine.json" ] || exit 1
+bin/lorafleet-cuda bench engine --report "$out/engine.json" "${peft[@]}" --out "$out" || exit 1
 exit $rc

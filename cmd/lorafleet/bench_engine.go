@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,8 +41,22 @@ func runBenchEngine(args []string, e env) error {
 	fs.StringVar(&commit, "commit", "", "commit the binary was built from, for the report")
 	fs.StringVar(&out, "out", "", "directory for engine.json and engine.md (default: print the table only)")
 	peftFile := fs.String("peft", "", "JSON of bench/baselines/peft_generate.py run on the same GPU, to compare with")
+	again := fs.String("report", "", "engine.json of an earlier run: report it again (with --peft, say, measured after it) instead of measuring")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *again != "" {
+		b, err := os.ReadFile(*again)
+		if err != nil {
+			return err
+		}
+		rep := new(engine.Report)
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields() // a report this command wrote, not some other JSON
+		if err := dec.Decode(rep); err != nil {
+			return fmt.Errorf("--report %s: %w", *again, err)
+		}
+		return report(rep, *peftFile, out, e)
 	}
 	c.Model = engine.Llama2()
 	if shape != "" {
@@ -91,8 +106,17 @@ func runBenchEngine(args []string, e env) error {
 		return runErr
 	}
 	rep.Commit = commit
-	if *peftFile != "" {
-		b, err := os.ReadFile(*peftFile)
+	if err := report(rep, *peftFile, out, e); err != nil {
+		return err
+	}
+	return runErr // after the partial report is out
+}
+
+// report adds the PEFT baseline in peftFile (if named) to rep, judges the targets, prints the
+// markdown and, if out is named, writes engine.json and engine.md there.
+func report(rep *engine.Report, peftFile, out string, e env) error {
+	if peftFile != "" {
+		b, err := os.ReadFile(peftFile)
 		if err != nil {
 			return err
 		}
@@ -105,12 +129,10 @@ func runBenchEngine(args []string, e env) error {
 	if err := rep.Markdown(e.stdout); err != nil {
 		return err
 	}
-	if out != "" {
-		if err := writeReport(rep, out); err != nil {
-			return err
-		}
+	if out == "" {
+		return nil
 	}
-	return runErr // after the partial report is out
+	return writeReport(rep, out)
 }
 
 // writeReport writes engine.json and engine.md into the directory out.

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lorafleet/lorafleet/bench/engine"
+)
+
+// A run's engine.json reported again with a PEFT baseline measured after it keeps the run's
+// measurements and adds the baseline's table and verdicts.
+func TestBenchEngineReportAgain(t *testing.T) {
+	dir := t.TempDir()
+	_, stderr, code := lorafleet(t, "", "bench", "engine", "--backend", "cpu", "--shape", "../../testdata/tiny-llama/model/config.json",
+		"--batches", "2", "--adapters", "1", "--contexts", "8", "--steps", "2", "--warmup", "1",
+		"--prefill-prompt", "16", "--prefill-seqs", "1", "--out", dir)
+	if code != 0 {
+		t.Fatalf("bench engine: exit %d: %s", code, stderr)
+	}
+	first := readReport(t, filepath.Join(dir, "engine.json"))
+	peft := filepath.Join(dir, "peft.json")
+	baseline := `{"device": "test", "batch": 2, "prompt": 8, "new_tokens": 4, "cases": [{"case": "base", "adapters": 0, "tokens_per_s": 10}]}`
+	if err := os.WriteFile(peft, []byte(baseline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := filepath.Join(dir, "again")
+	stdout, stderr, code := lorafleet(t, "", "bench", "engine", "--report", filepath.Join(dir, "engine.json"), "--peft", peft, "--out", again)
+	if code != 0 {
+		t.Fatalf("bench engine --report: exit %d: %s", code, stderr)
+	}
+	second := readReport(t, filepath.Join(again, "engine.json"))
+	if len(second.Decode) != len(first.Decode) || second.Decode[0] != first.Decode[0] || second.Prefill != first.Prefill {
+		t.Errorf("measurements changed: %+v, then %+v", first.Decode, second.Decode)
+	}
+	if first.PEFT != nil || second.PEFT == nil || second.PEFT.Cases[0].TokensPerS != 10 {
+		t.Errorf("PEFT before %+v, after %+v", first.PEFT, second.PEFT)
+	}
+	md, err := os.ReadFile(filepath.Join(again, "engine.md"))
+	if err != nil || string(md) != stdout || !strings.Contains(stdout, "| none (base model) | 10.0 |") {
+		t.Errorf("engine.md (%v) and stdout differ or lack the PEFT row:\n%s", err, stdout)
+	}
+	if _, _, code := lorafleet(t, "", "bench", "engine", "--report", peft); code == 0 {
+		t.Error("a report that is not engine.json was accepted")
+	}
+}
+
+func readReport(t *testing.T, path string) *engine.Report {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := new(engine.Report)
+	if err := json.Unmarshal(b, rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
