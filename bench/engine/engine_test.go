@@ -110,8 +110,8 @@ func (g *gpuLike) Profile(f func()) (map[string]time.Duration, error) {
 }
 
 // On a backend with graphs, a side stream and timed uploads, the run adds the graphs-off and
-// one-stream variants at the first context, decode while adapters load (a fresh adapter before each timed step, each freed
-// again), and the memory in use.
+// one-stream variants at the first context, decode while adapters load (a fresh adapter
+// before each timed step, each freed again), and the memory in use.
 func TestGPUMeasurements(t *testing.T) {
 	shape := tinyShape(t)
 	cfg := Config{Model: shape, Batches: []int{2, 4}, Adapters: []int{0}, Contexts: []int{8, 16}, Rank: 4,

@@ -4,7 +4,9 @@ package cuda
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
@@ -51,8 +53,8 @@ func (f *functions) load(dir, arch string) error {
 			delete(byName, name)
 		}
 	}
-	for name := range byName {
-		return fmt.Errorf("cuda: kernel %s is in no source", name)
+	if len(byName) > 0 {
+		return fmt.Errorf("cuda: kernels %v are in no source", slices.Sorted(maps.Keys(byName)))
 	}
 	// The prefill kernel's tiles need more than 48 KiB of shared memory for large heads.
 	if err := drv.AllowSharedMemory(f.flashPrefill, flashSharedBytes(256)); err != nil {

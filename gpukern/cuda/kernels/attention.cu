@@ -226,10 +226,10 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 // A lane holds 8 values of hd, read as one 16-byte load of K and one of V: LP lanes (a power of
 // two, LP*8 >= hd) hold a position's head, so a warp reads G = 32/LP positions a load, N loads
 // deep, U = N*G consecutive positions a run, every warps*U-th run. Memory-level parallelism is
-// what streams the cache (Nsight Compute on the H100 found 4-byte loads, four positions deep,
-// at 1.5 TB/s and bound by issue). Each group of LP lanes keeps its own (m, l) and
-// accumulator; the groups of a warp merge by shuffles, the warps in shared memory. The block
-// table is read one run ahead, lane u holding the slot of the run's position u.
+// what streams the cache (Nsight Compute on the H100: with 4-byte loads this kernel was
+// issue-bound at 1.5 TB/s). Each group of LP lanes keeps its own (m, l) and accumulator; the
+// groups of a warp merge by shuffles, the warps in shared memory. The block table is read one
+// run ahead, lane u holding the slot of the run's position u.
 #define DEC_N 4 // loads of K (and of V) a lane keeps in flight
 
 // The 8 bf16 values at p, as one 16-byte load where full (aligned, all 8 inside hd) and value

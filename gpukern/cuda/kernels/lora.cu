@@ -38,11 +38,12 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned 
 	int n = gridDim.y / parts, p = blockIdx.y / n, j0 = (blockIdx.y % n) * SHRINK_J;
 	int r0 = blockIdx.x, t = r0 * parts + p;
 	int g = lead[r0], rank = ranks[t];
-	const __nv_bfloat16 *a = (const __nv_bfloat16 *)a_ptrs[t] + (size_t)j0 * in;
+	unsigned long long a_row0 = a_ptrs[t];
 	if (g == 0 || j0 >= rank) {
 		return; // the whole block
 	}
 	int jn = min(SHRINK_J, rank - j0);
+	const __nv_bfloat16 *a = (const __nv_bfloat16 *)a_row0 + (size_t)j0 * in;
 	const float *x0r = x + (size_t)r0 * in;
 	bool vec = (in & 7) == 0 && (((unsigned long long)a | (unsigned long long)x0r) & 15) == 0;
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
