@@ -14,8 +14,9 @@
 // small since its accumulators take registers, and occupancy is what streams A and B.
 //
 // Both kernels are latency-bound at decode sizes (a few MB each, measured on an H100 with
-// Nsight Compute): each block reads its table entries in one round trip, before any branch
-// on them, and keeps many loads of A or B in flight.
+// Nsight Compute): lora_shrink reads its table entries in one round trip, before any branch
+// on them, and lora_expand computes several columns a thread, so that its chain of table
+// lookups is paid once for all their loads of B, which are in flight together.
 #define LORA_GROUP 4
 
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
