@@ -26,7 +26,11 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	slot := cuda.SlotElems(mc.AdapterLens(cmp.Or(cfg.MaxLoRARank, peft.DefaultMaxRank)))
+	rank := cmp.Or(cfg.MaxLoRARank, peft.DefaultMaxRank)
+	if rank > cuda.MaxLoRARank {
+		return nil, fmt.Errorf("worker: --max-lora-rank %d is above the CUDA backend's largest, %d", rank, cuda.MaxLoRARank)
+	}
+	slot := cuda.SlotElems(mc.AdapterLens(rank))
 	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: slot, NoGraphs: cfg.EnforceEager})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

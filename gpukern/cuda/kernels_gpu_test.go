@@ -340,6 +340,8 @@ func TestLoRA(t *testing.T) {
 		{896, []int{4864, 4864}, []int{4, 1, 3}, [][]int{{16, 16}, {0, 32}, {8, 8}}},
 		// Sizes and ranks that miss the vectorized paths, three parts of unequal widths.
 		{130, []int{100, 37, 61}, []int{1, 4, 2}, [][]int{{3, 5, 7}, {8, 0, 24}, nil}},
+		// The largest rank: lora_expand's shared memory at its limit (one more is refused).
+		{64, []int{8, 8, 8}, []int{5, 2}, [][]int{{cuda.MaxLoRARank, cuda.MaxLoRARank, cuda.MaxLoRARank}, {8, 0, 8}}},
 	} {
 		parts := len(c.outDims)
 		var gs, rs []gpukern.LoRASegment

@@ -140,6 +140,11 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 	})
 }
 
+// MaxLoRARank is the largest adapter rank the LoRA kernels take: lora_expand holds its group's
+// rows of v for up to three fused parts (q, k and v) in the 48 KiB of shared memory a kernel
+// gets without opting in to more.
+const MaxLoRARank = 48 << 10 / (4 * host.LoRAGroup * 3)
+
 // shrinkJ and expandC are SHRINK_J and EXPAND_C of lora.cu: the outputs per block of
 // lora_shrink, and the columns per thread of lora_expand.
 const (
