@@ -246,15 +246,6 @@ __device__ __forceinline__ uint4 load8(const __nv_bfloat16 *p, bool full, int n)
 	return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-__device__ __forceinline__ void unpack8(float f[8], uint4 w) {
-	unsigned int u[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-	for (int e = 0; e < 4; e++) {
-		f[2 * e] = bf16_lo(u[e]);
-		f[2 * e + 1] = bf16_hi(u[e]);
-	}
-}
-
 // merge folds the softmax state (m2, l2, acc2) into (m, l, acc); -inf marks an empty state.
 __device__ __forceinline__ void merge(float &m, float &l, float acc[8], float m2, float l2, const float acc2[8]) {
 	float big = fmaxf(m, m2);

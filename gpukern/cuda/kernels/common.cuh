@@ -27,3 +27,13 @@ __device__ float bf16_lo(unsigned int u) {
 __device__ float bf16_hi(unsigned int u) {
 	return __uint_as_float(u & 0xffff0000u);
 }
+
+// The 8 bf16 values of a 16-byte load, in address order, widened to fp32.
+__device__ __forceinline__ void unpack8(float f[8], uint4 w) {
+	unsigned int u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+	for (int e = 0; e < 4; e++) {
+		f[2 * e] = bf16_lo(u[e]);
+		f[2 * e + 1] = bf16_hi(u[e]);
+	}
+}

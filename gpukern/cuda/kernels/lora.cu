@@ -183,8 +183,8 @@ extern "C" __global__ void lora_expand(float *out, const float *v, const unsigne
 			}
 #pragma unroll
 			for (int c = 0; c < EXPAND_C; c++) {
-				float w8[8] = {bf16_lo(w[c].x), bf16_hi(w[c].x), bf16_lo(w[c].y), bf16_hi(w[c].y),
-					bf16_lo(w[c].z), bf16_hi(w[c].z), bf16_lo(w[c].w), bf16_hi(w[c].w)};
+				float w8[8];
+				unpack8(w8, w[c]);
 #pragma unroll
 				for (int q = 0; q < LORA_GROUP; q++) {
 					if (q < g && j < rk[c]) {
