@@ -27,7 +27,8 @@ FUZZ_TARGETS := \
 	./pkg/membership:FuzzDecodeMeta:50000x \
 	./pkg/loadreport:FuzzDecode:40000x \
 	./router:FuzzRequestInfo:20000x \
-	./worker/sim:FuzzParseProfile:50000x
+	./worker/sim:FuzzParseProfile:50000x \
+	./gpukern/cuda/nvrtc:FuzzParseUsage:50000x
 
 .PHONY: all build build-cuda build-gpu-check check-cuda emu run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
 

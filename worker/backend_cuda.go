@@ -26,6 +26,9 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	if mc.HeadDim > cuda.MaxHeadDim {
+		return nil, fmt.Errorf("worker: the model's heads of %d values are above the CUDA backend's largest, %d", mc.HeadDim, cuda.MaxHeadDim)
+	}
 	rank := cmp.Or(cfg.MaxLoRARank, peft.DefaultMaxRank)
 	if rank > cuda.MaxLoRARank {
 		return nil, fmt.Errorf("worker: --max-lora-rank %d is above the CUDA backend's largest, %d", rank, cuda.MaxLoRARank)

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
@@ -20,6 +21,25 @@ const (
 // in fp32, the K and V tiles in bf16.
 func flashSharedBytes(hd int) int { return hd * (flashBQ*4 + 2*flashBK*2) }
 
+// MaxHeadDim is the largest head the attention kernels take (attention.cu).
+const MaxHeadDim = 256
+
+// decodeHeadDims are the head sizes of attention.cu's decode_split kernels: decode_split_hdN
+// takes heads of up to N values.
+var decodeHeadDims = [...]int{16, 32, 64, 128, MaxHeadDim}
+
+// decodeSplitOf is the decode_split kernel for heads of hd (at most MaxHeadDim) values.
+func (f *functions) decodeSplitOf(hd int) drv.Function {
+	i := 0
+	for i < len(decodeHeadDims)-1 && hd > decodeHeadDims[i] {
+		i++
+	}
+	return f.decodeSplit[i]
+}
+
+// decodeThreads is DEC_THREADS of attention.cu, the block size its launch bounds assume.
+const decodeThreads = 128
+
 // splitLen is how many context positions one block of decode_split covers: long contexts are
 // split so that a decode step keeps every SM busy, short ones take one split.
 const splitLen = 512
@@ -31,6 +51,10 @@ func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer
 	os, qs := dev(out), dev(q)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
+		if p.HeadDim > MaxHeadDim {
+			b.fail(fmt.Errorf("cuda: attention over heads of %d values; the kernels take at most %d", p.HeadDim, MaxHeadDim))
+			return
+		}
 		m := b.attnMetaOf(seqs)
 		plan := &b.attnPlan
 		size := len(plan.RowLen) * p.Heads * p.HeadDim
@@ -92,7 +116,7 @@ func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMet
 	a := (&args{}).dptr(acc).dptr(ml).dptr(direct).dptr(direct16).ptr(q).ptr(kc).ptr(vc).dptr(m.decRows).
 		dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(blockSize).
 		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale).i32(splitLen)
-	b.launch("decode_split", b.fn.decodeSplit, dims{X: n, Y: p.Heads, Z: splits}, d1(128), 4*(p.HeadDim+2)*4, a)
+	b.launch("decode_split", b.fn.decodeSplitOf(p.HeadDim), dims{X: n, Y: p.Heads, Z: splits}, d1(decodeThreads), (decodeThreads/32)*(p.HeadDim+2)*4, a)
 	if splits > 1 {
 		a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(m.decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
 		b.launch("decode_combine", b.fn.decodeCombine, d2(n, p.Heads), d1(128), 0, a)

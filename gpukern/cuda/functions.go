@@ -19,7 +19,8 @@ import (
 type functions struct {
 	embedding, gather, rmsnorm, siluMul, addBias, add, toBF16 drv.Function
 	ropeWriteKV                                               drv.Function
-	flashPrefill, decodeSplit, decodeCombine                  drv.Function
+	flashPrefill, decodeCombine                               drv.Function
+	decodeSplit                                               [len(decodeHeadDims)]drv.Function // by head size (decodeSplitOf)
 	loraShrink, loraExpand                                    drv.Function
 	argmax, sampleRows                                        drv.Function
 	fillRandom                                                drv.Function
@@ -31,9 +32,12 @@ func (f *functions) load(dir, arch string) error {
 	byName := map[string]*drv.Function{
 		"embedding": &f.embedding, "gather": &f.gather, "rmsnorm": &f.rmsnorm, "silu_mul": &f.siluMul,
 		"add_bias": &f.addBias, "add": &f.add, "to_bf16": &f.toBF16, "rope_write_kv": &f.ropeWriteKV,
-		"flash_prefill": &f.flashPrefill, "decode_split": &f.decodeSplit, "decode_combine": &f.decodeCombine,
+		"flash_prefill": &f.flashPrefill, "decode_combine": &f.decodeCombine,
 		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
 		"fill_random": &f.fillRandom,
+	}
+	for i, hd := range decodeHeadDims {
+		byName[fmt.Sprintf("decode_split_hd%d", hd)] = &f.decodeSplit[i]
 	}
 	// Each function is looked up in the module its source declares it in: a lookup that
 	// fails is an API error that compute-sanitizer reports.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -291,6 +292,8 @@ func TestAttention(t *testing.T) {
 		{12, 12, 32, []int{16, 17, 1}, []int{16, 17, 1}},           // tile edges
 		{4, 2, 20, []int{1, 3}, []int{70, 3}},                      // hd not a multiple of 8: no 16-byte loads
 		{8, 8, 72, []int{1, 1}, []int{600, 9}},                     // lanes past hd
+		{4, 2, 16, []int{1, 1}, []int{40, 600}},                    // decode's smallest heads
+		{6, 3, 48, []int{1, 2}, []int{530, 2}},                     // lanes past hd, split
 	} {
 		const bs = 16
 		var seqs []gpukern.AttnSeq
@@ -315,6 +318,17 @@ func TestAttention(t *testing.T) {
 		q.free()
 		o.free()
 	}
+	// A head larger than the kernels take is an error at the next Sync, not a wrong result.
+	const hd = cuda.MaxHeadDim + 2
+	gc, rc := cacheOf(r, 1, 16, 1, hd)
+	q, o := act(randn(r, hd, 1)), out(hd)
+	gpu.Attention(o.g, q.g, gc, 0, []gpukern.AttnSeq{{QLen: 1, CtxLen: 1, Blocks: []int32{0}}}, gpukern.AttnParams{Heads: 1, KVHeads: 1, HeadDim: hd, Scale: 1})
+	if err := gpu.Sync(); err == nil || !strings.Contains(err.Error(), "at most 256") {
+		t.Errorf("attention over heads of %d: Sync = %v, want an error", hd, err)
+	}
+	freeCache(gc, rc)
+	q.free()
+	o.free()
 }
 
 // loraCase is a batch of segments over a projection of len(outDims) fused parts: rows per

@@ -145,11 +145,13 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 // gets without opting in to more.
 const MaxLoRARank = 48 << 10 / (4 * host.LoRAGroup * 3)
 
-// shrinkJ and expandC are SHRINK_J and EXPAND_C of lora.cu: the outputs per block of
-// lora_shrink, and the columns per thread of lora_expand.
+// shrinkJ, expandC and loraThreads are SHRINK_J, EXPAND_C and LORA_THREADS of lora.cu: the
+// outputs per block of lora_shrink, the columns per thread of lora_expand, and the block size
+// of both (their launch bounds: a larger block would not launch).
 const (
-	shrinkJ = 4
-	expandC = 4
+	shrinkJ     = 4
+	expandC     = 4
+	loraThreads = 256
 )
 
 // LoRAShrink implements gpukern.Backend: one launch for every adapter and part of the batch.
@@ -166,7 +168,7 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
 		// adapters a step mixes (blocks past a row's rank return at once). On the side stream:
 		// it needs only x, so it runs beside the base GEMM of the same x.
-		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(threads), 0, a)
+		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(loraThreads), 0, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})
@@ -194,7 +196,7 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			dptr(upload(b, t.Lead)).dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
 		// On the side stream after the shrink: it writes a delta, which the call reading the
 		// projection's output adds (and so joins the side stream).
-		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+threads*expandC-1)/(threads*expandC)), d1(threads), 4*host.LoRAGroup*t.Parts*vStride, a)
+		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+loraThreads*expandC-1)/(loraThreads*expandC)), d1(loraThreads), 4*host.LoRAGroup*t.Parts*vStride, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})

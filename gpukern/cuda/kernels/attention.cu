@@ -220,8 +220,10 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 // part_ml[((i*heads + h)*splits + s)*2 + {0, 1}], splits = gridDim.z. An empty split writes
 // m = -inf, l = 0 and acc = 0. With one split and a non-null out, the block writes the final
 // output instead, as decode_combine would (part_acc and part_ml are unused): a context of up to
-// split_len needs no second kernel. Grid (n_dec, heads, splits); blockDim.x a multiple of 32
-// (128); dynamic shared memory (blockDim.x/32) * (hd + 2) floats.
+// split_len needs no second kernel. Grid (n_dec, heads, splits); blockDim.x DEC_THREADS;
+// dynamic shared memory (DEC_THREADS/32) * (hd + 2) floats. One kernel per size of head,
+// decode_split_hdN for hd <= N, so that each is compiled for its own lanes per position and
+// none pays the registers of another.
 //
 // A lane holds 8 values of hd, read as one 16-byte load of K and one of V: LP lanes (a power of
 // two, LP*8 >= hd) hold a position's head, so a warp reads G = 32/LP positions a load, N loads
@@ -230,18 +232,28 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 // issue-bound at 1.5 TB/s). Each group of LP lanes keeps its own (m, l) and accumulator; the
 // groups of a warp merge by shuffles, the warps in shared memory. The block table is read one
 // run ahead, lane u holding the slot of the run's position u.
-#define DEC_N 4 // loads of K (and of V) a lane keeps in flight
+//
+// Registers bound how many blocks an SM runs: at 94 registers (four loads deep, one kernel for
+// every head size) it held 5 blocks, so batch 32's 1,024 blocks took 1.55 waves on an H100's
+// 132 SMs (Nsight Compute). DEC_BLOCKS blocks an SM hold a batch of 32 with 32 heads in one
+// wave; at that bound ptxas keeps three loads deep in registers, and four would spill
+// (kernels_test.go's TestKernelResources checks for spills).
+#define DEC_N 3 // loads of K (and of V) a lane keeps in flight
+#define DEC_THREADS 128
+#define DEC_BLOCKS 8
 
 // The 8 bf16 values at p, as one 16-byte load where full (aligned, all 8 inside hd) and value
-// by value otherwise (the first n, zeros after).
+// by value otherwise (the first n, zeros after). Unrolled, so that w stays in registers.
 __device__ __forceinline__ uint4 load8(const __nv_bfloat16 *p, bool full, int n) {
 	if (full) {
 		return *(const uint4 *)p;
 	}
 	const unsigned short *s = (const unsigned short *)p;
-	unsigned int w[4] = {};
-	for (int e = 0; e < 8 && e < n; e++) {
-		w[e / 2] |= (unsigned int)s[e] << (16 * (e % 2));
+	unsigned int w[4];
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		unsigned int lo = 2 * i < n ? s[2 * i] : 0u, hi = 2 * i + 1 < n ? s[2 * i + 1] : 0u;
+		w[i] = lo | hi << 16;
 	}
 	return make_uint4(w[0], w[1], w[2], w[3]);
 }
@@ -354,9 +366,16 @@ __device__ __forceinline__ void decode_run(float *sh, const float *qr, const __n
 	}
 }
 
-extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *out, __nv_bfloat16 *out16, const float *q,
-		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len,
-		const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd, float scale, int split_len) {
+#define DECODE_SPLIT_PARAMS                                                                                   \
+	float *part_acc, float *part_ml, float *out, __nv_bfloat16 *out16, const float *q, const __nv_bfloat16 *k_cache, \
+		const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len, const int *row_table, const int *blocks, \
+		int block_size, int heads, int kv_heads, int hd, float scale, int split_len
+#define DECODE_SPLIT_ARGS                                                                                      \
+	part_acc, part_ml, out, out16, q, k_cache, v_cache, dec_rows, row_len, row_table, blocks, block_size, heads, \
+		kv_heads, hd, scale, split_len
+
+template <int LP>
+__device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
 	int i = blockIdx.x, h = blockIdx.y, sp = blockIdx.z;
 	int r = dec_rows[i];
 	int kvh = h / (heads / kv_heads);
@@ -367,17 +386,7 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *
 	const int *table = blocks + row_table[r];
 	size_t stride = (size_t)kv_heads * hd;
 	DYNAMIC_SHARED(float, sh); // per warp: m, l, acc[hd]
-	if (hd <= 16) {
-		decode_run<2>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
-	} else if (hd <= 32) {
-		decode_run<4>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
-	} else if (hd <= 64) {
-		decode_run<8>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
-	} else if (hd <= 128) {
-		decode_run<16>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
-	} else {
-		decode_run<32>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
-	}
+	decode_run<LP>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
 	__syncthreads();
 	// A warp that saw no position has m = -inf and adds nothing; if none did, big stays -inf.
 	float big = NEG_INF, total = 0.0f;
@@ -412,6 +421,22 @@ extern "C" __global__ void decode_split(float *part_acc, float *part_ml, float *
 		part_ml[part * 2] = big;
 		part_ml[part * 2 + 1] = total;
 	}
+}
+
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd16(DECODE_SPLIT_PARAMS) {
+	decode_split<2>(DECODE_SPLIT_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd32(DECODE_SPLIT_PARAMS) {
+	decode_split<4>(DECODE_SPLIT_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd64(DECODE_SPLIT_PARAMS) {
+	decode_split<8>(DECODE_SPLIT_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd128(DECODE_SPLIT_PARAMS) {
+	decode_split<16>(DECODE_SPLIT_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd256(DECODE_SPLIT_PARAMS) {
+	decode_split<32>(DECODE_SPLIT_ARGS);
 }
 
 // Decode, the splits combined: out[(dec_rows[i]*heads + h)*hd + d] = sum_s acc_s[d] *

@@ -31,7 +31,7 @@ type Source struct {
 }
 
 // kernelDecl matches a kernel's declaration; its first group is the name.
-var kernelDecl = regexp.MustCompile(`extern "C" __global__ void (?:__launch_bounds__\(\w+\) )?(\w+)\(`)
+var kernelDecl = regexp.MustCompile(`extern "C" __global__ void (?:__launch_bounds__\([\w, ]+\) )?(\w+)\(`)
 
 // Sources returns every kernel file, by name, each with common.cuh in front of it (and a #line
 // directive, so that compiler messages keep the file's own line numbers).

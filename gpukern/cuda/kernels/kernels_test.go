@@ -12,10 +12,11 @@ import (
 	"github.com/lorafleet/lorafleet/gpukern/cuda/nvrtc"
 )
 
-// Every kernel source compiles with NVRTC for the Ampere and Hopper architectures. This needs
-// NVRTC and the CUDA headers (Debian: nvidia-cuda-dev), not a GPU; CI installs them and sets
-// LORAFLEET_REQUIRE_NVRTC so that their absence fails rather than skips.
-func TestKernelsCompile(t *testing.T) {
+// nvrtcOrSkip returns the CUDA include directory, or skips t where NVRTC or the CUDA headers
+// (Debian: nvidia-cuda-dev) are absent. CI installs them and sets LORAFLEET_REQUIRE_NVRTC, so
+// that their absence fails rather than skips.
+func nvrtcOrSkip(t *testing.T) string {
+	t.Helper()
 	if err := nvrtc.Open(); err != nil {
 		if errors.Is(err, nvrtc.ErrUnavailable) && os.Getenv("LORAFLEET_REQUIRE_NVRTC") == "" {
 			t.Skipf("%v (install nvidia-cuda-dev; CI sets LORAFLEET_REQUIRE_NVRTC)", err)
@@ -26,40 +27,14 @@ func TestKernelsCompile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	major, minor, _ := nvrtc.Version()
-	t.Logf("NVRTC %d.%d, headers in %s", major, minor, inc)
-	srcs := Sources()
-	if len(srcs) < 5 {
-		t.Fatalf("%d kernel sources embedded", len(srcs))
-	}
-	for _, arch := range []string{"sm_80", "sm_90"} {
-		for _, s := range srcs {
-			cubin, err := nvrtc.Compile(s.Name, s.Text, arch, inc)
-			if err != nil {
-				t.Errorf("%s for %s: %v", s.Name, arch, err)
-				continue
-			}
-			if len(cubin) < 4 || string(cubin[1:4]) != "ELF" {
-				t.Errorf("%s for %s: not an ELF cubin", s.Name, arch)
-			}
-		}
-	}
+	return inc
 }
 
 // A kernel that does not compile comes back as a CompileError with the compiler's log, and
 // the disk cache compiles a source once.
 func TestCompileErrorAndCache(t *testing.T) {
-	if err := nvrtc.Open(); err != nil {
-		if os.Getenv("LORAFLEET_REQUIRE_NVRTC") == "" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	inc, err := nvrtc.IncludeDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = nvrtc.Compile("broken.cu", `extern "C" __global__ void k(float *x) { x[0] = undefined_name; }`, "sm_80", inc)
+	inc := nvrtcOrSkip(t)
+	_, err := nvrtc.Compile("broken.cu", `extern "C" __global__ void k(float *x) { x[0] = undefined_name; }`, "sm_80", inc)
 	var ce *nvrtc.CompileError
 	if !errors.As(err, &ce) || ce.Arch != "sm_80" || !strings.Contains(ce.Log, "undefined_name") {
 		t.Fatalf("err = %v", err)
@@ -69,6 +44,9 @@ func TestCompileErrorAndCache(t *testing.T) {
 	first, err := cache.Compile(src.Name, src.Text, "sm_80", inc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(first) < 4 || string(first[1:4]) != "ELF" {
+		t.Fatalf("%s: not an ELF cubin", src.Name)
 	}
 	again, err := cache.Compile(src.Name, src.Text, "sm_80", inc)
 	if err != nil || string(again) != string(first) {
@@ -80,10 +58,50 @@ func TestCompileErrorAndCache(t *testing.T) {
 	}
 }
 
+// Every kernel source compiles with NVRTC for the Ampere and Hopper architectures (this needs
+// NVRTC and the CUDA headers, not a GPU), and no kernel spills registers to local memory on
+// either, while the decode and LoRA kernels, whose loads in flight are what stream memory,
+// keep no stack frame (an array indexed at run time lives there: lora_expand's accumulators
+// did). Launch bounds make ptxas fit a kernel in the registers that its blocks per SM leave
+// it, spilling if it must; this is what catches that. The table it logs (go test -v -run
+// TestKernelResources) is what bounds how many blocks an SM runs: Nsight Compute on the H100
+// found the occupancy it implies.
+func TestKernelResources(t *testing.T) {
+	inc := nvrtcOrSkip(t)
+	major, minor, _ := nvrtc.Version()
+	t.Logf("NVRTC %d.%d, headers in %s", major, minor, inc)
+	if n := len(Sources()); n < 5 {
+		t.Fatalf("%d kernel sources embedded", n)
+	}
+	for _, arch := range []string{"sm_80", "sm_90"} {
+		t.Logf("%s: kernel, registers a thread, static shared bytes a block, stack bytes, spilled bytes", arch)
+		for _, s := range Sources() {
+			us, err := nvrtc.Resources(s.Name, s.Text, arch, inc)
+			if err != nil {
+				t.Errorf("%s for %s: %v", s.Name, arch, err)
+				continue
+			}
+			if len(us) != len(s.Kernels) {
+				t.Errorf("%s for %s: the compiler reported %d kernels, the source declares %d", s.Name, arch, len(us), len(s.Kernels))
+			}
+			for _, u := range us {
+				t.Logf("  %-20s %3d %6d %4d %4d", u.Kernel, u.Registers, u.SharedBytes, u.StackBytes, u.SpillStores+u.SpillLoads)
+				if u.SpillStores+u.SpillLoads > 0 {
+					t.Errorf("%s for %s spills: %d bytes stored, %d loaded", u.Kernel, arch, u.SpillStores, u.SpillLoads)
+				}
+				if hot := strings.HasPrefix(u.Kernel, "decode_split") || strings.HasPrefix(u.Kernel, "lora_"); hot && u.StackBytes > 0 {
+					t.Errorf("%s for %s keeps a stack frame of %d bytes", u.Kernel, arch, u.StackBytes)
+				}
+			}
+		}
+	}
+}
+
 // The backend (gpukern/cuda) looks these kernels up by name, sizes flash_prefill's shared
-// memory and tiles from FLASH_BQ and FLASH_BK, and the LoRA kernels' grids and shared memory
-// from SHRINK_J, EXPAND_C and LORA_GROUP, so each is declared once, extern "C", and the sizes
-// are the ones it assumes. This needs no NVRTC.
+// memory and tiles from FLASH_BQ and FLASH_BK, the LoRA kernels' grids and shared memory from
+// SHRINK_J, EXPAND_C and LORA_GROUP, and launches the kernels with launch bounds with the
+// block sizes they name (LORA_THREADS, DEC_THREADS), so each kernel is declared once, extern
+// "C", and the sizes are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
 	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
@@ -93,15 +111,16 @@ func TestKernelNames(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"embedding", "gather", "rmsnorm", "silu_mul", "add_bias", "add", "to_bf16",
-		"rope_write_kv", "flash_prefill", "decode_split", "decode_combine", "lora_shrink", "lora_expand",
+		"rope_write_kv", "flash_prefill", "decode_split_hd16", "decode_split_hd32", "decode_split_hd64",
+		"decode_split_hd128", "decode_split_hd256", "decode_combine", "lora_shrink", "lora_expand",
 		"argmax", "sample_rows", "fill_random"} {
-		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\(\w+\) )?` + name + `\(`)
+		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\([\w, ]+\) )?` + name + `\(`)
 		if n := len(re.FindAllString(all, -1)); n != 1 || declared[name] != 1 {
 			t.Errorf("kernel %s declared %d times, listed %d times in Source.Kernels", name, n, declared[name])
 		}
 	}
 	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n",
-		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup)} {
+		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define DEC_THREADS 128\n"} {
 		if !strings.Contains(all, def) {
 			t.Errorf("no %q", def)
 		}

@@ -19,6 +19,12 @@
 // lookups is paid once for all their loads of B, which are in flight together.
 #define LORA_GROUP 4
 
+// Both run LORA_THREADS threads a block, and launch bounds hold them to the registers of
+// LORA_BLOCKS blocks an SM: Nsight Compute on the H100 found 3 (lora_expand at 80 registers).
+// At 4 ptxas needs no spills (TestKernelResources); at 5 lora_expand spills.
+#define LORA_THREADS 256
+#define LORA_BLOCKS 4
+
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
 // [rank, in] in bf16 and v in fp32. Grid (rows, parts * n) with n = ceil(vstride /
 // SHRINK_J): blockIdx.y / n is the part, and a block computes SHRINK_J consecutive j (blocks
@@ -33,7 +39,7 @@ __device__ __forceinline__ float dot8(float4 x0, float4 x1, uint4 w) {
 		x1.x * bf16_lo(w.z) + x1.y * bf16_hi(w.z) + x1.z * bf16_lo(w.w) + x1.w * bf16_hi(w.w);
 }
 
-extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
 		const int *ranks, const int *lead, int parts, int in, int vstride) {
 	__shared__ float sums[32][LORA_GROUP * SHRINK_J]; // per warp
 	int n = gridDim.y / parts, p = blockIdx.y / n, j0 = (blockIdx.y % n) * SHRINK_J;
@@ -127,7 +133,7 @@ extern "C" __global__ void lora_shrink(float *v, const float *x, const unsigned 
 // a multiple of 8 and B 16-byte aligned, all EXPAND_C columns' loads at once.
 #define EXPAND_C 4
 
-extern "C" __global__ void lora_expand(float *out, const float *v, const unsigned long long *b_ptrs, const int *ranks,
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_expand(float *out, const float *v, const unsigned long long *b_ptrs, const int *ranks,
 		const float *scales, const int *lead, const int *out_off, int parts, int vstride) {
 	DYNAMIC_SHARED(float, vs);
 	int r0 = blockIdx.x, g = lead[r0], width = out_off[parts];
@@ -217,8 +223,11 @@ extern "C" __global__ void lora_expand(float *out, const float *v, const unsigne
 	for (int c = 0; c < EXPAND_C; c++) {
 		int o = o0 + c * blockDim.x;
 		if (o < width) {
-			for (int q = 0; q < g; q++) {
-				out[(size_t)(r0 + q) * width + o] = scale[c] * acc[q][c];
+#pragma unroll // so that acc stays in registers
+			for (int q = 0; q < LORA_GROUP; q++) {
+				if (q < g) {
+					out[(size_t)(r0 + q) * width + o] = scale[c] * acc[q][c];
+				}
 			}
 		}
 	}

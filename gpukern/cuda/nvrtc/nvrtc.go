@@ -77,39 +77,49 @@ func (e *CompileError) Error() string {
 // Compile compiles src (named name in messages) for arch (a real architecture such as
 // "sm_90") with includeDir (see IncludeDir) on the include path, and returns the cubin.
 func Compile(name, src, arch, includeDir string) ([]byte, error) {
+	cubin, _, err := compile(name, src, arch, includeDir, false)
+	return cubin, err
+}
+
+// compile is Compile, also returning the compiler's log; verbose has ptxas report each
+// kernel's resources there.
+func compile(name, src, arch, includeDir string, verbose bool) (cubin []byte, log string, err error) {
 	if err := Open(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	csrc, cname := C.CString(src), C.CString(name)
 	defer C.free(unsafe.Pointer(csrc))
 	defer C.free(unsafe.Pointer(cname))
 	var prog unsafe.Pointer
 	if rc := C.lf_nvrtc_create(&prog, csrc, cname); rc != 0 {
-		return nil, resultError("nvrtcCreateProgram", rc)
+		return nil, "", resultError("nvrtcCreateProgram", rc)
 	}
 	defer C.lf_nvrtc_destroy(&prog)
 	opts := []string{"--gpu-architecture=" + arch, "--std=c++17", "-default-device", "-I" + includeDir}
+	if verbose {
+		opts = append(opts, "--ptxas-options=-v")
+	}
 	copts := make([]*C.char, len(opts)) // Go memory holding C pointers may be passed to C
 	for i, o := range opts {
 		copts[i] = C.CString(o)
 		defer C.free(unsafe.Pointer(copts[i]))
 	}
 	if rc := C.lf_nvrtc_compile(prog, C.int(len(copts)), &copts[0]); rc != 0 {
-		return nil, &CompileError{Name: name, Arch: arch, Log: programLog(prog)}
+		return nil, "", &CompileError{Name: name, Arch: arch, Log: programLog(prog)}
 	}
 	var n C.size_t
 	if rc := C.lf_nvrtc_cubin_size(prog, &n); rc != 0 {
-		return nil, resultError("nvrtcGetCUBINSize", rc)
+		return nil, "", resultError("nvrtcGetCUBINSize", rc)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("nvrtc: %s: no cubin (the architecture must be a real one such as sm_90, not compute_90)", name)
+		return nil, "", fmt.Errorf("nvrtc: %s: no cubin (the architecture must be a real one such as sm_90, not compute_90)", name)
 	}
 	buf := C.malloc(n)
 	defer C.free(buf)
 	if rc := C.lf_nvrtc_cubin(prog, (*C.char)(buf)); rc != 0 {
-		return nil, resultError("nvrtcGetCUBIN", rc)
+		return nil, "", resultError("nvrtcGetCUBIN", rc)
 	}
-	return C.GoBytes(buf, C.int(n)), nil
+	return C.GoBytes(buf, C.int(n)), programLog(prog), nil
 }
 
 func programLog(prog unsafe.Pointer) string {
