@@ -44,9 +44,11 @@ build-cuda:
 	$(GO) build -tags cuda -ldflags="-s -w" -o $(CUDA_BIN) ./cmd/lorafleet
 	git rev-parse --short HEAD > bin/COMMIT 2>/dev/null || echo unknown > bin/COMMIT
 
-# The GPU test binary that scripts/gpu-check.sh runs on a GPU machine.
+# The test binaries that scripts/gpu-check.sh runs on a GPU machine: the backend's GPU tests,
+# and the kernels' resources as that machine's NVRTC compiles them.
 build-gpu-check:
 	$(GO) test -c -tags cuda -ldflags="-s -w" -o bin/gpukern-cuda.test ./gpukern/cuda
+	$(GO) test -c -ldflags="-s -w" -o bin/kernels.test ./gpukern/cuda/kernels
 
 # Vet, staticcheck and build the cuda-tagged code (CI runs it; needs the CUDA headers).
 check-cuda: build-cuda build-gpu-check

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The CUDA backend's checks on a GPU machine, from binaries built elsewhere: the GPU machine
-# has no Go. Build them here with `make build-gpu-check` (bin/gpukern-cuda.test), send the
-# tree with bin/ (the device tool's carry), then run this from the repository root.
+# has no Go. Build them here with `make build-gpu-check` (bin/gpukern-cuda.test and
+# bin/kernels.test), send the tree with bin/ (the device tool's carry), then run this from the
+# repository root.
 #
 # 1. every kernel against gpukern/cpuref, the full model against the golden logits, a
 #    mixed-adapter batch against its rows alone (gpukern/cuda/*_gpu_test.go);
-# 2. compute-sanitizer memcheck on one prefill and one decode step.
+# 2. compute-sanitizer memcheck on one prefill and one decode step;
+# 3. each kernel's registers, stack and spills as the machine's own NVRTC compiles it
+#    (TestKernelResources; CI checks them with the NVRTC of Debian's CUDA 11.8).
 # It prints a short table last and exits non-zero when anything failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,9 +35,18 @@ else
 	summary="compute-sanitizer not found"
 fi
 
+# Its own directory: the kernels package's tests read nothing from the tree.
+LORAFLEET_REQUIRE_NVRTC=1 "$root/bin/kernels.test" -test.v -test.run '^TestKernelResources$' >"$out/resources.log" 2>&1
+resources=$?
+
+echo
+echo "Kernel resources (NVRTC of this machine; registers, static shared bytes, stack bytes, spilled bytes):"
+grep -m1 'NVRTC' "$out/resources.log"
+sed -n '/sm_90:/,$p' "$out/resources.log" | grep -E '(decode|lora)_|spills|stack frame'
 echo
 echo "GPU checks ($(basename "$bin"), logs in $out):"
 grep -E '^\|' "$out/tests.log"
 echo "| compute-sanitizer memcheck | prefill + decode step | ${summary:-no summary} | 0 errors | $([ $sanitizer -eq 0 ] && echo ok || echo FAIL) |"
+echo "| kernel resources | every kernel, sm_80 and sm_90 | $(grep -cE 'spills|stack frame' "$out/resources.log") spilling or stack | none | $([ $resources -eq 0 ] && echo ok || echo FAIL) |"
 echo "tests: $([ $tests -eq 0 ] && echo PASS || echo "FAIL ($tests)")"
-[ $tests -eq 0 ] && [ $sanitizer -eq 0 ]
+[ $tests -eq 0 ] && [ $sanitizer -eq 0 ] && [ $resources -eq 0 ]

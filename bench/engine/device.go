@@ -16,8 +16,12 @@ import (
 type (
 	// Grapher is a backend that can replay steps as CUDA graphs, and run them without.
 	Grapher interface{ SetGraphs(on bool) }
-	// SideStreamer runs the LoRA kernels on a side stream beside the base GEMMs, or not.
-	SideStreamer interface{ SetLoRASideStream(on bool) }
+	// SideStreamer runs the LoRA kernels on a side stream beside the base GEMMs, or not, and
+	// gives that stream a higher priority than the base GEMMs' (the default), or the same.
+	SideStreamer interface {
+		SetLoRASideStream(on bool)
+		SetLoRASidePriority(prioritized bool)
+	}
 	// Flusher launches recorded work every n launches (n ≤ 0: only when the step needs a
 	// result) and returns the previous setting.
 	Flusher interface{ SetFlushOps(n int) int }

@@ -74,6 +74,7 @@ type gpuLike struct {
 	flushOps    int    // as SetFlushOps set it
 	flushSets   []int  // each SetFlushOps call's n
 	sideSets    []bool // each SetLoRASideStream call's "on"
+	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -90,8 +91,9 @@ func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
 	g.Backend.FreeAdapterWeights(ts)
 }
 
-func (g *gpuLike) SetGraphs(on bool)         { g.graphsOff = append(g.graphsOff, !on) }
-func (g *gpuLike) SetLoRASideStream(on bool) { g.sideSets = append(g.sideSets, on) }
+func (g *gpuLike) SetGraphs(on bool)           { g.graphsOff = append(g.graphsOff, !on) }
+func (g *gpuLike) SetLoRASideStream(on bool)   { g.sideSets = append(g.sideSets, on) }
+func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets, on) }
 func (g *gpuLike) SetFlushOps(n int) int {
 	prev := g.flushOps
 	g.flushOps, g.flushSets = n, append(g.flushSets, n)
@@ -144,15 +146,22 @@ func TestGPUMeasurements(t *testing.T) {
 	if want := []string{"b4 k4 c8"}; !slices.Equal(one, want) || !slices.Equal(be.flushSets, []int{0, 64}) {
 		t.Errorf("one-launch runs %v with SetFlushOps calls %v; want %v with [0 64]", one, be.flushSets, want)
 	}
-	// LoRA on one stream for each batch at the first context; the side stream back after each.
-	var oneStream []string
-	for _, d := range rep.Decode {
-		if d.Variant == OneStream {
-			oneStream = append(oneStream, fmt.Sprintf("b%d k%d c%d", d.Batch, d.Adapters, d.Context))
+	// LoRA on one stream, and on an unprioritized side stream, for each batch at the first
+	// context; the setting put back after each.
+	runsOf := func(variant string) (runs []string) {
+		for _, d := range rep.Decode {
+			if d.Variant == variant {
+				runs = append(runs, fmt.Sprintf("b%d k%d c%d", d.Batch, d.Adapters, d.Context))
+			}
 		}
+		return runs
 	}
-	if want := []string{"b2 k2 c8", "b4 k4 c8"}; !slices.Equal(oneStream, want) || !slices.Equal(be.sideSets, []bool{false, true, false, true}) {
-		t.Errorf("one-stream runs %v with SetLoRASideStream calls %v; want %v with [false true false true]", oneStream, be.sideSets, want)
+	want := []string{"b2 k2 c8", "b4 k4 c8"}
+	if got := runsOf(OneStream); !slices.Equal(got, want) || !slices.Equal(be.sideSets, []bool{false, true, false, true}) {
+		t.Errorf("one-stream runs %v with SetLoRASideStream calls %v; want %v with [false true false true]", got, be.sideSets, want)
+	}
+	if got := runsOf(Unprioritized); !slices.Equal(got, want) || !slices.Equal(be.prioSets, []bool{false, true, false, true}) {
+		t.Errorf("unprioritized runs %v with SetLoRASidePriority calls %v; want %v with [false true false true]", got, be.prioSets, want)
 	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {

@@ -36,6 +36,9 @@ const (
 	// records.
 	OneLaunch = "lora, one launch per step"
 	OneStream = "lora, one stream" // LoRA kernels after the base GEMMs, not beside them (backends with a side stream)
+	// Unprioritized runs the LoRA kernels beside the base GEMMs on a side stream of the same
+	// priority, not a higher one (backends with a side stream).
+	Unprioritized = "lora, side stream not prioritized"
 )
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
@@ -50,8 +53,9 @@ type decodeRun struct {
 }
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
-// with LoRA off and with attention off too; at the first context, each batch with graphs off
-// and with LoRA on one stream, and the reference batch in one launch per step.
+// with LoRA off and with attention off too; at the first context, each batch with graphs off,
+// with LoRA on one stream and on an unprioritized side stream, and the reference batch in one
+// launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -87,8 +91,9 @@ func stopped(ctx context.Context) error {
 }
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
-// count and, at the first context, with graphs off, with LoRA on one stream and (at the
-// reference batch, or the largest below it) in one launch per step.
+// count and, at the first context, with graphs off, with LoRA on one stream and on an
+// unprioritized side stream, and (at the reference batch, or the largest below it) in one
+// launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -110,7 +115,7 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		runs = append(runs, decodeRun{OneLaunch, b})
 	}
 	if _, ok := r.be.(SideStreamer); ok && first {
-		runs = append(runs, decodeRun{OneStream, min(reference, b)})
+		runs = append(runs, decodeRun{OneStream, min(reference, b)}, decodeRun{Unprioritized, min(reference, b)})
 	}
 	for _, run := range runs {
 		if err := stopped(ctx); err != nil {
@@ -174,6 +179,10 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if s, ok := r.be.(SideStreamer); ok && variant == OneStream {
 		s.SetLoRASideStream(false)
 		defer s.SetLoRASideStream(true)
+	}
+	if s, ok := r.be.(SideStreamer); ok && variant == Unprioritized {
+		s.SetLoRASidePriority(false)
+		defer s.SetLoRASidePriority(true)
 	}
 	times, err := r.time(batch, kv)
 	if err != nil {

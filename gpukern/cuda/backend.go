@@ -91,7 +91,7 @@ type Backend struct {
 	ctx     drv.Context
 	arch    string // e.g. "sm_90"
 	stream  drv.Stream
-	side    drv.Stream // LoRA shrinks beside the main stream's GEMMs (host.Schedule)
+	side    drv.Stream // LoRA kernels beside the main stream's GEMMs (host.Schedule), at a higher priority (makeSide)
 	forked  drv.Event  // recorded on stream, waited for by side
 	joined  drv.Event  // recorded on side, waited for by stream
 	blas    *drv.Blas
@@ -165,8 +165,8 @@ func (b *Backend) open() error {
 	if b.stream, err = drv.MakeStream(drv.DefaultStream); err != nil {
 		return fmt.Errorf("cuda: stream: %w", err)
 	}
-	if b.side, err = drv.MakeStream(drv.NonBlocking); err != nil {
-		return fmt.Errorf("cuda: side stream: %w", err)
+	if err := b.makeSide(true); err != nil {
+		return err
 	}
 	if b.forked, err = drv.MakeEvent(drv.DisableTiming); err == nil {
 		b.joined, err = drv.MakeEvent(drv.DisableTiming)
@@ -192,6 +192,25 @@ func (b *Backend) open() error {
 	}
 	b.pool, err = newAdapterPool(b.cfg.AdapterSlots, b.cfg.AdapterSlotElems, b.ctx, b.stream)
 	return err
+}
+
+// makeSide makes the side stream, at the device's greatest stream priority where prioritized
+// (else the least, the main stream's). The LoRA kernels run there, and what the main stream
+// waits for is their end: prioritized, their blocks go to SMs as soon as the base GEMM's
+// leave room, instead of after all of them.
+func (b *Backend) makeSide(prioritized bool) error {
+	least, greatest, err := drv.StreamPriorityRange()
+	if err != nil {
+		return fmt.Errorf("cuda: stream priorities: %w", err)
+	}
+	priority := least
+	if prioritized {
+		priority = greatest
+	}
+	if b.side, err = drv.MakeStreamWithPriority(priority, drv.NonBlocking); err != nil {
+		return fmt.Errorf("cuda: side stream: %w", err)
+	}
+	return nil
 }
 
 // Close releases the GPU resources; the backend must not be used afterwards.

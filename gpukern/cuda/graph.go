@@ -171,3 +171,20 @@ func (b *Backend) SetLoRASideStream(on bool) {
 	b.do(b.flush)
 	b.loraMain = !on
 }
+
+// SetLoRASidePriority makes the side stream again, at the greatest priority (the default) or
+// at the main stream's (benchmarks compare the two). Graphs hold the priority their kernels
+// were captured with, so they are freed and captured again.
+func (b *Backend) SetLoRASidePriority(prioritized bool) {
+	b.do(func() {
+		if b.drain(); b.err != nil {
+			return
+		}
+		b.graphs.Close()
+		if err := b.side.Destroy(); err != nil {
+			b.fail(fmt.Errorf("cuda: side stream: %w", err))
+			return
+		}
+		b.fail(b.makeSide(prioritized))
+	})
+}

@@ -39,15 +39,27 @@ func TestGraphReplayMatchesEager(t *testing.T) {
 	}
 }
 
-// The LoRA kernels give the same on the compute stream as on the side stream (the bench's
-// one-stream variant). One model family: the streams do not depend on it.
-func TestLoRAOneStreamMatchesSideStream(t *testing.T) {
+// The LoRA kernels give the same on the compute stream as on the side stream, and on a side
+// stream of the main stream's priority as on the prioritized one (the bench's one-stream and
+// unprioritized variants), graphs captured again after the switch. One model family: the
+// streams do not depend on it.
+func TestLoRAStreamsMatch(t *testing.T) {
 	set := golden.Sets[0]
 	f := loadGPUFixture(t, set)
 	side := f.batch(t)
 	gpu.SetLoRASideStream(false)
-	defer gpu.SetLoRASideStream(true)
 	f.same(t, set+" one stream vs side stream", f.batch(t), side)
+	gpu.SetLoRASideStream(true)
+	gpu.SetLoRASidePriority(false)
+	defer gpu.SetLoRASidePriority(true)
+	before := gpu.GraphStats()
+	f.same(t, set+" unprioritized vs prioritized side stream", f.batch(t), side)
+	if after := gpu.GraphStats(); after.Replayed == before.Replayed || after.Captured == before.Captured {
+		t.Errorf("no graph was captured again and replayed after the switch (before %+v, after %+v)", before, after)
+	}
+	if err := gpu.Sync(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // batch runs every golden case in one batch and returns the sequences.

@@ -35,7 +35,13 @@ static int lf_end_capture(uintptr_t s, uintptr_t *exec) {
 	CUgraphExec e = 0;
 	int rc = (int)cuStreamEndCapture((CUstream)s, &g);
 	if (rc == 0) {
-		rc = (int)cuGraphInstantiateWithFlags(&e, g, 0);
+		// Kernels keep the priority of the stream they were captured from (the LoRA side
+		// stream's is higher) instead of taking the launch stream's; drivers before CUDA 11.7
+		// refuse the flag.
+		rc = (int)cuGraphInstantiateWithFlags(&e, g, CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY);
+		if (rc == CUDA_ERROR_INVALID_VALUE) {
+			rc = (int)cuGraphInstantiateWithFlags(&e, g, 0);
+		}
 	}
 	if (g) {
 		cuGraphDestroy(g);
@@ -81,21 +87,23 @@ const (
 )
 
 var (
-	NumDevices        = cu.NumDevices
-	GetDevice         = cu.GetDevice
-	SetCurrentContext = cu.SetCurrentContext
-	MakeStream        = cu.MakeStream
-	MakeEvent         = cu.MakeEvent
-	DestroyEvent      = cu.DestroyEvent
-	MemAlloc          = cu.MemAlloc
-	MemFree           = cu.MemFree
-	MemsetD8          = cu.MemsetD8
-	MemcpyHtoD        = cu.MemcpyHtoD
-	MemcpyDtoH        = cu.MemcpyDtoH
-	MemcpyHtoDAsync   = cu.MemcpyHtoDAsync
-	MemFreeHost       = cu.MemFreeHost
-	MemInfo           = cu.MemInfo
-	Version           = cu.Version
+	NumDevices             = cu.NumDevices
+	GetDevice              = cu.GetDevice
+	SetCurrentContext      = cu.SetCurrentContext
+	MakeStream             = cu.MakeStream
+	MakeStreamWithPriority = cu.MakeStreamWithPriority
+	StreamPriorityRange    = cu.StreamPriorityRange
+	MakeEvent              = cu.MakeEvent
+	DestroyEvent           = cu.DestroyEvent
+	MemAlloc               = cu.MemAlloc
+	MemFree                = cu.MemFree
+	MemsetD8               = cu.MemsetD8
+	MemcpyHtoD             = cu.MemcpyHtoD
+	MemcpyDtoH             = cu.MemcpyDtoH
+	MemcpyHtoDAsync        = cu.MemcpyHtoDAsync
+	MemFreeHost            = cu.MemFreeHost
+	MemInfo                = cu.MemInfo
+	Version                = cu.Version
 )
 
 // includeDir is where NVRTC finds the CUDA headers, looked up once.

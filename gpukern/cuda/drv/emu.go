@@ -218,6 +218,13 @@ func MakeStream(flags StreamFlags) (Stream, error) {
 	return Stream{h}, nil
 }
 
+// MakeStreamWithPriority creates a stream as MakeStream does: blocks run one at a time
+// whatever their stream's priority.
+func MakeStreamWithPriority(_ int, flags StreamFlags) (Stream, error) { return MakeStream(flags) }
+
+// StreamPriorityRange is an H100's: 0 the least priority, -5 the greatest.
+func StreamPriorityRange() (least, greatest int, err error) { return 0, -5, nil }
+
 // Destroy runs s's pending work and destroys s.
 func (s *Stream) Destroy() error {
 	emu.Lock()
