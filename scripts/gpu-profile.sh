@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Nsight Compute on one decode layer's attention and LoRA kernels (batch 32, 32 adapters,
+# context 128, Llama-2-7B shapes), each kernel replayed alone: its time, DRAM throughput,
+# occupancy and what its warps wait on. From bin/lorafleet-cuda built elsewhere (`make
+# build-cuda`), run from the repository root on the GPU machine; about 15 s. Writes
+# $OUT/gpu-profile/ncu.txt.
+#
+# The kernel filter counts only matching launches: the 128 skipped are the decode_split
+# launches of the "lora off" run (one warm-up and three timed steps of 32 layers), and the
+# two after them the first layer's qkv shrink and expand of the first LoRA run, so the nine
+# profiled are one layer of a step with 32 adapters (decode_split, then shrink and expand of
+# o, gate/up and down, then the next layer's qkv).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-/tmp}/gpu-profile
+mkdir -p "$out"
+cd "$root"
+ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+"$ncu" -k 'regex:decode_split|lora_shrink|lora_expand' --launch-skip 130 -c 9 \
+	--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+	bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1 \
+	>"$out/ncu.txt" 2>&1
+rc=$?
+grep -E '^  [a-z_0-9]+ \(|    Duration|DRAM Throughput|Achieved Occupancy|Block Limit Registers' "$out/ncu.txt"
+exit $rc
