@@ -6,7 +6,8 @@
 #
 # 1. every kernel against gpukern/cpuref, the full model against the golden logits, a
 #    mixed-adapter batch against its rows alone (gpukern/cuda/*_gpu_test.go);
-# 2. compute-sanitizer memcheck on one prefill and one decode step;
+# 2. compute-sanitizer on one prefill and one decode step: memcheck (reads and writes out of
+#    bounds), synccheck (barriers in divergent code) and racecheck (shared-memory races);
 # 3. each kernel's registers, stack and spills as the machine's own NVRTC compiles it
 #    (TestKernelResources; CI checks them with the NVRTC of Debian's CUDA 11.8).
 # It prints a short table last and exits non-zero when anything failed.
@@ -26,16 +27,22 @@ tests=$?
 grep -E '^(--- FAIL|FAIL|panic)' "$out/tests.log" | head -20
 
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x "$san" ]; then
-	"$san" --tool memcheck --error-exitcode 3 "$bin" -test.run '^TestSanitizerStep$' >"$out/sanitizer.log" 2>&1
-	sanitizer=$?
-	summary=$(grep -E 'ERROR SUMMARY' "$out/sanitizer.log" | tail -1)
-else
-	sanitizer=4
-	summary="compute-sanitizer not found"
-fi
+sanitizer=0
+rows=()
+for tool in memcheck synccheck racecheck; do
+	if [ -x "$san" ]; then
+		"$san" --tool $tool --error-exitcode 3 "$bin" -test.run '^TestSanitizerStep$' >"$out/sanitizer-$tool.log" 2>&1
+		rc=$?
+		summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -1)
+	else
+		rc=4
+		summary="compute-sanitizer not found"
+	fi
+	[ $rc -eq 0 ] || sanitizer=$rc
+	rows+=("| compute-sanitizer $tool | prefill + decode step | ${summary:-no summary} | 0 errors | $([ $rc -eq 0 ] && echo ok || echo FAIL) |")
+done
 
-# Its own directory: the kernels package's tests read nothing from the tree.
+# From any directory: the kernels package's tests read no files.
 LORAFLEET_REQUIRE_NVRTC=1 "$root/bin/kernels.test" -test.v -test.run '^TestKernelResources$' >"$out/resources.log" 2>&1
 resources=$?
 
@@ -46,7 +53,7 @@ sed -n '/sm_90:/,$p' "$out/resources.log" | grep -E '(decode|lora)_|spills|stack
 echo
 echo "GPU checks ($(basename "$bin"), logs in $out):"
 grep -E '^\|' "$out/tests.log"
-echo "| compute-sanitizer memcheck | prefill + decode step | ${summary:-no summary} | 0 errors | $([ $sanitizer -eq 0 ] && echo ok || echo FAIL) |"
+printf '%s\n' "${rows[@]}"
 echo "| kernel resources | every kernel, sm_80 and sm_90 | $(grep -cE 'spills|stack frame' "$out/resources.log") spilling or stack | none | $([ $resources -eq 0 ] && echo ok || echo FAIL) |"
 echo "tests: $([ $tests -eq 0 ] && echo PASS || echo "FAIL ($tests)")"
 [ $tests -eq 0 ] && [ $sanitizer -eq 0 ] && [ $resources -eq 0 ]

@@ -409,6 +409,23 @@ func TestLoRA(t *testing.T) {
 		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
 		shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
 		v.compare(t, "lora_shrink", shape, tolF32)
+		// The expand reads no value of v past a part's rank (the shrink writes none there; the
+		// expand may copy them): NaN there on the GPU would show in its output.
+		vg := v.onGPU(t)
+		for i, g := range gs {
+			for row := g.Start; row < g.End; row++ {
+				for p := range parts {
+					rank := 0
+					if c.ranks[i] != nil {
+						rank = c.ranks[i][p]
+					}
+					for j := rank; j < maxRank; j++ {
+						vg[(row*parts+p)*maxRank+j] = float32(math.NaN())
+					}
+				}
+			}
+		}
+		gpu.Upload(v.g, vg)
 		gpu.LoRAExpand(o.g, v.g, gs, c.outDims, maxRank)
 		ref.LoRAExpand(o.r, v.r, rs, c.outDims, maxRank)
 		o.compare(t, "lora_expand", shape, tolF32)
@@ -441,6 +458,14 @@ func TestLoRA(t *testing.T) {
 			p.free()
 		}
 	}
+	// A projection of more fused parts than the kernels take is an error at the next Sync.
+	v, o := act(make([]float32, 2*4*8)), stale(2*4*8)
+	gpu.LoRAExpand(o.g, v.g, []gpukern.LoRASegment{{Start: 0, End: 2}}, []int{8, 8, 8, 8}, 8)
+	if err := gpu.Sync(); err == nil || !strings.Contains(err.Error(), "at most 3") {
+		t.Errorf("an expand of 4 parts: Sync = %v, want an error", err)
+	}
+	v.free()
+	o.free()
 }
 
 // The adapter pool refuses an adapter larger than a slot and a ninth adapter, and a freed

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
@@ -143,7 +144,10 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 // MaxLoRARank is the largest adapter rank the LoRA kernels take: lora_expand holds its group's
 // rows of v for up to three fused parts (q, k and v) in the 48 KiB of shared memory a kernel
 // gets without opting in to more.
-const MaxLoRARank = 48 << 10 / (4 * host.LoRAGroup * 3)
+const MaxLoRARank = 48 << 10 / (4 * host.LoRAGroup * maxLoRAParts)
+
+// maxLoRAParts is LORA_MAX_PARTS of lora.cu: the most parts a projection fuses (q, k and v).
+const maxLoRAParts = 3
 
 // shrinkJ, expandC and loraThreads are SHRINK_J, EXPAND_C and LORA_THREADS of lora.cu: the
 // outputs per block of lora_shrink, the columns per thread of lora_expand, and the block size
@@ -191,6 +195,10 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 		b.shrunk = segsKey{}
 		if t.Rows == 0 {
 			return // no rows
+		}
+		if t.Parts > maxLoRAParts {
+			b.fail(fmt.Errorf("cuda: a LoRA projection of %d fused parts; the kernels take at most %d", t.Parts, maxLoRAParts))
+			return
 		}
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
 			dptr(upload(b, t.Lead)).dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)

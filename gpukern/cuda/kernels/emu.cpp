@@ -133,6 +133,7 @@ const int max_threads = 1024;
 
 struct Barrier {
 	int arrived, expected;
+	const char *site; // where the threads waiting now called __syncthreads (null for shuffles)
 };
 
 struct Fiber {
@@ -224,9 +225,9 @@ void run_block() {
 		f.waiting = nullptr;
 		f.done = false;
 	}
-	blk.all = Barrier{0, n};
+	blk.all = Barrier{0, n, nullptr};
 	for (int w = 0; w * 32 < n; w++) {
-		blk.warps[w] = Barrier{0, min(32, n - w * 32)};
+		blk.warps[w] = Barrier{0, min(32, n - w * 32), nullptr};
 	}
 	for (;;) {
 		bool ran = false, all_done = true;
@@ -258,12 +259,18 @@ void run_block() {
 
 static const char *const not_barrier_free = "the kernel reaches a barrier but is marked barrier-free in emu.cpp's table";
 
-void __syncthreads() {
+void emu_syncthreads(const char *site) {
 	if (blk.direct) {
 		fail(not_barrier_free);
 		return;
 	}
-	arrive(blk.all);
+	Barrier &b = blk.all;
+	if (b.arrived == 0) {
+		b.site = site;
+	} else if (strcmp(b.site, site) != 0) {
+		fail("threads of a block wait at different __syncthreads (in code that diverges)");
+	}
+	arrive(b);
 }
 
 uint64_t emu_shfl(uint64_t v, int src) {
@@ -337,6 +344,15 @@ extern "C" __global__ void emu_unmarked_barrier(int *out) {
 extern "C" __global__ void emu_partial_mask(int *out) {
 	out[threadIdx.x] = __shfl_sync(0xffffu, (int)threadIdx.x, 0);
 }
+// The block's threads wait at two different barriers.
+extern "C" __global__ void emu_divergent_barrier(int *out) {
+	if (threadIdx.x < 16) {
+		__syncthreads();
+	} else {
+		__syncthreads();
+	}
+	out[threadIdx.x] = 1;
+}
 } // namespace k_emu
 
 namespace {
@@ -380,6 +396,7 @@ const Kernel table[] = {
 	KERNEL(sample, argmax, true), KERNEL(sample, sample_rows, true),
 	KERNEL_IN("emu.cpp", emu, emu_deadlock, true), KERNEL_IN("emu.cpp", emu, emu_shuffle_ended, true),
 	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),
+	KERNEL_IN("emu.cpp", emu, emu_divergent_barrier, true),
 };
 
 } // namespace

@@ -76,7 +76,12 @@ inline long long max(long long a, long long b) { return a > b ? a : b; }
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
 
-void __syncthreads();
+// __syncthreads names its place in the source, so that threads of a block waiting at two
+// different ones (undefined on a GPU: compute-sanitizer's synccheck reports it) are an error.
+#define EMU_STR2(x) #x
+#define EMU_STR(x) EMU_STR2(x)
+#define __syncthreads() emu_syncthreads(__FILE__ ":" EMU_STR(__LINE__))
+void emu_syncthreads(const char *site);
 // emu_shfl returns v of lane src of the calling warp (every lane of the warp takes part).
 uint64_t emu_shfl(uint64_t v, int src);
 template <class T> T emu_shfl_as(T v, int src) {

@@ -38,10 +38,11 @@ func TestEmulatorHasEveryKernel(t *testing.T) {
 func TestEmulatorReportsBrokenKernels(t *testing.T) {
 	out := make([]int32, 32)
 	for name, want := range map[string]string{
-		"emu_deadlock":         "deadlock",
-		"emu_shuffle_ended":    "a lane that has ended",
-		"emu_unmarked_barrier": "marked barrier-free",
-		"emu_partial_mask":     "partial lane mask",
+		"emu_deadlock":          "deadlock",
+		"emu_shuffle_ended":     "a lane that has ended",
+		"emu_unmarked_barrier":  "marked barrier-free",
+		"emu_partial_mask":      "partial lane mask",
+		"emu_divergent_barrier": "different __syncthreads",
 	} {
 		err := EmulatedKernels()[name].Launch([3]int{2, 1, 1}, 32, 0, []uint64{addr(out)})
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -34,6 +34,17 @@
 // once (one 16-byte load of each row of A, two of x).
 #define SHRINK_J 4
 
+// a[i] for a run-time i < N, by selects: indexing a register array at run time would put it on
+// the stack.
+template <int N, class T> __device__ __forceinline__ T pick(const T (&a)[N], int i) {
+	T r = a[0];
+#pragma unroll
+	for (int k = 1; k < N; k++) {
+		r = i == k ? a[k] : r;
+	}
+	return r;
+}
+
 __device__ __forceinline__ float dot8(float4 x0, float4 x1, uint4 w) {
 	return x0.x * bf16_lo(w.x) + x0.y * bf16_hi(w.x) + x0.z * bf16_lo(w.y) + x0.w * bf16_hi(w.y) +
 		x1.x * bf16_lo(w.z) + x1.y * bf16_hi(w.z) + x1.z * bf16_lo(w.w) + x1.w * bf16_hi(w.w);
@@ -122,33 +133,49 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 
 // Expand: out[r, out_off[p] + o] = scale * v[r, p*vstride : p*vstride + rank] . B[o, :] for
 // o < out_off[p+1] - out_off[p], with B [that many, rank] in bf16 and rows of out of
-// out_off[parts] values; 0 where the row has no adapter for the part (rank 0). Every element of
-// out is written (not added to): out is the delta buffer that the side stream fills beside the
-// base GEMM, shared between projections and so holding stale values, and the kernel that reads
-// the GEMM's output adds it. Grid (rows, ceil(out_off[parts] / (blockDim.x * EXPAND_C))): a
-// thread computes EXPAND_C columns, blockDim.x apart (so that a warp's loads of B stay
-// contiguous), for the block's group of rows, and finds each column's part in out_off; dynamic
-// shared memory of LORA_GROUP * parts * vstride floats holds the group's rows of v. A thread
-// reads its rows of B once for the group, 8 values of each column's row at a time where rank is
-// a multiple of 8 and B 16-byte aligned, all EXPAND_C columns' loads at once.
+// out_off[parts] values; 0 where the row has no adapter for the part (rank 0). parts is at
+// most LORA_MAX_PARTS. Every element of out is written (not added to): out is the delta buffer
+// that the side stream fills beside the base GEMM, shared between projections and so holding
+// stale values, and the kernel that reads the GEMM's output adds it. Grid (rows,
+// ceil(out_off[parts] / (blockDim.x * EXPAND_C))): a thread computes EXPAND_C columns,
+// blockDim.x apart (so that a warp's loads of B stay contiguous), for the block's group of
+// rows, and finds each column's part in out_off; dynamic shared memory of LORA_GROUP * parts *
+// vstride floats holds the group's rows of v. A thread reads its rows of B once for the group,
+// 8 values of each column's row at a time where rank is a multiple of 8 and B 16-byte aligned,
+// all EXPAND_C columns' loads at once.
+//
+// Latency: the block's table entries and its rows of v are loaded together first (every row
+// of v the group could have, before lead says how many it has: the extra rows are a few
+// hundred bytes from L2), then the first 8 values of B of each column, which the tables
+// address, while v goes to shared memory. Loading each in turn after what it depends on made
+// six round trips to memory before the first multiply.
 #define EXPAND_C 4
+#define LORA_MAX_PARTS 3
 
-extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_expand(float *out, const float *v, const unsigned long long *b_ptrs, const int *ranks,
-		const float *scales, const int *lead, const int *out_off, int parts, int vstride) {
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_expand(float *out, const float *v,
+		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *lead, const int *out_off,
+		int parts, int vstride) {
 	DYNAMIC_SHARED(float, vs);
-	int r0 = blockIdx.x, g = lead[r0], width = out_off[parts];
+	int r0 = blockIdx.x, row = parts * vstride;
+	int g = lead[r0], width = out_off[parts];
+	int off[LORA_MAX_PARTS], rp[LORA_MAX_PARTS];
+	float sp[LORA_MAX_PARTS];
+	unsigned long long bp[LORA_MAX_PARTS];
+#pragma unroll
+	for (int p = 0; p < LORA_MAX_PARTS; p++) {
+		int t = r0 * parts + p; // the group's rows share these
+		off[p] = p < parts ? out_off[p] : 0;
+		rp[p] = p < parts ? ranks[t] : 0;
+		sp[p] = p < parts ? scales[t] : 0.0f;
+		bp[p] = p < parts ? b_ptrs[t] : 0ull;
+	}
+	int n = min(LORA_GROUP, (int)gridDim.x - r0) * row; // the rows of v that exist
+	for (int i = threadIdx.x; i < n; i += blockDim.x) {
+		vs[i] = v[(size_t)r0 * row + i]; // past a part's rank: never read
+	}
 	if (g == 0) {
 		return; // the whole block: an earlier row's blocks compute this row
 	}
-	const int *rr = ranks + (size_t)r0 * parts; // the same for every row of the group
-	int row = parts * vstride;
-	for (int i = threadIdx.x; i < g * row; i += blockDim.x) {
-		int q = i / row, pj = i % row;
-		if (pj % vstride < rr[pj / vstride]) {
-			vs[i] = v[(size_t)(r0 + q) * row + pj];
-		}
-	}
-	__syncthreads();
 	int o0 = blockIdx.y * blockDim.x * EXPAND_C + threadIdx.x;
 	// Each column's part, rank, scale and row of B (null past the width or without an adapter).
 	const __nv_bfloat16 *b[EXPAND_C];
@@ -162,16 +189,17 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 		pc[c] = rk[c] = 0;
 		scale[c] = 0.0f;
 		if (o < width) {
-			while (o >= out_off[p + 1]) {
-				p++;
+#pragma unroll
+			for (int q = 1; q < LORA_MAX_PARTS; q++) {
+				p += q < parts && o >= off[q];
 			}
-			int t = r0 * parts + p, r = ranks[t];
-			const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)b_ptrs[t];
+			int r = pick(rp, p);
+			const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)pick(bp, p);
 			if (r > 0) {
-				b[c] = b0 + (size_t)(o - out_off[p]) * r;
+				b[c] = b0 + (size_t)(o - pick(off, p)) * r;
 				pc[c] = p;
 				rk[c] = r;
-				scale[c] = scales[t];
+				scale[c] = pick(sp, p);
 				rank = max(rank, r);
 				vec = vec && (r & 7) == 0 && ((unsigned long long)b0 & 15) == 0;
 			}
@@ -180,13 +208,14 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 	float acc[LORA_GROUP][EXPAND_C] = {};
 	// Columns of one thread may be in parts of different ranks: j runs to the largest, and a
 	// column past its own rank adds nothing.
+	uint4 w[EXPAND_C]; // the first 8 values of B of each column, loading while v is stored
+#pragma unroll
+	for (int c = 0; c < EXPAND_C; c++) {
+		w[c] = vec && 0 < rk[c] ? *(const uint4 *)b[c] : make_uint4(0, 0, 0, 0);
+	}
+	__syncthreads(); // v is in shared memory (vec differs between threads: one barrier for all)
 	if (vec) {
 		for (int j = 0; j < rank; j += 8) {
-			uint4 w[EXPAND_C];
-#pragma unroll
-			for (int c = 0; c < EXPAND_C; c++) {
-				w[c] = j < rk[c] ? *(const uint4 *)(b[c] + j) : make_uint4(0, 0, 0, 0);
-			}
 #pragma unroll
 			for (int c = 0; c < EXPAND_C; c++) {
 				float w8[8];
@@ -201,6 +230,10 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 						}
 					}
 				}
+			}
+#pragma unroll
+			for (int c = 0; c < EXPAND_C; c++) {
+				w[c] = j + 8 < rk[c] ? *(const uint4 *)(b[c] + j + 8) : make_uint4(0, 0, 0, 0);
 			}
 		}
 	} else {
