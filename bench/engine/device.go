@@ -22,6 +22,8 @@ type (
 		SetLoRASideStream(on bool)
 		SetLoRASidePriority(prioritized bool)
 	}
+	// Fuser runs a projection's LoRA shrink and expand as one launch (on), or as two.
+	Fuser interface{ SetLoRAFused(on bool) }
 	// Flusher launches recorded work every n launches (n ≤ 0: only when the step needs a
 	// result) and returns the previous setting.
 	Flusher interface{ SetFlushOps(n int) int }

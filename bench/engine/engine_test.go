@@ -75,6 +75,7 @@ type gpuLike struct {
 	flushSets   []int  // each SetFlushOps call's n
 	sideSets    []bool // each SetLoRASideStream call's "on"
 	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
+	fusedSets   []bool // each SetLoRAFused call's "on"
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -94,6 +95,7 @@ func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
 func (g *gpuLike) SetGraphs(on bool)           { g.graphsOff = append(g.graphsOff, !on) }
 func (g *gpuLike) SetLoRASideStream(on bool)   { g.sideSets = append(g.sideSets, on) }
 func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets, on) }
+func (g *gpuLike) SetLoRAFused(on bool)        { g.fusedSets = append(g.fusedSets, on) }
 func (g *gpuLike) SetFlushOps(n int) int {
 	prev := g.flushOps
 	g.flushOps, g.flushSets = n, append(g.flushSets, n)
@@ -146,8 +148,8 @@ func TestGPUMeasurements(t *testing.T) {
 	if want := []string{"b4 k4 c8"}; !slices.Equal(one, want) || !slices.Equal(be.flushSets, []int{0, 64}) {
 		t.Errorf("one-launch runs %v with SetFlushOps calls %v; want %v with [0 64]", one, be.flushSets, want)
 	}
-	// LoRA on one stream, and on an unprioritized side stream, for each batch at the first
-	// context; the setting put back after each.
+	// LoRA on one stream, on an unprioritized side stream, and with shrink and expand apart,
+	// for each batch at the first context; the setting put back after each.
 	runsOf := func(variant string) (runs []string) {
 		for _, d := range rep.Decode {
 			if d.Variant == variant {
@@ -162,6 +164,9 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	if got := runsOf(Unprioritized); !slices.Equal(got, want) || !slices.Equal(be.prioSets, []bool{false, true, false, true}) {
 		t.Errorf("unprioritized runs %v with SetLoRASidePriority calls %v; want %v with [false true false true]", got, be.prioSets, want)
+	}
+	if got := runsOf(Apart); !slices.Equal(got, want) || !slices.Equal(be.fusedSets, []bool{false, true, false, true}) {
+		t.Errorf("shrink-and-expand-apart runs %v with SetLoRAFused calls %v; want %v with [false true false true]", got, be.fusedSets, want)
 	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {

@@ -39,6 +39,9 @@ const (
 	// Unprioritized runs the LoRA kernels beside the base GEMMs on a side stream of the same
 	// priority, not a higher one (backends with a side stream).
 	Unprioritized = "lora, side stream not prioritized"
+	// Apart launches a projection's LoRA shrink and expand as two kernels, not one (backends
+	// that fuse them).
+	Apart = "lora, shrink and expand apart"
 )
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
@@ -54,8 +57,8 @@ type decodeRun struct {
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
-// with LoRA on one stream and on an unprioritized side stream, and the reference batch in one
-// launch per step.
+// with LoRA on one stream, on an unprioritized side stream and with shrink and expand apart,
+// and the reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -91,9 +94,9 @@ func stopped(ctx context.Context) error {
 }
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
-// count and, at the first context, with graphs off, with LoRA on one stream and on an
-// unprioritized side stream, and (at the reference batch, or the largest below it) in one
-// launch per step.
+// count and, at the first context, with graphs off, with LoRA on one stream, on an
+// unprioritized side stream and with shrink and expand apart, and (at the reference batch, or
+// the largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -116,6 +119,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	}
 	if _, ok := r.be.(SideStreamer); ok && first {
 		runs = append(runs, decodeRun{OneStream, min(reference, b)}, decodeRun{Unprioritized, min(reference, b)})
+	}
+	if _, ok := r.be.(Fuser); ok && first {
+		runs = append(runs, decodeRun{Apart, min(reference, b)})
 	}
 	for _, run := range runs {
 		if err := stopped(ctx); err != nil {
@@ -183,6 +189,10 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if s, ok := r.be.(SideStreamer); ok && variant == Unprioritized {
 		s.SetLoRASidePriority(false)
 		defer s.SetLoRASidePriority(true)
+	}
+	if f, ok := r.be.(Fuser); ok && variant == Apart {
+		f.SetLoRAFused(false)
+		defer f.SetLoRAFused(true)
 	}
 	times, err := r.time(batch, kv)
 	if err != nil {

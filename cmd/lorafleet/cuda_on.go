@@ -18,6 +18,8 @@ var _ interface {
 	engine.Randomizer
 	engine.Grapher
 	engine.Flusher
+	engine.SideStreamer
+	engine.Fuser
 	engine.Uploader
 	engine.MemInfoer
 	engine.Profiler

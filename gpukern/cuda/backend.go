@@ -110,6 +110,8 @@ type Backend struct {
 	loraTab   host.LoRA            // scratch of loraTablesOf
 	shrunk    segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
 	loraMain  bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
+	loraApart bool                 // a projection's LoRA shrink and expand as two launches, not lora_fused (SetLoRAFused)
+	shrinkOp  int                  // where ops holds the last LoRAShrink's launch, while the expand may fuse with it; else -1
 	attnPlan  host.Attn            // scratch of Attention
 	attnMeta  attnMeta             // where the arena holds attnPlan's tables
 
@@ -129,7 +131,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: drv.FreeGraph}, slotsUsed: make([]bool, cfg.AdapterSlots)}
+	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: drv.FreeGraph}, slotsUsed: make([]bool, cfg.AdapterSlots), shrinkOp: -1}
 	var err error
 	b.do(func() { err = b.open() })
 	if err != nil {
@@ -186,6 +188,9 @@ func (b *Backend) open() error {
 	ws := b.buffer(&b.scratch.blas, blasWorkspace)
 	if err := b.blas.SetWorkspace(uintptr(ws), blasWorkspace); err != nil {
 		return err
+	}
+	if err := drv.MemsetD8(b.buffer(&b.scratch.loraSync, 16), 0, 16); err != nil {
+		return fmt.Errorf("cuda: LoRA counters: %w", err)
 	}
 	if b.meta, err = newArena(1<<20, b.stream); err != nil {
 		return err

@@ -21,7 +21,7 @@ type functions struct {
 	ropeWriteKV                                               drv.Function
 	flashPrefill, decodeCombine                               drv.Function
 	decodeSplit                                               [len(decodeHeadDims)]drv.Function // by head size (decodeSplitOf)
-	loraShrink, loraExpand                                    drv.Function
+	loraShrink, loraExpand, loraFused                         drv.Function
 	argmax, sampleRows                                        drv.Function
 	fillRandom                                                drv.Function
 }
@@ -33,7 +33,7 @@ func (f *functions) load(dir, arch string) error {
 		"embedding": &f.embedding, "gather": &f.gather, "rmsnorm": &f.rmsnorm, "silu_mul": &f.siluMul,
 		"add_bias": &f.addBias, "add": &f.add, "to_bf16": &f.toBF16, "rope_write_kv": &f.ropeWriteKV,
 		"flash_prefill": &f.flashPrefill, "decode_combine": &f.decodeCombine,
-		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
+		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "lora_fused": &f.loraFused, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
 		"fill_random": &f.fillRandom,
 	}
 	for i, hd := range decodeHeadDims {

@@ -46,7 +46,7 @@ func (b *Backend) record(o host.Op) {
 // launch sequence has been seen before, else kernel by kernel. Callers are inside b.do.
 func (b *Backend) flush() {
 	ops := b.ops
-	b.ops = nil
+	b.ops, b.shrinkOp = nil, -1 // a launched shrink no longer fuses with its expand
 	if len(ops) == 0 {
 		return
 	}
@@ -187,4 +187,11 @@ func (b *Backend) SetLoRASidePriority(prioritized bool) {
 		}
 		b.fail(b.makeSide(prioritized))
 	})
+}
+
+// SetLoRAFused runs a projection's LoRA shrink and expand as one launch (lora_fused, the
+// default) or as two (benchmarks compare the two).
+func (b *Backend) SetLoRAFused(on bool) {
+	b.do(b.flush)
+	b.loraApart = !on
 }

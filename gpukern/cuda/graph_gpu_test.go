@@ -4,6 +4,7 @@ package cuda_test
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -39,21 +40,31 @@ func TestGraphReplayMatchesEager(t *testing.T) {
 	}
 }
 
-// The LoRA kernels give the same on the compute stream as on the side stream, and on a side
-// stream of the main stream's priority as on the prioritized one (the bench's one-stream and
-// unprioritized variants), graphs captured again after the switch. One model family: the
-// streams do not depend on it.
-func TestLoRAStreamsMatch(t *testing.T) {
+// The LoRA kernels give the same fused (lora_fused, the default) as apart, on the compute
+// stream as on the side stream, and on a side stream of the main stream's priority as on the
+// prioritized one (the bench's variants), graphs captured again after the priority's switch.
+// One model family: none of this depends on it.
+func TestLoRAVariantsMatch(t *testing.T) {
 	set := golden.Sets[0]
 	f := loadGPUFixture(t, set)
-	side := f.batch(t)
+	var fused []*engine.Sequence
+	prof, err := gpu.Profile(func() { fused = f.batch(t) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := prof["lora_fused"]; !ok || prof["lora_expand"] > 0 || prof["lora_shrink"] > 0 {
+		t.Errorf("kernels run: %v; want lora_fused and no lora_shrink or lora_expand", slices.Sorted(maps.Keys(prof)))
+	}
+	gpu.SetLoRAFused(false)
+	f.same(t, set+" shrink and expand apart vs fused", f.batch(t), fused)
+	gpu.SetLoRAFused(true)
 	gpu.SetLoRASideStream(false)
-	f.same(t, set+" one stream vs side stream", f.batch(t), side)
+	f.same(t, set+" one stream vs side stream", f.batch(t), fused)
 	gpu.SetLoRASideStream(true)
 	gpu.SetLoRASidePriority(false)
 	defer gpu.SetLoRASidePriority(true)
 	before := gpu.GraphStats()
-	f.same(t, set+" unprioritized vs prioritized side stream", f.batch(t), side)
+	f.same(t, set+" unprioritized vs prioritized side stream", f.batch(t), fused)
 	if after := gpu.GraphStats(); after.Replayed == before.Replayed || after.Captured == before.Captured {
 		t.Errorf("no graph was captured again and replayed after the switch (before %+v, after %+v)", before, after)
 	}

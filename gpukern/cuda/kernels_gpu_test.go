@@ -401,16 +401,15 @@ func TestLoRA(t *testing.T) {
 			width += d
 		}
 		x := act(randn(r, row*c.in, 1))
+		shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
+		// The shrink and expand as two launches (v compared between them), then as lora_fused.
+		// Either way the expand reads no value of v past a part's rank, where the shrink writes
+		// none: it is NaN there on the GPU, which would show in the expand's output.
 		v := act(make([]float32, row*parts*maxRank))
-		// The expand writes every element of its output (a delta buffer holding stale values):
-		// NaN on both backends first.
-		o := stale(row * width)
+		gpu.SetLoRAFused(false)
 		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
 		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
-		shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
 		v.compare(t, "lora_shrink", shape, tolF32)
-		// The expand reads no value of v past a part's rank (the shrink writes none there; the
-		// expand may copy them): NaN there on the GPU would show in its output.
 		vg := v.onGPU(t)
 		for i, g := range gs {
 			for row := g.Start; row < g.End; row++ {
@@ -426,37 +425,19 @@ func TestLoRA(t *testing.T) {
 			}
 		}
 		gpu.Upload(v.g, vg)
-		gpu.LoRAExpand(o.g, v.g, gs, c.outDims, maxRank)
-		ref.LoRAExpand(o.r, v.r, rs, c.outDims, maxRank)
-		o.compare(t, "lora_expand", shape, tolF32)
-		// Rows without an adapter, and parts an adapter lacks, come out exactly 0.
-		if err := gpu.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		got := make([]float32, o.n)
-		gpu.Download(got, o.g)
-		for i, g := range gs {
-			off := 0
-			for p, d := range c.outDims {
-				if g.Parts == nil || g.Parts[p].Rank == 0 {
-					for row := g.Start; row < g.End; row++ {
-						for k := range d {
-							if e := got[row*width+off+k]; e != 0 {
-								t.Errorf("lora_expand %s: segment %d row %d part %d col %d: %g, want 0 (no adapter)", shape, i, row, p, k, e)
-								break
-							}
-						}
-					}
-				}
-				off += d
-			}
-		}
+		expandAndCheck(t, "lora_expand", shape, stale(row*width), v, gs, rs, c.outDims, width, maxRank)
+		gpu.SetLoRAFused(true)
+		v.free()
+		v = stale(row * parts * maxRank)
+		o := stale(row * width) // before the shrink: allocating runs the work recorded so far
+		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
+		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
+		expandAndCheck(t, "lora_fused", shape, o, v, gs, rs, c.outDims, width, maxRank)
 		for _, ts := range slots {
 			gpu.FreeAdapterWeights(ts)
 		}
-		for _, p := range []pair{x, v, o} {
-			p.free()
-		}
+		x.free()
+		v.free()
 	}
 	// A projection of more fused parts than the kernels take is an error at the next Sync.
 	v, o := act(make([]float32, 2*4*8)), stale(2*4*8)
@@ -466,6 +447,34 @@ func TestLoRA(t *testing.T) {
 	}
 	v.free()
 	o.free()
+}
+
+// expandAndCheck runs LoRAExpand of v on both backends into o, a stale delta buffer (every
+// element must be written), compares them, checks that rows without an adapter, and parts an
+// adapter lacks, come out exactly 0, and frees o.
+func expandAndCheck(t *testing.T, check, shape string, o, v pair, gs, rs []gpukern.LoRASegment, outDims []int, width, vStride int) {
+	t.Helper()
+	defer o.free()
+	gpu.LoRAExpand(o.g, v.g, gs, outDims, vStride)
+	ref.LoRAExpand(o.r, v.r, rs, outDims, vStride)
+	o.compare(t, check, shape, tolF32)
+	got := o.onGPU(t)
+	for i, g := range gs {
+		off := 0
+		for p, d := range outDims {
+			if g.Parts == nil || g.Parts[p].Rank == 0 {
+				for row := g.Start; row < g.End; row++ {
+					for k := range d {
+						if e := got[row*width+off+k]; e != 0 {
+							t.Errorf("%s %s: segment %d row %d part %d col %d: %g, want 0 (no adapter)", check, shape, i, row, p, k, e)
+							break
+						}
+					}
+				}
+			}
+			off += d
+		}
+	}
 }
 
 // The adapter pool refuses an adapter larger than a slot and a ninth adapter, and a freed

@@ -162,6 +162,7 @@ const (
 func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in, vStride int) {
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
+		b.shrinkOp = -1
 		t := b.loraTablesOf(segs, 0)
 		b.shrunk = segsKey{unsafe.SliceData(segs), len(segs)} // the expand that follows may reuse t
 		if t.MaxRank == 0 {
@@ -175,6 +176,9 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(loraThreads), 0, a)
 		o.Side = !b.loraMain
 		b.record(o)
+		if n := len(b.ops); n > 0 && b.ops[n-1].Fn == o.Fn {
+			b.shrinkOp = n - 1 // recorded and not yet launched: the expand may fuse with it
+		}
 	})
 }
 
@@ -187,12 +191,12 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 	width := int(outOff[len(outDims)])
 	os, vs := dev(delta), dev(v)
 	b.do(func() {
-		t := &b.loraTab
+		t, shrink := &b.loraTab, b.shrinkOp
 		if key := (segsKey{unsafe.SliceData(segs), len(segs)}); key.first == nil || key != b.shrunk || t.Parts < len(outDims) {
 			// Not the segments of the shrink just before (or none of them has an adapter).
-			t = b.loraTablesOf(segs, len(outDims))
+			t, shrink = b.loraTablesOf(segs, len(outDims)), -1
 		}
-		b.shrunk = segsKey{}
+		b.shrunk, b.shrinkOp = segsKey{}, -1
 		if t.Rows == 0 {
 			return // no rows
 		}
@@ -200,14 +204,35 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			b.fail(fmt.Errorf("cuda: a LoRA projection of %d fused parts; the kernels take at most %d", t.Parts, maxLoRAParts))
 			return
 		}
+		cols := (width + loraThreads*expandC - 1) / (loraThreads * expandC)
+		if !b.loraApart && shrink >= 0 && shrink == len(b.ops)-1 {
+			b.fuse(&b.ops[shrink], os, t, outOff, cols, vStride)
+			return
+		}
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
 			dptr(upload(b, t.Lead)).dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
 		// On the side stream after the shrink: it writes a delta, which the call reading the
 		// projection's output adds (and so joins the side stream).
-		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, (width+loraThreads*expandC-1)/(loraThreads*expandC)), d1(loraThreads), 4*host.LoRAGroup*t.Parts*vStride, a)
+		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, cols), d1(loraThreads), 4*host.LoRAGroup*t.Parts*vStride, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})
+}
+
+// shrinkSums is SHRINK_SUMS of lora.cu: the floats of lora_shrink's shared memory.
+const shrinkSums = 32 * host.LoRAGroup * shrinkJ
+
+// fuse turns the lora_shrink recorded in s, over the tables t, into lora_fused, which also
+// computes the expand into out (cols blocks a row): one launch instead of two.
+func (b *Backend) fuse(s *host.Op, out *Tensor, t *host.LoRA, outOff []int32, cols, vStride int) {
+	c := s.Cells // LoRAShrink's: v, x, A, ranks, lead, parts, in, vStride
+	a := (&args{}).ptr(out).raw(c[0]).raw(c[1]).raw(c[2]).dptr(upload(b, t.B)).raw(c[3]).dptr(upload(b, t.Scales)).
+		raw(c[4]).dptr(upload(b, outOff)).dptr(b.scratch.loraSync.ptr).i32(t.Rows).raw(c[5]).raw(c[6]).raw(c[7]).
+		i32(s.Grid.Y / t.Parts).i32(cols)
+	shared := 4 * max(shrinkSums, host.LoRAGroup*t.Parts*vStride)
+	o := kernel("lora_fused", b.fn.loraFused, d1(s.Grid.X*s.Grid.Y+t.Rows*cols), d1(loraThreads), shared, a)
+	o.Side = s.Side
+	*s = o
 }
 
 // segsKey identifies the segments a LoRAShrink was given.

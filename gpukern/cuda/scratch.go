@@ -20,10 +20,12 @@ type scratch struct {
 	part   devBuf // split-context attention partials
 	ids    devBuf // sampled token ids
 	blas   devBuf // cuBLAS's workspace
+
+	loraSync devBuf // lora_fused's three counters, zero between its launches
 }
 
 func (s *scratch) free() {
-	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas} {
+	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas, &s.loraSync} {
 		if d.ptr != 0 {
 			_ = drv.MemFree(d.ptr)
 			*d = devBuf{}

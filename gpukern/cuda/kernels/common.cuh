@@ -28,6 +28,16 @@ __device__ float bf16_hi(unsigned int u) {
 	return __uint_as_float(u & 0xffff0000u);
 }
 
+#ifndef LORAFLEET_EMU
+// *p, read from L2 with acquire semantics at GPU scope: what a block wrote before raising *p
+// (a __threadfence, then an atomic) is visible to the reader after it.
+__device__ __forceinline__ int load_acquire(const int *p) {
+	int v;
+	asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+	return v;
+}
+#endif
+
 // The 8 bf16 values of a 16-byte load, in address order, widened to fp32.
 __device__ __forceinline__ void unpack8(float f[8], uint4 w) {
 	unsigned int u[4] = {w.x, w.y, w.z, w.w};

@@ -190,9 +190,8 @@ void leave(Barrier &b) {
 	}
 }
 
-void entry() {
-	started(&blk.sched_stack);
-	blk.body(blk.args);
+// end_thread ends the running thread: it leaves its barriers, and its fiber never resumes.
+[[noreturn]] void end_thread() {
 	int t = blk.cur;
 	Fiber &f = blk.fibers[t];
 	f.done = true;
@@ -200,6 +199,12 @@ void entry() {
 	leave(blk.warps[t >> 5]);
 	switch_to(f.ctx, blk.sched, blk.sched_stack, true); // for good: the next block starts the fiber afresh
 	abort();
+}
+
+void entry() {
+	started(&blk.sched_stack);
+	blk.body(blk.args);
+	end_thread();
 }
 
 void run_direct() {
@@ -289,6 +294,14 @@ uint64_t emu_shfl(uint64_t v, int src) {
 	}
 	arrive(blk.warps[t >> 5]); // no lane writes its slot again before every lane has read
 	return r;
+}
+
+void __nanosleep(unsigned) {
+	fail("a block waits for a count that the blocks before it did not raise: on a GPU it would wait forever");
+	if (blk.direct) {
+		abort(); // a barrier-free kernel runs as plain calls: there is no fiber to end
+	}
+	end_thread();
 }
 
 void emu_full_mask(unsigned mask) {
@@ -392,7 +405,7 @@ const Kernel table[] = {
 	KERNEL(elementwise, silu_mul, false), KERNEL(elementwise, add_bias, false),
 	KERNEL(elementwise, add, false), KERNEL(elementwise, to_bf16, false),
 	KERNEL(elementwise, fill_random, false), KERNEL(lora, lora_shrink, true),
-	KERNEL(lora, lora_expand, true), KERNEL(rope_kv, rope_write_kv, false),
+	KERNEL(lora, lora_expand, true), KERNEL(lora, lora_fused, true), KERNEL(rope_kv, rope_write_kv, false),
 	KERNEL(sample, argmax, true), KERNEL(sample, sample_rows, true),
 	KERNEL_IN("emu.cpp", emu, emu_deadlock, true), KERNEL_IN("emu.cpp", emu, emu_shuffle_ended, true),
 	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),

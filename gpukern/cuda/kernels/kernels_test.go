@@ -112,7 +112,7 @@ func TestKernelNames(t *testing.T) {
 	}
 	for _, name := range []string{"embedding", "gather", "rmsnorm", "silu_mul", "add_bias", "add", "to_bf16",
 		"rope_write_kv", "flash_prefill", "decode_split_hd16", "decode_split_hd32", "decode_split_hd64",
-		"decode_split_hd128", "decode_split_hd256", "decode_combine", "lora_shrink", "lora_expand",
+		"decode_split_hd128", "decode_split_hd256", "decode_combine", "lora_shrink", "lora_expand", "lora_fused",
 		"argmax", "sample_rows", "fill_random"} {
 		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\([\w, ]+\) )?` + name + `\(`)
 		if n := len(re.FindAllString(all, -1)); n != 1 || declared[name] != 1 {

@@ -19,11 +19,14 @@
 // lookups is paid once for all their loads of B, which are in flight together.
 #define LORA_GROUP 4
 
-// Both run LORA_THREADS threads a block, and launch bounds hold them to the registers of
-// LORA_BLOCKS blocks an SM: Nsight Compute on the H100 found 3 (lora_expand at 80 registers).
-// At 4 ptxas needs no spills (TestKernelResources); at 5 lora_expand spills.
+// The kernels run LORA_THREADS threads a block, and launch bounds hold them to the registers
+// of LORA_BLOCKS blocks an SM: Nsight Compute on the H100 found 3 (lora_expand at 80
+// registers). At 4 ptxas needs no spills (TestKernelResources); at 5 lora_expand spills.
+// lora_fused, whose blocks take their coordinates from a ticket and so keep them in registers
+// (blockIdx costs none), spills at 4 and gets LORA_FUSED_BLOCKS.
 #define LORA_THREADS 256
 #define LORA_BLOCKS 4
+#define LORA_FUSED_BLOCKS 3
 
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
 // [rank, in] in bf16 and v in fp32. Grid (rows, parts * n) with n = ceil(vstride /
@@ -45,16 +48,29 @@ template <int N, class T> __device__ __forceinline__ T pick(const T (&a)[N], int
 	return r;
 }
 
+// Waits until *count, which other blocks of the grid raise (after a __threadfence), reaches n;
+// then the whole block goes on. Thread 0 polls it from L2 with acquire semantics. The
+// emulator, which runs blocks one at a time, fails a launch whose count is short instead.
+__device__ __forceinline__ void wait_at_least(const int *count, int n) {
+	if (threadIdx.x == 0) {
+		while (load_acquire(count) < n) {
+			__nanosleep(100);
+		}
+	}
+	__syncthreads();
+}
+
 __device__ __forceinline__ float dot8(float4 x0, float4 x1, uint4 w) {
 	return x0.x * bf16_lo(w.x) + x0.y * bf16_hi(w.x) + x0.z * bf16_lo(w.y) + x0.w * bf16_hi(w.y) +
 		x1.x * bf16_lo(w.z) + x1.y * bf16_hi(w.z) + x1.z * bf16_lo(w.w) + x1.w * bf16_hi(w.w);
 }
 
-extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
-		const int *ranks, const int *lead, int parts, int in, int vstride) {
-	__shared__ float sums[32][LORA_GROUP * SHRINK_J]; // per warp
-	int n = gridDim.y / parts, p = blockIdx.y / n, j0 = (blockIdx.y % n) * SHRINK_J;
-	int r0 = blockIdx.x, t = r0 * parts + p;
+// Block (r0, y) of lora_shrink's grid: sums is shared memory of SHRINK_SUMS floats, for the
+// warps' partial sums.
+#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)
+__device__ __forceinline__ void shrink_block(float *sums, float *v, const float *x, const unsigned long long *a_ptrs,
+		const int *ranks, const int *lead, int parts, int in, int vstride, int n, int r0, int y) {
+	int p = y / n, j0 = (y % n) * SHRINK_J, t = r0 * parts + p;
 	int g = lead[r0], rank = ranks[t];
 	unsigned long long a_row0 = a_ptrs[t];
 	if (g == 0 || j0 >= rank) {
@@ -113,7 +129,7 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 			for (int jj = 0; jj < SHRINK_J; jj++) {
 				float s = warp_sum(acc[q][jj]);
 				if (lane == 0) {
-					sums[warp][q * SHRINK_J + jj] = s;
+					sums[warp * LORA_GROUP * SHRINK_J + q * SHRINK_J + jj] = s;
 				}
 			}
 		}
@@ -124,11 +140,18 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 		if (jj < jn) {
 			float s = 0.0f;
 			for (int w = 0; w < warps; w++) {
-				s += sums[w][i];
+				s += sums[w * LORA_GROUP * SHRINK_J + i];
 			}
 			v[((size_t)(r0 + q) * parts + p) * vstride + j0 + jj] = s;
 		}
 	}
+}
+
+
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
+		const int *ranks, const int *lead, int parts, int in, int vstride) {
+	__shared__ float sums[SHRINK_SUMS];
+	shrink_block(sums, v, x, a_ptrs, ranks, lead, parts, in, vstride, gridDim.y / parts, blockIdx.x, blockIdx.y);
 }
 
 // Expand: out[r, out_off[p] + o] = scale * v[r, p*vstride : p*vstride + rank] . B[o, :] for
@@ -152,11 +175,22 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 #define EXPAND_C 4
 #define LORA_MAX_PARTS 3
 
-extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_expand(float *out, const float *v,
-		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *lead, const int *out_off,
-		int parts, int vstride) {
-	DYNAMIC_SHARED(float, vs);
-	int r0 = blockIdx.x, row = parts * vstride;
+// The rows of v that the group of r0 may use, n values, into shared memory; read from L2, since
+// in lora_fused other blocks wrote them during this launch.
+__device__ __forceinline__ void load_v(float *vs, const float *v, int r0, int row, int n) {
+	for (int i = threadIdx.x; i < n; i += blockDim.x) {
+		vs[i] = __ldcg(v + (size_t)r0 * row + i); // past a part's rank: never read
+	}
+}
+
+// Block (r0, y) of lora_expand's grid over rows rows; vs is shared memory of LORA_GROUP *
+// parts * vstride floats. FUSED (lora_fused): v is only there once *shrunk reaches shrinks,
+// so the tables are loaded before waiting for it, and v with the first values of B after.
+template <bool FUSED>
+__device__ __forceinline__ void expand_block(float *vs, float *out, const float *v, const unsigned long long *b_ptrs,
+		const int *ranks, const float *scales, const int *lead, const int *out_off, int parts, int vstride, int rows,
+		int r0, int y, const int *shrunk, int shrinks) {
+	int row = parts * vstride;
 	int g = lead[r0], width = out_off[parts];
 	int off[LORA_MAX_PARTS], rp[LORA_MAX_PARTS];
 	float sp[LORA_MAX_PARTS];
@@ -169,14 +203,14 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 		sp[p] = p < parts ? scales[t] : 0.0f;
 		bp[p] = p < parts ? b_ptrs[t] : 0ull;
 	}
-	int n = min(LORA_GROUP, (int)gridDim.x - r0) * row; // the rows of v that exist
-	for (int i = threadIdx.x; i < n; i += blockDim.x) {
-		vs[i] = v[(size_t)r0 * row + i]; // past a part's rank: never read
+	int n = min(LORA_GROUP, rows - r0) * row; // the rows of v that exist
+	if (!FUSED) {
+		load_v(vs, v, r0, row, n);
 	}
 	if (g == 0) {
 		return; // the whole block: an earlier row's blocks compute this row
 	}
-	int o0 = blockIdx.y * blockDim.x * EXPAND_C + threadIdx.x;
+	int o0 = y * blockDim.x * EXPAND_C + threadIdx.x;
 	// Each column's part, rank, scale and row of B (null past the width or without an adapter).
 	const __nv_bfloat16 *b[EXPAND_C];
 	int pc[EXPAND_C], rk[EXPAND_C], rank = 0;
@@ -205,15 +239,19 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 			}
 		}
 	}
-	float acc[LORA_GROUP][EXPAND_C] = {};
-	// Columns of one thread may be in parts of different ranks: j runs to the largest, and a
-	// column past its own rank adds nothing.
+	if (FUSED) {
+		wait_at_least(shrunk, shrinks);
+		load_v(vs, v, r0, row, n);
+	}
 	uint4 w[EXPAND_C]; // the first 8 values of B of each column, loading while v is stored
 #pragma unroll
 	for (int c = 0; c < EXPAND_C; c++) {
 		w[c] = vec && 0 < rk[c] ? *(const uint4 *)b[c] : make_uint4(0, 0, 0, 0);
 	}
 	__syncthreads(); // v is in shared memory (vec differs between threads: one barrier for all)
+	float acc[LORA_GROUP][EXPAND_C] = {};
+	// Columns of one thread may be in parts of different ranks: j runs to the largest, and a
+	// column past its own rank adds nothing.
 	if (vec) {
 		for (int j = 0; j < rank; j += 8) {
 #pragma unroll
@@ -263,5 +301,51 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 				}
 			}
 		}
+	}
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_expand(float *out, const float *v,
+		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *lead, const int *out_off,
+		int parts, int vstride) {
+	DYNAMIC_SHARED(float, vs);
+	expand_block<false>(vs, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, gridDim.x, blockIdx.x, blockIdx.y,
+		nullptr, 0);
+}
+
+// Shrink and expand in one launch: the first blocks to start compute lora_shrink's grid (rows,
+// parts * n), the rest lora_expand's (rows, cols), in the order they start (a ticket from a
+// counter, not blockIdx) and over the same tables. An expand block loads its tables and the
+// first values of B, then waits until every shrink block has written v. That wait ends: a
+// block waits only for blocks that took earlier tickets, which the GPU had started, and a
+// started block runs to its end. It saves the expand's launch, and its first loads overlap
+// the shrink. sync holds three counters, zero before the launch (the backend zeroes them
+// once): tickets taken, shrink blocks done, blocks done. The last block to finish zeroes them
+// for the next launch; launches sharing them must not overlap (the backend runs its LoRA
+// kernels on one stream). Dynamic shared memory: the larger of SHRINK_SUMS and the expand's
+// LORA_GROUP * parts * vstride floats.
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_FUSED_BLOCKS) lora_fused(float *out, float *v, const float *x,
+		const unsigned long long *a_ptrs, const unsigned long long *b_ptrs, const int *ranks, const float *scales,
+		const int *lead, const int *out_off, int *sync, int rows, int parts, int in, int vstride, int n, int cols) {
+	DYNAMIC_SHARED(float, smem);
+	__shared__ int ticket;
+	if (threadIdx.x == 0) {
+		ticket = atomicAdd(&sync[0], 1);
+	}
+	__syncthreads();
+	int t = ticket, shrinks = rows * parts * n;
+	if (t < shrinks) {
+		shrink_block(smem, v, x, a_ptrs, ranks, lead, parts, in, vstride, n, t / (parts * n), t % (parts * n));
+		__threadfence(); // this thread's values of v are visible before the count says so
+		__syncthreads();
+		if (threadIdx.x == 0) {
+			atomicAdd(&sync[1], 1);
+		}
+	} else {
+		t -= shrinks;
+		expand_block<true>(smem, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, rows, t / cols, t % cols,
+			&sync[1], shrinks);
+	}
+	if (threadIdx.x == 0 && atomicAdd(&sync[2], 1) == (int)gridDim.x - 1) {
+		sync[0] = sync[1] = sync[2] = 0; // every block is past its use of them
 	}
 }
