@@ -17,8 +17,9 @@
 // H100 with Nsight Compute): the shrink reads its table entries in one round trip, before any
 // branch on them; the expand computes several columns a thread, so that its table lookups are
 // paid once for all their loads of B, which are in flight together; and lora_fused runs both
-// in one launch. The backend launches lora_fused; lora_shrink and lora_expand are the same
-// work as two launches, which benchmarks compare with it.
+// in one launch. The backend launches lora_fused, and the two others where it cannot (an
+// expand of zeros for a batch without adapters, a shrink launched before its expand was
+// recorded) or where benchmarks compare them with it.
 #define LORA_GROUP 4
 
 // The kernels run LORA_THREADS threads a block, and launch bounds hold them to the registers
