@@ -22,7 +22,7 @@ export LORAFLEET_CUBIN_CACHE=${LORAFLEET_CUBIN_CACHE:-${TMPDIR:-/tmp}/lorafleet-
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 cd "$root/gpukern/cuda" # the tests find testdata/ from here
-"$bin" -test.v -test.timeout 8m >"$out/tests.log" 2>&1
+"$bin" -test.v -test.timeout 3m >"$out/tests.log" 2>&1
 tests=$?
 grep -E '^(--- FAIL|FAIL|panic)' "$out/tests.log" | head -20
 
