@@ -9,6 +9,7 @@ import (
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
 // Tile sizes of flash_prefill (FLASH_BQ, FLASH_BK in attention.cu).
@@ -40,9 +41,8 @@ func (f *functions) decodeSplitOf(hd int) drv.Function {
 // decodeThreads is DEC_THREADS of attention.cu, the block size its launch bounds assume.
 const decodeThreads = 128
 
-// splitLen is how many context positions one block of decode_split covers: long contexts are
-// split so that a decode step keeps every SM busy, short ones take one split.
-const splitLen = 512
+// decodeBlocks is DEC_BLOCKS of attention.cu: the decode blocks an SM holds at once.
+const decodeBlocks = 8
 
 // Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, and
 // decode_combine where a context is longer than one split, for decode rows; in one call for a
@@ -104,7 +104,7 @@ func (b *Backend) attnMetaOf(seqs []gpukern.AttnSeq) *attnMeta {
 func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams) {
 	plan := &b.attnPlan
 	n := len(plan.DecRows)
-	splits := max(1, (plan.MaxDecode+splitLen-1)/splitLen)
+	splits := host.DecodeSplits(n, p.Heads, plan.MaxDecode, b.sms*decodeBlocks)
 	var acc, ml, direct, direct16 drv.DevicePtr
 	if splits == 1 {
 		direct, direct16 = out, out16 // decode_split writes the output itself
@@ -115,7 +115,7 @@ func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMet
 	}
 	a := (&args{}).dptr(acc).dptr(ml).dptr(direct).dptr(direct16).ptr(q).ptr(kc).ptr(vc).dptr(m.decRows).
 		dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(blockSize).
-		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale).i32(splitLen)
+		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale)
 	b.launch("decode_split", b.fn.decodeSplitOf(p.HeadDim), dims{X: n, Y: p.Heads, Z: splits}, d1(decodeThreads), (decodeThreads/32)*(p.HeadDim+2)*4, a)
 	if splits > 1 {
 		a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(m.decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)

@@ -90,6 +90,7 @@ type Backend struct {
 	dev     drv.Device
 	ctx     drv.Context
 	arch    string // e.g. "sm_90"
+	sms     int    // multiprocessors
 	stream  drv.Stream
 	side    drv.Stream // LoRA kernels beside the main stream's GEMMs (host.Schedule), at a higher priority (makeSide)
 	forked  drv.Event  // recorded on stream, waited for by side
@@ -157,6 +158,9 @@ func (b *Backend) open() error {
 		return fmt.Errorf("cuda: compute capability %d.%d: bf16 kernels need 8.0 (Ampere) or newer", major, minor)
 	}
 	b.arch = fmt.Sprintf("sm_%d%d", major, minor)
+	if b.sms, err = drv.SMCount(b.dev); err != nil {
+		return fmt.Errorf("cuda: multiprocessor count: %w", err)
+	}
 	if b.ctx, err = b.dev.RetainPrimaryCtx(); err != nil {
 		return fmt.Errorf("cuda: primary context: %w", err)
 	}

@@ -196,5 +196,8 @@ func LaunchGraph(exec, stream uintptr) error {
 // FreeGraph destroys an instantiated graph.
 func FreeGraph(exec uintptr) { C.lf_graph_free(C.uintptr_t(exec)) }
 
+// SMCount is how many multiprocessors d has.
+func SMCount(d Device) (int, error) { return d.Attribute(cu.MultiprocessorCount) }
+
 // StreamHandle is the CUstream behind s, for cuBLAS.
 func StreamHandle(s cu.Stream) uintptr { return uintptr(unsafe.Pointer(s.C())) }

@@ -194,6 +194,9 @@ func GetDevice(ordinal int) (Device, error) {
 // ComputeCapability is that of an H100.
 func (Device) ComputeCapability() (major, minor int, err error) { return emuMajor, emuMinor, nil }
 
+// SMCount is an H100's.
+func SMCount(Device) (int, error) { return 132, nil }
+
 // Name names the emulator.
 func (Device) Name() (string, error) { return "CPU emulator of an sm_90 GPU", nil }
 

@@ -54,3 +54,24 @@ func (p *Attn) Plan(seqs []gpukern.AttnSeq, tileRows int) {
 		}
 	}
 }
+
+// Lengths of the parts decode attention splits a row's context into (decode_split's blocks).
+const (
+	MaxSplitLen = 512 // longer contexts are split so that one long sequence still fills the GPU
+	MinSplitLen = 64  // shorter parts cost a block more setup and a bigger combine than they save
+)
+
+// DecodeSplits is how many parts decode attention splits each row's context into, for rows
+// decode rows of heads heads, the longest of maxCtx positions, on a GPU that runs slots
+// decode blocks at once: enough that no part is longer than MaxSplitLen, and, where the
+// rows×heads blocks leave most of those slots idle (a small batch), more parts of at least
+// MinSplitLen positions, as many as fill the slots in one wave. That count is rounded down to a
+// power of two, so that a sequence growing changes it rarely: each change is a new CUDA graph.
+func DecodeSplits(rows, heads, maxCtx, slots int) int {
+	n := max(1, (maxCtx+MaxSplitLen-1)/MaxSplitLen)
+	fill := min(slots/max(1, rows*heads), maxCtx/MinSplitLen)
+	for more := 1; more <= fill; more *= 2 {
+		n = max(n, more)
+	}
+	return n
+}

@@ -98,3 +98,25 @@ func TestLoRATables(t *testing.T) {
 		t.Errorf("tables of no segments %+v", tb)
 	}
 }
+
+// Decode splits long contexts into parts of at most MaxSplitLen, and small batches further,
+// into a power of two of parts no shorter than MinSplitLen, as many as fit one wave.
+func TestDecodeSplits(t *testing.T) {
+	const slots = 132 * 8 // an H100's SMs, 8 decode blocks each
+	for _, c := range []struct{ rows, heads, ctx, want int }{
+		{32, 32, 128, 1},    // 1,024 blocks: one wave already
+		{128, 32, 513, 2},   // many blocks; long enough for two parts of at most 512
+		{128, 32, 5000, 10}, // ceil(5000/512)
+		{8, 32, 128, 2},     // 256 blocks: 4 parts would fill the slots, 128 positions make 2 of 64
+		{8, 32, 4096, 8},    // 8 parts of 512, more than the 4 that fill the slots
+		{1, 32, 127, 1},     // shorter than two parts of MinSplitLen
+		{1, 32, 2048, 32},   // 33 would fill the slots; 32 parts of 64
+		{1, 32, 40000, 79},  // ceil(40000/512) beats the 32 that fill the slots
+		{1, 8, 1000, 8},     // 132 would fill the slots; 15 parts of 64 fit, rounded down to 8
+		{0, 32, 100, 1},     // no rows
+	} {
+		if got := DecodeSplits(c.rows, c.heads, c.ctx, slots); got != c.want {
+			t.Errorf("DecodeSplits(%d rows, %d heads, context %d) = %d, want %d", c.rows, c.heads, c.ctx, got, c.want)
+		}
+	}
+}

@@ -214,13 +214,14 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 }
 
 // Decode, one split of the context: decode row i (batch row dec_rows[i]), head blockIdx.y,
-// positions [s*split_len, min((s+1)*split_len, row_len)) for s = blockIdx.z, with an online
-// softmax. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d] stays
+// positions [s*L, min((s+1)*L, row_len)) for s = blockIdx.z and L = ceil(row_len / splits):
+// each row's context in splits equal parts (the backend picks splits, host.DecodeSplits), with
+// an online softmax. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d] stays
 // unnormalised, with its (m, l) beside it: part_acc[((i*heads + h)*splits + s)*hd + d] and
 // part_ml[((i*heads + h)*splits + s)*2 + {0, 1}], splits = gridDim.z. An empty split writes
 // m = -inf, l = 0 and acc = 0. With one split and a non-null out, the block writes the final
-// output instead, as decode_combine would (part_acc and part_ml are unused): a context of up to
-// split_len needs no second kernel. Grid (n_dec, heads, splits); blockDim.x DEC_THREADS;
+// output instead, as decode_combine would (part_acc and part_ml are unused): a context in one
+// part needs no second kernel. Grid (n_dec, heads, splits); blockDim.x DEC_THREADS;
 // dynamic shared memory (DEC_THREADS/32) * (hd + 2) floats. One kernel per size of head,
 // decode_split_hdN for hd <= N, so that each is compiled for its own lanes per position and
 // none pays the registers of another.
@@ -369,10 +370,10 @@ __device__ __forceinline__ void decode_run(float *sh, const float *qr, const __n
 #define DECODE_SPLIT_PARAMS                                                                                   \
 	float *part_acc, float *part_ml, float *out, __nv_bfloat16 *out16, const float *q, const __nv_bfloat16 *k_cache, \
 		const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len, const int *row_table, const int *blocks, \
-		int block_size, int heads, int kv_heads, int hd, float scale, int split_len
+		int block_size, int heads, int kv_heads, int hd, float scale
 #define DECODE_SPLIT_ARGS                                                                                      \
 	part_acc, part_ml, out, out16, q, k_cache, v_cache, dec_rows, row_len, row_table, blocks, block_size, heads, \
-		kv_heads, hd, scale, split_len
+		kv_heads, hd, scale
 
 template <int LP>
 __device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
@@ -381,8 +382,11 @@ __device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
 	int kvh = h / (heads / kv_heads);
 	int warps = blockDim.x >> 5;
 	const float *qr = q + ((size_t)r * heads + h) * hd;
-	long long start = (long long)sp * split_len;
-	int end = (int)min((long long)row_len[r], start + split_len);
+	int len = row_len[r];
+	int each = (int)(((unsigned)len + gridDim.z - 1) / gridDim.z); // positions a split (unsigned: fewer registers)
+	int first = sp * each;
+	long long start = first;
+	int end = min(len, first + each);
 	const int *table = blocks + row_table[r];
 	size_t stride = (size_t)kv_heads * hd;
 	DYNAMIC_SHARED(float, sh); // per warp: m, l, acc[hd]

@@ -99,10 +99,10 @@ func TestKernelResources(t *testing.T) {
 
 // The backend (gpukern/cuda) looks these kernels up by name, sizes flash_prefill's shared
 // memory and tiles from FLASH_BQ and FLASH_BK, the LoRA kernels' grids and shared memory from
-// SHRINK_J, EXPAND_C, LORA_GROUP, LORA_MAX_PARTS and SHRINK_SUMS, and launches the kernels
-// with launch bounds with the block sizes they name (LORA_THREADS, DEC_THREADS), so each
-// kernel is declared once, extern "C", and the sizes are the ones it assumes. This needs no
-// NVRTC.
+// SHRINK_J, EXPAND_C, LORA_GROUP, LORA_MAX_PARTS and SHRINK_SUMS, launches the kernels with
+// launch bounds with the block sizes they name (LORA_THREADS, DEC_THREADS), and splits decode
+// contexts for the blocks an SM holds (DEC_BLOCKS), so each kernel is declared once, extern
+// "C", and the sizes are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
 	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
@@ -121,7 +121,7 @@ func TestKernelNames(t *testing.T) {
 		}
 	}
 	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n",
-		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define DEC_THREADS 128\n", "#define LORA_MAX_PARTS 3\n",
+		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define DEC_THREADS 128\n", "#define DEC_BLOCKS 8\n", "#define LORA_MAX_PARTS 3\n",
 		"#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)\n"} {
 		if !strings.Contains(all, def) {
 			t.Errorf("no %q", def)
