@@ -39,13 +39,15 @@ func Resources(name, src, arch, includeDir string) ([]Usage, error) {
 //	ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
 //	ptxas info    : Used 64 registers, 2048 bytes smem, 400 bytes cmem[0]
 //
+// (CUDA 12 and later also say "used 1 barriers" after the registers.)
 // "Function properties" also comes for device functions that are not inlined: only the
 // properties of the entry being compiled are its.
 var (
 	entryLine = regexp.MustCompile(`Compiling entry function '([^']+)'`)
 	propsLine = regexp.MustCompile(`Function properties for (\S+)`)
 	frameLine = regexp.MustCompile(`(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads`)
-	usedLine  = regexp.MustCompile(`Used (\d+) registers(?:, (\d+) bytes smem)?`)
+	usedLine  = regexp.MustCompile(`Used (\d+) registers`)
+	smemPart  = regexp.MustCompile(`(\d+) bytes smem`)
 )
 
 // ParseUsage reads the kernels' resources from the log of a compilation with ptxas -v. A
@@ -73,8 +75,8 @@ func ParseUsage(log string) ([]Usage, error) {
 		}
 		if m := usedLine.FindStringSubmatch(line); m != nil && us[cur].Registers < 0 {
 			us[cur].Registers = atoi(m[1])
-			if m[2] != "" {
-				us[cur].SharedBytes = atoi(m[2])
+			if m := smemPart.FindStringSubmatch(line); m != nil {
+				us[cur].SharedBytes = atoi(m[1])
 			}
 		}
 	}

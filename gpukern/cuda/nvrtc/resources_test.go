@@ -6,7 +6,8 @@ import (
 )
 
 // A log as NVRTC 11.8 writes it for sm_90, with a device function that was not inlined
-// between two entries: its properties are not the entry's.
+// between two entries (its properties are not the entry's), and a last entry as CUDA 12 and
+// later write it (with its barriers).
 const ptxasLog = `ptxas info    : 0 bytes gmem
 ptxas info    : Compiling entry function 'lora_expand' for 'sm_90'
 ptxas info    : Function properties for lora_expand
@@ -18,6 +19,10 @@ ptxas info    : Compiling entry function 'lora_shrink' for 'sm_90'
 ptxas info    : Function properties for lora_shrink
 ptxas         .     0 bytes stack frame, 12 bytes spill stores, 16 bytes spill loads
 ptxas info    : Used 64 registers, 2048 bytes smem, 400 bytes cmem[0]
+ptxas info    : Compiling entry function 'decode_combine' for 'sm_90'
+ptxas info    : Function properties for decode_combine
+ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 32 registers, used 1 barriers, 512 bytes smem, 400 bytes cmem[0]
 `
 
 func TestParseUsage(t *testing.T) {
@@ -28,6 +33,7 @@ func TestParseUsage(t *testing.T) {
 	want := []Usage{
 		{Kernel: "lora_expand", Registers: 80, StackBytes: 64},
 		{Kernel: "lora_shrink", Registers: 64, SharedBytes: 2048, SpillStores: 12, SpillLoads: 16},
+		{Kernel: "decode_combine", Registers: 32, SharedBytes: 512},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
