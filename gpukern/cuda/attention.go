@@ -45,7 +45,7 @@ const decodeThreads = 128
 const decodeBlocks = 8
 
 // Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, and
-// decode_combine where a context is longer than one split, for decode rows; in one call for a
+// decode_combine where contexts are split (host.DecodeSplits), for decode rows; in one call for a
 // mixed batch. Both also write the output in bf16 for the o projection's GEMM (bf16Copy).
 func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
 	os, qs := dev(out), dev(q)
@@ -99,8 +99,8 @@ func (b *Backend) attnMetaOf(seqs []gpukern.AttnSeq) *attnMeta {
 	return &b.attnMeta
 }
 
-// decode launches decode_split for the plan's decode rows, and decode_combine after it where a
-// context needs more than one split. Callers are inside b.do.
+// decode launches decode_split for the plan's decode rows, and decode_combine after it where
+// their contexts are split in parts. Callers are inside b.do.
 func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams) {
 	plan := &b.attnPlan
 	n := len(plan.DecRows)
