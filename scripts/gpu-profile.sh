@@ -6,17 +6,18 @@
 # $OUT/gpu-profile/ncu.txt.
 #
 # The kernel filter counts only matching launches: the 128 skipped are the decode_split
-# launches of the "lora off" run (one warm-up and three timed steps of 32 layers), and the
-# two after them the first layer's qkv shrink and expand of the first LoRA run, so the nine
-# profiled are one layer of a step with 32 adapters (decode_split, then shrink and expand of
-# o, gate/up and down, then the next layer's qkv).
+# launches of the "lora off" run (one warm-up and three timed steps of 32 layers), and the one
+# after them the first layer's qkv lora_fused of the first LoRA run, so the five profiled are
+# one layer of a step with 32 adapters: decode_split, then lora_fused of o, gate/up and down,
+# then of the next layer's qkv. (At 63ed203, with shrink and expand apart, it was
+# --launch-skip 130 -c 9.)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp}/gpu-profile
 mkdir -p "$out"
 cd "$root"
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-"$ncu" -k 'regex:decode_split|lora_shrink|lora_expand' --launch-skip 130 -c 9 \
+"$ncu" -k 'regex:decode_split|lora_' --launch-skip 129 -c 5 \
 	--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
 	bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1 \
 	>"$out/ncu.txt" 2>&1
