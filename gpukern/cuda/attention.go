@@ -38,11 +38,12 @@ func (f *functions) decodeSplitOf(hd int) drv.Function {
 	return f.decodeSplit[i]
 }
 
-// decodeThreads is DEC_THREADS of attention.cu, the block size its launch bounds assume.
-const decodeThreads = 128
-
-// decodeBlocks is DEC_BLOCKS of attention.cu: the decode blocks an SM holds at once.
-const decodeBlocks = 8
+// decodeThreads and decodeBlocks are DEC_THREADS and DEC_BLOCKS of attention.cu: decode_split's
+// block size, which its launch bounds assume, and the blocks of it an SM holds at once.
+const (
+	decodeThreads = 128
+	decodeBlocks  = 8
+)
 
 // Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, and
 // decode_combine where contexts are split (host.DecodeSplits), for decode rows; in one call for a

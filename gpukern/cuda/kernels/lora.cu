@@ -150,7 +150,6 @@ __device__ __forceinline__ void shrink_block(float *sums, float *v, const float 
 	}
 }
 
-
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
 		const int *ranks, const int *lead, int parts, int in, int vstride) {
 	__shared__ float sums[SHRINK_SUMS];
