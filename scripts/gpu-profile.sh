@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Nsight Compute on one decode layer's attention and LoRA kernels (batch 32, 32 adapters,
-# context 128, Llama-2-7B shapes), each kernel replayed alone: its time, DRAM throughput,
-# occupancy and what its warps wait on. From bin/lorafleet-cuda built elsewhere (`make
-# build-cuda`), run from the repository root on the GPU machine; about 15 s. Writes
-# $OUT/gpu-profile/ncu.txt.
+# Nsight Compute on one decode layer's attention, LoRA and GEMM kernels (batch 32, 32
+# adapters, context 128, Llama-2-7B shapes), each kernel replayed alone: its time, DRAM
+# throughput, occupancy and what its warps wait on. From bin/lorafleet-cuda built elsewhere
+# (`make build-cuda`), run from the repository root on the GPU machine; about 30 s. Writes
+# $OUT/gpu-profile/ncu.txt and ncu-gemm.txt.
 #
 # The kernel filter counts only matching launches: the 128 skipped are the decode_split
 # launches of the "lora off" run (one warm-up and three timed steps of 32 layers), and the one
@@ -17,10 +17,13 @@ out=${OUT:-/tmp}/gpu-profile
 mkdir -p "$out"
 cd "$root"
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-"$ncu" -k 'regex:decode_split|lora_' --launch-skip 129 -c 5 \
-	--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
-	bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1 \
-	>"$out/ncu.txt" 2>&1
+bench=(bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1)
+sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis)
+"$ncu" -k 'regex:decode_split|lora_' --launch-skip 129 -c 5 "${sections[@]}" "${bench[@]}" >"$out/ncu.txt" 2>&1
 rc=$?
-grep -E '^  [a-z_0-9]+ \(|    Duration|DRAM Throughput|Achieved Occupancy|Block Limit Registers' "$out/ncu.txt"
+# The first four gemm_small launches: the first layer's qkv, o, gate/up and down GEMMs of the
+# first run (LoRA and attention off).
+"$ncu" -k 'regex:gemm_small' -c 4 "${sections[@]}" "${bench[@]}" >"$out/ncu-gemm.txt" 2>&1
+rc=$((rc | $?))
+grep -E '^  [a-z_0-9]+ \(|    Duration|DRAM Throughput|Achieved Occupancy|Block Limit Registers' "$out/ncu.txt" "$out/ncu-gemm.txt"
 exit $rc

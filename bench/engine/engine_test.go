@@ -76,6 +76,7 @@ type gpuLike struct {
 	sideSets    []bool // each SetLoRASideStream call's "on"
 	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
 	fusedSets   []bool // each SetLoRAFused call's "on"
+	gemmSets    []bool // each SetSmallGEMM call's "on"
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -96,6 +97,7 @@ func (g *gpuLike) SetGraphs(on bool)           { g.graphsOff = append(g.graphsOf
 func (g *gpuLike) SetLoRASideStream(on bool)   { g.sideSets = append(g.sideSets, on) }
 func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets, on) }
 func (g *gpuLike) SetLoRAFused(on bool)        { g.fusedSets = append(g.fusedSets, on) }
+func (g *gpuLike) SetSmallGEMM(on bool)        { g.gemmSets = append(g.gemmSets, on) }
 func (g *gpuLike) SetFlushOps(n int) int {
 	prev := g.flushOps
 	g.flushOps, g.flushSets = n, append(g.flushSets, n)
@@ -167,6 +169,20 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	if got := runsOf(Apart); !slices.Equal(got, want) || !slices.Equal(be.fusedSets, []bool{false, true, false, true}) {
 		t.Errorf("shrink-and-expand-apart runs %v with SetLoRAFused calls %v; want %v with [false true false true]", got, be.fusedSets, want)
+	}
+	// cuBLAS's GEMMs, with LoRA and with LoRA and attention off (whose bytes hold no KV, as
+	// the attention-off row's), for each batch at the first context.
+	if got := runsOf(CuBLAS); !slices.Equal(got, want) {
+		t.Errorf("cuBLAS runs %v, want %v", got, want)
+	}
+	if got, want := runsOf(CuBLASAttentionOff), []string{"b2 k0 c8", "b4 k0 c8"}; !slices.Equal(got, want) {
+		t.Errorf("cuBLAS attention-off runs %v, want %v", got, want)
+	}
+	if want := []bool{false, true, false, true, false, true, false, true}; !slices.Equal(be.gemmSets, want) {
+		t.Errorf("SetSmallGEMM calls %v, want %v", be.gemmSets, want)
+	}
+	if cub, _ := rep.find(CuBLASAttentionOff, 2, 0, 8); cub.Bytes != rep.Decode[0].Bytes || rep.Decode[0].Variant != AttentionOff {
+		t.Errorf("cuBLAS attention-off row counts %d bytes, the attention-off row %+v", cub.Bytes, rep.Decode[0])
 	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {

@@ -42,7 +42,16 @@ const (
 	// Apart launches a projection's LoRA shrink and expand as two kernels, not one (backends
 	// that fuse them).
 	Apart = "lora, shrink and expand apart"
+	// CuBLAS and CuBLASAttentionOff run every GEMM with cuBLAS, none with the backend's own
+	// small-batch kernel (backends with one): next to the WithLoRA and AttentionOff rows.
+	CuBLAS             = "lora, GEMMs by cuBLAS"
+	CuBLASAttentionOff = "lora and attention off, GEMMs by cuBLAS"
 )
+
+// attentionOff says whether a variant runs without attention (its bytes hold no KV).
+func attentionOff(variant string) bool {
+	return variant == AttentionOff || variant == CuBLASAttentionOff
+}
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
 // that many adapters (fewer in smaller batches), and the profile and the decode while loading
@@ -57,8 +66,9 @@ type decodeRun struct {
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
-// with LoRA on one stream, on an unprioritized side stream and with shrink and expand apart,
-// and the reference batch in one launch per step.
+// with LoRA on one stream, on an unprioritized side stream, with shrink and expand apart and
+// with cuBLAS's GEMMs (with LoRA, and with LoRA and attention off), and the reference batch
+// in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -95,8 +105,8 @@ func stopped(ctx context.Context) error {
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
-// unprioritized side stream and with shrink and expand apart, and (at the reference batch, or
-// the largest below it) in one launch per step.
+// unprioritized side stream, with shrink and expand apart and with cuBLAS's GEMMs, and (at the
+// reference batch, or the largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -122,6 +132,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	}
 	if _, ok := r.be.(Fuser); ok && first {
 		runs = append(runs, decodeRun{Apart, min(reference, b)})
+	}
+	if _, ok := r.be.(GEMMChooser); ok && first {
+		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
 	}
 	for _, run := range runs {
 		if err := stopped(ctx); err != nil {
@@ -173,7 +186,7 @@ func (r *runner) blocksPerSeq() int {
 // decode times steps of decodeBatch(b, k, ctx) in the variant's configuration.
 func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Decode, error) {
 	batch := r.decodeBatch(b, k, ctx)
-	r.gate.attentionOff = variant == AttentionOff
+	r.gate.attentionOff = attentionOff(variant)
 	defer func() { r.gate.attentionOff = false }()
 	if g, ok := r.be.(Grapher); ok && variant == GraphsOff {
 		g.SetGraphs(false)
@@ -194,13 +207,17 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 		f.SetLoRAFused(false)
 		defer f.SetLoRAFused(true)
 	}
+	if g, ok := r.be.(GEMMChooser); ok && (variant == CuBLAS || variant == CuBLASAttentionOff) {
+		g.SetSmallGEMM(false)
+		defer g.SetSmallGEMM(true)
+	}
 	times, err := r.time(batch, kv)
 	if err != nil {
 		return Decode{}, fmt.Errorf("engine bench: decode batch %d, %d adapters, context %d: %w", b, k, ctx, err)
 	}
 	d := Decode{Variant: variant, Batch: b, Adapters: k, Context: ctx, StepMS: median(times), P90MS: percentile(times, 0.9)}
 	d.Bytes = r.weightBytes() + int64(k)*r.adapterBytes()
-	if variant != AttentionOff {
+	if !attentionOff(variant) {
 		d.Bytes += int64(b) * int64(ctx+1) * r.kvBytesPerToken()
 	}
 	d.fill(r.cfg.Bandwidth)

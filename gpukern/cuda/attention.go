@@ -59,7 +59,7 @@ func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer
 		m := b.attnMetaOf(seqs)
 		plan := &b.attnPlan
 		size := len(plan.RowLen) * p.Heads * p.HeadDim
-		out16 := b.buffer(&b.scratch.gemmIn, int64(2*size))
+		out16 := b.gemmInput(len(plan.RowLen), p.Heads*p.HeadDim)
 		if n := len(plan.TileRow0); n > 0 {
 			a := (&args{}).ptr(os).dptr(out16).ptr(qs).ptr(kc).ptr(vc).dptr(m.tileRow0).dptr(m.tileRows).
 				dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(cache.BlockSize).

@@ -1,14 +1,15 @@
 //go:build cuda
 
 // Package cuda implements gpukern.Backend on an NVIDIA GPU, through gpukern/cuda/drv:
-// gorgonia.org/cu for the context, memory, streams and launches; cuBLAS for the weight GEMMs
-// in bf16; the kernels of gpukern/cuda/kernels compiled at start-up by NVRTC for the GPU's
-// architecture. Built with the cudaemu tag as well, drv is a CPU emulator instead, which runs
-// this package's GPU tests without a GPU.
+// gorgonia.org/cu for the context, memory, streams and launches; the kernels of
+// gpukern/cuda/kernels compiled at start-up by NVRTC for the GPU's architecture, with a
+// tensor-core GEMM of their own for decode batches and cuBLAS for larger ones. Built with the
+// cudaemu tag as well, drv is a CPU emulator instead, which runs this package's GPU tests
+// without a GPU.
 //
 // Types: activations (Alloc) are fp32; weights, adapters and the KV cache are bf16. A GEMM
-// input is in bf16 when cuBLAS reads it: written so by the kernel that made it, or converted
-// just before.
+// input is in bf16 when the GEMM reads it: written so by the kernel that made it, or
+// converted just before.
 //
 // Only a binary built with the cuda tag imports this package: gorgonia.org/cu's init exits
 // the process where there is no GPU driver (not with cudaemu, which does not import it).
@@ -103,18 +104,19 @@ type Backend struct {
 	pool    *adapterPool
 	err     error // the first failure since the last Sync
 
-	ops       []host.Op            // recorded, not yet launched (graph.go)
-	launched  bool                 // work was launched since the last drain: the step's first flush is past
-	graphs    host.Graphs[uintptr] // instantiated graphs (CUgraphExec) by launch sequence
-	slotsUsed []bool               // per adapter pool slot: the recorded work reads it
-	copy16    bf16Copy             // a GEMM input already in bf16 (ops.go)
-	loraTab   host.LoRA            // scratch of loraTablesOf
-	shrunk    segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
-	loraMain  bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
-	loraApart bool                 // a projection's LoRA shrink and expand as two launches, not lora_fused (SetLoRAFused)
-	shrinkOp  int                  // where ops holds the last LoRAShrink's launch, while the expand may fuse with it; else -1
-	attnPlan  host.Attn            // scratch of Attention
-	attnMeta  attnMeta             // where the arena holds attnPlan's tables
+	ops        []host.Op            // recorded, not yet launched (graph.go)
+	launched   bool                 // work was launched since the last drain: the step's first flush is past
+	graphs     host.Graphs[uintptr] // instantiated graphs (CUgraphExec) by launch sequence
+	slotsUsed  []bool               // per adapter pool slot: the recorded work reads it
+	copy16     bf16Copy             // a GEMM input already in bf16 (ops.go)
+	loraTab    host.LoRA            // scratch of loraTablesOf
+	shrunk     segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
+	loraMain   bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
+	loraApart  bool                 // a projection's LoRA shrink and expand as two launches, not lora_fused (SetLoRAFused)
+	cublasOnly bool                 // every GEMM by cuBLAS, none by gemm_small (SetSmallGEMM)
+	shrinkOp   int                  // where ops holds the last LoRAShrink's launch, while the expand may fuse with it; else -1
+	attnPlan   host.Attn            // scratch of Attention
+	attnMeta   attnMeta             // where the arena holds attnPlan's tables
 
 	prof    map[string]time.Duration // kernel times, while Profile runs
 	profErr error

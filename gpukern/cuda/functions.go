@@ -20,7 +20,8 @@ type functions struct {
 	embedding, gather, rmsnorm, siluMul, addBias, add, toBF16 drv.Function
 	ropeWriteKV                                               drv.Function
 	flashPrefill, decodeCombine                               drv.Function
-	decodeSplit                                               [len(decodeHeadDims)]drv.Function // by head size (decodeSplitOf)
+	decodeSplit                                               [len(decodeHeadDims)]drv.Function  // by head size (decodeSplitOf)
+	gemmSmall                                                 [len(smallGEMMBounds)]drv.Function // by batch bound
 	loraShrink, loraExpand, loraFused                         drv.Function
 	argmax, sampleRows                                        drv.Function
 	fillRandom                                                drv.Function
@@ -38,6 +39,9 @@ func (f *functions) load(dir, arch string) error {
 	}
 	for i, hd := range decodeHeadDims {
 		byName[fmt.Sprintf("decode_split_hd%d", hd)] = &f.decodeSplit[i]
+	}
+	for i, m := range smallGEMMBounds {
+		byName[fmt.Sprintf("gemm_small_m%d", m)] = &f.gemmSmall[i]
 	}
 	// Each function is looked up in the module its source declares it in: a lookup that
 	// fails is an API error that compute-sanitizer reports.

@@ -81,11 +81,54 @@ func TestMatMul(t *testing.T) {
 		x, w, o := act(randn(r, s.m*s.k, 1)), weight(randn(r, s.n*s.k, 0.02)), out(s.m*s.n)
 		gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k)
 		ref.MatMul(o.r, x.r, w.r, s.m, s.n, s.k)
-		o.compare(t, "matmul (cuBLAS bf16)", shapeOf(s.m, s.n, s.k), tolBF16)
+		o.compare(t, "matmul (bf16)", shapeOf(s.m, s.n, s.k), tolBF16)
 		for _, p := range []pair{x, w, o} {
 			p.free()
 		}
 	}
+}
+
+// Decode batches of up to 32 rows run gemm_small, which feeds the tensor cores straight from
+// its loads of w and x (gemm.cu); larger ones, and shapes it does not take, cuBLAS. With x
+// already in bf16 both sides multiply the same values exactly and differ only in the order
+// of fp32 sums, so the tolerance is fp32's: a wrong fragment layout, a lost step of k or a
+// wrong column is far beyond it. Each shape also runs with cuBLAS alone, and the profile
+// says which ran.
+func TestSmallGEMM(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 31))
+	for _, s := range []struct {
+		m, n, k int
+		small   bool
+	}{
+		{1, 64, 32, true}, {8, 96, 64, true}, {9, 160, 96, true}, {16, 600, 192, true}, // 600: the last block overlaps the one before
+		{17, 1152, 896, true}, {32, 512, 1024, true}, {3, 32, 4096, true}, {32, 96, 11008, true},
+		{33, 256, 64, false}, {8, 300, 136, false}, {4, 16, 64, false}, // 33 rows; k not a multiple of 32; n under 32
+	} {
+		x, w := act(bf16(randn(r, s.m*s.k, 1))), weight(randn(r, s.n*s.k, 0.05))
+		shape := shapeOf(s.m, s.n, s.k)
+		for _, small := range []bool{true, false} {
+			gpu.SetSmallGEMM(small)
+			o := out(s.m * s.n)
+			prof, err := gpu.Profile(func() { gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref.MatMul(o.r, x.r, w.r, s.m, s.n, s.k)
+			kernel := "gemm"
+			if small && s.small {
+				kernel = "gemm_small"
+			}
+			if _, ok := prof[fmt.Sprintf("%s %d×%d", kernel, s.n, s.k)]; !ok {
+				t.Errorf("%s with gemm_small %v: ran %v, want %s", shape, small, prof, kernel)
+			}
+			o.compare(t, kernel+" (bf16 x)", shape, tolF32)
+			o.free()
+		}
+		for _, p := range []pair{x, w} {
+			p.free()
+		}
+	}
+	gpu.SetSmallGEMM(true)
 }
 
 // A GEMM right after RMSNorm or SiLUMul reads the bf16 copy those kernels write of their

@@ -46,7 +46,7 @@ func optional(t gpukern.Tensor) drv.DevicePtr {
 func (b *Backend) RMSNorm(out, x, residual, delta, w gpukern.Tensor, rows, dim int, eps float32) {
 	o, xs, ws := dev(out), dev(x), dev(w)
 	b.do(func() {
-		out16 := b.buffer(&b.scratch.gemmIn, int64(2*rows*dim))
+		out16 := b.gemmInput(rows, dim)
 		a := (&args{}).ptr(o).dptr(out16).ptr(xs).dptr(optional(residual)).dptr(optional(delta)).ptr(ws).i32(dim).f32(eps)
 		op := kernel("rmsnorm", b.fn.rmsnorm, d1(rows), d1(normThreads(dim)), 0, a)
 		op.Join = delta != nil
@@ -62,36 +62,6 @@ const normHeld = 8
 // in registers (a warp at least, 1024 at most).
 func normThreads(dim int) int {
 	return min(1024, max(32, (dim+32*normHeld-1)/(32*normHeld)*32))
-}
-
-// bf16Copy says that scratch.gemmIn holds the first n values of the activation at address of
-// in bf16, written by the last main-stream kernel recorded (RMSNorm, SiLUMul): a MatMul of
-// that activation reads it instead of converting. Recording any other main-stream kernel
-// clears it, since that kernel may write the activation or gemmIn.
-type bf16Copy struct {
-	of drv.DevicePtr
-	n  int
-}
-
-// MatMul implements gpukern.Backend with cuBLAS on bf16 inputs, accumulating in fp32.
-func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
-	o, xs, ws := dev(out), dev(x), dev(w)
-	if !ws.bf16 {
-		panic("cuda: MatMul weights must come from Weight") // a programming error
-	}
-	b.do(func() {
-		in := xs.ptr
-		switch {
-		case xs.bf16:
-		case b.copy16 == bf16Copy{of: xs.ptr, n: m * k}:
-			in = b.scratch.gemmIn.ptr // made by the kernel that wrote x
-		default:
-			in = b.buffer(&b.scratch.gemmIn, int64(2*m*k))
-			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
-			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
-		}
-		b.record(host.Op{Name: "gemm", Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
-	})
 }
 
 // elementwise launches a grid-stride kernel over n elements; join when it reads a LoRA delta.
@@ -118,7 +88,7 @@ func (b *Backend) Add(out, x, y gpukern.Tensor, n int) {
 func (b *Backend) SiLUMul(out, gateUp, delta gpukern.Tensor, rows, dim int) {
 	n, o := rows*dim, dev(out)
 	b.do(func() {
-		out16 := b.buffer(&b.scratch.gemmIn, int64(2*n))
+		out16 := b.gemmInput(rows, dim)
 		a := (&args{}).ptr(o).dptr(out16).ptr(dev(gateUp)).dptr(optional(delta)).i32(dim).i64(n)
 		op := kernel("silu_mul", b.fn.siluMul, d1(gridFor(n, threads)), d1(threads), 0, a)
 		op.Join = delta != nil

@@ -68,8 +68,8 @@ func (b *Backend) issueTimed(ops []host.Op) {
 			return
 		}
 		name := ops[i].Name
-		if ops[i].Fn == 0 {
-			name = fmt.Sprintf("gemm %d×%d", ops[i].Cells[4], ops[i].Cells[5])
+		if ops[i].Fn == 0 || name == "gemm_small" { // cuBLAS's or gemm_small's (out, x, w, m, n, k)
+			name = fmt.Sprintf("%s %d×%d", name, ops[i].Cells[4], ops[i].Cells[5])
 		}
 		b.prof[name] += time.Duration(ms * float64(time.Millisecond))
 	}

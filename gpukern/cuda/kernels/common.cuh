@@ -38,6 +38,18 @@ __device__ __forceinline__ int load_acquire(const int *p) {
 }
 #endif
 
+#ifndef LORAFLEET_EMU
+// d += a·b on the tensor cores for the warp's 16×16 a and 16×8 b in bf16, accumulating in
+// fp32: each lane holds its fragments in the layout of PTX's "Matrix Fragments for
+// mma.m16n8k16 with floating point type" (emu.cpp spells it out).
+__device__ __forceinline__ void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
+	asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+	    "{%0, %1, %2, %3};"
+	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+	    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
 // The 8 bf16 values of a 16-byte load, in address order, widened to fp32.
 __device__ __forceinline__ void unpack8(float f[8], uint4 w) {
 	unsigned int u[4] = {w.x, w.y, w.z, w.w};

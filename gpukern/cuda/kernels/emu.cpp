@@ -149,6 +149,9 @@ struct {
 	int n, cur;
 	Barrier all, warps[max_threads / 32];
 	uint64_t slot[max_threads]; // each thread's value in a shuffle
+	struct {
+		unsigned a[4], b[2];
+	} mma[max_threads]; // each thread's fragments in an mma_bf16
 	Context sched;
 	Stack sched_stack;
 	void (*body)(const uint64_t *);
@@ -296,6 +299,52 @@ uint64_t emu_shfl(uint64_t v, int src) {
 	return r;
 }
 
+// The fragments' layout is PTX's "Matrix Fragments for mma.m16n8k16 with floating point
+// type": lane l (group g = l/4, t = l%4) holds a's rows g and g+8 at columns 2t, 2t+1 (a[0],
+// a[1]) and 2t+8, 2t+9 (a[2], a[3]), b's column g at rows 2t, 2t+1 (b[0]) and 2t+8, 2t+9
+// (b[1]), the lower index in the low half of a word; and d's rows g (d[0], d[1]) and g+8
+// (d[2], d[3]) at columns 2t and 2t+1.
+namespace {
+float bf16_word_lo(unsigned w) { return __uint_as_float(w << 16); }
+float bf16_word_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
+float mma_a(int lane0, int row, int col) {
+	int l = lane0 + (row & 7) * 4 + (col & 7) / 2, reg = (row >= 8) + 2 * (col >= 8);
+	unsigned w = blk.mma[l].a[reg];
+	return col & 1 ? bf16_word_hi(w) : bf16_word_lo(w);
+}
+float mma_b(int lane0, int row, int col) {
+	int l = lane0 + col * 4 + (row & 7) / 2;
+	unsigned w = blk.mma[l].b[row >= 8];
+	return row & 1 ? bf16_word_hi(w) : bf16_word_lo(w);
+}
+} // namespace
+
+void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
+	if (blk.direct) {
+		fail(not_barrier_free);
+		return;
+	}
+	int t = threadIdx.x, lane0 = t & ~31; // threadIdx changes while this fiber waits
+	memcpy(blk.mma[t].a, a, sizeof blk.mma[t].a);
+	memcpy(blk.mma[t].b, b, sizeof blk.mma[t].b);
+	arrive(blk.warps[t >> 5]);
+	for (int l = lane0; l < lane0 + 32; l++) {
+		if (l >= blk.n || blk.fibers[l].done) {
+			fail("an mma_bf16 without every lane of the warp");
+		}
+	}
+	int g = (t & 31) / 4, c = 2 * (t & 3);
+	for (int i = 0; i < 4; i++) {
+		int row = g + 8 * (i / 2), col = c + (i & 1);
+		float sum = d[i];
+		for (int k = 0; k < 16; k++) {
+			sum += mma_a(lane0, row, k) * mma_b(lane0, k, col);
+		}
+		d[i] = sum;
+	}
+	arrive(blk.warps[t >> 5]); // no lane writes its fragments again before every lane has read
+}
+
 void __nanosleep(unsigned) {
 	fail("a block waits for a count that the blocks before it did not raise: on a GPU it would wait forever");
 	if (blk.direct) {
@@ -319,6 +368,10 @@ namespace k_elementwise {
 #include "common.cuh"
 #include "elementwise.cu"
 } // namespace k_elementwise
+namespace k_gemm {
+#include "common.cuh"
+#include "gemm.cu"
+} // namespace k_gemm
 namespace k_lora {
 #include "common.cuh"
 #include "lora.cu"
@@ -366,6 +419,24 @@ extern "C" __global__ void emu_divergent_barrier(int *out) {
 	}
 	out[threadIdx.x] = 1;
 }
+// One mma_bf16 of a (16×16, row-major) and b (16×8, stored as its 8 columns of 16) into d
+// (16×8, row-major), each lane loading and storing its fragments as PTX's layout says.
+extern "C" __global__ void emu_mma(float *d, const uint16_t *a, const uint16_t *b) {
+	int lane = threadIdx.x & 31, g = lane / 4, t = lane % 4;
+	auto pair = [](const uint16_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 16; };
+	unsigned af[4], bf[2];
+	for (int i = 0; i < 4; i++) {
+		af[i] = pair(a + (g + 8 * (i % 2)) * 16 + 2 * t + 8 * (i / 2)); // rows g, g+8, g, g+8; columns 2t, 2t, 2t+8, 2t+8
+	}
+	for (int i = 0; i < 2; i++) {
+		bf[i] = pair(b + g * 16 + 2 * t + 8 * i); // column g, rows 2t and 2t+8
+	}
+	float df[4] = {1, 2, 3, 4};
+	mma_bf16(df, af, bf);
+	for (int i = 0; i < 4; i++) {
+		d[(g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = df[i] - (float)(i + 1);
+	}
+}
 } // namespace k_emu
 
 namespace {
@@ -404,12 +475,13 @@ const Kernel table[] = {
 	KERNEL(elementwise, gather, false), KERNEL(elementwise, rmsnorm, true),
 	KERNEL(elementwise, silu_mul, false), KERNEL(elementwise, add_bias, false),
 	KERNEL(elementwise, add, false), KERNEL(elementwise, to_bf16, false),
-	KERNEL(elementwise, fill_random, false), KERNEL(lora, lora_shrink, true),
+	KERNEL(elementwise, fill_random, false), KERNEL(gemm, gemm_small_m8, true),
+	KERNEL(gemm, gemm_small_m16, true), KERNEL(gemm, gemm_small_m32, true), KERNEL(lora, lora_shrink, true),
 	KERNEL(lora, lora_expand, true), KERNEL(lora, lora_fused, true), KERNEL(rope_kv, rope_write_kv, false),
 	KERNEL(sample, argmax, true), KERNEL(sample, sample_rows, true),
 	KERNEL_IN("emu.cpp", emu, emu_deadlock, true), KERNEL_IN("emu.cpp", emu, emu_shuffle_ended, true),
 	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),
-	KERNEL_IN("emu.cpp", emu, emu_divergent_barrier, true),
+	KERNEL_IN("emu.cpp", emu, emu_divergent_barrier, true), KERNEL_IN("emu.cpp", emu, emu_mma, true),
 };
 
 } // namespace

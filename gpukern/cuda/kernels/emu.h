@@ -101,11 +101,18 @@ inline int atomicAdd(int *p, int v) {
 }
 inline void __threadfence() {}
 inline float __ldcg(const float *p) { return *p; }
+inline uint4 __ldcs(const uint4 *p) { return *p; }
+inline uint4 __ldg(const uint4 *p) { return *p; }
 inline int load_acquire(const int *p) { return *p; }
 // A thread sleeps only while it waits for other blocks to raise a count (wait_at_least); with
 // blocks run one at a time, those are done or not begun, so it would wait forever: the
 // emulator fails the launch and ends the thread.
 void __nanosleep(unsigned ns);
+
+// d += a·b for the warp's 16×16 a and 16×8 b in bf16, as mma.sync.aligned.m16n8k16.row.col
+// .f32.bf16.bf16.f32 (common.cuh), each lane holding its fragments in PTX's layout (every lane
+// of the warp takes part).
+void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]);
 
 void emu_full_mask(unsigned mask); // the kernels shuffle with every lane; others are not emulated
 template <class T> T __shfl_xor_sync(unsigned mask, T v, int o) {

@@ -1,0 +1,89 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
+)
+
+// GEMMs: the weight GEMMs of decode batches of up to smallGEMMRows rows run lorafleet's own
+// kernel, gemm_small (kernels/gemm.cu), built to stream the weights; larger batches (prefill)
+// and shapes it does not take run cuBLAS.
+
+// The sizes of gemm.cu.
+const (
+	smallGEMMRows    = 32  // the largest batch gemm_small takes: gemm_small_m32's
+	smallGEMMCols    = 32  // GEMM_ROWS: output columns a block computes
+	smallGEMMK       = 32  // GEMM_K: k must be a multiple of it
+	smallGEMMThreads = 256 // GEMM_THREADS
+)
+
+// smallGEMMBounds are gemm_small's kernels' batch bounds, in the order of functions.gemmSmall.
+var smallGEMMBounds = [...]int{8, 16, smallGEMMRows}
+
+// bf16Copy says that scratch.gemmIn holds the first n values of the activation at address of
+// in bf16, written by the last main-stream kernel recorded (RMSNorm, SiLUMul, Attention): a
+// MatMul of that activation reads it instead of converting. Recording any other main-stream
+// kernel clears it, since that kernel may write the activation or gemmIn.
+type bf16Copy struct {
+	of drv.DevicePtr
+	n  int
+}
+
+// gemmInput returns scratch.gemmIn with room for an activation of rows × cols in bf16, and for
+// at least smallGEMMRows rows: gemm_small reads rows up to its batch bound (those past the
+// batch, whatever they hold, only make outputs it does not store). Callers are inside b.do.
+func (b *Backend) gemmInput(rows, cols int) drv.DevicePtr {
+	return b.buffer(&b.scratch.gemmIn, 2*int64(max(rows, smallGEMMRows))*int64(cols))
+}
+
+// MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_small where it
+// takes the shape, else cuBLAS.
+func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
+	o, xs, ws := dev(out), dev(x), dev(w)
+	if !ws.bf16 {
+		panic("cuda: MatMul weights must come from Weight") // a programming error
+	}
+	b.do(func() {
+		in, padded := xs.ptr, false
+		switch {
+		case xs.bf16:
+		case b.copy16 == bf16Copy{of: xs.ptr, n: m * k}:
+			in, padded = b.scratch.gemmIn.ptr, true // made by the kernel that wrote x
+		default:
+			in, padded = b.gemmInput(m, k), true
+			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
+			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
+		}
+		if fn, ok := b.smallGEMM(m, n, k); ok && padded {
+			a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k)
+			b.launch("gemm_small", fn, d1((n+smallGEMMCols-1)/smallGEMMCols), d1(smallGEMMThreads), 0, a)
+			return
+		}
+		b.record(host.Op{Name: "gemm", Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
+	})
+}
+
+// smallGEMM is the gemm_small kernel for an m × n × k GEMM, if one takes it (gemm.cu's
+// conditions; the rows' alignment follows from k's, each tensor having an allocation of its
+// own).
+func (b *Backend) smallGEMM(m, n, k int) (drv.Function, bool) {
+	if b.cublasOnly || m < 1 || n < smallGEMMCols || k < smallGEMMK || k%smallGEMMK != 0 {
+		return drv.Function{}, false
+	}
+	for i, bound := range smallGEMMBounds {
+		if m <= bound {
+			return b.fn.gemmSmall[i], true
+		}
+	}
+	return drv.Function{}, false
+}
+
+// SetSmallGEMM runs the GEMMs of batches of up to 32 rows with gemm_small (on, the default) or
+// with cuBLAS (benchmarks compare the two).
+func (b *Backend) SetSmallGEMM(on bool) {
+	b.do(b.flush)
+	b.cublasOnly = !on
+}

@@ -1,0 +1,139 @@
+// Decode's GEMMs: out[r, :] = x[r, :] · wᵀ for batches of at most 32 rows (m), on the tensor
+// cores. Such a GEMM does little arithmetic per byte of w, so the kernel is built to stream w
+// at the memory's bandwidth: each lane loads 16 bytes of a row of w at a time straight into
+// the registers that mma_bf16 takes (no shared memory and no barrier in the loop), two steps
+// ahead of the multiplies, and a block's warps split k between them, adding their sums once
+// at the end in a fixed order (the result does not depend on timing).
+//
+// What lets a 16-byte load feed an mma as it is: a dot product may sum k in any order, so the
+// 16 columns of an mma's a (and rows of its b) may stand for any 16 values of k, as long as a
+// and b agree. Lane t of a quad loads values 8u .. 8u+7 of k (u = 4·step + t) of its rows of
+// w and of x; a step's first mma takes the words holding 8u .. 8u+3 (as the layout's columns
+// 2t, 2t+1, 2t+8, 2t+9), the second those holding 8u+4 .. 8u+7.
+//
+// m must be at most the kernel's batch bound (8 × its tiles of x), n at least GEMM_ROWS, k a
+// multiple of 32 (GEMM_K) and the rows 16-byte aligned; x must have rows up to the batch
+// bound (the backend uses cuBLAS otherwise).
+
+#define GEMM_THREADS 256 // 8 warps, which split k
+#define GEMM_WARPS (GEMM_THREADS / 32)
+#define GEMM_BLOCKS 2 // blocks an SM, for launch bounds: at most 128 registers
+#define GEMM_ROWS 32  // rows of w (output columns) a block computes: two tiles of 16
+#define GEMM_K 32     // values of k a warp covers a step: 8 from each lane of a quad
+
+// Where a lane's rows start, at its own first 16 bytes: row g (= lane/4) of the block's rows
+// of w, and row g of x; the lane's other rows are 8, 16 and 24 rows further (stride8 16-byte
+// units).
+struct GemmRows {
+	const uint4 *w, *x;
+	int stride8, last; // last: the last step's first 16-byte unit
+};
+
+// A lane's 16 bytes of a step of each of its rows of w: tile i, half h is row 16i + 8h + g of
+// the block's. Loaded two steps ahead of their use: they come from memory. A step past the
+// last (loaded ahead, never multiplied) reads the last one again, so that no load needs a
+// condition, which would cost registers.
+struct GemmW {
+	uint4 r[2][2];
+};
+
+__device__ __forceinline__ void gemm_load_w(GemmW &f, const GemmRows &p, int step) {
+	const int u = min(GEMM_K / 8 * step, p.last);
+#pragma unroll
+	for (int q = 0; q < 4; q++) {
+		f.r[q / 2][q % 2] = __ldcs(p.w + q * p.stride8 + u); // read once: past the caches
+	}
+}
+
+// The same of x's rows (tile c: row 8c + g), one step ahead: every block reads them, from L2.
+template <int NT> __device__ __forceinline__ void gemm_load_x(uint4 x[NT], const GemmRows &p, int step) {
+	const int u = min(GEMM_K / 8 * step, p.last);
+#pragma unroll
+	for (int c = 0; c < NT; c++) {
+		x[c] = __ldg(p.x + c * p.stride8 + u);
+	}
+}
+
+template <int NT> __device__ __forceinline__ void gemm_mma(float acc[2][NT][4], const GemmW &f, const uint4 x[NT]) {
+#pragma unroll
+	for (int j = 0; j < 2; j++) {
+#pragma unroll
+		for (int i = 0; i < 2; i++) {
+			const unsigned a[4] = {j ? f.r[i][0].z : f.r[i][0].x, j ? f.r[i][1].z : f.r[i][1].x,
+			                       j ? f.r[i][0].w : f.r[i][0].y, j ? f.r[i][1].w : f.r[i][1].y};
+#pragma unroll
+			for (int c = 0; c < NT; c++) {
+				const unsigned b[2] = {j ? x[c].z : x[c].x, j ? x[c].w : x[c].y};
+				mma_bf16(acc[i][c], a, b);
+			}
+		}
+	}
+}
+
+// gemm_small computes the block's GEMM_ROWS columns of out for every row of x. The last
+// block of an n that is not a multiple of GEMM_ROWS takes the last GEMM_ROWS columns, some of
+// which the block before it computes too (the same values: the order of the sums is fixed).
+// x has rows up to the kernel's batch bound: those past m are multiplied, never stored.
+template <int NT>
+__device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x,
+                           const __nv_bfloat16 *__restrict__ w, int m, int n, int k) {
+	__shared__ float sums[GEMM_WARPS][2 * NT * 4][32];
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	const int col0 = min((int)blockIdx.x * GEMM_ROWS, n - GEMM_ROWS), units = k / 8, steps = k / GEMM_K;
+	const GemmRows p = {(const uint4 *)(w + (long long)(col0 + g) * k) + t, (const uint4 *)(x + (long long)g * k) + t,
+	                    8 * units, GEMM_K / 8 * (steps - 1)};
+	float acc[2][NT][4] = {};
+	GemmW wa, wb;
+	uint4 xs[NT];
+	gemm_load_w(wa, p, warp);
+	gemm_load_w(wb, p, warp + GEMM_WARPS);
+	gemm_load_x<NT>(xs, p, warp);
+#pragma unroll 1
+	for (int s = warp; s < steps; s += 2 * GEMM_WARPS) {
+		gemm_mma<NT>(acc, wa, xs);
+		gemm_load_x<NT>(xs, p, s + GEMM_WARPS);
+		gemm_load_w(wa, p, s + 2 * GEMM_WARPS);
+		if (s + GEMM_WARPS < steps) {
+			gemm_mma<NT>(acc, wb, xs);
+		}
+		gemm_load_x<NT>(xs, p, s + 2 * GEMM_WARPS);
+		gemm_load_w(wb, p, s + 3 * GEMM_WARPS);
+	}
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+#pragma unroll
+		for (int c = 0; c < NT; c++) {
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				sums[warp][(i * NT + c) * 4 + e][lane] = acc[i][c][e];
+			}
+		}
+	}
+	__syncthreads();
+	// acc[i][c][e] of lane l is out's row 8c + 2(l%4) + e%2, column col0 + 16i + l/4 + 8(e/2).
+	for (int v = threadIdx.x; v < 2 * NT * 4 * 32; v += GEMM_THREADS) {
+		const int idx = v >> 5, l = v & 31, i = idx / (NT * 4), c = idx / 4 % NT, e = idx % 4;
+		float sum = 0;
+		for (int wp = 0; wp < GEMM_WARPS; wp++) {
+			sum += sums[wp][idx][l];
+		}
+		const int row = 8 * c + 2 * (l & 3) + (e & 1), col = col0 + 16 * i + (l >> 2) + 8 * (e >> 1);
+		if (row < m) {
+			out[(long long)row * n + col] = sum;
+		}
+	}
+}
+
+#define GEMM_PARAMS float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int m, int n, int k
+#define GEMM_ARGS out, x, w, m, n, k
+
+// One kernel per batch bound, each with the accumulators of its own tiles.
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, GEMM_BLOCKS) gemm_small_m8(GEMM_PARAMS) {
+	gemm_small<1>(GEMM_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, GEMM_BLOCKS) gemm_small_m16(GEMM_PARAMS) {
+	gemm_small<2>(GEMM_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, GEMM_BLOCKS) gemm_small_m32(GEMM_PARAMS) {
+	gemm_small<4>(GEMM_ARGS);
+}
