@@ -21,9 +21,9 @@ bench=(bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128
 sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis)
 "$ncu" -k 'regex:decode_split|lora_' --launch-skip 129 -c 5 "${sections[@]}" "${bench[@]}" >"$out/ncu.txt" 2>&1
 rc=$?
-# The first four gemm_small launches: the first layer's qkv, o, gate/up and down GEMMs of the
-# first run (LoRA and attention off).
-"$ncu" -k 'regex:gemm_small' -c 4 "${sections[@]}" "${bench[@]}" >"$out/ncu-gemm.txt" 2>&1
+# The first four gemm_small and gemm_deep launches: the first layer's qkv, o, gate/up and
+# down GEMMs of the first run (LoRA and attention off).
+"$ncu" -k 'regex:gemm_(small|deep)' -c 4 "${sections[@]}" "${bench[@]}" >"$out/ncu-gemm.txt" 2>&1
 rc=$((rc | $?))
 grep -E '^  [a-z_0-9]+ \(|    Duration|DRAM Throughput|Achieved Occupancy|Block Limit Registers' "$out/ncu.txt" "$out/ncu-gemm.txt"
 exit $rc

@@ -282,6 +282,9 @@ func (b *Backend) Name() string { return "cuda" }
 // Arch is the architecture the kernels were compiled for, e.g. "sm_90".
 func (b *Backend) Arch() string { return b.arch }
 
+// SMs is the GPU's number of multiprocessors.
+func (b *Backend) SMs() int { return b.sms }
+
 // MemInfo returns the device's free and total memory in bytes.
 func (b *Backend) MemInfo() (free, total int64, err error) {
 	b.do(func() { free, total, err = drv.MemInfo() })

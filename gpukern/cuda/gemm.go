@@ -9,8 +9,9 @@ import (
 )
 
 // GEMMs: the weight GEMMs of decode batches of up to smallGEMMRows rows run lorafleet's own
-// kernel, gemm_small (kernels/gemm.cu), built to stream the weights; larger batches (prefill)
-// and shapes it does not take run cuBLAS.
+// kernels (kernels/gemm.cu), built to stream the weights: gemm_small, or gemm_deep where the
+// GEMM has no more blocks than the GPU has SMs; larger batches (prefill) and shapes they do
+// not take run cuBLAS.
 
 // The sizes of gemm.cu.
 const (
@@ -20,7 +21,8 @@ const (
 	smallGEMMThreads = 256 // GEMM_THREADS
 )
 
-// smallGEMMBounds are gemm_small's kernels' batch bounds, in the order of functions.gemmSmall.
+// smallGEMMBounds are the batch bounds of gemm_small's and gemm_deep's kernels, in the order
+// of functions.gemmSmall and gemmDeep.
 var smallGEMMBounds = [...]int{8, 16, smallGEMMRows}
 
 // bf16Copy says that scratch.gemmIn holds the first n values of the activation at address of
@@ -57,32 +59,39 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
 		}
-		if fn, ok := b.smallGEMM(m, n, k); ok && padded {
+		if name, fn, ok := b.smallGEMM(m, n, k); ok && padded {
 			a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k)
-			b.launch("gemm_small", fn, d1((n+smallGEMMCols-1)/smallGEMMCols), d1(smallGEMMThreads), 0, a)
+			b.launch(name, fn, d1(smallGEMMBlocks(n)), d1(smallGEMMThreads), 0, a)
 			return
 		}
 		b.record(host.Op{Name: "gemm", Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
 	})
 }
 
-// smallGEMM is the gemm_small kernel for an m × n × k GEMM, if one takes it (gemm.cu's
-// conditions; the rows' alignment follows from k's, each tensor having an allocation of its
-// own).
-func (b *Backend) smallGEMM(m, n, k int) (drv.Function, bool) {
+// smallGEMMBlocks is the grid of gemm_small and gemm_deep for n output columns.
+func smallGEMMBlocks(n int) int { return (n + smallGEMMCols - 1) / smallGEMMCols }
+
+// smallGEMM is the kernel of lorafleet's own for an m × n × k GEMM, and its name, if one takes
+// it (gemm.cu's conditions; the rows' alignment follows from k's, each tensor having an
+// allocation of its own).
+func (b *Backend) smallGEMM(m, n, k int) (string, drv.Function, bool) {
 	if b.cublasOnly || m < 1 || n < smallGEMMCols || k < smallGEMMK || k%smallGEMMK != 0 {
-		return drv.Function{}, false
+		return "", drv.Function{}, false
 	}
 	for i, bound := range smallGEMMBounds {
-		if m <= bound {
-			return b.fn.gemmSmall[i], true
+		switch {
+		case m > bound:
+		case smallGEMMBlocks(n) <= b.sms:
+			return "gemm_deep", b.fn.gemmDeep[i], true
+		default:
+			return "gemm_small", b.fn.gemmSmall[i], true
 		}
 	}
-	return drv.Function{}, false
+	return "", drv.Function{}, false
 }
 
-// SetSmallGEMM runs the GEMMs of batches of up to 32 rows with gemm_small (on, the default) or
-// with cuBLAS (benchmarks compare the two).
+// SetSmallGEMM runs the GEMMs of batches of up to 32 rows with gemm_small or gemm_deep (on,
+// the default) or with cuBLAS (benchmarks compare the two).
 func (b *Backend) SetSmallGEMM(on bool) {
 	b.do(b.flush)
 	b.cublasOnly = !on

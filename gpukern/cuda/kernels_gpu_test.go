@@ -88,26 +88,29 @@ func TestMatMul(t *testing.T) {
 	}
 }
 
-// Decode batches of up to 32 rows run gemm_small, which feeds the tensor cores straight from
-// its loads of w and x (gemm.cu); larger ones, and shapes it does not take, cuBLAS. With x
-// already in bf16 both sides multiply the same values exactly and differ only in the order
-// of fp32 sums, so the tolerance is fp32's: a wrong fragment layout, a lost step of k or a
-// wrong column is far beyond it. Each shape also runs with cuBLAS alone, and the profile
-// says which ran.
+// Decode batches of up to 32 rows run gemm_small (gemm_deep where the GEMM has no more blocks
+// of 32 columns than the GPU has SMs), which feed the tensor cores straight from their loads
+// of w and x (gemm.cu); larger ones, and shapes they do not take, cuBLAS. With x already in
+// bf16 both sides multiply the same values exactly and differ only in the order of fp32
+// sums, so the tolerance is fp32's: a wrong fragment layout, a lost step of k or a wrong
+// column is far beyond it. Each shape also runs with cuBLAS alone, and the profile says
+// which kernel ran.
 func TestSmallGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 31))
+	ran := map[string]bool{}
 	for _, s := range []struct {
 		m, n, k int
-		small   bool
+		ours    bool
 	}{
 		{1, 64, 32, true}, {8, 96, 64, true}, {9, 160, 96, true}, {16, 600, 192, true}, // 600: the last block overlaps the one before
 		{17, 1152, 896, true}, {32, 512, 1024, true}, {3, 32, 4096, true}, {32, 96, 11008, true},
+		{5, 4800, 64, true}, {16, 4832, 32, true}, {32, 4808, 96, true}, // 150 blocks or more: more than an H100's SMs
 		{33, 256, 64, false}, {8, 300, 136, false}, {4, 16, 64, false}, // 33 rows; k not a multiple of 32; n under 32
 	} {
 		x, w := act(bf16(randn(r, s.m*s.k, 1))), weight(randn(r, s.n*s.k, 0.05))
 		shape := shapeOf(s.m, s.n, s.k)
-		for _, small := range []bool{true, false} {
-			gpu.SetSmallGEMM(small)
+		for _, ours := range []bool{true, false} {
+			gpu.SetSmallGEMM(ours)
 			o := out(s.m * s.n)
 			prof, err := gpu.Profile(func() { gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k) })
 			if err != nil {
@@ -115,12 +118,17 @@ func TestSmallGEMM(t *testing.T) {
 			}
 			ref.MatMul(o.r, x.r, w.r, s.m, s.n, s.k)
 			kernel := "gemm"
-			if small && s.small {
+			switch {
+			case !ours || !s.ours:
+			case (s.n+31)/32 <= gpu.SMs():
+				kernel = "gemm_deep"
+			default:
 				kernel = "gemm_small"
 			}
 			if _, ok := prof[fmt.Sprintf("%s %d×%d", kernel, s.n, s.k)]; !ok {
-				t.Errorf("%s with gemm_small %v: ran %v, want %s", shape, small, prof, kernel)
+				t.Errorf("%s, our kernels %v: ran %v, want %s", shape, ours, prof, kernel)
 			}
+			ran[kernel] = true
 			o.compare(t, kernel+" (bf16 x)", shape, tolF32)
 			o.free()
 		}
@@ -129,6 +137,9 @@ func TestSmallGEMM(t *testing.T) {
 		}
 	}
 	gpu.SetSmallGEMM(true)
+	if gpu.SMs() < 150 && (!ran["gemm_small"] || !ran["gemm_deep"]) {
+		t.Errorf("kernels run: %v; want gemm_small and gemm_deep both", ran)
+	}
 }
 
 // A GEMM right after RMSNorm or SiLUMul reads the bf16 copy those kernels write of their

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
@@ -68,7 +69,7 @@ func (b *Backend) issueTimed(ops []host.Op) {
 			return
 		}
 		name := ops[i].Name
-		if ops[i].Fn == 0 || name == "gemm_small" { // cuBLAS's or gemm_small's (out, x, w, m, n, k)
+		if ops[i].Fn == 0 || strings.HasPrefix(name, "gemm_") { // cuBLAS's, gemm_small's or gemm_deep's (out, x, w, m, n, k)
 			name = fmt.Sprintf("%s %d×%d", name, ops[i].Cells[4], ops[i].Cells[5])
 		}
 		b.prof[name] += time.Duration(ms * float64(time.Millisecond))

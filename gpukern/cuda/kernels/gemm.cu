@@ -1,8 +1,8 @@
 // Decode's GEMMs: out[r, :] = x[r, :] · wᵀ for batches of at most 32 rows (m), on the tensor
 // cores. Such a GEMM does little arithmetic per byte of w, so the kernel is built to stream w
 // at the memory's bandwidth: each lane loads 16 bytes of a row of w at a time straight into
-// the registers that mma_bf16 takes (no shared memory and no barrier in the loop), two steps
-// ahead of the multiplies, and a block's warps split k between them, adding their sums once
+// the registers that mma_bf16 takes (no shared memory and no barrier in the loop), two or three
+// steps ahead of the multiplies, and a block's warps split k between them, adding their sums once
 // at the end in a fixed order (the result does not depend on timing).
 //
 // What lets a 16-byte load feed an mma as it is: a dot product may sum k in any order, so the
@@ -17,7 +17,6 @@
 
 #define GEMM_THREADS 256 // 8 warps, which split k
 #define GEMM_WARPS (GEMM_THREADS / 32)
-#define GEMM_BLOCKS 2 // blocks an SM, for launch bounds: at most 128 registers
 #define GEMM_ROWS 32  // rows of w (output columns) a block computes: two tiles of 16
 #define GEMM_K 32     // values of k a warp covers a step: 8 from each lane of a quad
 
@@ -30,7 +29,7 @@ struct GemmRows {
 };
 
 // A lane's 16 bytes of a step of each of its rows of w: tile i, half h is row 16i + 8h + g of
-// the block's. Loaded two steps ahead of their use: they come from memory. A step past the
+// the block's. Loaded steps ahead of their use: they come from memory. A step past the
 // last (loaded ahead, never multiplied) reads the last one again, so that no load needs a
 // condition, which would cost registers.
 struct GemmW {
@@ -70,11 +69,12 @@ template <int NT> __device__ __forceinline__ void gemm_mma(float acc[2][NT][4], 
 	}
 }
 
-// gemm_small computes the block's GEMM_ROWS columns of out for every row of x. The last
-// block of an n that is not a multiple of GEMM_ROWS takes the last GEMM_ROWS columns, some of
-// which the block before it computes too (the same values: the order of the sums is fixed).
-// x has rows up to the kernel's batch bound: those past m are multiplied, never stored.
-template <int NT>
+// gemm_small computes the block's GEMM_ROWS columns of out for every row of x, with the
+// loads of w D steps ahead of the multiplies. The last block of an n that is not a multiple
+// of GEMM_ROWS takes the last GEMM_ROWS columns, some of which the block before it computes
+// too (the same values: the order of the sums is fixed). x has rows up to the kernel's batch
+// bound: those past m are multiplied, never stored.
+template <int NT, int D>
 __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x,
                            const __nv_bfloat16 *__restrict__ w, int m, int n, int k) {
 	__shared__ float sums[GEMM_WARPS][2 * NT * 4][32];
@@ -83,21 +83,23 @@ __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restr
 	const GemmRows p = {(const uint4 *)(w + (long long)(col0 + g) * k) + t, (const uint4 *)(x + (long long)g * k) + t,
 	                    8 * units, GEMM_K / 8 * (steps - 1)};
 	float acc[2][NT][4] = {};
-	GemmW wa, wb;
+	GemmW ws[D]; // ws[d] holds step s + d·GEMM_WARPS at the top of the loop
 	uint4 xs[NT];
-	gemm_load_w(wa, p, warp);
-	gemm_load_w(wb, p, warp + GEMM_WARPS);
+#pragma unroll
+	for (int d = 0; d < D; d++) {
+		gemm_load_w(ws[d], p, warp + d * GEMM_WARPS);
+	}
 	gemm_load_x<NT>(xs, p, warp);
 #pragma unroll 1
-	for (int s = warp; s < steps; s += 2 * GEMM_WARPS) {
-		gemm_mma<NT>(acc, wa, xs);
-		gemm_load_x<NT>(xs, p, s + GEMM_WARPS);
-		gemm_load_w(wa, p, s + 2 * GEMM_WARPS);
-		if (s + GEMM_WARPS < steps) {
-			gemm_mma<NT>(acc, wb, xs);
+	for (int s = warp; s < steps; s += D * GEMM_WARPS) {
+#pragma unroll
+		for (int d = 0; d < D; d++) {
+			if (s + d * GEMM_WARPS < steps) {
+				gemm_mma<NT>(acc, ws[d], xs);
+			}
+			gemm_load_x<NT>(xs, p, s + (d + 1) * GEMM_WARPS);
+			gemm_load_w(ws[d], p, s + (d + D) * GEMM_WARPS);
 		}
-		gemm_load_x<NT>(xs, p, s + 2 * GEMM_WARPS);
-		gemm_load_w(wb, p, s + 3 * GEMM_WARPS);
 	}
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
@@ -127,13 +129,28 @@ __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restr
 #define GEMM_PARAMS float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int m, int n, int k
 #define GEMM_ARGS out, x, w, m, n, k
 
-// One kernel per batch bound, each with the accumulators of its own tiles.
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS, GEMM_BLOCKS) gemm_small_m8(GEMM_PARAMS) {
-	gemm_small<1>(GEMM_ARGS);
+// One kernel per batch bound, each with the accumulators of its own tiles: with w loaded two
+// steps ahead and two blocks an SM, for GEMMs of more blocks than SMs; with w three steps
+// ahead and one block an SM (gemm_deep), for those of fewer, which would otherwise have fewer
+// loads in flight than an SM needs to stream at the memory's bandwidth. gemm_deep's launch
+// bounds name GEMM_DEEP_BOUND threads, more than it is launched with, to cap its registers at
+// 168: given all 255, ptxas takes them and still spills.
+#define GEMM_DEEP_BOUND 384
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_small_m8(GEMM_PARAMS) {
+	gemm_small<1, 2>(GEMM_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS, GEMM_BLOCKS) gemm_small_m16(GEMM_PARAMS) {
-	gemm_small<2>(GEMM_ARGS);
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_small_m16(GEMM_PARAMS) {
+	gemm_small<2, 2>(GEMM_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS, GEMM_BLOCKS) gemm_small_m32(GEMM_PARAMS) {
-	gemm_small<4>(GEMM_ARGS);
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_small_m32(GEMM_PARAMS) {
+	gemm_small<4, 2>(GEMM_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m8(GEMM_PARAMS) {
+	gemm_small<1, 3>(GEMM_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m16(GEMM_PARAMS) {
+	gemm_small<2, 3>(GEMM_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m32(GEMM_PARAMS) {
+	gemm_small<4, 3>(GEMM_ARGS);
 }
