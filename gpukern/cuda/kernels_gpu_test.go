@@ -582,6 +582,28 @@ func TestAdapterPool(t *testing.T) {
 	for _, ts := range held {
 		gpu.FreeAdapterWeights(ts)
 	}
+	// An adapter of 8 MB crosses the upload's 2 MiB chunks, and its second tensor starts
+	// inside one: every value lands where it belongs.
+	big := f32(make([]float32, 3_000_001), make([]float32, 1_000_003))
+	for _, h := range big {
+		for i := range h.F32 {
+			h.F32[i] = float32(i%251 - 125) // exact in bf16
+		}
+	}
+	ts, err = gpu.AdapterWeights(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range big {
+		got := make([]float32, len(h.F32))
+		gpu.Download(got, ts[i])
+		for j := range got {
+			if got[j] != h.F32[j] {
+				t.Fatalf("tensor %d of a large adapter: element %d is %v, want %v", i, j, got[j], h.F32[j])
+			}
+		}
+	}
+	gpu.FreeAdapterWeights(ts)
 }
 
 func TestSample(t *testing.T) {
