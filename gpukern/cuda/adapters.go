@@ -54,8 +54,8 @@ type adapterPool struct {
 
 // uploadChunk is the most bytes an adapter's transfer copies at once. A copy engine runs the
 // copies queued to it one after another, whatever their streams: a step's metadata (a few KB
-// a flush, arena.send) queued behind an 80 MB adapter would wait for all of it, about 1.8 ms
-// on the H100, where in chunks it waits for one at most (about 50 µs).
+// a flush, arena.send) queued to the same engine behind an 80 MB adapter would wait for all
+// of it, about 1.8 ms on the H100, where in chunks it waits for one at most (about 50 µs).
 const uploadChunk = 2 << 20
 
 // stage is a page-locked staging buffer and its last transfer's start and end: the end says
