@@ -108,12 +108,12 @@ type Backend struct {
 	launched   bool                 // work was launched since the last drain: the step's first flush is past
 	graphs     host.Graphs[uintptr] // instantiated graphs (CUgraphExec) by launch sequence
 	slotsUsed  []bool               // per adapter pool slot: the recorded work reads it
-	copy16     bf16Copy             // a GEMM input already in bf16 (ops.go)
+	copy16     bf16Copy             // a GEMM input already in bf16 (gemm.go)
 	loraTab    host.LoRA            // scratch of loraTablesOf
 	shrunk     segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
 	loraMain   bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
 	loraApart  bool                 // a projection's LoRA shrink and expand as two launches, not lora_fused (SetLoRAFused)
-	cublasOnly bool                 // every GEMM by cuBLAS, none by gemm_small (SetSmallGEMM)
+	cublasOnly bool                 // every GEMM by cuBLAS, none by gemm_small or gemm_deep (SetSmallGEMM)
 	shrinkOp   int                  // where ops holds the last LoRAShrink's launch, while the expand may fuse with it; else -1
 	attnPlan   host.Attn            // scratch of Attention
 	attnMeta   attnMeta             // where the arena holds attnPlan's tables

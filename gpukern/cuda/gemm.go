@@ -15,7 +15,7 @@ import (
 
 // The sizes of gemm.cu.
 const (
-	smallGEMMRows    = 32  // the largest batch gemm_small takes: gemm_small_m32's
+	smallGEMMRows    = 32  // the largest batch they take: gemm_small_m32's and gemm_deep_m32's
 	smallGEMMCols    = 32  // GEMM_ROWS: output columns a block computes
 	smallGEMMK       = 32  // GEMM_K: k must be a multiple of it
 	smallGEMMThreads = 256 // GEMM_THREADS
@@ -35,14 +35,15 @@ type bf16Copy struct {
 }
 
 // gemmInput returns scratch.gemmIn with room for an activation of rows × cols in bf16, and for
-// at least smallGEMMRows rows: gemm_small reads rows up to its batch bound (those past the
-// batch, whatever they hold, only make outputs it does not store). Callers are inside b.do.
+// at least smallGEMMRows rows: gemm_small and gemm_deep read rows up to their batch bound
+// (those past the batch, whatever they hold, only make outputs they do not store). Callers
+// are inside b.do.
 func (b *Backend) gemmInput(rows, cols int) drv.DevicePtr {
 	return b.buffer(&b.scratch.gemmIn, 2*int64(max(rows, smallGEMMRows))*int64(cols))
 }
 
-// MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_small where it
-// takes the shape, else cuBLAS.
+// MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_small or
+// gemm_deep where they take the shape, else cuBLAS.
 func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 	o, xs, ws := dev(out), dev(x), dev(w)
 	if !ws.bf16 {
@@ -79,13 +80,13 @@ func (b *Backend) smallGEMM(m, n, k int) (string, drv.Function, bool) {
 		return "", drv.Function{}, false
 	}
 	for i, bound := range smallGEMMBounds {
-		switch {
-		case m > bound:
-		case smallGEMMBlocks(n) <= b.sms:
-			return "gemm_deep", b.fn.gemmDeep[i], true
-		default:
-			return "gemm_small", b.fn.gemmSmall[i], true
+		if m > bound {
+			continue
 		}
+		if smallGEMMBlocks(n) <= b.sms {
+			return "gemm_deep", b.fn.gemmDeep[i], true
+		}
+		return "gemm_small", b.fn.gemmSmall[i], true
 	}
 	return "", drv.Function{}, false
 }

@@ -3,8 +3,9 @@
 // cudaemu build tag it also runs them on the CPU (emu.go).
 //
 // Types: activations are fp32 (a GEMM's input is in bf16: written so beside the activation
-// by the kernel that made it, or converted by to_bf16 just before gemm_small or cuBLAS);
-// weights, adapters and the KV cache are bf16; every reduction accumulates in fp32. Kernels are extern "C" so their names survive compilation.
+// by the kernel that made it, or converted by to_bf16 just before the GEMM: gemm_small,
+// gemm_deep or cuBLAS); weights, adapters and the KV cache are bf16; every reduction
+// accumulates in fp32. Kernels are extern "C" so their names survive compilation.
 package kernels
 
 import (
