@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -203,10 +204,15 @@ func TestGPUMeasurements(t *testing.T) {
 	var md strings.Builder
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") ||
 		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB (less than the memory target's 64 device adapters and KV for 64 sequences × 1024 tokens)") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") ||
+		!sideBySide.MatchString(md.String()) ||
 		!strings.Contains(md.String(), "40 flushes replayed a graph, 2 captured one, 9 ran eagerly; 1 captures failed (the first: capture invalidated)") {
 		t.Errorf("markdown (%v):\n%s", err, md.String())
 	}
 }
+
+// sideBySide matches the variants table's rows of the cuBLAS variants, each beside its default.
+var sideBySide = regexp.MustCompile(`\| lora and attention off, GEMMs by cuBLAS \| 4 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, GEMMs by cuBLAS \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
 
 // tinyShape is the tiny test model's shape.
 func tinyShape(t *testing.T) model.Config {

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 
@@ -101,6 +102,7 @@ func (r *Report) Markdown(w io.Writer) error {
 		fmt.Fprintf(&b, "| %d | %d | %s | %d | %.2f (%.2f) | %.3g | %.2f | %s | %.0f | %.3g |\n",
 			d.Context, d.Batch, d.Variant, d.Adapters, d.StepMS, d.P90MS, d.FloorMS, d.RatioToFloor, cost, d.TokensPerS, d.AchievedTBs)
 	}
+	r.variantsTable(&b)
 	p := r.Prefill
 	fmt.Fprintf(&b, "\nPrefill: %d prompts of %d tokens, each with its own adapter, in one step: %.1f ms, %.0f tokens/s.\n",
 		p.Seqs, p.Prompt, p.StepMS, p.TokensPerS)
@@ -109,6 +111,38 @@ func (r *Report) Markdown(w io.Writer) error {
 	r.targetsTable(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// baseOf is the variant that each side-by-side variant changes one thing of.
+var baseOf = map[string]string{
+	GraphsOff: WithLoRA, OneLaunch: WithLoRA, OneStream: WithLoRA, Unprioritized: WithLoRA, Apart: WithLoRA,
+	CuBLAS: WithLoRA, CuBLASAttentionOff: AttentionOff,
+}
+
+// variantsTable puts each side-by-side variant's step next to the default's of the same batch,
+// adapters and context, so that a run says at a glance which choice to keep.
+func (r *Report) variantsTable(b *strings.Builder) {
+	var rows []string
+	for _, d := range r.Decode {
+		base, ok := r.find(baseOf[d.Variant], d.Batch, d.Adapters, d.Context)
+		if !ok {
+			continue
+		}
+		delta := d.StepMS - base.StepMS
+		if math.Abs(delta) < 0.005 {
+			delta = 0 // printed +0.00, not -0.00
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d | %.2f | %s | %.2f | %+.2f |\n",
+			d.Variant, d.Batch, d.Adapters, d.Context, d.StepMS, base.Variant, base.StepMS, delta))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\nEach variant against the default it changes one thing of (Δ < 0: the variant is faster):\n\n")
+	b.WriteString("| variant | batch | adapters | context | step ms | default | default ms | Δ ms |\n|---|---|---|---|---|---|---|---|\n")
+	for _, row := range rows {
+		b.WriteString(row)
+	}
 }
 
 // loadingAndMemory writes the decode-while-loading and memory lines, where measured.
