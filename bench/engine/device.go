@@ -24,9 +24,12 @@ type (
 	}
 	// Fuser runs a projection's LoRA shrink and expand as one launch (on), or as two.
 	Fuser interface{ SetLoRAFused(on bool) }
-	// GEMMChooser runs small batches' GEMMs with the backend's own kernel (on), or with the
-	// vendor library's.
-	GEMMChooser interface{ SetSmallGEMM(on bool) }
+	// GEMMChooser runs the GEMMs of batches of up to SmallGEMMRows rows with the backend's own
+	// kernels (on), or with the vendor library's; larger batches always run the latter.
+	GEMMChooser interface {
+		SetSmallGEMM(on bool)
+		SmallGEMMRows() int
+	}
 	// Flusher launches recorded work every n launches (n ≤ 0: only when the step needs a
 	// result) and returns the previous setting.
 	Flusher interface{ SetFlushOps(n int) int }

@@ -67,8 +67,8 @@ type decodeRun struct {
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, with shrink and expand apart and
-// with cuBLAS's GEMMs (with LoRA, and with LoRA and attention off), and the reference batch
-// in one launch per step.
+// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with LoRA and with LoRA
+// and attention off, and the reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -105,8 +105,9 @@ func stopped(ctx context.Context) error {
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
-// unprioritized side stream, with shrink and expand apart and with cuBLAS's GEMMs, and (at the
-// reference batch, or the largest below it) in one launch per step.
+// unprioritized side stream, with shrink and expand apart and (batches that the backend's own
+// GEMMs take) with cuBLAS's GEMMs, and (at the reference batch, or the largest below it) in
+// one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -133,7 +134,7 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	if _, ok := r.be.(Fuser); ok && first {
 		runs = append(runs, decodeRun{Apart, min(reference, b)})
 	}
-	if _, ok := r.be.(GEMMChooser); ok && first {
+	if g, ok := r.be.(GEMMChooser); ok && first && b <= g.SmallGEMMRows() {
 		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
 	}
 	for _, run := range runs {

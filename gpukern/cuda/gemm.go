@@ -91,6 +91,9 @@ func (b *Backend) smallGEMM(m, n, k int) (string, drv.Function, bool) {
 	return "", drv.Function{}, false
 }
 
+// SmallGEMMRows is the largest batch whose GEMMs gemm_small and gemm_deep run.
+func (b *Backend) SmallGEMMRows() int { return smallGEMMRows }
+
 // SetSmallGEMM runs the GEMMs of batches of up to 32 rows with gemm_small or gemm_deep (on,
 // the default) or with cuBLAS (benchmarks compare the two).
 func (b *Backend) SetSmallGEMM(on bool) {
