@@ -48,15 +48,9 @@ func TestGraphReplayMatchesEager(t *testing.T) {
 func TestLoRAVariantsMatch(t *testing.T) {
 	set := golden.Sets[0]
 	f := loadGPUFixture(t, set)
-	var fused []*engine.Sequence
-	prof, err := gpu.Profile(func() { fused = f.batch(t) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, fusedRan := prof["lora_fused"]
-	_, shrinkRan := prof["lora_shrink"]
-	if _, expandRan := prof["lora_expand"]; !fusedRan || shrinkRan || expandRan {
-		t.Errorf("kernels run: %v; want lora_fused and no lora_shrink or lora_expand", slices.Sorted(maps.Keys(prof)))
+	fused, ran := f.profiledBatch(t)
+	if !slices.Contains(ran, "lora_fused") || slices.Contains(ran, "lora_shrink") || slices.Contains(ran, "lora_expand") {
+		t.Errorf("kernels run: %v; want lora_fused and no lora_shrink or lora_expand", ran)
 	}
 	gpu.SetLoRAFused(false)
 	f.same(t, set+" shrink and expand apart vs fused", f.batch(t), fused)
@@ -84,13 +78,9 @@ func TestLoRAVariantsMatch(t *testing.T) {
 func TestGEMMKernelsMatch(t *testing.T) {
 	set := golden.Sets[0]
 	f := loadGPUFixture(t, set)
-	var ours []*engine.Sequence
-	prof, err := gpu.Profile(func() { ours = f.batch(t) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.ContainsFunc(slices.Collect(maps.Keys(prof)), func(k string) bool { return strings.HasPrefix(k, "gemm_") }) {
-		t.Errorf("kernels run: %v; want gemm_small or gemm_deep", slices.Sorted(maps.Keys(prof)))
+	ours, ran := f.profiledBatch(t)
+	if !slices.ContainsFunc(ran, func(k string) bool { return strings.HasPrefix(k, "gemm_") }) {
+		t.Errorf("kernels run: %v; want gemm_small or gemm_deep", ran)
 	}
 	gpu.SetSmallGEMM(false)
 	defer gpu.SetSmallGEMM(true)
@@ -105,6 +95,18 @@ func (f *gpuFixture) batch(t *testing.T) []*engine.Sequence {
 	}
 	f.run(t, seqs...)
 	return seqs
+}
+
+// profiledBatch runs batch under the backend's profiler and returns the sequences and the
+// names of the kernels that ran, sorted.
+func (f *gpuFixture) profiledBatch(t *testing.T) ([]*engine.Sequence, []string) {
+	t.Helper()
+	var seqs []*engine.Sequence
+	prof, err := gpu.Profile(func() { seqs = f.batch(t) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs, slices.Sorted(maps.Keys(prof))
 }
 
 // same checks that two runs of batch gave the same tokens and, within tolGraph, the same logits.

@@ -134,7 +134,8 @@ __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restr
 // ahead and one block an SM (gemm_deep), for those of fewer, which would otherwise have fewer
 // loads in flight than an SM needs to stream at the memory's bandwidth. gemm_deep's launch
 // bounds name GEMM_DEEP_BOUND threads, more than it is launched with, to cap its registers at
-// 168: given all 255, ptxas takes them and still spills.
+// 168: given all 255, ptxas takes them and still spills. Each is declared on its own line,
+// not by a macro: kernels.Sources finds the kernels by their declarations.
 #define GEMM_DEEP_BOUND 384
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_small_m8(GEMM_PARAMS) {
 	gemm_small<1, 2>(GEMM_ARGS);
