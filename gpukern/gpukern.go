@@ -170,6 +170,10 @@ type Backend interface {
 	// the segment of row r, where off is the sum of outDims[:p], and 0 for the other rows and
 	// parts; a row of delta has the sum of outDims elements. Given the segs of the LoRAShrink
 	// just before, it must get them unchanged: a backend may reuse what it made of them.
+	//
+	// The delta is for the calls named at LoRAShrink to add to the output of the projection's
+	// MatMul, the next call, of the shrink's x: a backend may instead add it to that output
+	// itself and leave delta unwritten, adding nothing where those calls name it.
 	LoRAExpand(delta, v Tensor, segs []LoRASegment, outDims []int, vStride int)
 	// Sample picks one token for each of rows row0.. row0+len(params)-1 of logits [_, vocab]
 	// into ids (see SampleParams), so that only token ids leave the device.

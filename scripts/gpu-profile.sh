@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Nsight Compute on one decode layer's attention, LoRA and GEMM kernels (batch 32, 32
-# adapters, context 128, Llama-2-7B shapes), each kernel replayed alone: its time, DRAM
-# throughput, occupancy and what its warps wait on. From bin/lorafleet-cuda built elsewhere
-# (`make build-cuda`), run from the repository root on the GPU machine; about 30 s. Writes
-# $OUT/gpu-profile/ncu.txt and ncu-gemm.txt.
+# Nsight Compute on one decode layer's attention and GEMM kernels, with LoRA and without
+# (batch 32, 32 adapters, context 128, Llama-2-7B shapes), each kernel replayed alone: its
+# time, DRAM throughput, occupancy and what its warps wait on. From bin/lorafleet-cuda built
+# elsewhere (`make build-cuda`), run from the repository root on the GPU machine; about 30 s.
+# Writes $OUT/gpu-profile/ncu.txt and ncu-gemm.txt.
 #
 # The kernel filter counts only matching launches: the 128 skipped are the decode_split
-# launches of the "lora off" run (one warm-up and three timed steps of 32 layers), and the one
-# after them the first layer's qkv lora_fused of the first LoRA run, so the five profiled are
-# one layer of a step with 32 adapters: decode_split, then lora_fused of o, gate/up and down,
-# then of the next layer's qkv. (At 63ed203, with shrink and expand apart, it was
-# --launch-skip 130 -c 9.)
+# launches of the "lora off" run (one warm-up and three timed steps of 32 layers), so the five
+# profiled are the first layer of the first step with 32 adapters, its LoRA folded into the
+# GEMMs: gemm_lora of qkv, decode_split, then gemm_lora of o, gate/up and down. (Before
+# gemm_lora: 'decode_split|lora_' --launch-skip 129, its lora_fused launches; at 63ed203, with
+# shrink and expand apart, --launch-skip 130 -c 9.)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp}/gpu-profile
@@ -19,7 +19,7 @@ cd "$root"
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 bench=(bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1)
 sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis)
-"$ncu" -k 'regex:decode_split|lora_' --launch-skip 129 -c 5 "${sections[@]}" "${bench[@]}" >"$out/ncu.txt" 2>&1
+"$ncu" -k 'regex:decode_split|gemm_lora' --launch-skip 128 -c 5 "${sections[@]}" "${bench[@]}" >"$out/ncu.txt" 2>&1
 rc=$?
 # The first four gemm_small and gemm_deep launches: the first layer's qkv, o, gate/up and
 # down GEMMs of the first run (LoRA and attention off).

@@ -78,6 +78,7 @@ type gpuLike struct {
 	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
 	fusedSets   []bool // each SetLoRAFused call's "on"
 	gemmSets    []bool // each SetSmallGEMM call's "on"
+	foldSets    []bool // each SetLoRAFold call's "on"
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -99,6 +100,7 @@ func (g *gpuLike) SetLoRASideStream(on bool)   { g.sideSets = append(g.sideSets,
 func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets, on) }
 func (g *gpuLike) SetLoRAFused(on bool)        { g.fusedSets = append(g.fusedSets, on) }
 func (g *gpuLike) SetSmallGEMM(on bool)        { g.gemmSets = append(g.gemmSets, on) }
+func (g *gpuLike) SetLoRAFold(on bool)         { g.foldSets = append(g.foldSets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetFlushOps(n int) int {
 	prev := g.flushOps
@@ -172,6 +174,14 @@ func TestGPUMeasurements(t *testing.T) {
 	if got := runsOf(Apart); !slices.Equal(got, want) || !slices.Equal(be.fusedSets, []bool{false, true, false, true}) {
 		t.Errorf("shrink-and-expand-apart runs %v with SetLoRAFused calls %v; want %v with [false true false true]", got, be.fusedSets, want)
 	}
+	// The LoRA beside the GEMMs, not folded in, where the backend's own GEMMs take the batch
+	// (up to 2 rows here); the three variants above run so too, at every batch.
+	if got, want := runsOf(Unfolded), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
+		t.Errorf("unfolded runs %v, want %v", got, want)
+	}
+	if want := slices.Repeat([]bool{false, true}, 3+1+3); !slices.Equal(be.foldSets, want) {
+		t.Errorf("SetLoRAFold calls %v, want %v", be.foldSets, want)
+	}
 	// cuBLAS's GEMMs, with LoRA and with LoRA and attention off (whose bytes hold no KV, as
 	// the attention-off row's), at the first context, for the batches that the backend's own
 	// GEMMs take (up to 2 rows here): at larger ones both would be cuBLAS.
@@ -212,9 +222,17 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 }
 
-// sideBySide matches the variants table's rows of the cuBLAS variants, each beside its default.
-var sideBySide = regexp.MustCompile(`\| lora and attention off, GEMMs by cuBLAS \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
-	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
+// sideBySide matches rows of the variants table, each variant beside its default: at batch 2,
+// which the backend's own GEMMs take, the LoRA-kernel variants beside the unfolded LoRA, it
+// beside the default, and the cuBLAS variants; at batch 4 the LoRA-kernel variants beside the
+// default.
+var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora beside the GEMMs \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`(.*\n){2}` +
+	`\| lora beside the GEMMs \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora and attention off, GEMMs by cuBLAS \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora beside the GEMMs \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`(.*\n){2}` +
+	`\| lora, one stream \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
 
 // tinyShape is the tiny test model's shape.
 func tinyShape(t *testing.T) model.Config {

@@ -20,6 +20,7 @@ var _ interface {
 	engine.Flusher
 	engine.SideStreamer
 	engine.Fuser
+	engine.Folder
 	engine.GEMMChooser
 	engine.Uploader
 	engine.MemInfoer

@@ -42,8 +42,9 @@ func (b *Backend) gemmInput(rows, cols int) drv.DevicePtr {
 	return b.buffer(&b.scratch.gemmIn, 2*int64(max(rows, smallGEMMRows))*int64(cols))
 }
 
-// MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_small or
-// gemm_deep where they take the shape, else cuBLAS.
+// MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_lora where it
+// takes over the LoRA of x recorded just before (gemm_lora.go), gemm_small or gemm_deep where
+// they take the shape, else cuBLAS.
 func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 	o, xs, ws := dev(out), dev(x), dev(w)
 	if !ws.bf16 {
@@ -59,6 +60,10 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			in, padded = b.gemmInput(m, k), true
 			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
+			b.foldStaysLast()
+		}
+		if padded && b.gemmLoRA(o, xs.ptr, in, ws, m, n, k) {
+			return
 		}
 		if name, fn, ok := b.smallGEMM(m, n, k); ok && padded {
 			a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k)

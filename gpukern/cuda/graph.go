@@ -37,7 +37,10 @@ func (b *Backend) record(o host.Op) {
 	if !b.launched {
 		every = min(every, host.FirstFlushOps)
 	}
-	if every > 0 && host.FlushPoint(b.ops, every) {
+	// Not between a lora_fused and the GEMM that may take it over: whether a projection's LoRA
+	// is folded, which moves its results by bf16's rounding, must not depend on where flushes
+	// fall.
+	if every > 0 && b.fold.op < 0 && host.FlushPoint(b.ops, every) {
 		b.flush()
 	}
 }
@@ -46,7 +49,7 @@ func (b *Backend) record(o host.Op) {
 // launch sequence has been seen before, else kernel by kernel. Callers are inside b.do.
 func (b *Backend) flush() {
 	ops := b.ops
-	b.ops, b.shrinkOp = nil, -1 // a launched shrink no longer fuses with its expand
+	b.ops, b.shrinkOp, b.fold.op = nil, -1, -1 // a launched shrink no longer fuses with its expand, nor a LoRA with its GEMM
 	if len(ops) == 0 {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
@@ -412,44 +413,7 @@ func TestLoRA(t *testing.T) {
 		{64, []int{8, 8, 8}, []int{5, 2}, [][]int{{cuda.MaxLoRARank, cuda.MaxLoRARank, cuda.MaxLoRARank}, {8, 0, 8}}},
 	} {
 		parts := len(c.outDims)
-		var gs, rs []gpukern.LoRASegment
-		var slots [][]gpukern.Tensor
-		row, maxRank := 0, 1
-		for i, n := range c.rows {
-			g, s := gpukern.LoRASegment{Start: row, End: row + n}, gpukern.LoRASegment{Start: row, End: row + n}
-			row += n
-			if c.ranks[i] == nil {
-				gs, rs = append(gs, g), append(rs, s)
-				continue
-			}
-			g.Parts, s.Parts = make([]gpukern.LoRAPart, parts), make([]gpukern.LoRAPart, parts)
-			var data []gpukern.HostTensor // one adapter's A and B of every part it has, in one slot
-			for p, rank := range c.ranks[i] {
-				if rank > 0 {
-					a, b := randn(r, rank*c.in, 0.05), randn(r, c.outDims[p]*rank, 0.05)
-					if i%2 == 0 {
-						data = append(data, gpukern.HostTensor{F32: a}, gpukern.HostTensor{F32: b})
-					} else { // from a bf16 host tier
-						data = append(data, gpukern.HostTensor{BF16: safetensors.BF16s(a)}, gpukern.HostTensor{BF16: safetensors.BF16s(b)})
-					}
-					scale := float32(r.Float64() + 0.5)
-					s.Parts[p] = gpukern.LoRAPart{A: ref.Weight(bf16(a)), B: ref.Weight(bf16(b)), Rank: rank, Scale: scale}
-					g.Parts[p] = gpukern.LoRAPart{Rank: rank, Scale: scale}
-					maxRank = max(maxRank, rank)
-				}
-			}
-			ts, err := gpu.AdapterWeights(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			slots = append(slots, ts)
-			for p := range g.Parts {
-				if g.Parts[p].Rank > 0 {
-					g.Parts[p].A, g.Parts[p].B, ts = ts[0], ts[1], ts[2:]
-				}
-			}
-			gs, rs = append(gs, g), append(rs, s)
-		}
+		gs, rs, slots, row, maxRank := c.adapters(t, r)
 		width := 0
 		for _, d := range c.outDims {
 			width += d
@@ -503,6 +467,51 @@ func TestLoRA(t *testing.T) {
 	o.free()
 }
 
+// adapters uploads the case's adapters (random, in bf16) to the GPU, each in a slot of its own
+// (slots: to free), and returns its segments on the GPU and on the reference, its rows and its
+// largest rank (1 at least).
+func (c loraCase) adapters(t *testing.T, r *rand.Rand) (gs, rs []gpukern.LoRASegment, slots [][]gpukern.Tensor, row, maxRank int) {
+	t.Helper()
+	parts := len(c.outDims)
+	maxRank = 1
+	for i, n := range c.rows {
+		g, s := gpukern.LoRASegment{Start: row, End: row + n}, gpukern.LoRASegment{Start: row, End: row + n}
+		row += n
+		if c.ranks[i] == nil {
+			gs, rs = append(gs, g), append(rs, s)
+			continue
+		}
+		g.Parts, s.Parts = make([]gpukern.LoRAPart, parts), make([]gpukern.LoRAPart, parts)
+		var data []gpukern.HostTensor // one adapter's A and B of every part it has, in one slot
+		for p, rank := range c.ranks[i] {
+			if rank > 0 {
+				a, b := randn(r, rank*c.in, 0.05), randn(r, c.outDims[p]*rank, 0.05)
+				if i%2 == 0 {
+					data = append(data, gpukern.HostTensor{F32: a}, gpukern.HostTensor{F32: b})
+				} else { // from a bf16 host tier
+					data = append(data, gpukern.HostTensor{BF16: safetensors.BF16s(a)}, gpukern.HostTensor{BF16: safetensors.BF16s(b)})
+				}
+				scale := float32(r.Float64() + 0.5)
+				s.Parts[p] = gpukern.LoRAPart{A: ref.Weight(bf16(a)), B: ref.Weight(bf16(b)), Rank: rank, Scale: scale}
+				g.Parts[p] = gpukern.LoRAPart{Rank: rank, Scale: scale}
+				maxRank = max(maxRank, rank)
+			}
+		}
+		ts, err := gpu.AdapterWeights(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slots = append(slots, ts)
+		for p := range g.Parts {
+			if g.Parts[p].Rank > 0 {
+				g.Parts[p].A, g.Parts[p].B, ts = ts[0], ts[1], ts[2:]
+			}
+		}
+		gs, rs = append(gs, g), append(rs, s)
+	}
+	return gs, rs, slots, row, maxRank
+}
+
 // expandAndCheck runs LoRAExpand of v on both backends into o, a stale delta buffer (every
 // element must be written), compares them, checks that rows without an adapter, and parts an
 // adapter lacks, come out exactly 0, and frees o.
@@ -527,6 +536,71 @@ func expandAndCheck(t *testing.T, check, shape string, o, v pair, gs, rs []gpuke
 				}
 			}
 			off += d
+		}
+	}
+}
+
+// A projection's LoRA folded into its GEMM (gemm_lora): after LoRAShrink and LoRAExpand of x,
+// the MatMul of x is one launch computing x·wᵀ plus each row's LoRA, with no lora_fused; the
+// delta is left unwritten, and Add given it adds nothing. With x in bf16 on both sides, only
+// the order of fp32 sums differs: fp32's tolerance. Where the shrink's units do not fit its
+// grid (units of 8 and 16 rows of A that cannot share a block), lora_fused runs beside the
+// plain GEMM, and the result is the same.
+func TestLoRAGEMM(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 17))
+	for _, c := range []struct {
+		loraCase
+		folds bool
+	}{
+		{loraCase{64, []int{64}, []int{3}, [][]int{{16}}}, true},
+		// q, k and v, a base-model segment, ranks of 8 and 12 (a unit of fewer than 16 rows of
+		// A; B read a value at a time).
+		{loraCase{256, []int{128, 64, 64}, []int{1, 3, 1, 1, 2}, [][]int{{16, 16, 16}, {8, 0, 8}, nil, {32, 12, 0}, {0, 0, 16}}}, true},
+		{loraCase{96, []int{96, 96}, []int{4, 1, 3, 8}, [][]int{{16, 16}, {0, 32}, {8, 8}, nil}}, true}, // gate and up, 16 rows
+		{loraCase{128, []int{256}, []int{4, 4, 4, 4, 4, 4, 4, 4}, [][]int{{16}, {16}, {16}, {16}, {16}, {16}, {16}, {16}}}, true},
+		// Parts that do not start at a block's columns; more blocks than an H100 has SMs.
+		{loraCase{64, []int{100, 37, 61}, []int{1, 4, 2}, [][]int{{16, 8, 16}, {8, 0, 24}, nil}}, true},
+		{loraCase{32, []int{4800}, []int{2, 3}, [][]int{{16}, {16}}}, true},
+		{loraCase{64, []int{64}, []int{1, 1}, [][]int{{8}, {16}}}, false},
+	} {
+		gs, rs, slots, m, maxRank := c.adapters(t, r)
+		parts, n := len(c.outDims), 0
+		for _, d := range c.outDims {
+			n += d
+		}
+		x, w := act(bf16(randn(r, m*c.in, 1))), weight(randn(r, n*c.in, 0.05))
+		v, d, o := stale(m*parts*maxRank), stale(m*n), out(m*n)
+		// Growing the backend's bf16 copy of x launches what was recorded: the LoRA, before the
+		// GEMM could take it over. A step's first RMSNorm grows it; here a GEMM before.
+		gpu.MatMul(o.g, x.g, w.g, m, n, c.in)
+		prof, err := gpu.Profile(func() {
+			gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
+			gpu.LoRAExpand(d.g, v.g, gs, c.outDims, maxRank)
+			gpu.MatMul(o.g, x.g, w.g, m, n, c.in)
+			gpu.Add(o.g, o.g, d.g, m*n)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
+		ref.LoRAExpand(d.r, v.r, rs, c.outDims, maxRank)
+		ref.MatMul(o.r, x.r, w.r, m, n, c.in)
+		ref.Add(o.r, o.r, d.r, m*n)
+		shape := shapeOf(m, c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
+		kernel := "gemm_lora_small"
+		if m > 16 || host.MaxShrinkBlocks(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+(n+31)/32 <= gpu.SMs() {
+			kernel = "gemm_lora_deep"
+		}
+		_, fused := prof["lora_fused"]
+		if _, ok := prof[fmt.Sprintf("%s %d×%d", kernel, n, c.in)]; ok != c.folds || fused == c.folds {
+			t.Errorf("%s: ran %v; want %s: %v", shape, prof, kernel, c.folds)
+		}
+		o.compare(t, "gemm_lora", shape, tolF32)
+		for _, ts := range slots {
+			gpu.FreeAdapterWeights(ts)
+		}
+		for _, p := range []pair{x, w, v, d, o} {
+			p.free()
 		}
 	}
 }

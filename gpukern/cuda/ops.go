@@ -31,7 +31,8 @@ func (b *Backend) Embedding(out, table gpukern.Tensor, ids []int32, dim int) {
 	})
 }
 
-// A LoRA delta comes from the side stream (LoRAExpand): the call that reads one joins it.
+// A LoRA delta comes from the side stream (LoRAExpand): the call that reads one joins it. Where
+// gemm_lora added it to its projection's output instead, the call gets none (deltaOf).
 
 // optional is t's device address, or null for a nil t.
 func optional(t gpukern.Tensor) drv.DevicePtr {
@@ -47,9 +48,10 @@ func (b *Backend) RMSNorm(out, x, residual, delta, w gpukern.Tensor, rows, dim i
 	o, xs, ws := dev(out), dev(x), dev(w)
 	b.do(func() {
 		out16 := b.gemmInput(rows, dim)
-		a := (&args{}).ptr(o).dptr(out16).ptr(xs).dptr(optional(residual)).dptr(optional(delta)).ptr(ws).i32(dim).f32(eps)
+		d := b.deltaOf(delta)
+		a := (&args{}).ptr(o).dptr(out16).ptr(xs).dptr(optional(residual)).dptr(d).ptr(ws).i32(dim).f32(eps)
 		op := kernel("rmsnorm", b.fn.rmsnorm, d1(rows), d1(normThreads(dim)), 0, a)
-		op.Join = delta != nil
+		op.Join = d != 0
 		b.record(op)
 		b.copy16 = bf16Copy{of: o.ptr, n: rows * dim}
 	})
@@ -78,9 +80,19 @@ func (b *Backend) AddBias(x, bias gpukern.Tensor, rows, dim int) {
 	b.elementwise("add_bias", b.fn.addBias, rows*dim, (&args{}).ptr(dev(x)).ptr(dev(bias)).i32(dim).i64(rows*dim), false)
 }
 
-// Add implements gpukern.Backend; either input may be a LoRA delta.
+// Add implements gpukern.Backend; either input may be a LoRA delta, which adds nothing where
+// gemm_lora added it to its projection's output already (deltaOf).
 func (b *Backend) Add(out, x, y gpukern.Tensor, n int) {
-	b.elementwise("add", b.fn.add, n, (&args{}).ptr(dev(out)).ptr(dev(x)).ptr(dev(y)).i64(n), true)
+	o := dev(out)
+	b.do(func() {
+		xs, ys := b.deltaOf(x), b.deltaOf(y)
+		if (xs == 0 && ys == o.ptr) || (ys == 0 && xs == o.ptr) {
+			return // out holds the sum already
+		}
+		op := kernel("add", b.fn.add, d1(gridFor(n, threads)), d1(threads), 0, (&args{}).ptr(o).dptr(xs).dptr(ys).i64(n))
+		op.Join = true // either may be a delta from the side stream
+		b.record(op)
+	})
 }
 
 // SiLUMul implements gpukern.Backend; it also writes its output in bf16 for the down
@@ -89,9 +101,10 @@ func (b *Backend) SiLUMul(out, gateUp, delta gpukern.Tensor, rows, dim int) {
 	n, o := rows*dim, dev(out)
 	b.do(func() {
 		out16 := b.gemmInput(rows, dim)
-		a := (&args{}).ptr(o).dptr(out16).ptr(dev(gateUp)).dptr(optional(delta)).i32(dim).i64(n)
+		d := b.deltaOf(delta)
+		a := (&args{}).ptr(o).dptr(out16).ptr(dev(gateUp)).dptr(d).i32(dim).i64(n)
 		op := kernel("silu_mul", b.fn.siluMul, d1(gridFor(n, threads)), d1(threads), 0, a)
-		op.Join = delta != nil
+		op.Join = d != 0
 		b.record(op)
 		b.copy16 = bf16Copy{of: o.ptr, n: n}
 	})
@@ -102,11 +115,12 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 	qs, in, cs := dev(q), dev(qkv), dev(cosSin)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
-		a := (&args{}).ptr(qs).ptr(in).dptr(optional(delta)).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
+		d := b.deltaOf(delta)
+		a := (&args{}).ptr(qs).ptr(in).dptr(d).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
 			i32(heads).i32(cache.KVHeads).i32(cache.HeadDim)
 		items := (heads + 2*cache.KVHeads) * cache.HeadDim / 2 // per row: a thread each
 		op := kernel("rope_write_kv", b.fn.ropeWriteKV, d2(rows, (items+127)/128), d1(128), 0, a)
-		op.Join = delta != nil
+		op.Join = d != 0
 		b.record(op)
 	})
 }
@@ -132,12 +146,13 @@ const (
 func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in, vStride int) {
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
-		b.shrinkOp = -1
+		b.shrinkOp, b.fold.op = -1, -1
 		t := b.loraTablesOf(segs, 0)
 		b.shrunk = segsKey{unsafe.SliceData(segs), len(segs)} // the expand that follows may reuse t
 		if t.MaxRank == 0 {
 			return // nothing to compute; the expand writes zeros
 		}
+		b.reserveShrink(t.Rows, t.Parts, vStride, in)
 		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Lead)).
 			i32(t.Parts).i32(in).i32(vStride)
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
@@ -166,7 +181,8 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			// Not the segments of the shrink just before (or none of them has an adapter).
 			t, shrink = b.loraTablesOf(segs, len(outDims)), -1
 		}
-		b.shrunk, b.shrinkOp = segsKey{}, -1
+		b.shrunk, b.shrinkOp, b.fold.op = segsKey{}, -1, -1
+		b.unfold(os.ptr) // written again
 		if t.Rows == 0 {
 			return // no rows
 		}
@@ -176,7 +192,7 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 		}
 		cols := (width + loraThreads*expandC - 1) / (loraThreads * expandC)
 		if !b.loraApart && shrink >= 0 && shrink == len(b.ops)-1 {
-			b.fuse(&b.ops[shrink], os, t, outOff, cols, vStride)
+			b.fuse(shrink, os, t, outOff, cols, vStride)
 			return
 		}
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
@@ -192,17 +208,24 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 // shrinkSums is SHRINK_SUMS of lora.cu: the floats of lora_shrink's shared memory.
 const shrinkSums = 32 * host.LoRAGroup * shrinkJ
 
-// fuse turns the lora_shrink recorded in s, over the tables t, into lora_fused, which also
-// computes the expand into out (cols blocks a row): one launch instead of two.
-func (b *Backend) fuse(s *host.Op, out *Tensor, t *host.LoRA, outOff []int32, cols, vStride int) {
+// fuse turns the lora_shrink recorded in ops[at], over the tables t, into lora_fused, which
+// also computes the expand into out (cols blocks a row): one launch instead of two. The MatMul
+// that follows may take it over (gemm_lora.go).
+func (b *Backend) fuse(at int, out *Tensor, t *host.LoRA, outOff []int32, cols, vStride int) {
+	s := &b.ops[at]
 	c := s.Cells // LoRAShrink's: v, x, A, ranks, lead, parts, in, vStride
-	a := (&args{}).ptr(out).raw(c[0]).raw(c[1]).raw(c[2]).dptr(upload(b, t.B)).raw(c[3]).dptr(upload(b, t.Scales)).
-		raw(c[4]).dptr(upload(b, outOff)).dptr(b.scratch.loraSync.ptr).i32(t.Rows).raw(c[5]).raw(c[6]).raw(c[7]).
+	f := loraFold{x: drv.DevicePtr(c[1]), delta: out.ptr, v: drv.DevicePtr(c[0]), b: upload(b, t.B),
+		ranks: drv.DevicePtr(c[3]), scales: upload(b, t.Scales), outOff: upload(b, outOff),
+		width: int(outOff[len(outOff)-1]), in: int(c[6]), vStride: vStride}
+	a := (&args{}).ptr(out).raw(c[0]).raw(c[1]).raw(c[2]).dptr(f.b).raw(c[3]).dptr(f.scales).
+		raw(c[4]).dptr(f.outOff).dptr(b.scratch.syncs.ptr).i32(t.Rows).raw(c[5]).raw(c[6]).raw(c[7]).
 		i32(s.Grid.Y / t.Parts).i32(cols)
 	shared := 4 * max(shrinkSums, host.LoRAGroup*t.Parts*vStride)
 	o := kernel("lora_fused", b.fn.loraFused, d1(s.Grid.X*s.Grid.Y+t.Rows*cols), d1(loraThreads), shared, a)
 	o.Side = s.Side
 	*s = o
+	f.op = at
+	b.fold = f
 }
 
 // segsKey identifies the segments a LoRAShrink was given.

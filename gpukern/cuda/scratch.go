@@ -21,16 +21,33 @@ type scratch struct {
 	ids    devBuf // sampled token ids
 	blas   devBuf // cuBLAS's workspace
 
-	loraSync devBuf // lora_fused's three counters, zero between its launches
+	syncs devBuf // the three counters of lora_fused, then gemm_lora's (syncBytes each), zero between launches
+
+	shrinkPart  devBuf // gemm_lora's sums of each shrink unit's chunks of k
+	shrinkCount devBuf // gemm_lora's count of each shrink unit's chunks done, zero between launches
 }
 
+// syncBytes is the room of a kernel's counters in scratch.syncs (take_ticket in common.cuh).
+const syncBytes = 16
+
 func (s *scratch) free() {
-	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas, &s.loraSync} {
+	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas, &s.syncs, &s.shrinkPart, &s.shrinkCount} {
 		if d.ptr != 0 {
 			_ = drv.MemFree(d.ptr)
 			*d = devBuf{}
 		}
 	}
+}
+
+// zeroed is buffer for memory that must hold zeros where no kernel has written: a grown
+// buffer is cleared.
+func (b *Backend) zeroed(d *devBuf, size int64) drv.DevicePtr {
+	was := d.ptr
+	p := b.buffer(d, size)
+	if p != was && p != 0 {
+		b.fail(drv.MemsetD8(p, 0, d.size))
+	}
+	return p
 }
 
 // buffer returns d with room for size bytes. Growing first runs the recorded work and waits

@@ -38,6 +38,50 @@ __device__ __forceinline__ int load_acquire(const int *p) {
 }
 #endif
 
+// Waits until *count, which other blocks of the grid raise (after a __threadfence), reaches n;
+// then the whole block goes on. Thread 0 polls it from L2 with acquire semantics. The
+// emulator, which runs blocks one at a time, fails a launch whose count is short instead.
+__device__ __forceinline__ void wait_at_least(const int *count, int n) {
+	if (threadIdx.x == 0) {
+		while (load_acquire(count) < n) {
+			__nanosleep(100);
+		}
+	}
+	__syncthreads();
+}
+
+// Kernels whose later blocks wait for earlier ones (lora_fused, gemm_lora) give each block a
+// role by the order in which blocks start, not by blockIdx: a block waits only for blocks
+// that took earlier tickets, which the GPU had started, and a started block runs to its end,
+// so every wait ends. sync holds three counters, zero before the launch: tickets taken, blocks
+// of the first role done, blocks done. The last block to finish zeroes them for the next
+// launch; launches sharing them must not overlap.
+// The ticket stays in shared memory: a long kernel may read it again where it needs it rather
+// than keep it in a register.
+__device__ __forceinline__ const volatile int &take_ticket(int *sync) {
+	__shared__ int ticket;
+	if (threadIdx.x == 0) {
+		ticket = atomicAdd(&sync[0], 1);
+	}
+	__syncthreads();
+	return ticket;
+}
+
+// Counts a block of the first role done; its writes are visible before the count says so.
+__device__ __forceinline__ void first_role_done(int *sync) {
+	__threadfence();
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		atomicAdd(&sync[1], 1);
+	}
+}
+
+__device__ __forceinline__ void block_done(int *sync) {
+	if (threadIdx.x == 0 && atomicAdd(&sync[2], 1) == (int)gridDim.x - 1) {
+		sync[0] = sync[1] = sync[2] = 0; // every block is past its use of them
+	}
+}
+
 #ifndef LORAFLEET_EMU
 // d += a·b on the tensor cores for the warp's 16×16 a and 16×8 b in bf16, accumulating in
 // fp32: each lane holds its fragments in the layout of PTX's "Matrix Fragments for

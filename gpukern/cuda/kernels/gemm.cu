@@ -13,7 +13,8 @@
 //
 // m must be at most the kernel's batch bound (8 × its tiles of x), n at least GEMM_ROWS, k a
 // multiple of 32 (GEMM_K) and the rows 16-byte aligned; x must have rows up to the batch
-// bound (the backend uses cuBLAS otherwise).
+// bound (the backend uses cuBLAS otherwise). gemm_lora, at the end of the file, is the same
+// GEMM with a projection's multi-LoRA folded in.
 
 #define GEMM_THREADS 256 // 8 warps, which split k
 #define GEMM_WARPS (GEMM_THREADS / 32)
@@ -21,12 +22,24 @@
 #define GEMM_K 32     // values of k a warp covers a step: 8 from each lane of a quad
 
 // Where a lane's rows start, at its own first 16 bytes: row g (= lane/4) of the block's rows
-// of w, and row g of x; the lane's other rows are 8, 16 and 24 rows further (stride8 16-byte
-// units).
+// of w, and row g of x; the lane's other rows of x are 8, 16 and 24 rows further (stride8
+// 16-byte units), and so are those of w in a GEMM. A shrink block's two tiles of w are two
+// LoRA A matrices (gemm_shrink): its rows of w are row g and that row half units on (row g +
+// 8; a matrix of fewer than 16 rows repeats its last) of the first, and the same rows tile
+// units on of the second.
 struct GemmRows {
 	const uint4 *w, *x;
 	int stride8, last; // last: the last step's first 16-byte unit
+	int half, tile;    // a shrink block's
 };
+
+// The rows of a block's 32 rows of w from row0 on, of a matrix of rows of k values; x is the
+// GEMM's input, rows of k values too.
+__device__ __forceinline__ GemmRows gemm_rows(const __nv_bfloat16 *w, int row0, const __nv_bfloat16 *x, int k) {
+	const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3, units = k / 8;
+	return {(const uint4 *)(w + (long long)(row0 + g) * k) + t, (const uint4 *)(x + (long long)g * k) + t, 8 * units,
+	        GEMM_K / 8 * (k / GEMM_K - 1), 8 * units, 16 * units};
+}
 
 // A lane's 16 bytes of a step of each of its rows of w: tile i, half h is row 16i + 8h + g of
 // the block's. Loaded steps ahead of their use: they come from memory. A step past the
@@ -36,11 +49,12 @@ struct GemmW {
 	uint4 r[2][2];
 };
 
-__device__ __forceinline__ void gemm_load_w(GemmW &f, const GemmRows &p, int step) {
+template <bool SHRINK> __device__ __forceinline__ void gemm_load_w(GemmW &f, const GemmRows &p, int step) {
 	const int u = min(GEMM_K / 8 * step, p.last);
 #pragma unroll
 	for (int q = 0; q < 4; q++) {
-		f.r[q / 2][q % 2] = __ldcs(p.w + q * p.stride8 + u); // read once: past the caches
+		const uint4 *row = SHRINK ? p.w + (q / 2) * p.tile + (q % 2) * p.half : p.w + q * p.stride8;
+		f.r[q / 2][q % 2] = __ldcs(row + u); // read once: past the caches
 	}
 }
 
@@ -69,25 +83,21 @@ template <int NT> __device__ __forceinline__ void gemm_mma(float acc[2][NT][4], 
 	}
 }
 
-// gemm_small computes the block's GEMM_ROWS columns of out for every row of x, with the
-// loads of w D steps ahead of the multiplies. The last block of an n that is not a multiple
-// of GEMM_ROWS takes the last GEMM_ROWS columns, some of which the block before it computes
-// too (the same values: the order of the sums is fixed). x has rows up to the kernel's batch
-// bound: those past m are multiplied, never stored.
-template <int NT, int D>
-__device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x,
-                           const __nv_bfloat16 *__restrict__ w, int m, int n, int k) {
-	__shared__ float sums[GEMM_WARPS][2 * NT * 4][32];
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const int col0 = min((int)blockIdx.x * GEMM_ROWS, n - GEMM_ROWS), units = k / 8, steps = k / GEMM_K;
-	const GemmRows p = {(const uint4 *)(w + (long long)(col0 + g) * k) + t, (const uint4 *)(x + (long long)g * k) + t,
-	                    8 * units, GEMM_K / 8 * (steps - 1)};
+// The warps' partial sums of a block's outputs, in shared memory.
+template <int NT> using GemmSums = float[GEMM_WARPS][2 * NT * 4][32];
+
+// gemm_block computes the block's 32 rows of w (p) times every row of x over steps steps of k,
+// with the loads of w D steps ahead of the multiplies, into sums; then the block reads each output with gemm_out.
+// x has rows up to the kernel's batch bound: those past the batch are multiplied, never
+// stored.
+template <int NT, int D, bool SHRINK = false> __device__ void gemm_block(GemmSums<NT> &sums, const GemmRows &p, int steps) {
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	float acc[2][NT][4] = {};
 	GemmW ws[D]; // ws[d] holds step s + d·GEMM_WARPS at the top of the loop
 	uint4 xs[NT];
 #pragma unroll
 	for (int d = 0; d < D; d++) {
-		gemm_load_w(ws[d], p, warp + d * GEMM_WARPS);
+		gemm_load_w<SHRINK>(ws[d], p, warp + d * GEMM_WARPS);
 	}
 	gemm_load_x<NT>(xs, p, warp);
 #pragma unroll 1
@@ -98,7 +108,7 @@ __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restr
 				gemm_mma<NT>(acc, ws[d], xs);
 			}
 			gemm_load_x<NT>(xs, p, s + (d + 1) * GEMM_WARPS);
-			gemm_load_w(ws[d], p, s + (d + D) * GEMM_WARPS);
+			gemm_load_w<SHRINK>(ws[d], p, s + (d + D) * GEMM_WARPS);
 		}
 	}
 #pragma unroll
@@ -112,16 +122,40 @@ __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restr
 		}
 	}
 	__syncthreads();
-	// acc[i][c][e] of lane l is out's row 8c + 2(l%4) + e%2, column col0 + 16i + l/4 + 8(e/2).
-	for (int v = threadIdx.x; v < 2 * NT * 4 * 32; v += GEMM_THREADS) {
-		const int idx = v >> 5, l = v & 31, i = idx / (NT * 4), c = idx / 4 % NT, e = idx % 4;
-		float sum = 0;
-		for (int wp = 0; wp < GEMM_WARPS; wp++) {
-			sum += sums[wp][idx][l];
-		}
-		const int row = 8 * c + 2 * (l & 3) + (e & 1), col = col0 + 16 * i + (l >> 2) + 8 * (e >> 1);
-		if (row < m) {
-			out[(long long)row * n + col] = sum;
+}
+
+// Output o (< GEMM_OUTS) of a block after gemm_block: the warps' sums added in a fixed order
+// (the result does not depend on timing), its row of x and its row of the block's 32 of w (16i
+// + j for tile i). acc[i][c][e] of lane l is x's row 8c + 2(l%4) + e%2 and w's row 16i + l/4 +
+// 8(e/2). Each thread takes NT outputs: o = threadIdx.x + q·GEMM_THREADS.
+#define GEMM_OUTS(NT) (2 * NT * 4 * 32)
+struct GemmOut {
+	float sum;
+	int row, col;
+};
+template <int NT> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT> &sums, int o) {
+	const int idx = o >> 5, l = o & 31, i = idx / (NT * 4), c = idx / 4 % NT, e = idx % 4;
+	float sum = 0;
+	for (int wp = 0; wp < GEMM_WARPS; wp++) {
+		sum += sums[wp][idx][l];
+	}
+	return {sum, 8 * c + 2 * (l & 3) + (e & 1), 16 * i + (l >> 2) + 8 * (e >> 1)};
+}
+
+// gemm_small computes the block's GEMM_ROWS columns of out for every row of x. The last block
+// of an n that is not a multiple of GEMM_ROWS takes the last GEMM_ROWS columns, some of which
+// the block before it computes too (the same values: the order of the sums is fixed).
+template <int NT, int D>
+__device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x,
+                           const __nv_bfloat16 *__restrict__ w, int m, int n, int k) {
+	__shared__ GemmSums<NT> sums;
+	const int col0 = min((int)blockIdx.x * GEMM_ROWS, n - GEMM_ROWS);
+	gemm_block<NT, D>(sums, gemm_rows(w, col0, x, k), k / GEMM_K);
+#pragma unroll 1
+	for (int q = 0; q < NT; q++) {
+		const GemmOut r = gemm_out<NT>(sums, threadIdx.x + q * GEMM_THREADS);
+		if (r.row < m) {
+			out[(long long)r.row * n + col0 + r.col] = r.sum;
 		}
 	}
 }
@@ -154,4 +188,187 @@ extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m16(G
 }
 extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m32(GEMM_PARAMS) {
 	gemm_small<4, 3>(GEMM_ARGS);
+}
+
+// A projection's GEMM with its multi-LoRA in one launch (gemm_lora): out[r, :] = x[r, :] · wᵀ
+// plus, for each part p of the row's adapter, scale · (x[r, :] · Aᵀ) · Bᵀ over the part's
+// columns [out_off[p], out_off[p+1]). The LoRA tables are lora.cu's, per (row, part) entry
+// t = r * parts + p: B as a device pointer, its rank (0: no adapter) and scale.
+//
+// The first `shrinks` blocks to start (take_ticket) compute v = x · Aᵀ. A unit is 16 rows of
+// one part's A of one adapter (fewer where the rank ends) for the rows of x that use it
+// (unit_a[u]: the address of its first row; unit[4u ..]: its rows, the first and one past the
+// last row of x using it, and its column in a row of v). Units 2i and 2i + 1 are a tile of w
+// to gemm_block, so the shrink streams A as the GEMM streams w, and each such pair's k is cut
+// into `splits` chunks, a shrink block each (block b: pair b / splits, chunk b % splits): short
+// blocks beside the GEMM's, which add no wave of their own where the GEMM has about as many
+// blocks as the GPU has SMs. A block writes its chunk's sums to part; the last of a unit's
+// blocks to finish (count[u], zero between launches) adds the unit's chunks, in order, into v.
+// Units past the step's are empty, so the grid depends only on the batch's shape, as CUDA
+// graphs need. The other blocks compute the GEMM as gemm_small does; past their main loop
+// they wait for the shrink blocks (started before them: the wait ends) and add the expand,
+// v · Bᵀ, to each output. In v (fp32, rows of parts * vstride values) part p's values start
+// at p * vstride. sync: take_ticket's counters.
+#define SHRINK_ROWS 16                 // rows of A a shrink unit covers: a tile of the mma
+#define SHRINK_PART (32 * SHRINK_ROWS) // a unit's sums of one chunk: rows of x (up to 32) × rows of A
+#define GEMM_LORA_PARAMS                                                                                                 \
+	float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int m, int n, int k, float *v,                       \
+		const unsigned long long *unit_a, const int *unit, int shrinks, int splits, float *part, int *count,     \
+		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *out_off, int parts,  \
+		int vstride, int *sync
+#define GEMM_LORA_ARGS                                                                                                   \
+	out, x, w, m, n, k, v, unit_a, unit, shrinks, splits, part, count, b_ptrs, ranks, scales, out_off, parts, vstride, sync
+
+// The rows of a lane for units u0 and u0 + 1, over chunk of steps steps of k. The two have as
+// many rows (the host pairs them so) and tiles no more than 2³¹ 16-byte units apart, or the
+// second is empty (u0's again, stored nowhere).
+__device__ __forceinline__ GemmRows shrink_rows(const unsigned long long *unit_a, const int *unit, int u0,
+                                                const __nv_bfloat16 *x, int k, int chunk, int steps) {
+	const int g = (threadIdx.x & 31) >> 2, rows = unit[4 * u0], units = k / 8, k0 = chunk * steps * GEMM_K / 8;
+	const int r0 = min(g, rows - 1), r1 = min(g + 8, rows - 1); // past the rank: its last row again
+	const unsigned long long a0 = unit_a[u0], a1 = unit[4 * (u0 + 1)] > 0 ? unit_a[u0 + 1] : a0;
+	GemmRows p = gemm_rows((const __nv_bfloat16 *)a0, r0 - g, x, k); // row r0 of tile 0
+	p.w += k0;
+	p.x += k0;
+	p.last = GEMM_K / 8 * (steps - 1);
+	p.half = (r1 - r0) * units;
+	p.tile = (int)((long long)(a1 - a0) / 16);
+	return p;
+}
+
+// A shrink block's sums after gemm_block, into part: chunk of units u0 and u0 + 1.
+template <int NT>
+__device__ void store_part(const GemmSums<NT> &sums, float *part, const int *unit, int u0, int chunk, int splits) {
+#pragma unroll 1
+	for (int q = 0; q < NT; q++) {
+		const GemmOut r = gemm_out<NT>(sums, threadIdx.x + q * GEMM_THREADS);
+		const int i = r.col / SHRINK_ROWS, j = r.col % SHRINK_ROWS, *u = unit + 4 * (u0 + i);
+		if (j < u[0] && u[1] <= r.row && r.row < u[2]) { // an empty unit has no rows of x
+			part[((long long)(u0 + i) * splits + chunk) * SHRINK_PART + r.row * SHRINK_ROWS + j] = r.sum;
+		}
+	}
+}
+
+// Counts a shrink block's units done; the last block of a unit adds its chunks' sums in
+// order into v (other blocks wrote them: read from L2) and zeroes its count.
+__device__ void shrink_done(float *v, const float *part, const int *unit, int *count, int u0, int splits, int vrow) {
+	__shared__ int last[2];
+	__threadfence(); // this block's sums are visible before its count says so
+	__syncthreads();
+	if (threadIdx.x < 2) {
+		const int u = u0 + threadIdx.x;
+		last[threadIdx.x] = unit[4 * u] > 0 && atomicAdd(&count[u], 1) == splits - 1;
+	}
+	__syncthreads();
+#pragma unroll 1
+	for (int i = 0; i < 2; i++) {
+		if (!last[i]) {
+			continue;
+		}
+		const int id = u0 + i, *u = unit + 4 * id, n = (u[2] - u[1]) * u[0];
+		for (int e = threadIdx.x; e < n; e += GEMM_THREADS) {
+			const int row = u[1] + e / u[0], j = e % u[0];
+			float sum = 0.0f;
+			for (int c = 0; c < splits; c++) {
+				sum += __ldcg(part + ((long long)id * splits + c) * SHRINK_PART + row * SHRINK_ROWS + j);
+			}
+			v[(long long)row * vrow + u[3] + j] = sum;
+		}
+		if (threadIdx.x == 0) {
+			count[id] = 0; // every block of the unit has counted
+		}
+	}
+}
+
+// The expand of row's adapter at column col: scale · v[row, part] · B[col - the part's first].
+// v comes from L2 (other blocks wrote it during this launch); B is 16-byte aligned with rows
+// of a multiple of 8 values, or read a value at a time.
+__device__ __forceinline__ float lora_delta(const float *v, const unsigned long long *b_ptrs, const int *ranks,
+                                            const float *scales, const int *out_off, int parts, int vstride, int row,
+                                            int col) {
+	int p = 0;
+	for (int q = 1; q < parts; q++) {
+		p += col >= out_off[q];
+	}
+	const int t = row * parts + p, rank = ranks[t];
+	if (rank == 0) {
+		return 0.0f;
+	}
+	const __nv_bfloat16 *b = (const __nv_bfloat16 *)b_ptrs[t] + (long long)(col - out_off[p]) * rank;
+	const float *vr = v + ((long long)row * parts + p) * vstride;
+	float sum = 0.0f;
+	if ((rank & 7) == 0 && ((unsigned long long)b & 15) == 0) {
+		for (int j = 0; j < rank; j += 8) {
+			float w8[8];
+			unpack8(w8, *(const uint4 *)(b + j));
+#pragma unroll
+			for (int e = 0; e < 8; e++) {
+				sum += __ldcg(vr + j + e) * w8[e];
+			}
+		}
+	} else {
+		for (int j = 0; j < rank; j++) {
+			sum += __ldcg(vr + j) * __bfloat162float(b[j]);
+		}
+	}
+	return scales[t] * sum;
+}
+
+template <int NT, int D> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
+	__shared__ GemmSums<NT> sums;
+	// The ticket is read again past the loop, not kept in registers through it.
+	const volatile int &ticket = take_ticket(sync);
+	// One loop for both roles, the GEMM's rows in the shrink's form: as two loops, their
+	// registers would add up past the launch bounds. A shrink block whose first unit is empty
+	// has nothing to do.
+	if (ticket >= shrinks || unit[8 * (ticket / splits)] > 0) {
+		const int b = ticket, col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
+		const int steps = b < shrinks ? k / GEMM_K / splits : k / GEMM_K;
+		gemm_block<NT, D, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
+		                                          : gemm_rows(w, col0, x, k),
+		                        steps);
+		if (ticket < shrinks) {
+			store_part<NT>(sums, part, unit, 2 * (ticket / splits), ticket % splits, splits);
+		}
+	}
+	const int b = ticket;
+	if (b < shrinks) {
+		if (unit[8 * (b / splits)] > 0) {
+			shrink_done(v, part, unit, count, 2 * (b / splits), splits, parts * vstride);
+		}
+		first_role_done(sync);
+	} else {
+		wait_at_least(&sync[1], shrinks);
+		const int col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
+#pragma unroll 1
+		for (int q = 0; q < NT; q++) {
+			const GemmOut r = gemm_out<NT>(sums, threadIdx.x + q * GEMM_THREADS);
+			if (r.row < m) {
+				const int col = col0 + r.col;
+				out[(long long)r.row * n + col] =
+					r.sum + lora_delta(v, b_ptrs, ranks, scales, out_off, parts, vstride, r.row, col);
+			}
+		}
+	}
+	block_done(sync);
+}
+
+// gemm_lora's kernels, by batch bound and kind as gemm_small's and gemm_deep's, but for a
+// batch of 32: at two blocks an SM its 128 registers spill (the shrink's rows take two more
+// than gemm_small's), so it runs as gemm_deep does, one block an SM, whatever the grid. The
+// deep ones may take every register: with gemm_deep's cap of 168, gemm_lora_deep_m32 spills.
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m8(GEMM_LORA_PARAMS) {
+	gemm_lora<1, 2>(GEMM_LORA_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m16(GEMM_LORA_PARAMS) {
+	gemm_lora<2, 2>(GEMM_LORA_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m8(GEMM_LORA_PARAMS) {
+	gemm_lora<1, 3>(GEMM_LORA_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m16(GEMM_LORA_PARAMS) {
+	gemm_lora<2, 3>(GEMM_LORA_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m32(GEMM_LORA_PARAMS) {
+	gemm_lora<4, 3>(GEMM_LORA_ARGS);
 }

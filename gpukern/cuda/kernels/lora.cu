@@ -51,18 +51,6 @@ template <int N, class T> __device__ __forceinline__ T pick(const T (&a)[N], int
 	return r;
 }
 
-// Waits until *count, which other blocks of the grid raise (after a __threadfence), reaches n;
-// then the whole block goes on. Thread 0 polls it from L2 with acquire semantics. The
-// emulator, which runs blocks one at a time, fails a launch whose count is short instead.
-__device__ __forceinline__ void wait_at_least(const int *count, int n) {
-	if (threadIdx.x == 0) {
-		while (load_acquire(count) < n) {
-			__nanosleep(100);
-		}
-	}
-	__syncthreads();
-}
-
 __device__ __forceinline__ float dot8(float4 x0, float4 x1, uint4 w) {
 	return x0.x * bf16_lo(w.x) + x0.y * bf16_hi(w.x) + x0.z * bf16_lo(w.y) + x0.w * bf16_hi(w.y) +
 		x1.x * bf16_lo(w.z) + x1.y * bf16_hi(w.z) + x1.z * bf16_lo(w.w) + x1.w * bf16_hi(w.w);
@@ -315,39 +303,24 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 }
 
 // Shrink and expand in one launch: the first blocks to start compute lora_shrink's grid (rows,
-// parts * n), the rest lora_expand's (rows, cols), in the order they start (a ticket from a
-// counter, not blockIdx) and over the same tables. An expand block loads its tables and the
-// first values of B, then waits until every shrink block has written v. That wait ends: a
-// block waits only for blocks that took earlier tickets, which the GPU had started, and a
-// started block runs to its end. It saves the expand's launch, and its first loads overlap
-// the shrink. sync holds three counters, zero before the launch (the backend zeroes them
-// once): tickets taken, shrink blocks done, blocks done. The last block to finish zeroes them
-// for the next launch; launches sharing them must not overlap (the backend runs its LoRA
-// kernels on one stream). Dynamic shared memory: the larger of SHRINK_SUMS and the expand's
-// LORA_GROUP * parts * vstride floats.
+// parts * n), the rest lora_expand's (rows, cols), by their tickets (take_ticket) and over the
+// same tables. An expand block loads its tables and the first values of B, then waits until
+// every shrink block has written v. It saves the expand's launch, and its first loads overlap
+// the shrink. sync: take_ticket's counters (the backend runs its LoRA kernels on one stream).
+// Dynamic shared memory: the larger of SHRINK_SUMS and the expand's LORA_GROUP * parts *
+// vstride floats.
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_FUSED_BLOCKS) lora_fused(float *out, float *v, const float *x,
 		const unsigned long long *a_ptrs, const unsigned long long *b_ptrs, const int *ranks, const float *scales,
 		const int *lead, const int *out_off, int *sync, int rows, int parts, int in, int vstride, int n, int cols) {
 	DYNAMIC_SHARED(float, smem);
-	__shared__ int ticket;
-	if (threadIdx.x == 0) {
-		ticket = atomicAdd(&sync[0], 1);
-	}
-	__syncthreads();
-	int t = ticket, shrinks = rows * parts * n;
+	int t = take_ticket(sync), shrinks = rows * parts * n;
 	if (t < shrinks) {
 		shrink_block(smem, v, x, a_ptrs, ranks, lead, parts, in, vstride, n, t / (parts * n), t % (parts * n));
-		__threadfence(); // this thread's values of v are visible before the count says so
-		__syncthreads();
-		if (threadIdx.x == 0) {
-			atomicAdd(&sync[1], 1);
-		}
+		first_role_done(sync);
 	} else {
 		t -= shrinks;
 		expand_block<true>(smem, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, rows, t / cols, t % cols,
 			&sync[1], shrinks);
 	}
-	if (threadIdx.x == 0 && atomicAdd(&sync[2], 1) == (int)gridDim.x - 1) {
-		sync[0] = sync[1] = sync[2] = 0; // every block is past its use of them
-	}
+	block_done(sync);
 }

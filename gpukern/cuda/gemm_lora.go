@@ -1,0 +1,136 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"slices"
+
+	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
+)
+
+// A projection's LoRA folded into its GEMM (gemm_lora, kernels/gemm.cu). The model records a
+// projection as LoRAShrink and LoRAExpand (lora_fused, on the side stream, writing a delta
+// that the call reading the projection's output adds), then the MatMul of the same input.
+// Where that MatMul is one of our own GEMMs, it takes the lora_fused over: one launch that
+// adds the LoRA to the GEMM's output. Our GEMMs take every register of the SMs they run on, so
+// a side-stream kernel beside them waits for their blocks to end, and each lora_fused was a
+// launch, a ramp and a tail of its own on the step's path; in gemm_lora the shrink streams A
+// beside the GEMM's weights and the expand reads B at the end of each block. The delta is then
+// never written: the calls given it add nothing (deltaOf).
+
+// shrinkPart is SHRINK_PART of gemm.cu: the floats of a shrink unit's sums of one chunk of k.
+const shrinkPart = 32 * host.ShrinkRows
+
+// loraFold is the lora_fused recorded last, while the MatMul of its input may take it over.
+type loraFold struct {
+	op                          int           // its index in ops; -1: none
+	x, delta                    drv.DevicePtr // its input and the delta it writes
+	v, b, ranks, scales, outOff drv.DevicePtr // its v and tables (lora.cu)
+	width, in, vStride          int           // the delta's row, the input's, v's part stride
+}
+
+// gemmLoRA records out = x·wᵀ plus the LoRA of the lora_fused recorded last, in place of it,
+// where that LoRA is of x (in bf16 at in, padded) and the shape is one gemm_lora takes; false
+// where it is not (the caller records the GEMM alone).
+func (b *Backend) gemmLoRA(o *Tensor, x, in drv.DevicePtr, ws *Tensor, m, n, k int) bool {
+	f := &b.fold
+	if b.foldOff || f.op < 0 || f.op != len(b.ops)-1 || f.x != x || f.width != n || f.in != k ||
+		b.loraTab.Rows != m || b.loraTab.Parts > maxLoRAParts || !b.units.Build(&b.loraTab, k, f.vStride) {
+		return false
+	}
+	splits := host.ShrinkSplits(k / smallGEMMK)
+	shrinks := b.units.Blocks * splits
+	name, fn, ok := b.loraGEMM(m, n, k, shrinks)
+	if !ok {
+		return false
+	}
+	part, count := b.shrinkBuffers(len(b.units.A), splits)
+	if f.op < 0 {
+		return false // growing a buffer launched the lora_fused (LoRAShrink grows them first)
+	}
+	b.ops = b.ops[:f.op] // the lora_fused, which nothing recorded since depends on
+	f.op = -1
+	a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k).dptr(f.v).dptr(upload(b, b.units.A)).
+		dptr(upload(b, b.units.Meta)).i32(shrinks).i32(splits).dptr(part).dptr(count).dptr(f.b).dptr(f.ranks).
+		dptr(f.scales).dptr(f.outOff).i32(b.loraTab.Parts).i32(f.vStride).dptr(b.scratch.syncs.ptr + syncBytes)
+	b.launch(name, fn, d1(shrinks+smallGEMMBlocks(n)), d1(smallGEMMThreads), 0, a)
+	if !slices.Contains(b.folded, f.delta) {
+		b.folded = append(b.folded, f.delta)
+	}
+	return true
+}
+
+// shrinkBuffers returns gemm_lora's scratch for units shrink units of splits chunks each: their
+// sums, and their counts of chunks done (zero between launches). Growing one launches the
+// work recorded, so LoRAShrink grows them before it records its own (reserveShrink).
+func (b *Backend) shrinkBuffers(units, splits int) (part, count drv.DevicePtr) {
+	return b.buffer(&b.scratch.shrinkPart, int64(4*units*splits*shrinkPart)), b.zeroed(&b.scratch.shrinkCount, int64(4*units))
+}
+
+// reserveShrink grows gemm_lora's scratch for a LoRA of rows × parts of ranks up to vStride
+// over in values, where our GEMMs may take it, before the LoRA's kernels are recorded.
+// Callers are inside b.do.
+func (b *Backend) reserveShrink(rows, parts, vStride, in int) {
+	if b.foldOff || b.cublasOnly || rows > smallGEMMRows || in%smallGEMMK != 0 {
+		return
+	}
+	b.shrinkBuffers(2*host.MaxShrinkBlocks(rows, parts, vStride), host.ShrinkSplits(in/smallGEMMK))
+}
+
+// loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, and its
+// name, where one takes the shape (gemm.cu's conditions, as smallGEMM's): gemm_lora_deep where
+// the grid has no more blocks than the GPU has SMs, or the batch more than 16 rows (its
+// gemm_lora_small would spill), else gemm_lora_small.
+func (b *Backend) loraGEMM(m, n, k, shrinks int) (string, drv.Function, bool) {
+	if _, _, ok := b.smallGEMM(m, n, k); !ok {
+		return "", drv.Function{}, false
+	}
+	for i, bound := range smallGEMMBounds {
+		switch {
+		case m > bound:
+			continue
+		case i >= len(b.fn.gemmLoRASmall) || shrinks+smallGEMMBlocks(n) <= b.sms:
+			return "gemm_lora_deep", b.fn.gemmLoRADeep[i], true
+		default:
+			return "gemm_lora_small", b.fn.gemmLoRASmall[i], true
+		}
+	}
+	return "", drv.Function{}, false
+}
+
+// foldStaysLast moves the launch just recorded (one the GEMM needs first: its input's
+// conversion) before a lora_fused recorded just before it, which neither depends on, so that
+// the GEMM may still take the lora_fused over. Callers are inside b.do.
+func (b *Backend) foldStaysLast() {
+	if n := len(b.ops); b.fold.op >= 0 && b.fold.op == n-2 {
+		b.ops[n-2], b.ops[n-1] = b.ops[n-1], b.ops[n-2]
+		b.fold.op = n - 1
+	}
+}
+
+// deltaOf is the address of a LoRA delta for a kernel that adds it to its projection's
+// output: null for none, or where gemm_lora added it there already. Callers are inside b.do.
+func (b *Backend) deltaOf(delta gpukern.Tensor) drv.DevicePtr {
+	if delta == nil {
+		return 0
+	}
+	if p := dev(delta).ptr; !slices.Contains(b.folded, p) {
+		return p
+	}
+	return 0
+}
+
+// unfold notes that the memory at p holds what was written there (an expand's delta, an
+// upload), not a delta folded into a GEMM. Callers are inside b.do.
+func (b *Backend) unfold(p drv.DevicePtr) {
+	b.folded = slices.DeleteFunc(b.folded, func(q drv.DevicePtr) bool { return q == p })
+}
+
+// SetLoRAFold folds a projection's LoRA into its GEMM where gemm_lora takes it (on, the
+// default), or runs it as lora_fused beside the GEMM (benchmarks compare the two).
+func (b *Backend) SetLoRAFold(on bool) {
+	b.do(b.flush)
+	b.foldOff = !on
+}
