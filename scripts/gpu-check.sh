@@ -31,7 +31,8 @@ sanitizer=0
 rows=()
 for tool in memcheck synccheck racecheck; do
 	if [ -x "$san" ]; then
-		"$san" --tool $tool --error-exitcode 3 "$bin" -test.run '^TestSanitizerStep$' >"$out/sanitizer-$tool.log" 2>&1
+		# A time limit: a kernel that waits on another block forever would hold the call.
+		"$san" --tool $tool --error-exitcode 3 "$bin" -test.run '^TestSanitizerStep$' -test.timeout 3m >"$out/sanitizer-$tool.log" 2>&1
 		rc=$?
 		summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -1)
 	else
@@ -49,7 +50,7 @@ resources=$?
 echo
 echo "Kernel resources (NVRTC of this machine; registers, static shared bytes, stack bytes, spilled bytes):"
 grep -m1 'NVRTC' "$out/resources.log"
-sed -n '/sm_90:/,$p' "$out/resources.log" | grep -E '(decode|lora)_|spills|stack frame'
+sed -n '/sm_90:/,$p' "$out/resources.log" | grep -E '(decode|lora|gemm)_|spills|stack frame'
 echo
 echo "GPU checks ($(basename "$bin"), logs in $out):"
 grep -E '^\|' "$out/tests.log"

@@ -25,10 +25,11 @@ const shrinkPart = 32 * host.ShrinkRows
 
 // loraFold is the lora_fused recorded last, while the MatMul of its input may take it over.
 type loraFold struct {
-	op                          int           // its index in ops; -1: none
-	x, delta                    drv.DevicePtr // its input and the delta it writes
-	v, b, ranks, scales, outOff drv.DevicePtr // its v and tables (lora.cu)
-	width, in, vStride          int           // the delta's row, the input's, v's part stride
+	op                  int                   // its index in ops; -1: none
+	x, delta            drv.DevicePtr         // its input and the delta it writes
+	v, b, ranks, scales drv.DevicePtr         // its v and tables (lora.cu)
+	width, in, vStride  int                   // the delta's row, the input's, v's part stride
+	first               [maxLoRAParts - 1]int // the first column of parts 1 and 2 (width: no such part)
 }
 
 // gemmLoRA records out = x·wᵀ plus the LoRA of the lora_fused recorded last, in place of it,
@@ -54,7 +55,7 @@ func (b *Backend) gemmLoRA(o *Tensor, x, in drv.DevicePtr, ws *Tensor, m, n, k i
 	f.op = -1
 	a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k).dptr(f.v).dptr(upload(b, b.units.A)).
 		dptr(upload(b, b.units.Meta)).i32(shrinks).i32(splits).dptr(part).dptr(count).dptr(f.b).dptr(f.ranks).
-		dptr(f.scales).dptr(f.outOff).i32(b.loraTab.Parts).i32(f.vStride).dptr(b.scratch.syncs.ptr + syncBytes)
+		dptr(f.scales).i32(f.first[0]).i32(f.first[1]).i32(b.loraTab.Parts).i32(f.vStride).dptr(b.scratch.syncs.ptr + syncBytes)
 	b.launch(name, fn, d1(shrinks+smallGEMMBlocks(n)), d1(smallGEMMThreads), 0, a)
 	if !slices.Contains(b.folded, f.delta) {
 		b.folded = append(b.folded, f.delta)

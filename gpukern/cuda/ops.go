@@ -215,10 +215,16 @@ func (b *Backend) fuse(at int, out *Tensor, t *host.LoRA, outOff []int32, cols, 
 	s := &b.ops[at]
 	c := s.Cells // LoRAShrink's: v, x, A, ranks, lead, parts, in, vStride
 	f := loraFold{x: drv.DevicePtr(c[1]), delta: out.ptr, v: drv.DevicePtr(c[0]), b: upload(b, t.B),
-		ranks: drv.DevicePtr(c[3]), scales: upload(b, t.Scales), outOff: upload(b, outOff),
-		width: int(outOff[len(outOff)-1]), in: int(c[6]), vStride: vStride}
+		ranks: drv.DevicePtr(c[3]), scales: upload(b, t.Scales), width: int(outOff[len(outOff)-1]), in: int(c[6]),
+		vStride: vStride}
+	for p := range f.first {
+		f.first[p] = f.width // no such part
+		if p+1 < len(outOff)-1 {
+			f.first[p] = int(outOff[p+1])
+		}
+	}
 	a := (&args{}).ptr(out).raw(c[0]).raw(c[1]).raw(c[2]).dptr(f.b).raw(c[3]).dptr(f.scales).
-		raw(c[4]).dptr(f.outOff).dptr(b.scratch.syncs.ptr).i32(t.Rows).raw(c[5]).raw(c[6]).raw(c[7]).
+		raw(c[4]).dptr(upload(b, outOff)).dptr(b.scratch.syncs.ptr).i32(t.Rows).raw(c[5]).raw(c[6]).raw(c[7]).
 		i32(s.Grid.Y / t.Parts).i32(cols)
 	shared := 4 * max(shrinkSums, host.LoRAGroup*t.Parts*vStride)
 	o := kernel("lora_fused", b.fn.loraFused, d1(s.Grid.X*s.Grid.Y+t.Rows*cols), d1(loraThreads), shared, a)

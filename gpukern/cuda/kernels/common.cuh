@@ -83,6 +83,13 @@ __device__ __forceinline__ void block_done(int *sync) {
 }
 
 #ifndef LORAFLEET_EMU
+// Fetches the line holding *p into L2, without waiting for it or taking a register.
+__device__ __forceinline__ void prefetch_l2(const void *p) {
+	asm volatile("prefetch.global.L2 [%0];" : : "l"(p));
+}
+#endif
+
+#ifndef LORAFLEET_EMU
 // d += a·b on the tensor cores for the warp's 16×16 a and 16×8 b in bf16, accumulating in
 // fp32: each lane holds its fragments in the layout of PTX's "Matrix Fragments for
 // mma.m16n8k16 with floating point type" (emu.cpp spells it out).

@@ -104,6 +104,7 @@ inline float __ldcg(const float *p) { return *p; }
 inline uint4 __ldcs(const uint4 *p) { return *p; }
 inline uint4 __ldg(const uint4 *p) { return *p; }
 inline int load_acquire(const int *p) { return *p; }
+inline void prefetch_l2(const void *) {}
 // A thread sleeps only while it waits for other blocks to raise a count (wait_at_least); with
 // blocks run one at a time, those are done or not begun, so it would wait forever: the
 // emulator fails the launch and ends the thread.

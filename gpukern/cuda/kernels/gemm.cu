@@ -87,10 +87,17 @@ template <int NT> __device__ __forceinline__ void gemm_mma(float acc[2][NT][4], 
 template <int NT> using GemmSums = float[GEMM_WARPS][2 * NT * 4][32];
 
 // gemm_block computes the block's 32 rows of w (p) times every row of x over steps steps of k,
-// with the loads of w D steps ahead of the multiplies, into sums; then the block reads each output with gemm_out.
+// with the loads of w D steps ahead of the multiplies, into sums (calling hook once the first
+// loads are issued); then the block reads each output with gemm_out.
 // x has rows up to the kernel's batch bound: those past the batch are multiplied, never
 // stored.
-template <int NT, int D, bool SHRINK = false> __device__ void gemm_block(GemmSums<NT> &sums, const GemmRows &p, int steps) {
+// Nothing to do beside a block's first loads (gemm_block's hook).
+struct NoHook {
+	__device__ void operator()() const {}
+};
+
+template <int NT, int D, bool SHRINK = false, class Hook = NoHook>
+__device__ void gemm_block(GemmSums<NT> &sums, const GemmRows &p, int steps, const Hook &hook = Hook()) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	float acc[2][NT][4] = {};
 	GemmW ws[D]; // ws[d] holds step s + d·GEMM_WARPS at the top of the loop
@@ -100,6 +107,7 @@ template <int NT, int D, bool SHRINK = false> __device__ void gemm_block(GemmSum
 		gemm_load_w<SHRINK>(ws[d], p, warp + d * GEMM_WARPS);
 	}
 	gemm_load_x<NT>(xs, p, warp);
+	hook(); // while those loads are in flight
 #pragma unroll 1
 	for (int s = warp; s < steps; s += D * GEMM_WARPS) {
 #pragma unroll
@@ -192,8 +200,9 @@ extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m32(G
 
 // A projection's GEMM with its multi-LoRA in one launch (gemm_lora): out[r, :] = x[r, :] · wᵀ
 // plus, for each part p of the row's adapter, scale · (x[r, :] · Aᵀ) · Bᵀ over the part's
-// columns [out_off[p], out_off[p+1]). The LoRA tables are lora.cu's, per (row, part) entry
-// t = r * parts + p: B as a device pointer, its rank (0: no adapter) and scale.
+// columns (part 1 from column off1 on, part 2 from off2; n where there is no such part). The
+// LoRA tables are lora.cu's, per (row, part) entry t = r * parts + p: B as a device pointer,
+// its rank (0: no adapter) and scale.
 //
 // The first `shrinks` blocks to start (take_ticket) compute v = x · Aᵀ. A unit is 16 rows of
 // one part's A of one adapter (fewer where the rank ends) for the rows of x that use it
@@ -214,10 +223,10 @@ extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m32(G
 #define GEMM_LORA_PARAMS                                                                                                 \
 	float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int m, int n, int k, float *v,                       \
 		const unsigned long long *unit_a, const int *unit, int shrinks, int splits, float *part, int *count,     \
-		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *out_off, int parts,  \
+		const unsigned long long *b_ptrs, const int *ranks, const float *scales, int off1, int off2, int parts,   \
 		int vstride, int *sync
 #define GEMM_LORA_ARGS                                                                                                   \
-	out, x, w, m, n, k, v, unit_a, unit, shrinks, splits, part, count, b_ptrs, ranks, scales, out_off, parts, vstride, sync
+	out, x, w, m, n, k, v, unit_a, unit, shrinks, splits, part, count, b_ptrs, ranks, scales, off1, off2, parts, vstride, sync
 
 // The rows of a lane for units u0 and u0 + 1, over chunk of steps steps of k. The two have as
 // many rows (the host pairs them so) and tiles no more than 2³¹ 16-byte units apart, or the
@@ -280,39 +289,71 @@ __device__ void shrink_done(float *v, const float *part, const int *unit, int *c
 	}
 }
 
+// Where the expand of row's adapter at column col reads: its table entry (-1: none) and its
+// row of B.
+struct LoRAB {
+	int t;
+	const __nv_bfloat16 *b;
+};
+__device__ __forceinline__ LoRAB lora_b(const unsigned long long *b_ptrs, const int *ranks, int off1, int off2,
+                                        int parts, int row, int col) {
+	const int p = (col >= off1) + (col >= off2), t = row * parts + p, rank = ranks[t];
+	if (rank == 0) {
+		return {-1, nullptr};
+	}
+	return {t, (const __nv_bfloat16 *)b_ptrs[t] + (long long)(col - (p == 0 ? 0 : p == 1 ? off1 : off2)) * rank};
+}
+
 // The expand of row's adapter at column col: scale · v[row, part] · B[col - the part's first].
 // v comes from L2 (other blocks wrote it during this launch); B is 16-byte aligned with rows
 // of a multiple of 8 values, or read a value at a time.
 __device__ __forceinline__ float lora_delta(const float *v, const unsigned long long *b_ptrs, const int *ranks,
-                                            const float *scales, const int *out_off, int parts, int vstride, int row,
+                                            const float *scales, int off1, int off2, int parts, int vstride, int row,
                                             int col) {
-	int p = 0;
-	for (int q = 1; q < parts; q++) {
-		p += col >= out_off[q];
-	}
-	const int t = row * parts + p, rank = ranks[t];
-	if (rank == 0) {
+	const LoRAB e = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
+	if (e.t < 0) {
 		return 0.0f;
 	}
-	const __nv_bfloat16 *b = (const __nv_bfloat16 *)b_ptrs[t] + (long long)(col - out_off[p]) * rank;
-	const float *vr = v + ((long long)row * parts + p) * vstride;
+	const int rank = ranks[e.t];
+	const float *vr = v + (long long)e.t * vstride;
 	float sum = 0.0f;
-	if ((rank & 7) == 0 && ((unsigned long long)b & 15) == 0) {
+	if ((rank & 7) == 0 && ((unsigned long long)e.b & 15) == 0) {
 		for (int j = 0; j < rank; j += 8) {
 			float w8[8];
-			unpack8(w8, *(const uint4 *)(b + j));
+			unpack8(w8, *(const uint4 *)(e.b + j));
 #pragma unroll
-			for (int e = 0; e < 8; e++) {
-				sum += __ldcg(vr + j + e) * w8[e];
+			for (int e8 = 0; e8 < 8; e8++) {
+				sum += __ldcg(vr + j + e8) * w8[e8];
 			}
 		}
 	} else {
 		for (int j = 0; j < rank; j++) {
-			sum += __ldcg(vr + j) * __bfloat162float(b[j]);
+			sum += __ldcg(vr + j) * __bfloat162float(e.b[j]);
 		}
 	}
-	return scales[t] * sum;
+	return scales[e.t] * sum;
 }
+
+// gemm_lora's GEMM blocks, beside their first loads of w: B's rows of the block's outputs (of
+// rows under m) into L2, so that the expand after the main loop does not wait for DRAM.
+template <int NT> struct PrefetchB {
+	const unsigned long long *b_ptrs;
+	const int *ranks;
+	int off1, off2, parts, m, col0;
+	__device__ void operator()() const {
+#pragma unroll 1
+		for (int q = 0; q < NT; q++) { // the outputs gemm_out gives this thread
+			const int o = threadIdx.x + q * GEMM_THREADS, idx = o >> 5, l = o & 31, i = idx / (NT * 4), e = idx % 4;
+			const int row = 8 * (idx / 4 % NT) + 2 * (l & 3) + (e & 1), col = col0 + 16 * i + (l >> 2) + 8 * (e >> 1);
+			if (row < m) {
+				const LoRAB b = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
+				if (b.t >= 0) {
+					prefetch_l2(b.b);
+				}
+			}
+		}
+	}
+};
 
 template <int NT, int D> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	__shared__ GemmSums<NT> sums;
@@ -326,7 +367,7 @@ template <int NT, int D> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 		const int steps = b < shrinks ? k / GEMM_K / splits : k / GEMM_K;
 		gemm_block<NT, D, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
 		                                          : gemm_rows(w, col0, x, k),
-		                        steps);
+		                        steps, PrefetchB<NT>{b_ptrs, ranks, off1, off2, parts, b < shrinks ? 0 : m, col0});
 		if (ticket < shrinks) {
 			store_part<NT>(sums, part, unit, 2 * (ticket / splits), ticket % splits, splits);
 		}
@@ -346,7 +387,7 @@ template <int NT, int D> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 			if (r.row < m) {
 				const int col = col0 + r.col;
 				out[(long long)r.row * n + col] =
-					r.sum + lora_delta(v, b_ptrs, ranks, scales, out_off, parts, vstride, r.row, col);
+					r.sum + lora_delta(v, b_ptrs, ranks, scales, off1, off2, parts, vstride, r.row, col);
 			}
 		}
 	}
