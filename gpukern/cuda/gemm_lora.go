@@ -71,8 +71,9 @@ func (b *Backend) shrinkBuffers(units, splits int) (part, count drv.DevicePtr) {
 }
 
 // reserveShrink grows gemm_lora's scratch for a LoRA of rows × parts of ranks up to vStride
-// over in values, where our GEMMs may take it, before the LoRA's kernels are recorded.
-// Callers are inside b.do.
+// over in values, where our GEMMs may take it, before anything of the LoRA is recorded: growing
+// launches the work recorded, and would leave the LoRA's reads of adapter slots unnoted
+// (Backend.reads). Callers are inside b.do.
 func (b *Backend) reserveShrink(rows, parts, vStride, in int) {
 	if b.foldOff || b.cublasOnly || rows > smallGEMMRows || in%smallGEMMK != 0 {
 		return

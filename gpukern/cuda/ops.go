@@ -146,13 +146,14 @@ const (
 func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in, vStride int) {
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
+		rows, parts := host.LoRAShape(segs)
+		b.reserveShrink(rows, parts, vStride, in) // first: growing launches the work recorded
 		b.shrinkOp, b.fold.op = -1, -1
 		t := b.loraTablesOf(segs, 0)
 		b.shrunk = segsKey{unsafe.SliceData(segs), len(segs)} // the expand that follows may reuse t
 		if t.MaxRank == 0 {
 			return // nothing to compute; the expand writes zeros
 		}
-		b.reserveShrink(t.Rows, t.Parts, vStride, in)
 		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Lead)).
 			i32(t.Parts).i32(in).i32(vStride)
 		// The grid covers vStride, not this batch's largest rank: it stays the same whichever

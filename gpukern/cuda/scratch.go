@@ -42,9 +42,9 @@ func (s *scratch) free() {
 // zeroed is buffer for memory that must hold zeros where no kernel has written: a grown
 // buffer is cleared.
 func (b *Backend) zeroed(d *devBuf, size int64) drv.DevicePtr {
-	was := d.ptr
+	before := d.size
 	p := b.buffer(d, size)
-	if p != was && p != 0 {
+	if d.size != before && p != 0 {
 		b.fail(drv.MemsetD8(p, 0, d.size))
 	}
 	return p

@@ -27,12 +27,10 @@ type LoRA struct {
 // least minParts parts (the expand writes zeros for every part of the projection even where
 // no row has an adapter); addr is a tensor's device address.
 func (t *LoRA) Build(segs []gpukern.LoRASegment, minParts int, addr func(gpukern.Tensor) uint64) {
-	t.Rows, t.Parts, t.MaxRank = 0, 0, 0
+	t.Rows, t.Parts = LoRAShape(segs)
+	t.MaxRank = 0
 	if len(segs) > 0 {
-		t.Rows, t.Parts = segs[len(segs)-1].End, minParts
-	}
-	for _, s := range segs {
-		t.Parts = max(t.Parts, len(s.Parts)) // that of every segment with an adapter
+		t.Parts = max(t.Parts, minParts)
 	}
 	n := t.Rows * t.Parts
 	t.A, t.B, t.Ranks, t.Scales = zeroed(t.A, n), zeroed(t.B, n), zeroed(t.Ranks, n), zeroed(t.Scales, n)
@@ -59,6 +57,18 @@ func (t *LoRA) Build(segs []gpukern.LoRASegment, minParts int, addr func(gpukern
 			t.MaxRank = max(t.MaxRank, part.Rank)
 		}
 	}
+}
+
+// LoRAShape is the rows segs cover and the most parts of any (that of every segment with an
+// adapter).
+func LoRAShape(segs []gpukern.LoRASegment) (rows, parts int) {
+	if len(segs) > 0 {
+		rows = segs[len(segs)-1].End
+	}
+	for _, s := range segs {
+		parts = max(parts, len(s.Parts))
+	}
+	return rows, parts
 }
 
 // zeroed is s resized to n zeros, in place when it has the capacity.

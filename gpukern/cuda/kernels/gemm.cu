@@ -24,7 +24,7 @@
 // Where a lane's rows start, at its own first 16 bytes: row g (= lane/4) of the block's rows
 // of w, and row g of x; the lane's other rows of x are 8, 16 and 24 rows further (stride8
 // 16-byte units), and so are those of w in a GEMM. A shrink block's two tiles of w are two
-// LoRA A matrices (gemm_shrink): its rows of w are row g and that row half units on (row g +
+// LoRA A matrices (shrink_rows): its rows of w are row g and that row half units on (row g +
 // 8; a matrix of fewer than 16 rows repeats its last) of the first, and the same rows tile
 // units on of the second.
 struct GemmRows {
@@ -86,16 +86,15 @@ template <int NT> __device__ __forceinline__ void gemm_mma(float acc[2][NT][4], 
 // The warps' partial sums of a block's outputs, in shared memory.
 template <int NT> using GemmSums = float[GEMM_WARPS][2 * NT * 4][32];
 
-// gemm_block computes the block's 32 rows of w (p) times every row of x over steps steps of k,
-// with the loads of w D steps ahead of the multiplies, into sums (calling hook once the first
-// loads are issued); then the block reads each output with gemm_out.
-// x has rows up to the kernel's batch bound: those past the batch are multiplied, never
-// stored.
 // Nothing to do beside a block's first loads (gemm_block's hook).
 struct NoHook {
 	__device__ void operator()() const {}
 };
 
+// gemm_block computes the block's 32 rows of w (p) times every row of x over steps steps of k,
+// with the loads of w D steps ahead of the multiplies, into sums (calling hook once the first
+// loads are issued); then the block reads each output with gemm_out. x has rows up to the
+// kernel's batch bound: those past the batch are multiplied, never stored.
 template <int NT, int D, bool SHRINK = false, class Hook = NoHook>
 __device__ void gemm_block(GemmSums<NT> &sums, const GemmRows &p, int steps, const Hook &hook = Hook()) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -132,11 +131,10 @@ __device__ void gemm_block(GemmSums<NT> &sums, const GemmRows &p, int steps, con
 	__syncthreads();
 }
 
-// Output o (< GEMM_OUTS) of a block after gemm_block: the warps' sums added in a fixed order
+// Output o (< 2·NT·4·32) of a block after gemm_block: the warps' sums added in a fixed order
 // (the result does not depend on timing), its row of x and its row of the block's 32 of w (16i
 // + j for tile i). acc[i][c][e] of lane l is x's row 8c + 2(l%4) + e%2 and w's row 16i + l/4 +
 // 8(e/2). Each thread takes NT outputs: o = threadIdx.x + q·GEMM_THREADS.
-#define GEMM_OUTS(NT) (2 * NT * 4 * 32)
 struct GemmOut {
 	float sum;
 	int row, col;
@@ -289,19 +287,19 @@ __device__ void shrink_done(float *v, const float *part, const int *unit, int *c
 	}
 }
 
-// Where the expand of row's adapter at column col reads: its table entry (-1: none) and its
-// row of B.
+// Where the expand of row's adapter at column col reads: its table entry (-1: none), its rank
+// and its row of B.
 struct LoRAB {
-	int t;
+	int t, rank;
 	const __nv_bfloat16 *b;
 };
 __device__ __forceinline__ LoRAB lora_b(const unsigned long long *b_ptrs, const int *ranks, int off1, int off2,
                                         int parts, int row, int col) {
 	const int p = (col >= off1) + (col >= off2), t = row * parts + p, rank = ranks[t];
 	if (rank == 0) {
-		return {-1, nullptr};
+		return {-1, 0, nullptr};
 	}
-	return {t, (const __nv_bfloat16 *)b_ptrs[t] + (long long)(col - (p == 0 ? 0 : p == 1 ? off1 : off2)) * rank};
+	return {t, rank, (const __nv_bfloat16 *)b_ptrs[t] + (long long)(col - (p == 0 ? 0 : p == 1 ? off1 : off2)) * rank};
 }
 
 // The expand of row's adapter at column col: scale · v[row, part] · B[col - the part's first].
@@ -310,28 +308,27 @@ __device__ __forceinline__ LoRAB lora_b(const unsigned long long *b_ptrs, const 
 __device__ __forceinline__ float lora_delta(const float *v, const unsigned long long *b_ptrs, const int *ranks,
                                             const float *scales, int off1, int off2, int parts, int vstride, int row,
                                             int col) {
-	const LoRAB e = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
-	if (e.t < 0) {
+	const LoRAB lb = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
+	if (lb.t < 0) {
 		return 0.0f;
 	}
-	const int rank = ranks[e.t];
-	const float *vr = v + (long long)e.t * vstride;
+	const float *vr = v + (long long)lb.t * vstride;
 	float sum = 0.0f;
-	if ((rank & 7) == 0 && ((unsigned long long)e.b & 15) == 0) {
-		for (int j = 0; j < rank; j += 8) {
+	if ((lb.rank & 7) == 0 && ((unsigned long long)lb.b & 15) == 0) {
+		for (int j = 0; j < lb.rank; j += 8) {
 			float w8[8];
-			unpack8(w8, *(const uint4 *)(e.b + j));
+			unpack8(w8, *(const uint4 *)(lb.b + j));
 #pragma unroll
-			for (int e8 = 0; e8 < 8; e8++) {
-				sum += __ldcg(vr + j + e8) * w8[e8];
+			for (int e = 0; e < 8; e++) {
+				sum += __ldcg(vr + j + e) * w8[e];
 			}
 		}
 	} else {
-		for (int j = 0; j < rank; j++) {
-			sum += __ldcg(vr + j) * __bfloat162float(e.b[j]);
+		for (int j = 0; j < lb.rank; j++) {
+			sum += __ldcg(vr + j) * __bfloat162float(lb.b[j]);
 		}
 	}
-	return scales[e.t] * sum;
+	return scales[lb.t] * sum;
 }
 
 // gemm_lora's GEMM blocks, beside their first loads of w: B's rows of the block's outputs (of
@@ -346,9 +343,9 @@ template <int NT> struct PrefetchB {
 			const int o = threadIdx.x + q * GEMM_THREADS, idx = o >> 5, l = o & 31, i = idx / (NT * 4), e = idx % 4;
 			const int row = 8 * (idx / 4 % NT) + 2 * (l & 3) + (e & 1), col = col0 + 16 * i + (l >> 2) + 8 * (e >> 1);
 			if (row < m) {
-				const LoRAB b = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
-				if (b.t >= 0) {
-					prefetch_l2(b.b);
+				const LoRAB lb = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
+				if (lb.t >= 0) {
+					prefetch_l2(lb.b);
 				}
 			}
 		}
