@@ -39,11 +39,18 @@ __device__ __forceinline__ int load_acquire(const int *p) {
 #endif
 
 // Waits until *count, which other blocks of the grid raise (after a __threadfence), reaches n;
-// then the whole block goes on. Thread 0 polls it from L2 with acquire semantics. The
-// emulator, which runs blocks one at a time, fails a launch whose count is short instead.
+// then the whole block goes on. Thread 0 polls it from L2 with acquire semantics. The blocks
+// waited for started first (take_ticket), so the wait ends; should it not, it traps after
+// WAIT_POLLS polls (about 2 s, far beyond any launch's work): the launch fails with an error
+// that the backend reports, rather than holding the GPU forever. The emulator, which runs
+// blocks one at a time, fails a launch whose count is short at its first poll instead.
+#define WAIT_POLLS (1 << 24)
 __device__ __forceinline__ void wait_at_least(const int *count, int n) {
 	if (threadIdx.x == 0) {
-		while (load_acquire(count) < n) {
+		for (int polls = 0; load_acquire(count) < n; polls++) {
+			if (polls == WAIT_POLLS) {
+				__trap();
+			}
 			__nanosleep(100);
 		}
 	}

@@ -345,13 +345,20 @@ void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
 	arrive(blk.warps[t >> 5]); // no lane writes its fragments again before every lane has read
 }
 
-void __nanosleep(unsigned) {
-	fail("a block waits for a count that the blocks before it did not raise: on a GPU it would wait forever");
+// Fails the launch and ends the calling thread.
+[[noreturn]] void fail_thread(const char *msg) {
+	fail(msg);
 	if (blk.direct) {
 		abort(); // a barrier-free kernel runs as plain calls: there is no fiber to end
 	}
 	end_thread();
 }
+
+void __nanosleep(unsigned) {
+	fail_thread("a block waits for a count that the blocks before it did not raise: on a GPU it would wait forever");
+}
+
+void __trap() { fail_thread("a thread trapped"); }
 
 void emu_full_mask(unsigned mask) {
 	if (mask != 0xffffffffu) {
@@ -409,6 +416,13 @@ extern "C" __global__ void emu_unmarked_barrier(int *out) {
 }
 extern "C" __global__ void emu_partial_mask(int *out) {
 	out[threadIdx.x] = __shfl_sync(0xffffu, (int)threadIdx.x, 0);
+}
+// One thread traps.
+extern "C" __global__ void emu_trap(int *out) {
+	if (threadIdx.x == 5) {
+		__trap();
+	}
+	out[threadIdx.x] = 1;
 }
 // The block's threads wait at two different barriers.
 extern "C" __global__ void emu_divergent_barrier(int *out) {
@@ -485,6 +499,7 @@ const Kernel table[] = {
 	KERNEL_IN("emu.cpp", emu, emu_deadlock, true), KERNEL_IN("emu.cpp", emu, emu_shuffle_ended, true),
 	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),
 	KERNEL_IN("emu.cpp", emu, emu_divergent_barrier, true), KERNEL_IN("emu.cpp", emu, emu_mma, true),
+	KERNEL_IN("emu.cpp", emu, emu_trap, true),
 };
 
 } // namespace

@@ -109,6 +109,8 @@ inline void prefetch_l2(const void *) {}
 // blocks run one at a time, those are done or not begun, so it would wait forever: the
 // emulator fails the launch and ends the thread.
 void __nanosleep(unsigned ns);
+// A trapping thread fails the launch, as the GPU does.
+void __trap();
 
 // d += a·b for the warp's 16×16 a and 16×8 b in bf16, as mma.sync.aligned.m16n8k16.row.col
 // .f32.bf16.bf16.f32 (common.cuh), each lane holding its fragments in PTX's layout (every lane

@@ -43,6 +43,7 @@ func TestEmulatorReportsBrokenKernels(t *testing.T) {
 		"emu_unmarked_barrier":  "marked barrier-free",
 		"emu_partial_mask":      "partial lane mask",
 		"emu_divergent_barrier": "different __syncthreads",
+		"emu_trap":              "trapped",
 	} {
 		err := EmulatedKernels()[name].Launch([3]int{2, 1, 1}, 32, 0, []uint64{addr(out)})
 		if err == nil || !strings.Contains(err.Error(), want) {
