@@ -42,7 +42,7 @@ func (b *Backend) gemmLoRA(o *Tensor, x, in drv.DevicePtr, ws *Tensor, m, n, k i
 		return false
 	}
 	splits := host.ShrinkSplits(k / smallGEMMK)
-	shrinks := b.units.Blocks * splits
+	shrinks := b.units.Pairs * splits
 	name, fn, ok := b.loraGEMM(m, n, k, shrinks)
 	if !ok {
 		return false
@@ -78,7 +78,7 @@ func (b *Backend) reserveShrink(rows, parts, vStride, in int) {
 	if b.foldOff || b.cublasOnly || rows > smallGEMMRows || in%smallGEMMK != 0 {
 		return
 	}
-	b.shrinkBuffers(2*host.MaxShrinkBlocks(rows, parts, vStride), host.ShrinkSplits(in/smallGEMMK))
+	b.shrinkBuffers(2*host.MaxShrinkPairs(rows, parts, vStride), host.ShrinkSplits(in/smallGEMMK))
 }
 
 // loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, and its

@@ -588,7 +588,7 @@ func TestLoRAGEMM(t *testing.T) {
 		ref.Add(o.r, o.r, d.r, m*n)
 		shape := shapeOf(m, c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
 		kernel := "gemm_lora_small"
-		if m > 16 || host.MaxShrinkBlocks(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+(n+31)/32 <= gpu.SMs() {
+		if m > 16 || host.MaxShrinkPairs(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+(n+31)/32 <= gpu.SMs() {
 			kernel = "gemm_lora_deep"
 		}
 		_, fused := prof["lora_fused"]

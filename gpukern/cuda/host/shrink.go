@@ -22,29 +22,30 @@ func ShrinkSplits(steps int) int {
 // ShrinkUnits are the tables of gemm_lora's shrink blocks for one launch: unit u covers up to
 // ShrinkRows rows of one part's A of one adapter (A[u], the address of its first row) for the
 // rows of x that use it, Meta[4u:4u+4] = {its rows of A, the first and one past the last row
-// of x, its first column in a row of v}. Block b computes units 2b and 2b + 1, which have as
-// many rows of A and addresses less than 2³¹ 16-byte units apart; a block whose first unit is
-// empty (no rows) does nothing, and a second that is empty is not stored.
+// of x, its first column in a row of v}. Units 2i and 2i + 1 are computed together (pair i,
+// whose k gemm_lora cuts into ShrinkSplits blocks): they have as many rows of A and addresses
+// less than 2³¹ 16-byte units apart. A pair whose first unit is empty (no rows) is nothing to
+// do, and a second that is empty is not stored. Pairs counts them.
 type ShrinkUnits struct {
-	A      []uint64
-	Meta   []int32
-	Blocks int
+	A     []uint64
+	Meta  []int32
+	Pairs int
 }
 
-// MaxShrinkBlocks is the grid of shrink blocks for rows × parts of rank up to vStride: every
-// row its own adapter, each part its own units, two a block. It depends on the shape alone,
+// MaxShrinkPairs is the pairs of shrink units for rows × parts of rank up to vStride: every
+// row its own adapter, each part its own units. It depends on the shape alone,
 // never on which adapters a step mixes, so that the launch keeps its layout (Graphs).
-func MaxShrinkBlocks(rows, parts, vStride int) int {
+func MaxShrinkPairs(rows, parts, vStride int) int {
 	units := rows * parts * ((vStride + ShrinkRows - 1) / ShrinkRows)
 	return (units + 1) / 2
 }
 
 // Build makes the units of t's adapters for an A of in values a row and rows of v of
-// parts·vStride values, into MaxShrinkBlocks(t.Rows, t.Parts, vStride) blocks; false where
+// parts·vStride values, into MaxShrinkPairs(t.Rows, t.Parts, vStride) pairs; false where
 // they do not fit (units of different sizes that cannot pair) or an A is not 16-byte aligned.
 func (s *ShrinkUnits) Build(t *LoRA, in, vStride int) bool {
-	s.Blocks = MaxShrinkBlocks(t.Rows, t.Parts, vStride)
-	s.A, s.Meta = zeroed(s.A, 2*s.Blocks), zeroed(s.Meta, 8*s.Blocks)
+	s.Pairs = MaxShrinkPairs(t.Rows, t.Parts, vStride)
+	s.A, s.Meta = zeroed(s.A, 2*s.Pairs), zeroed(s.Meta, 8*s.Pairs)
 	n := 0 // units placed
 	for p := range t.Parts {
 		for r0 := 0; r0 < t.Rows; {
@@ -60,7 +61,7 @@ func (s *ShrinkUnits) Build(t *LoRA, in, vStride int) bool {
 					return false // the kernel loads 16 bytes at a time
 				}
 				if n%2 == 1 && !pairs(s, n-1, a, rows) {
-					n++ // alone in its block
+					n++ // alone in its pair
 				}
 				if n >= len(s.A) {
 					return false
@@ -75,8 +76,8 @@ func (s *ShrinkUnits) Build(t *LoRA, in, vStride int) bool {
 	return true
 }
 
-// pairs says whether a unit of rows rows of A at a may share a block with unit u.
+// pairs says whether a unit of rows rows of A at a (16-byte aligned) may pair with unit u.
 func pairs(s *ShrinkUnits, u int, a uint64, rows int) bool {
-	d := int64(a - s.A[u])
-	return int(s.Meta[4*u]) == rows && d%16 == 0 && -(1<<31) <= d/16 && d/16 < 1<<31
+	d := int64(a-s.A[u]) / 16
+	return int(s.Meta[4*u]) == rows && -(1<<31) <= d && d < 1<<31
 }

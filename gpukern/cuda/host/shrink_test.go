@@ -22,7 +22,7 @@ func unitsOf(s *ShrinkUnits) []unit {
 	return us
 }
 
-// Units cover each run of rows that share a part's A, 16 rows of A at a time, in blocks of two
+// Units cover each run of rows that share a part's A, 16 rows of A at a time, in pairs
 // of the same size; the grid stays that of every row having its own adapter.
 func TestShrinkUnits(t *testing.T) {
 	const in = 64 // values a row of A: a row is 128 bytes
@@ -36,9 +36,9 @@ func TestShrinkUnits(t *testing.T) {
 	if !s.Build(&tb, in, 32) {
 		t.Fatal("Build failed")
 	}
-	// 5 rows × 2 parts × 2 tiles of 16 (vStride 32) = 20 units: 10 blocks.
-	if s.Blocks != 10 || MaxShrinkBlocks(5, 2, 32) != 10 || len(s.A) != 20 || len(s.Meta) != 80 {
-		t.Fatalf("%d blocks, %d units, %d meta", s.Blocks, len(s.A), len(s.Meta))
+	// 5 rows × 2 parts × 2 tiles of 16 (vStride 32) = 20 units: 10 pairs.
+	if s.Pairs != 10 || MaxShrinkPairs(5, 2, 32) != 10 || len(s.A) != 20 || len(s.Meta) != 80 {
+		t.Fatalf("%d pairs, %d units, %d meta", s.Pairs, len(s.A), len(s.Meta))
 	}
 	want := []unit{
 		{1 << 20, 16, 0, 2, 0}, // part 0: rows 0-1's rank 16, with
@@ -52,7 +52,7 @@ func TestShrinkUnits(t *testing.T) {
 		t.Errorf("units\n got %v\nwant %v", got, want)
 	}
 
-	// Units of different sizes do not pair: the second goes to a block of its own.
+	// Units of different sizes do not pair: the second goes to a pair of its own.
 	r8 := []gpukern.LoRAPart{{A: tensor(9), B: tensor(10), Rank: 8}}
 	r16 = r16[:1]
 	tb.Build([]gpukern.LoRASegment{{Start: 0, End: 1, Parts: r8}, {Start: 1, End: 2, Parts: r16}, {Start: 2, End: 3, Parts: r16}}, 1, addr)
@@ -60,13 +60,13 @@ func TestShrinkUnits(t *testing.T) {
 		t.Fatal("Build failed")
 	}
 	want = []unit{{9 << 20, 8, 0, 1, 0}, {}, {1 << 20, 16, 1, 3, 0}, {}}
-	if got := unitsOf(&s); s.Blocks != 2 || !slices.Equal(got, want) {
-		t.Errorf("%d blocks, units\n got %v\nwant %v", s.Blocks, got, want)
+	if got := unitsOf(&s); s.Pairs != 2 || !slices.Equal(got, want) {
+		t.Errorf("%d pairs, units\n got %v\nwant %v", s.Pairs, got, want)
 	}
 	// Where they do not fit the grid, or an A is not 16-byte aligned, Build says so.
 	tb.Build([]gpukern.LoRASegment{{Start: 0, End: 1, Parts: r8}, {Start: 1, End: 2, Parts: r16}}, 1, addr)
 	if s.Build(&tb, in, 16) {
-		t.Errorf("units of 8 and 16 rows in one block: Build = true, units %v", unitsOf(&s))
+		t.Errorf("units of 8 and 16 rows in one pair: Build = true, units %v", unitsOf(&s))
 	}
 	odd := []gpukern.LoRAPart{{A: tensor(1), B: tensor(2), Rank: 16}}
 	tb.Build([]gpukern.LoRASegment{{Start: 0, End: 1, Parts: odd}}, 1, func(x gpukern.Tensor) uint64 { return addr(x) + 8 })
