@@ -123,18 +123,22 @@ var baseOf = map[string][]string{
 	CuBLAS: {Unfolded, WithLoRA}, CuBLASAttentionOff: {AttentionOff},
 }
 
+// baseFor is the row of the default that d's variant changes one thing of (baseOf), if measured.
+func (r *Report) baseFor(d Decode) (Decode, bool) {
+	for _, v := range baseOf[d.Variant] {
+		if base, ok := r.find(v, d.Batch, d.Adapters, d.Context); ok {
+			return base, true
+		}
+	}
+	return Decode{}, false
+}
+
 // variantsTable puts each side-by-side variant's step next to the default's of the same batch,
 // adapters and context, so that a run says at a glance which choice to keep.
 func (r *Report) variantsTable(b *strings.Builder) {
 	var rows []string
 	for _, d := range r.Decode {
-		var base Decode
-		ok := false
-		for _, v := range baseOf[d.Variant] {
-			if base, ok = r.find(v, d.Batch, d.Adapters, d.Context); ok {
-				break
-			}
-		}
+		base, ok := r.baseFor(d)
 		if !ok {
 			continue
 		}

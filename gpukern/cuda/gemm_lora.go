@@ -115,10 +115,7 @@ func (b *Backend) foldStaysLast() {
 // deltaOf is the address of a LoRA delta for a kernel that adds it to its projection's
 // output: null for none, or where gemm_lora added it there already. Callers are inside b.do.
 func (b *Backend) deltaOf(delta gpukern.Tensor) drv.DevicePtr {
-	if delta == nil {
-		return 0
-	}
-	if p := dev(delta).ptr; !slices.Contains(b.folded, p) {
+	if p := optional(delta); !slices.Contains(b.folded, p) {
 		return p
 	}
 	return 0

@@ -139,13 +139,17 @@ struct GemmOut {
 	float sum;
 	int row, col;
 };
-template <int NT> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT> &sums, int o) {
+// Output o's place, its sum left at 0 (gemm_out adds it up).
+template <int NT> __device__ __forceinline__ GemmOut gemm_out_at(int o) {
 	const int idx = o >> 5, l = o & 31, i = idx / (NT * 4), c = idx / 4 % NT, e = idx % 4;
-	float sum = 0;
+	return {0.0f, 8 * c + 2 * (l & 3) + (e & 1), 16 * i + (l >> 2) + 8 * (e >> 1)};
+}
+template <int NT> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT> &sums, int o) {
+	GemmOut r = gemm_out_at<NT>(o);
 	for (int wp = 0; wp < GEMM_WARPS; wp++) {
-		sum += sums[wp][idx][l];
+		r.sum += sums[wp][o >> 5][o & 31];
 	}
-	return {sum, 8 * c + 2 * (l & 3) + (e & 1), 16 * i + (l >> 2) + 8 * (e >> 1)};
+	return r;
 }
 
 // gemm_small computes the block's GEMM_ROWS columns of out for every row of x. The last block
@@ -340,10 +344,9 @@ template <int NT> struct PrefetchB {
 	__device__ void operator()() const {
 #pragma unroll 1
 		for (int q = 0; q < NT; q++) { // the outputs gemm_out gives this thread
-			const int o = threadIdx.x + q * GEMM_THREADS, idx = o >> 5, l = o & 31, i = idx / (NT * 4), e = idx % 4;
-			const int row = 8 * (idx / 4 % NT) + 2 * (l & 3) + (e & 1), col = col0 + 16 * i + (l >> 2) + 8 * (e >> 1);
-			if (row < m) {
-				const LoRAB lb = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
+			const GemmOut r = gemm_out_at<NT>(threadIdx.x + q * GEMM_THREADS);
+			if (r.row < m) {
+				const LoRAB lb = lora_b(b_ptrs, ranks, off1, off2, parts, r.row, col0 + r.col);
 				if (lb.t >= 0) {
 					prefetch_l2(lb.b);
 				}
