@@ -79,6 +79,7 @@ type gpuLike struct {
 	fusedSets   []bool // each SetLoRAFused call's "on"
 	gemmSets    []bool // each SetSmallGEMM call's "on"
 	foldSets    []bool // each SetLoRAFold call's "on"
+	staged      int    // WaitAdapterStaged calls
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -109,6 +110,10 @@ func (g *gpuLike) SetFlushOps(n int) int {
 }
 func (g *gpuLike) LastAdapterUpload() (prepare, transfer time.Duration, err error) {
 	return 2 * time.Millisecond, time.Millisecond, nil
+}
+func (g *gpuLike) WaitAdapterStaged() error {
+	g.staged++
+	return nil
 }
 func (g *gpuLike) MemInfo() (free, total int64, err error) { return 3 << 30, 8 << 30, nil }
 func (g *gpuLike) GraphStats() host.GraphStats {
@@ -198,14 +203,18 @@ func TestGPUMeasurements(t *testing.T) {
 		t.Errorf("cuBLAS attention-off row counts %d bytes, the attention-off row %+v", cub.Bytes, rep.Decode[0])
 	}
 	l := rep.Loading
-	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 {
+	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 ||
+		!(l.StagedStepMS > 0) || l.StagedStepMaxMS < l.StagedStepMS {
 		t.Fatalf("loading %+v", l)
+	}
+	if be.staged != 3 {
+		t.Errorf("%d steps started once their adapter was staged, want the second pass's 3", be.staged)
 	}
 	if quiet, _ := rep.find(WithLoRA, 4, 4, 8); l.QuietStepMS != quiet.StepMS {
 		t.Errorf("quiet step %v, want the batch's own median %v", l.QuietStepMS, quiet.StepMS)
 	}
-	if be.live != 0 || be.loads != 4+3 || be.bf16Loads != be.loads {
-		t.Errorf("%d adapters left on the backend after %d loads (%d in bf16); want 0 after 7, all in bf16", be.live, be.loads, be.bf16Loads)
+	if be.live != 0 || be.loads != 4+2*3 || be.bf16Loads != be.loads {
+		t.Errorf("%d adapters left on the backend after %d loads (%d in bf16); want 0 after 10, all in bf16", be.live, be.loads, be.bf16Loads)
 	}
 	if p := rep.Profile; p == nil || p.Batch != 4 || len(p.Kernels) != 2 || p.Kernels[0].Name != "gemm 64×64" || p.Kernels[0].Share != 0.75 {
 		t.Errorf("profile %+v", p)
@@ -214,7 +223,7 @@ func TestGPUMeasurements(t *testing.T) {
 		t.Errorf("memory %+v", m)
 	}
 	var md strings.Builder
-	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") ||
+	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") || !strings.Contains(md.String(), "only its transfer overlaps them") ||
 		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB (less than the memory target's 64 device adapters and KV for 64 sequences × 1024 tokens)") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") ||
 		!sideBySide.MatchString(md.String()) ||
 		!strings.Contains(md.String(), "40 flushes replayed a graph, 2 captured one, 9 ran eagerly; 1 captures failed (the first: capture invalidated)") {

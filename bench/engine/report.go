@@ -164,9 +164,10 @@ func (r *Report) loadingAndMemory(b *strings.Builder) {
 	if l := r.Loading; l != nil {
 		fmt.Fprintf(b, "\nDecode while adapters load (batch %d, %d adapters, context %d; before each of %d steps a new adapter of %.0f MB starts uploading in the background):"+
 			" putting it in bf16 into page-locked memory %.1f ms median; transfer to the device slot %.2f ms median, %.2f ms slowest; steps %.2f ms median, %.2f ms slowest"+
-			" (%.2f× the median without loads).\n",
+			" (%.2f× the median without loads). Started once the adapter is in page-locked memory, so that only its transfer overlaps them:"+
+			" steps %.2f ms median, %.2f ms slowest (%.2f×).\n",
 			l.Batch, l.Adapters, l.Context, l.Loads, float64(l.AdapterBytes)/1e6, l.PrepareMS, l.UploadMS, l.UploadMaxMS,
-			l.StepMS, l.StepMaxMS, l.StepMaxMS/l.QuietStepMS)
+			l.StepMS, l.StepMaxMS, l.StepMaxMS/l.QuietStepMS, l.StagedStepMS, l.StagedStepMaxMS, l.StagedStepMaxMS/l.QuietStepMS)
 	}
 	if p := r.Profile; p != nil {
 		fmt.Fprintf(b, "\nWhere a decode step's time goes (batch %d, %d adapters, context %d; each kernel timed by events, no graph):\n\n| kernel | ms | share |\n|---|---|---|\n",

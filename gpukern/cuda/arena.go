@@ -18,11 +18,10 @@ type arena struct {
 	host.Arena
 	hostMem unsafe.Pointer
 	dev     drv.DevicePtr
-	stream  drv.Stream
 }
 
-func newArena(size int, stream drv.Stream) (*arena, error) {
-	a := &arena{stream: stream}
+func newArena(size int) (*arena, error) {
+	a := &arena{}
 	h, err := drv.AllocHost(size)
 	if err != nil {
 		return nil, fmt.Errorf("cuda: metadata buffer: %w", err)
@@ -46,14 +45,36 @@ func (a *arena) close() {
 	a.hostMem, a.dev, a.Buf = nil, 0, nil
 }
 
-// send queues the copy of the bytes put since the last send.
-func (a *arena) send() error {
+// send queues the copy of the bytes put since the last send on stream; false if there were
+// none.
+func (a *arena) send(stream drv.Stream) (bool, error) {
 	off, n := a.Pending()
 	if n == 0 {
-		return nil
+		return false, nil
 	}
-	if err := drv.MemcpyHtoDAsync(a.dev+drv.DevicePtr(off), unsafe.Add(a.hostMem, off), int64(n), a.stream); err != nil {
-		return fmt.Errorf("cuda: copying metadata: %w", err)
+	if err := drv.MemcpyHtoDAsync(a.dev+drv.DevicePtr(off), unsafe.Add(a.hostMem, off), int64(n), stream); err != nil {
+		return false, fmt.Errorf("cuda: copying metadata: %w", err)
+	}
+	return true, nil
+}
+
+// sendMeta queues the copy of the metadata put since the last send on the metadata stream
+// and makes the main stream wait for it. On the main stream itself the copy would start only
+// once the work launched before it had run, and then wait for the copy engine, which an
+// adapter upload may be holding (uploadChunk): a gap in the GPU's work at every flush. On a
+// stream of its own it runs while that work does. Nothing in an arena is overwritten before
+// the main stream has run all the work of the step (drain), so the copies need no other
+// order. Callers are inside b.do.
+func (b *Backend) sendMeta() error {
+	sent, err := b.meta.send(b.metaStream)
+	if err != nil || !sent {
+		return err
+	}
+	if err := b.metaSent.Record(b.metaStream); err != nil {
+		return fmt.Errorf("cuda: metadata event: %w", err)
+	}
+	if err := b.stream.Wait(b.metaSent, 0); err != nil {
+		return fmt.Errorf("cuda: waiting for metadata: %w", err)
 	}
 	return nil
 }
@@ -72,11 +93,11 @@ func upload[T int32 | float32 | uint64](b *Backend, v []T) drv.DevicePtr {
 	if p, ok := b.meta.Put(raw); ok {
 		return drv.DevicePtr(p)
 	}
-	if err := b.meta.send(); err != nil {
+	if err := b.sendMeta(); err != nil {
 		b.fail(err)
 		return 0
 	}
-	next, err := newArena(max(2*len(b.meta.Buf), 2*len(raw)+32), b.stream)
+	next, err := newArena(max(2*len(b.meta.Buf), 2*len(raw)+32))
 	if err != nil {
 		b.fail(err)
 		return 0

@@ -87,22 +87,24 @@ func (t *Tensor) bytes() int64 {
 
 // Backend is the CUDA backend. Like every gpukern.Backend it serves one caller at a time.
 type Backend struct {
-	cfg     Config
-	dev     drv.Device
-	ctx     drv.Context
-	arch    string // e.g. "sm_90"
-	sms     int    // multiprocessors
-	stream  drv.Stream
-	side    drv.Stream // LoRA kernels beside the main stream's GEMMs (host.Schedule), at a higher priority (makeSide)
-	forked  drv.Event  // recorded on stream, waited for by side
-	joined  drv.Event  // recorded on side, waited for by stream
-	blas    *drv.Blas
-	fn      functions
-	meta    *arena   // per-step metadata, uploaded on the stream
-	retired []*arena // arenas that filled up this step, freed once the stream has run it (upload)
-	scratch scratch  // reusable device buffers
-	pool    *adapterPool
-	err     error // the first failure since the last Sync
+	cfg        Config
+	dev        drv.Device
+	ctx        drv.Context
+	arch       string // e.g. "sm_90"
+	sms        int    // multiprocessors
+	stream     drv.Stream
+	side       drv.Stream // LoRA kernels beside the main stream's GEMMs (host.Schedule), at a higher priority (makeSide)
+	forked     drv.Event  // recorded on stream, waited for by side
+	joined     drv.Event  // recorded on side, waited for by stream
+	blas       *drv.Blas
+	fn         functions
+	meta       *arena // per-step metadata, copied on metaStream (sendMeta)
+	metaStream drv.Stream
+	metaSent   drv.Event // recorded on metaStream after a copy, waited for by stream
+	retired    []*arena  // arenas that filled up this step, freed once the stream has run it (upload)
+	scratch    scratch   // reusable device buffers
+	pool       *adapterPool
+	err        error // the first failure since the last Sync
 
 	ops        []host.Op            // recorded, not yet launched (graph.go)
 	launched   bool                 // work was launched since the last drain: the step's first flush is past
@@ -180,8 +182,13 @@ func (b *Backend) open() error {
 	if err := b.makeSide(true); err != nil {
 		return err
 	}
-	if b.forked, err = drv.MakeEvent(drv.DisableTiming); err == nil {
-		b.joined, err = drv.MakeEvent(drv.DisableTiming)
+	if b.metaStream, err = drv.MakeStream(drv.NonBlocking); err != nil {
+		return fmt.Errorf("cuda: metadata stream: %w", err)
+	}
+	for _, e := range []*drv.Event{&b.forked, &b.joined, &b.metaSent} {
+		if *e, err = drv.MakeEvent(drv.DisableTiming); err != nil {
+			break
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("cuda: stream events: %w", err)
@@ -202,7 +209,7 @@ func (b *Backend) open() error {
 	if err := drv.MemsetD8(b.buffer(&b.scratch.syncs, 2*syncBytes), 0, 2*syncBytes); err != nil {
 		return fmt.Errorf("cuda: LoRA counters: %w", err)
 	}
-	if b.meta, err = newArena(1<<20, b.stream); err != nil {
+	if b.meta, err = newArena(1 << 20); err != nil {
 		return err
 	}
 	b.pool, err = newAdapterPool(b.cfg.AdapterSlots, b.cfg.AdapterSlotElems, b.ctx, b.stream)
@@ -243,12 +250,12 @@ func (b *Backend) Close() {
 		if b.blas != nil {
 			_ = b.blas.Destroy()
 		}
-		for _, e := range []*drv.Event{&b.forked, &b.joined} {
+		for _, e := range []*drv.Event{&b.forked, &b.joined, &b.metaSent} {
 			if *e != (drv.Event{}) {
 				_ = drv.DestroyEvent(e)
 			}
 		}
-		for _, s := range []*drv.Stream{&b.side, &b.stream} {
+		for _, s := range []*drv.Stream{&b.side, &b.metaStream, &b.stream} {
 			if *s != (drv.Stream{}) {
 				_ = s.Destroy()
 			}
@@ -309,6 +316,11 @@ func (b *Backend) drain() {
 	b.flush()
 	if err := b.stream.Synchronize(); err != nil {
 		b.fail(fmt.Errorf("cuda: a kernel failed: %w", err))
+	}
+	// The stream waited for every metadata copy, unless queuing that wait failed: the arena
+	// is written over next, so make sure.
+	if err := b.metaStream.Synchronize(); err != nil {
+		b.fail(fmt.Errorf("cuda: copying metadata: %w", err))
 	}
 	b.freeRetired()
 	b.meta.Reset()

@@ -87,6 +87,24 @@ func (b *Backend) LastAdapterUpload() (prepare, transfer time.Duration, err erro
 	return prepare, time.Duration(ms * float64(time.Millisecond)), nil
 }
 
+// WaitAdapterStaged waits until the last adapter upload is in bf16 in page-locked memory and
+// its transfer queued: what is left of it runs on the copy engine alone.
+func (b *Backend) WaitAdapterStaged() error {
+	var err error
+	b.do(func() {
+		u := b.pool.uploads.Latest()
+		if u == nil {
+			err = errors.New("no adapter was uploaded")
+			return
+		}
+		err = u.Wait()
+	})
+	if err != nil {
+		return fmt.Errorf("cuda: staging the adapter upload: %w", err)
+	}
+	return nil
+}
+
 // Describe names the GPU, its architecture and the driver's CUDA version.
 func (b *Backend) Describe() string {
 	name, err := b.dev.Name()

@@ -15,8 +15,9 @@ import (
 // metadata written to the page-locked arena, and run together when the host needs a result
 // (Download, Sample, Sync), when memory changes hands (Upload, Free, adapter uploads), or once
 // Config.FlushOps of them are recorded (host.FirstFlushOps for a step's first), so that the
-// GPU starts on a step's first layer while the host records the rest. A flush copies the metadata put since the last one in one
-// transfer, then launches the recorded work. Work whose launch sequence was seen before (a
+// GPU starts on a step's first layer while the host records the rest. A flush copies the
+// metadata put since the last one in one transfer, beside the work launched before it
+// (sendMeta), then launches the recorded work. Work whose launch sequence was seen before (a
 // part of a decode step of the same batch-size bucket, with metadata at the same arena
 // offsets) runs as one CUDA graph instead of dozens of launches (host.Graphs decides): inside
 // a graph each kernel boundary costs about 1 µs on an H100.
@@ -54,7 +55,7 @@ func (b *Backend) flush() {
 		return
 	}
 	b.launched = true
-	b.fail(b.meta.send())
+	b.fail(b.sendMeta())
 	for s, used := range b.slotsUsed {
 		if used {
 			b.fail(b.pool.waitFor(s))

@@ -668,6 +668,13 @@ func TestAdapterPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The bench's timings of it: staged (in bf16 in page-locked memory), then landed.
+	if err := gpu.WaitAdapterStaged(); err != nil {
+		t.Errorf("waiting for the large adapter to be staged: %v", err)
+	}
+	if prepare, transfer, err := gpu.LastAdapterUpload(); err != nil || prepare <= 0 || transfer < 0 {
+		t.Errorf("the large adapter's upload: prepared in %v, transferred in %v (%v)", prepare, transfer, err)
+	}
 	for i, h := range big {
 		got := make([]float32, len(h.F32))
 		gpu.Download(got, ts[i])
