@@ -22,8 +22,7 @@ type functions struct {
 	flashPrefill, decodeCombine                               drv.Function
 	decodeSplit                                               [len(decodeHeadDims)]drv.Function  // by head size (decodeSplitOf)
 	gemmSmall, gemmDeep                                       [len(smallGEMMBounds)]drv.Function // by batch bound
-	gemmLoRASmall                                             [2]drv.Function                    // by batch bound: 8, 16
-	gemmLoRADeep                                              [len(smallGEMMBounds)]drv.Function
+	gemmLoRASmall, gemmLoRADeep                               [len(smallGEMMBounds)]drv.Function
 	loraShrink, loraExpand, loraFused                         drv.Function
 	argmax, sampleRows                                        drv.Function
 	fillRandom                                                drv.Function
@@ -45,10 +44,8 @@ func (f *functions) load(dir, arch string) error {
 	for i, m := range smallGEMMBounds {
 		byName[fmt.Sprintf("gemm_small_m%d", m)] = &f.gemmSmall[i]
 		byName[fmt.Sprintf("gemm_deep_m%d", m)] = &f.gemmDeep[i]
+		byName[fmt.Sprintf("gemm_lora_small_m%d", m)] = &f.gemmLoRASmall[i]
 		byName[fmt.Sprintf("gemm_lora_deep_m%d", m)] = &f.gemmLoRADeep[i]
-		if i < len(f.gemmLoRASmall) {
-			byName[fmt.Sprintf("gemm_lora_small_m%d", m)] = &f.gemmLoRASmall[i]
-		}
 	}
 	// Each function is looked up in the module its source declares it in: a lookup that
 	// fails is an API error that compute-sanitizer reports.

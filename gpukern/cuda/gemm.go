@@ -15,10 +15,11 @@ import (
 
 // The sizes of gemm.cu.
 const (
-	smallGEMMRows    = 32  // the largest batch they take: gemm_small_m32's and gemm_deep_m32's
-	smallGEMMCols    = 32  // GEMM_ROWS: output columns a block computes
-	smallGEMMK       = 32  // GEMM_K: k must be a multiple of it
-	smallGEMMThreads = 256 // GEMM_THREADS
+	smallGEMMRows          = 32  // the largest batch they take: gemm_small_m32's and gemm_deep_m32's
+	smallGEMMCols          = 32  // GEMM_ROWS: output columns a block computes
+	smallGEMMK             = 32  // GEMM_K: k must be a multiple of it
+	smallGEMMThreads       = 256 // GEMM_THREADS
+	gemmLoRASmall32Threads = 128 // GEMM_LORA_SMALL32_THREADS
 )
 
 // smallGEMMBounds are the batch bounds of gemm_small's and gemm_deep's kernels, in the order

@@ -43,7 +43,7 @@ func (b *Backend) gemmLoRA(o *Tensor, x, in drv.DevicePtr, ws *Tensor, m, n, k i
 	}
 	splits := host.ShrinkSplits(k / smallGEMMK)
 	shrinks := b.units.Pairs * splits
-	name, fn, ok := b.loraGEMM(m, n, k, shrinks)
+	name, fn, threads, ok := b.loraGEMM(m, n, k, shrinks)
 	if !ok {
 		return false
 	}
@@ -56,7 +56,7 @@ func (b *Backend) gemmLoRA(o *Tensor, x, in drv.DevicePtr, ws *Tensor, m, n, k i
 	a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k).dptr(f.v).dptr(upload(b, b.units.A)).
 		dptr(upload(b, b.units.Meta)).i32(shrinks).i32(splits).dptr(part).dptr(count).dptr(f.b).dptr(f.ranks).
 		dptr(f.scales).i32(f.first[0]).i32(f.first[1]).i32(b.loraTab.Parts).i32(f.vStride).dptr(b.scratch.syncs.ptr + syncBytes)
-	b.launch(name, fn, d1(shrinks+smallGEMMBlocks(n)), d1(smallGEMMThreads), 0, a)
+	b.launch(name, fn, d1(shrinks+smallGEMMBlocks(n)), d1(threads), 0, a)
 	if !slices.Contains(b.folded, f.delta) {
 		b.folded = append(b.folded, f.delta)
 	}
@@ -81,25 +81,27 @@ func (b *Backend) reserveShrink(rows, parts, vStride, in int) {
 	b.shrinkBuffers(2*host.MaxShrinkPairs(rows, parts, vStride), host.ShrinkSplits(in/smallGEMMK))
 }
 
-// loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, and its
-// name, where one takes the shape (gemm.cu's conditions, as smallGEMM's): gemm_lora_deep where
-// the grid has no more blocks than the GPU has SMs, or the batch more than 16 rows (its
-// gemm_lora_small would spill), else gemm_lora_small.
-func (b *Backend) loraGEMM(m, n, k, shrinks int) (string, drv.Function, bool) {
+// loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, its name
+// and its block's threads, where one takes the shape (gemm.cu's conditions, as smallGEMM's):
+// gemm_lora_deep where the grid has no more blocks than the GPU has SMs, else
+// gemm_lora_small.
+func (b *Backend) loraGEMM(m, n, k, shrinks int) (string, drv.Function, int, bool) {
 	if _, _, ok := b.smallGEMM(m, n, k); !ok {
-		return "", drv.Function{}, false
+		return "", drv.Function{}, 0, false
 	}
 	for i, bound := range smallGEMMBounds {
 		switch {
 		case m > bound:
 			continue
-		case i >= len(b.fn.gemmLoRASmall) || shrinks+smallGEMMBlocks(n) <= b.sms:
-			return "gemm_lora_deep", b.fn.gemmLoRADeep[i], true
+		case shrinks+smallGEMMBlocks(n) <= b.sms:
+			return "gemm_lora_deep", b.fn.gemmLoRADeep[i], smallGEMMThreads, true
+		case bound == smallGEMMRows:
+			return "gemm_lora_small", b.fn.gemmLoRASmall[i], gemmLoRASmall32Threads, true
 		default:
-			return "gemm_lora_small", b.fn.gemmLoRASmall[i], true
+			return "gemm_lora_small", b.fn.gemmLoRASmall[i], smallGEMMThreads, true
 		}
 	}
-	return "", drv.Function{}, false
+	return "", drv.Function{}, 0, false
 }
 
 // foldStaysLast moves the launch just recorded (one the GEMM needs first: its input's

@@ -561,6 +561,9 @@ func TestLoRAGEMM(t *testing.T) {
 		// Parts that do not start at a block's columns; more blocks than an H100 has SMs.
 		{loraCase{64, []int{100, 37, 61}, []int{1, 4, 2}, [][]int{{16, 8, 16}, {8, 0, 24}, nil}}, true},
 		{loraCase{32, []int{4800}, []int{2, 3}, [][]int{{16}, {16}}}, true},
+		// A batch of 24 rows, more blocks than SMs: gemm_lora_small_m32, whose 4 warps split
+		// k's 11 steps unevenly.
+		{loraCase{352, []int{2400, 2400}, []int{5, 9, 3, 7}, [][]int{{16, 16}, {8, 16}, {0, 32}, {16, 0}}}, true},
 		{loraCase{64, []int{64}, []int{1, 1}, [][]int{{8}, {16}}}, false},
 	} {
 		gs, rs, slots, m, maxRank := c.adapters(t, r)
@@ -588,7 +591,7 @@ func TestLoRAGEMM(t *testing.T) {
 		ref.Add(o.r, o.r, d.r, m*n)
 		shape := shapeOf(m, c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
 		kernel := "gemm_lora_small"
-		if m > 16 || host.MaxShrinkPairs(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+(n+31)/32 <= gpu.SMs() {
+		if host.MaxShrinkPairs(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+(n+31)/32 <= gpu.SMs() {
 			kernel = "gemm_lora_deep"
 		}
 		_, fused := prof["lora_fused"]

@@ -16,7 +16,7 @@
 // bound (the backend uses cuBLAS otherwise). gemm_lora, at the end of the file, is the same
 // GEMM with a projection's multi-LoRA folded in.
 
-#define GEMM_THREADS 256 // 8 warps, which split k
+#define GEMM_THREADS 256 // 8 warps, which split k (W, where a kernel has another number)
 #define GEMM_WARPS (GEMM_THREADS / 32)
 #define GEMM_ROWS 32  // rows of w (output columns) a block computes: two tiles of 16
 #define GEMM_K 32     // values of k a warp covers a step: 8 from each lane of a quad
@@ -83,8 +83,8 @@ template <int NT> __device__ __forceinline__ void gemm_mma(float acc[2][NT][4], 
 	}
 }
 
-// The warps' partial sums of a block's outputs, in shared memory.
-template <int NT> using GemmSums = float[GEMM_WARPS][2 * NT * 4][32];
+// The partial sums of a block's outputs of its W warps, in shared memory.
+template <int NT, int W> using GemmSums = float[W][2 * NT * 4][32];
 
 // Nothing to do beside a block's first loads (gemm_block's hook).
 struct NoHook {
@@ -92,30 +92,31 @@ struct NoHook {
 };
 
 // gemm_block computes the block's 32 rows of w (p) times every row of x over steps steps of k,
-// with the loads of w D steps ahead of the multiplies, into sums (calling hook once the first
-// loads are issued); then the block reads each output with gemm_out. x has rows up to the
-// kernel's batch bound: those past the batch are multiplied, never stored.
-template <int NT, int D, bool SHRINK = false, class Hook = NoHook>
-__device__ void gemm_block(GemmSums<NT> &sums, const GemmRows &p, int steps, const Hook &hook = Hook()) {
+// its W warps taking every W-th step, with the loads of w D steps ahead of the multiplies, into
+// sums (calling hook once the first loads are issued); then the block reads each output with
+// gemm_out. x has rows up to the kernel's batch bound: those past the batch are multiplied,
+// never stored.
+template <int NT, int D, int W, bool SHRINK = false, class Hook = NoHook>
+__device__ void gemm_block(GemmSums<NT, W> &sums, const GemmRows &p, int steps, const Hook &hook = Hook()) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	float acc[2][NT][4] = {};
-	GemmW ws[D]; // ws[d] holds step s + d·GEMM_WARPS at the top of the loop
+	GemmW ws[D]; // ws[d] holds step s + d·W at the top of the loop
 	uint4 xs[NT];
 #pragma unroll
 	for (int d = 0; d < D; d++) {
-		gemm_load_w<SHRINK>(ws[d], p, warp + d * GEMM_WARPS);
+		gemm_load_w<SHRINK>(ws[d], p, warp + d * W);
 	}
 	gemm_load_x<NT>(xs, p, warp);
 	hook(); // while those loads are in flight
 #pragma unroll 1
-	for (int s = warp; s < steps; s += D * GEMM_WARPS) {
+	for (int s = warp; s < steps; s += D * W) {
 #pragma unroll
 		for (int d = 0; d < D; d++) {
-			if (s + d * GEMM_WARPS < steps) {
+			if (s + d * W < steps) {
 				gemm_mma<NT>(acc, ws[d], xs);
 			}
-			gemm_load_x<NT>(xs, p, s + (d + 1) * GEMM_WARPS);
-			gemm_load_w<SHRINK>(ws[d], p, s + (d + D) * GEMM_WARPS);
+			gemm_load_x<NT>(xs, p, s + (d + 1) * W);
+			gemm_load_w<SHRINK>(ws[d], p, s + (d + D) * W);
 		}
 	}
 #pragma unroll
@@ -134,7 +135,7 @@ __device__ void gemm_block(GemmSums<NT> &sums, const GemmRows &p, int steps, con
 // Output o (< 2·NT·4·32) of a block after gemm_block: the warps' sums added in a fixed order
 // (the result does not depend on timing), its row of x and its row of the block's 32 of w (16i
 // + j for tile i). acc[i][c][e] of lane l is x's row 8c + 2(l%4) + e%2 and w's row 16i + l/4 +
-// 8(e/2). Each thread takes NT outputs: o = threadIdx.x + q·GEMM_THREADS.
+// 8(e/2). Each of the block's 32·W threads takes 8·NT/W outputs: o = threadIdx.x + q·32·W.
 struct GemmOut {
 	float sum;
 	int row, col;
@@ -144,9 +145,9 @@ template <int NT> __device__ __forceinline__ GemmOut gemm_out_at(int o) {
 	const int idx = o >> 5, l = o & 31, i = idx / (NT * 4), c = idx / 4 % NT, e = idx % 4;
 	return {0.0f, 8 * c + 2 * (l & 3) + (e & 1), 16 * i + (l >> 2) + 8 * (e >> 1)};
 }
-template <int NT> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT> &sums, int o) {
+template <int NT, int W> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT, W> &sums, int o) {
 	GemmOut r = gemm_out_at<NT>(o);
-	for (int wp = 0; wp < GEMM_WARPS; wp++) {
+	for (int wp = 0; wp < W; wp++) {
 		r.sum += sums[wp][o >> 5][o & 31];
 	}
 	return r;
@@ -158,12 +159,12 @@ template <int NT> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT>
 template <int NT, int D>
 __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x,
                            const __nv_bfloat16 *__restrict__ w, int m, int n, int k) {
-	__shared__ GemmSums<NT> sums;
+	__shared__ GemmSums<NT, GEMM_WARPS> sums;
 	const int col0 = min((int)blockIdx.x * GEMM_ROWS, n - GEMM_ROWS);
-	gemm_block<NT, D>(sums, gemm_rows(w, col0, x, k), k / GEMM_K);
+	gemm_block<NT, D, GEMM_WARPS>(sums, gemm_rows(w, col0, x, k), k / GEMM_K);
 #pragma unroll 1
 	for (int q = 0; q < NT; q++) {
-		const GemmOut r = gemm_out<NT>(sums, threadIdx.x + q * GEMM_THREADS);
+		const GemmOut r = gemm_out<NT, GEMM_WARPS>(sums, threadIdx.x + q * GEMM_THREADS);
 		if (r.row < m) {
 			out[(long long)r.row * n + col0 + r.col] = r.sum;
 		}
@@ -248,11 +249,11 @@ __device__ __forceinline__ GemmRows shrink_rows(const unsigned long long *unit_a
 }
 
 // A shrink block's sums after gemm_block, into part: chunk of units u0 and u0 + 1.
-template <int NT>
-__device__ void store_part(const GemmSums<NT> &sums, float *part, const int *unit, int u0, int chunk, int splits) {
+template <int NT, int W>
+__device__ void store_part(const GemmSums<NT, W> &sums, float *part, const int *unit, int u0, int chunk, int splits) {
 #pragma unroll 1
-	for (int q = 0; q < NT; q++) {
-		const GemmOut r = gemm_out<NT>(sums, threadIdx.x + q * GEMM_THREADS);
+	for (int q = 0; q < 8 * NT / W; q++) {
+		const GemmOut r = gemm_out<NT, W>(sums, threadIdx.x + q * 32 * W);
 		const int i = r.col / SHRINK_ROWS, j = r.col % SHRINK_ROWS, *u = unit + 4 * (u0 + i);
 		if (j < u[0] && u[1] <= r.row && r.row < u[2]) { // an empty unit has no rows of x
 			part[((long long)(u0 + i) * splits + chunk) * SHRINK_PART + r.row * SHRINK_ROWS + j] = r.sum;
@@ -261,8 +262,9 @@ __device__ void store_part(const GemmSums<NT> &sums, float *part, const int *uni
 }
 
 // Counts a shrink block's units done; the last block of a unit adds its chunks' sums in
-// order into v (other blocks wrote them: read from L2) and zeroes its count.
-__device__ void shrink_done(float *v, const float *part, const int *unit, int *count, int u0, int splits, int vrow) {
+// order into v (other blocks wrote them: read from L2) and zeroes its count. threads: the
+// block's.
+__device__ void shrink_done(int threads, float *v, const float *part, const int *unit, int *count, int u0, int splits, int vrow) {
 	__shared__ int last[2];
 	__threadfence(); // this block's sums are visible before its count says so
 	__syncthreads();
@@ -277,7 +279,7 @@ __device__ void shrink_done(float *v, const float *part, const int *unit, int *c
 			continue;
 		}
 		const int id = u0 + i, *u = unit + 4 * id, n = (u[2] - u[1]) * u[0];
-		for (int e = threadIdx.x; e < n; e += GEMM_THREADS) {
+		for (int e = threadIdx.x; e < n; e += threads) {
 			const int row = u[1] + e / u[0], j = e % u[0];
 			float sum = 0.0f;
 			for (int c = 0; c < splits; c++) {
@@ -337,14 +339,14 @@ __device__ __forceinline__ float lora_delta(const float *v, const unsigned long 
 
 // gemm_lora's GEMM blocks, beside their first loads of w: B's rows of the block's outputs (of
 // rows under m) into L2, so that the expand after the main loop does not wait for DRAM.
-template <int NT> struct PrefetchB {
+template <int NT, int W> struct PrefetchB {
 	const unsigned long long *b_ptrs;
 	const int *ranks;
 	int off1, off2, parts, m, col0;
 	__device__ void operator()() const {
 #pragma unroll 1
-		for (int q = 0; q < NT; q++) { // the outputs gemm_out gives this thread
-			const GemmOut r = gemm_out_at<NT>(threadIdx.x + q * GEMM_THREADS);
+		for (int q = 0; q < 8 * NT / W; q++) { // the outputs gemm_out gives this thread
+			const GemmOut r = gemm_out_at<NT>(threadIdx.x + q * 32 * W);
 			if (r.row < m) {
 				const LoRAB lb = lora_b(b_ptrs, ranks, off1, off2, parts, r.row, col0 + r.col);
 				if (lb.t >= 0) {
@@ -355,8 +357,8 @@ template <int NT> struct PrefetchB {
 	}
 };
 
-template <int NT, int D> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
-	__shared__ GemmSums<NT> sums;
+template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
+	__shared__ GemmSums<NT, W> sums;
 	// The ticket is read again past the loop, not kept in registers through it.
 	const volatile int &ticket = take_ticket(sync);
 	// One loop for both roles, the GEMM's rows in the shrink's form: as two loops, their
@@ -365,25 +367,25 @@ template <int NT, int D> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	if (ticket >= shrinks || unit[8 * (ticket / splits)] > 0) {
 		const int b = ticket, col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
 		const int steps = b < shrinks ? k / GEMM_K / splits : k / GEMM_K;
-		gemm_block<NT, D, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
-		                                          : gemm_rows(w, col0, x, k),
-		                        steps, PrefetchB<NT>{b_ptrs, ranks, off1, off2, parts, b < shrinks ? 0 : m, col0});
+		gemm_block<NT, D, W, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
+		                                             : gemm_rows(w, col0, x, k),
+		                           steps, PrefetchB<NT, W>{b_ptrs, ranks, off1, off2, parts, b < shrinks ? 0 : m, col0});
 		if (ticket < shrinks) {
-			store_part<NT>(sums, part, unit, 2 * (ticket / splits), ticket % splits, splits);
+			store_part<NT, W>(sums, part, unit, 2 * (ticket / splits), ticket % splits, splits);
 		}
 	}
 	const int b = ticket;
 	if (b < shrinks) {
 		if (unit[8 * (b / splits)] > 0) {
-			shrink_done(v, part, unit, count, 2 * (b / splits), splits, parts * vstride);
+			shrink_done(32 * W, v, part, unit, count, 2 * (b / splits), splits, parts * vstride);
 		}
 		first_role_done(sync);
 	} else {
 		wait_at_least(&sync[1], shrinks);
 		const int col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
 #pragma unroll 1
-		for (int q = 0; q < NT; q++) {
-			const GemmOut r = gemm_out<NT>(sums, threadIdx.x + q * GEMM_THREADS);
+		for (int q = 0; q < 8 * NT / W; q++) {
+			const GemmOut r = gemm_out<NT, W>(sums, threadIdx.x + q * 32 * W);
 			if (r.row < m) {
 				const int col = col0 + r.col;
 				out[(long long)r.row * n + col] =
@@ -394,22 +396,30 @@ template <int NT, int D> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	block_done(sync);
 }
 
-// gemm_lora's kernels, by batch bound and kind as gemm_small's and gemm_deep's, but for a
-// batch of 32: at two blocks an SM its 128 registers spill (the shrink's rows take two more
-// than gemm_small's), so it runs as gemm_deep does, one block an SM, whatever the grid. The
-// deep ones may take every register: with gemm_deep's cap of 168, gemm_lora_deep_m32 spills.
+// gemm_lora's kernels, by batch bound and kind as gemm_small's and gemm_deep's. For a batch
+// of 32, the small kind (two blocks an SM) has blocks of GEMM_LORA_SMALL32_THREADS, 4 warps: at 8
+// warps and two blocks an SM its 128 registers spill (the shrink's rows take two more than
+// gemm_small's), while two blocks of 4 warps may take every register, and w loaded three steps
+// ahead keeps as many loads in flight an SM as gemm_deep's one block of 8. One block of 8 an SM
+// (the deep kind) would leave each block's first loads and last sums without another block's
+// loads beside them, on every SM and in every wave. The deep ones may take every register: with
+// gemm_deep's cap of 168, gemm_lora_deep_m32 spills.
+#define GEMM_LORA_SMALL32_THREADS 128
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m8(GEMM_LORA_PARAMS) {
-	gemm_lora<1, 2>(GEMM_LORA_ARGS);
+	gemm_lora<1, 2, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m16(GEMM_LORA_PARAMS) {
-	gemm_lora<2, 2>(GEMM_LORA_ARGS);
+	gemm_lora<2, 2, GEMM_WARPS>(GEMM_LORA_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(GEMM_LORA_SMALL32_THREADS, 2) gemm_lora_small_m32(GEMM_LORA_PARAMS) {
+	gemm_lora<4, 3, GEMM_LORA_SMALL32_THREADS / 32>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m8(GEMM_LORA_PARAMS) {
-	gemm_lora<1, 3>(GEMM_LORA_ARGS);
+	gemm_lora<1, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m16(GEMM_LORA_PARAMS) {
-	gemm_lora<2, 3>(GEMM_LORA_ARGS);
+	gemm_lora<2, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m32(GEMM_LORA_PARAMS) {
-	gemm_lora<4, 3>(GEMM_LORA_ARGS);
+	gemm_lora<4, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }

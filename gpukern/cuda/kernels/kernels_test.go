@@ -102,7 +102,7 @@ func TestKernelResources(t *testing.T) {
 // SHRINK_J, EXPAND_C, LORA_GROUP, LORA_MAX_PARTS and SHRINK_SUMS, gemm_small's grid and the
 // shapes it takes from GEMM_ROWS and GEMM_K, gemm_lora's shrink units and their scratch from
 // SHRINK_ROWS and SHRINK_PART, launches the kernels with launch bounds with the block sizes
-// they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS), and splits decode contexts for the
+// they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS, GEMM_LORA_SMALL32_THREADS), and splits decode contexts for the
 // blocks an SM holds (DEC_BLOCKS), so each kernel is declared once, extern "C", and the sizes
 // are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
@@ -118,7 +118,7 @@ func TestKernelNames(t *testing.T) {
 		"decode_split_hd128", "decode_split_hd256", "decode_combine", "lora_shrink", "lora_expand", "lora_fused",
 		"argmax", "sample_rows", "fill_random", "gemm_small_m8", "gemm_small_m16", "gemm_small_m32",
 		"gemm_deep_m8", "gemm_deep_m16", "gemm_deep_m32", "gemm_lora_small_m8", "gemm_lora_small_m16",
-		"gemm_lora_deep_m8", "gemm_lora_deep_m16", "gemm_lora_deep_m32"} {
+		"gemm_lora_small_m32", "gemm_lora_deep_m8", "gemm_lora_deep_m16", "gemm_lora_deep_m32"} {
 		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\([\w, ]+\) )?` + name + `\(`)
 		if n := len(re.FindAllString(all, -1)); n != 1 || declared[name] != 1 {
 			t.Errorf("kernel %s declared %d times, listed %d times in Source.Kernels", name, n, declared[name])
@@ -126,7 +126,7 @@ func TestKernelNames(t *testing.T) {
 	}
 	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n",
 		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define DEC_THREADS 128\n", "#define DEC_BLOCKS 8\n", "#define LORA_MAX_PARTS 3\n",
-		"#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)\n", "#define GEMM_THREADS 256 ", "#define GEMM_ROWS 32 ", "#define GEMM_K 32 ",
+		"#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)\n", "#define GEMM_THREADS 256 ", "#define GEMM_LORA_SMALL32_THREADS 128\n", "#define GEMM_ROWS 32 ", "#define GEMM_K 32 ",
 		fmt.Sprintf("#define SHRINK_ROWS %d ", host.ShrinkRows), "#define SHRINK_PART (32 * SHRINK_ROWS) "} {
 		if !strings.Contains(all, def) {
 			t.Errorf("no %q", def)
