@@ -84,16 +84,19 @@ func (b *Backend) reserveShrink(rows, parts, vStride, in int) {
 // loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, its name
 // and its block's threads, where one takes the shape (gemm.cu's conditions, as smallGEMM's):
 // gemm_lora_deep where the grid has no more blocks than the GPU has SMs, else
-// gemm_lora_small.
+// gemm_lora_small. At a batch of 32, also where only the shrink blocks make the grid larger
+// (o and down): they are short, and once they are done, gemm_lora_small_m32's blocks of 4
+// warps, one an SM, would have half the loads in flight of gemm_lora_deep's 8.
 func (b *Backend) loraGEMM(m, n, k, shrinks int) (string, drv.Function, int, bool) {
 	if _, _, ok := b.smallGEMM(m, n, k); !ok {
 		return "", drv.Function{}, 0, false
 	}
+	blocks := smallGEMMBlocks(n)
 	for i, bound := range smallGEMMBounds {
 		switch {
 		case m > bound:
 			continue
-		case shrinks+smallGEMMBlocks(n) <= b.sms:
+		case shrinks+blocks <= b.sms || bound == smallGEMMRows && blocks <= b.sms:
 			return "gemm_lora_deep", b.fn.gemmLoRADeep[i], smallGEMMThreads, true
 		case bound == smallGEMMRows:
 			return "gemm_lora_small", b.fn.gemmLoRASmall[i], gemmLoRASmall32Threads, true

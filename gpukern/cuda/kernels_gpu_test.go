@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -564,6 +565,9 @@ func TestLoRAGEMM(t *testing.T) {
 		// A batch of 24 rows, more blocks than SMs: gemm_lora_small_m32, whose 4 warps split
 		// k's 11 steps unevenly.
 		{loraCase{352, []int{2400, 2400}, []int{5, 9, 3, 7}, [][]int{{16, 16}, {8, 16}, {0, 32}, {16, 0}}}, true},
+		// 24 rows over 128 GEMM blocks: the shrink blocks (as many as for 24 adapters) make the
+		// grid larger than the SMs, and gemm_lora_deep takes it all the same.
+		{loraCase{256, []int{4096}, slices.Repeat([]int{3}, 8), slices.Repeat([][]int{{16}}, 8)}, true},
 		{loraCase{64, []int{64}, []int{1, 1}, [][]int{{8}, {16}}}, false},
 	} {
 		gs, rs, slots, m, maxRank := c.adapters(t, r)
@@ -590,8 +594,8 @@ func TestLoRAGEMM(t *testing.T) {
 		ref.MatMul(o.r, x.r, w.r, m, n, c.in)
 		ref.Add(o.r, o.r, d.r, m*n)
 		shape := shapeOf(m, c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
-		kernel := "gemm_lora_small"
-		if host.MaxShrinkPairs(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+(n+31)/32 <= gpu.SMs() {
+		kernel, blocks := "gemm_lora_small", (n+31)/32
+		if host.MaxShrinkPairs(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+blocks <= gpu.SMs() || m > 16 && blocks <= gpu.SMs() {
 			kernel = "gemm_lora_deep"
 		}
 		_, fused := prof["lora_fused"]

@@ -293,35 +293,45 @@ __device__ void shrink_done(int threads, float *v, const float *part, const int 
 	}
 }
 
-// Where the expand of row's adapter at column col reads: its table entry (-1: none), its rank
-// and its row of B.
+// A row's adapter on one part, as a GEMM block's expand reads it: its B (null: none), rank and
+// scale. gemm_lora's blocks hold the entries of every row and part in shared memory: rows up
+// to 32, parts up to 3 (lora.cu's LORA_MAX_PARTS).
+struct LoRAEntry {
+	const __nv_bfloat16 *b;
+	int rank;
+	float scale;
+};
+#define GEMM_LORA_ENTRIES (32 * 3)
+
+// Where the expand of row's adapter at column col reads: its entry (null: none) and its row of
+// B.
 struct LoRAB {
-	int t, rank;
+	const LoRAEntry *e;
 	const __nv_bfloat16 *b;
 };
-__device__ __forceinline__ LoRAB lora_b(const unsigned long long *b_ptrs, const int *ranks, int off1, int off2,
-                                        int parts, int row, int col) {
-	const int p = (col >= off1) + (col >= off2), t = row * parts + p, rank = ranks[t];
-	if (rank == 0) {
-		return {-1, 0, nullptr};
+__device__ __forceinline__ LoRAB lora_b(const LoRAEntry *table, int off1, int off2, int parts, int row, int col) {
+	const int p = (col >= off1) + (col >= off2);
+	const LoRAEntry *e = table + row * parts + p;
+	if (e->rank == 0) {
+		return {nullptr, nullptr};
 	}
-	return {t, rank, (const __nv_bfloat16 *)b_ptrs[t] + (long long)(col - (p == 0 ? 0 : p == 1 ? off1 : off2)) * rank};
+	return {e, e->b + (long long)(col - (p == 0 ? 0 : p == 1 ? off1 : off2)) * e->rank};
 }
 
 // The expand of row's adapter at column col: scale · v[row, part] · B[col - the part's first].
 // v comes from L2 (other blocks wrote it during this launch); B is 16-byte aligned with rows
 // of a multiple of 8 values, or read a value at a time.
-__device__ __forceinline__ float lora_delta(const float *v, const unsigned long long *b_ptrs, const int *ranks,
-                                            const float *scales, int off1, int off2, int parts, int vstride, int row,
-                                            int col) {
-	const LoRAB lb = lora_b(b_ptrs, ranks, off1, off2, parts, row, col);
-	if (lb.t < 0) {
+__device__ __forceinline__ float lora_delta(const float *v, const LoRAEntry *table, int off1, int off2, int parts,
+                                            int vstride, int row, int col) {
+	const LoRAB lb = lora_b(table, off1, off2, parts, row, col);
+	if (lb.e == nullptr) {
 		return 0.0f;
 	}
-	const float *vr = v + (long long)lb.t * vstride;
+	const int rank = lb.e->rank;
+	const float *vr = v + (long long)(lb.e - table) * vstride;
 	float sum = 0.0f;
-	if ((lb.rank & 7) == 0 && ((unsigned long long)lb.b & 15) == 0) {
-		for (int j = 0; j < lb.rank; j += 8) {
+	if ((rank & 7) == 0 && ((unsigned long long)lb.b & 15) == 0) {
+		for (int j = 0; j < rank; j += 8) {
 			float w8[8];
 			unpack8(w8, *(const uint4 *)(lb.b + j));
 #pragma unroll
@@ -330,26 +340,35 @@ __device__ __forceinline__ float lora_delta(const float *v, const unsigned long 
 			}
 		}
 	} else {
-		for (int j = 0; j < lb.rank; j++) {
+		for (int j = 0; j < rank; j++) {
 			sum += __ldcg(vr + j) * __bfloat162float(lb.b[j]);
 		}
 	}
-	return scales[lb.t] * sum;
+	return lb.e->scale * sum;
 }
 
-// gemm_lora's GEMM blocks, beside their first loads of w: B's rows of the block's outputs (of
-// rows under m) into L2, so that the expand after the main loop does not wait for DRAM.
-template <int NT, int W> struct PrefetchB {
+// gemm_lora's blocks, beside their first loads of w: the entries of the m rows (none in a
+// shrink block) into table, in one round trip to L2 for all of them; then the B rows of the
+// block's outputs into L2, so that the expand after the main loop does not wait for DRAM.
+// Read from the tables there, each output's entry would be two round trips, one after the
+// other (its rank, then its B), before its B could even be fetched.
+template <int NT, int W> struct LoadExpand {
+	LoRAEntry *table;
 	const unsigned long long *b_ptrs;
 	const int *ranks;
+	const float *scales;
 	int off1, off2, parts, m, col0;
 	__device__ void operator()() const {
+		for (int t = threadIdx.x; t < m * parts; t += 32 * W) {
+			table[t] = {(const __nv_bfloat16 *)b_ptrs[t], ranks[t], scales[t]};
+		}
+		__syncthreads();
 #pragma unroll 1
 		for (int q = 0; q < 8 * NT / W; q++) { // the outputs gemm_out gives this thread
 			const GemmOut r = gemm_out_at<NT>(threadIdx.x + q * 32 * W);
 			if (r.row < m) {
-				const LoRAB lb = lora_b(b_ptrs, ranks, off1, off2, parts, r.row, col0 + r.col);
-				if (lb.t >= 0) {
+				const LoRAB lb = lora_b(table, off1, off2, parts, r.row, col0 + r.col);
+				if (lb.e != nullptr) {
 					prefetch_l2(lb.b);
 				}
 			}
@@ -359,6 +378,7 @@ template <int NT, int W> struct PrefetchB {
 
 template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	__shared__ GemmSums<NT, W> sums;
+	__shared__ LoRAEntry table[GEMM_LORA_ENTRIES];
 	// The ticket is read again past the loop, not kept in registers through it.
 	const volatile int &ticket = take_ticket(sync);
 	// One loop for both roles, the GEMM's rows in the shrink's form: as two loops, their
@@ -369,7 +389,7 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 		const int steps = b < shrinks ? k / GEMM_K / splits : k / GEMM_K;
 		gemm_block<NT, D, W, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
 		                                             : gemm_rows(w, col0, x, k),
-		                           steps, PrefetchB<NT, W>{b_ptrs, ranks, off1, off2, parts, b < shrinks ? 0 : m, col0});
+		                           steps, LoadExpand<NT, W>{table, b_ptrs, ranks, scales, off1, off2, parts, b < shrinks ? 0 : m, col0});
 		if (ticket < shrinks) {
 			store_part<NT, W>(sums, part, unit, 2 * (ticket / splits), ticket % splits, splits);
 		}
@@ -389,7 +409,7 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 			if (r.row < m) {
 				const int col = col0 + r.col;
 				out[(long long)r.row * n + col] =
-					r.sum + lora_delta(v, b_ptrs, ranks, scales, off1, off2, parts, vstride, r.row, col);
+					r.sum + lora_delta(v, table, off1, off2, parts, vstride, r.row, col);
 			}
 		}
 	}
