@@ -264,7 +264,8 @@ __device__ void store_part(const GemmSums<NT, W> &sums, float *part, const int *
 // Counts a shrink block's units done; the last block of a unit adds its chunks' sums in
 // order into v (other blocks wrote them: read from L2) and zeroes its count. threads: the
 // block's.
-__device__ void shrink_done(int threads, float *v, const float *part, const int *unit, int *count, int u0, int splits, int vrow) {
+__device__ void shrink_done(int threads, float *v, const float *part, const int *unit, int *count, int u0, int splits,
+                            int vrow) {
 	__shared__ int last[2];
 	__threadfence(); // this block's sums are visible before its count says so
 	__syncthreads();
@@ -387,9 +388,10 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	if (ticket >= shrinks || unit[8 * (ticket / splits)] > 0) {
 		const int b = ticket, col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
 		const int steps = b < shrinks ? k / GEMM_K / splits : k / GEMM_K;
+		const LoadExpand<NT, W> expand{table, b_ptrs, ranks, scales, off1, off2, parts, b < shrinks ? 0 : m, col0};
 		gemm_block<NT, D, W, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
 		                                             : gemm_rows(w, col0, x, k),
-		                           steps, LoadExpand<NT, W>{table, b_ptrs, ranks, scales, off1, off2, parts, b < shrinks ? 0 : m, col0});
+		                           steps, expand);
 		if (ticket < shrinks) {
 			store_part<NT, W>(sums, part, unit, 2 * (ticket / splits), ticket % splits, splits);
 		}
