@@ -102,9 +102,9 @@ func TestKernelResources(t *testing.T) {
 // SHRINK_J, EXPAND_C, LORA_GROUP, LORA_MAX_PARTS and SHRINK_SUMS, gemm_small's grid and the
 // shapes it takes from GEMM_ROWS and GEMM_K, gemm_lora's shrink units and their scratch from
 // SHRINK_ROWS and SHRINK_PART, launches the kernels with launch bounds with the block sizes
-// they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS, GEMM_LORA_SMALL32_THREADS), and splits decode contexts for the
-// blocks an SM holds (DEC_BLOCKS), so each kernel is declared once, extern "C", and the sizes
-// are the ones it assumes. This needs no NVRTC.
+// they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS, GEMM_LORA_SMALL32_THREADS), and splits
+// decode contexts for the blocks an SM holds (DEC_BLOCKS), so each kernel is declared once,
+// extern "C", and the sizes are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
 	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
