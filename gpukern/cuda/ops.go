@@ -140,6 +140,8 @@ const (
 	shrinkJ     = 4
 	expandC     = 4
 	loraThreads = 256
+	// loraFusedBlocks is LORA_FUSED_BLOCKS: the blocks of lora_fused an SM holds.
+	loraFusedBlocks = 3
 )
 
 // LoRAShrink implements gpukern.Backend: one launch for every adapter and part of the batch.
@@ -225,10 +227,13 @@ func (b *Backend) fuse(at int, out *Tensor, t *host.LoRA, outOff []int32, cols, 
 		}
 	}
 	a := (&args{}).ptr(out).raw(c[0]).raw(c[1]).raw(c[2]).dptr(f.b).raw(c[3]).dptr(f.scales).
-		raw(c[4]).dptr(upload(b, outOff)).dptr(b.scratch.syncs.ptr).i32(t.Rows).raw(c[5]).raw(c[6]).raw(c[7]).
-		i32(s.Grid.Y / t.Parts).i32(cols)
+		raw(c[4]).dptr(upload(b, t.Groups)).dptr(upload(b, outOff)).dptr(b.scratch.syncs.ptr).i32(t.Rows).
+		raw(c[5]).raw(c[6]).raw(c[7]).i32(s.Grid.Y / t.Parts).i32(cols)
 	shared := 4 * max(shrinkSums, host.LoRAGroup*t.Parts*vStride)
-	o := kernel("lora_fused", b.fn.loraFused, d1(s.Grid.X*s.Grid.Y+t.Rows*cols), d1(loraThreads), shared, a)
+	// Its blocks take work items until there are none: as many as the GPU holds at once, or
+	// as there are items where every row leads a group, whichever is fewer.
+	blocks := min(s.Grid.X*s.Grid.Y+t.Rows*cols, b.sms*loraFusedBlocks)
+	o := kernel("lora_fused", b.fn.loraFused, d1(blocks), d1(loraThreads), shared, a)
 	o.Side = s.Side
 	*s = o
 	f.op = at

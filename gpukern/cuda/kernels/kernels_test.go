@@ -103,8 +103,9 @@ func TestKernelResources(t *testing.T) {
 // shapes it takes from GEMM_ROWS and GEMM_K, gemm_lora's shrink units and their scratch from
 // SHRINK_ROWS and SHRINK_PART, launches the kernels with launch bounds with the block sizes
 // they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS, GEMM_LORA_SMALL32_THREADS), and splits
-// decode contexts for the blocks an SM holds (DEC_BLOCKS), so each kernel is declared once,
-// extern "C", and the sizes are the ones it assumes. This needs no NVRTC.
+// decode contexts, and sizes lora_fused's grid, for the blocks an SM holds (DEC_BLOCKS,
+// LORA_FUSED_BLOCKS), so each kernel is declared once, extern "C", and the sizes are the ones
+// it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
 	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
@@ -125,7 +126,7 @@ func TestKernelNames(t *testing.T) {
 		}
 	}
 	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n",
-		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define DEC_THREADS 128\n", "#define DEC_BLOCKS 8\n", "#define LORA_MAX_PARTS 3\n",
+		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define LORA_FUSED_BLOCKS 3\n", "#define DEC_THREADS 128\n", "#define DEC_BLOCKS 8\n", "#define LORA_MAX_PARTS 3\n",
 		"#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)\n", "#define GEMM_THREADS 256 ", "#define GEMM_LORA_SMALL32_THREADS 128\n", "#define GEMM_ROWS 32 ", "#define GEMM_K 32 ",
 		fmt.Sprintf("#define SHRINK_ROWS %d ", host.ShrinkRows), "#define SHRINK_PART (32 * SHRINK_ROWS) "} {
 		if !strings.Contains(all, def) {

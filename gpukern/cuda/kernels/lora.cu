@@ -302,25 +302,40 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 		nullptr, 0);
 }
 
-// Shrink and expand in one launch: the first blocks to start compute lora_shrink's grid (rows,
-// parts * n), the rest lora_expand's (rows, cols), by their tickets (take_ticket) and over the
-// same tables. An expand block loads its tables and the first values of B, then waits until
-// every shrink block has written v. It saves the expand's launch, and its first loads overlap
-// the shrink. sync: take_ticket's counters (the backend runs its LoRA kernels on one stream).
-// Dynamic shared memory: the larger of SHRINK_SUMS and the expand's LORA_GROUP * parts *
-// vstride floats.
+// Shrink and expand in one launch, over the same tables, by blocks that stay and take work
+// items by ticket (take_ticket) until there are none: first lora_shrink's blocks (group, parts *
+// n), then lora_expand's (group, cols), for the groups only. groups[0] is how many rows lead a
+// group (lead > 0), groups[1 ..] those rows. lora_shrink's and lora_expand's grids have a block
+// row for every batch row, so that they stay the same whichever adapters a step mixes, and the
+// blocks of rows that lead none return at once: at a batch of 128 with 32 adapters, three
+// blocks in four, each still a block to start, and here a ticket, an atomic and a barrier. Here
+// the grid is at most what the GPU holds at once (the backend's), so it depends on the batch's
+// shape alone all the same. An expand item loads its tables and the first values of B, then
+// waits until every shrink item has written v: those took earlier tickets, in blocks that are
+// running, which wait for nothing, so the wait ends. It saves the expand's launch, and its
+// first loads overlap the shrink. sync: take_ticket's counters (the backend runs its LoRA
+// kernels on one stream). Dynamic shared memory: the larger of SHRINK_SUMS and the expand's
+// LORA_GROUP * parts * vstride floats.
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_FUSED_BLOCKS) lora_fused(float *out, float *v, const float *x,
 		const unsigned long long *a_ptrs, const unsigned long long *b_ptrs, const int *ranks, const float *scales,
-		const int *lead, const int *out_off, int *sync, int rows, int parts, int in, int vstride, int n, int cols) {
+		const int *lead, const int *groups, const int *out_off, int *sync, int rows, int parts, int in, int vstride, int n,
+		int cols) {
 	DYNAMIC_SHARED(float, smem);
-	int t = take_ticket(sync), shrinks = rows * parts * n;
-	if (t < shrinks) {
-		shrink_block(smem, v, x, a_ptrs, ranks, lead, parts, in, vstride, n, t / (parts * n), t % (parts * n));
-		first_role_done(sync);
-	} else {
-		t -= shrinks;
-		expand_block<true>(smem, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, rows, t / cols, t % cols,
-			&sync[1], shrinks);
+	const int shrinks = groups[0] * parts * n, items = shrinks + groups[0] * cols;
+	for (;;) {
+		int t = take_ticket(sync);
+		if (t >= items) {
+			break; // the whole block: t is the block's
+		}
+		if (t < shrinks) {
+			shrink_block(smem, v, x, a_ptrs, ranks, lead, parts, in, vstride, n, groups[1 + t / (parts * n)], t % (parts * n));
+			first_role_done(sync);
+		} else {
+			t -= shrinks;
+			expand_block<true>(smem, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, rows, groups[1 + t / cols],
+				t % cols, &sync[1], shrinks);
+		}
+		__syncthreads(); // every thread has read the ticket, and is done with smem, before the next
 	}
 	block_done(sync);
 }
