@@ -24,12 +24,14 @@ func ShrinkSplits(steps int) int {
 // rows of x that use it, Meta[4u:4u+4] = {its rows of A, the first and one past the last row
 // of x, its first column in a row of v}. Units 2i and 2i + 1 are computed together (pair i,
 // whose k gemm_lora cuts into ShrinkSplits blocks): they have as many rows of A and addresses
-// less than 2³¹ 16-byte units apart. A pair whose first unit is empty (no rows) is nothing to
-// do, and a second that is empty is not stored. Pairs counts them.
+// less than 2³¹ 16-byte units apart. Pairs counts them; the Used first ones are in use (their
+// first unit has rows; a second that is empty is not stored), and the last entry of Meta,
+// past the pairs', is Used too, for the kernel: the blocks of the pairs not in use take their
+// tickets after the GEMM's blocks, not before.
 type ShrinkUnits struct {
-	A     []uint64
-	Meta  []int32
-	Pairs int
+	A           []uint64
+	Meta        []int32
+	Pairs, Used int
 }
 
 // MaxShrinkPairs is the pairs of shrink units for rows × parts of rank up to vStride: every
@@ -45,7 +47,7 @@ func MaxShrinkPairs(rows, parts, vStride int) int {
 // they do not fit (units of different sizes that cannot pair) or an A is not 16-byte aligned.
 func (s *ShrinkUnits) Build(t *LoRA, in, vStride int) bool {
 	s.Pairs = MaxShrinkPairs(t.Rows, t.Parts, vStride)
-	s.A, s.Meta = zeroed(s.A, 2*s.Pairs), zeroed(s.Meta, 8*s.Pairs)
+	s.A, s.Meta = zeroed(s.A, 2*s.Pairs), zeroed(s.Meta, 8*s.Pairs+1)
 	n := 0 // units placed
 	for p := range t.Parts {
 		for r0 := 0; r0 < t.Rows; {
@@ -73,6 +75,8 @@ func (s *ShrinkUnits) Build(t *LoRA, in, vStride int) bool {
 			r0 = r1
 		}
 	}
+	s.Used = (n + 1) / 2
+	s.Meta[8*s.Pairs] = int32(s.Used)
 	return true
 }
 

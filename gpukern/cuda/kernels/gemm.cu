@@ -207,7 +207,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m32(G
 // LoRA tables are lora.cu's, per (row, part) entry t = r * parts + p: B as a device pointer,
 // its rank (0: no adapter) and scale.
 //
-// The first `shrinks` blocks to start (take_ticket) compute v = x · Aᵀ. A unit is 16 rows of
+// The first blocks to start (take_ticket, lora_role) compute v = x · Aᵀ. A unit is 16 rows of
 // one part's A of one adapter (fewer where the rank ends) for the rows of x that use it
 // (unit_a[u]: the address of its first row; unit[4u ..]: its rows, the first and one past the
 // last row of x using it, and its column in a row of v). Units 2i and 2i + 1 are a tile of w
@@ -216,9 +216,10 @@ extern "C" __global__ void __launch_bounds__(GEMM_DEEP_BOUND, 1) gemm_deep_m32(G
 // blocks beside the GEMM's, which add no wave of their own where the GEMM has about as many
 // blocks as the GPU has SMs. A block writes its chunk's sums to part; the last of a unit's
 // blocks to finish (count[u], zero between launches) adds the unit's chunks, in order, into v.
-// Units past the step's are empty, so the grid depends only on the batch's shape, as CUDA
-// graphs need. The other blocks compute the GEMM as gemm_small does; past their main loop
-// they wait for the shrink blocks (started before them: the wait ends) and add the expand,
+// The grid has `shrinks` shrink blocks, for as many pairs as the batch's shape may need, so
+// that it depends on that alone, as CUDA graphs need; those of the pairs a step leaves empty
+// start last and do nothing. The GEMM's blocks compute it as gemm_small does; past their main
+// loop they wait for the shrink blocks (started before them: the wait ends) and add the expand,
 // v · Bᵀ, to each output. In v (fp32, rows of parts * vstride values) part p's values start
 // at p * vstride. sync: take_ticket's counters.
 #define SHRINK_ROWS 16                 // rows of A a shrink unit covers: a tile of the mma
@@ -377,33 +378,54 @@ template <int NT, int W> struct LoadExpand {
 	}
 };
 
+// The pairs of shrink units in use (the first ones: unit[8 * pairs] counts them) times splits:
+// their blocks.
+__device__ __forceinline__ int active_shrinks(const int *unit, int shrinks, int splits) {
+	return unit[8 * (shrinks / splits)] * splits;
+}
+
+// A gemm_lora block's work, by its ticket: the blocks of the pairs in use take the first
+// tickets, the GEMM's blocks the next, and those of the pairs not in use the last, which have
+// nothing to do (at the end, beside the GEMM's last blocks, rather than before its first). In
+// the numbering of the grid: b < shrinks a shrink block (pair b / splits, chunk b % splits),
+// shrinks + j the GEMM's block j, -1 none. In shared memory, as the ticket.
+__device__ __forceinline__ const volatile int &lora_role(int *sync, const int *unit, int shrinks, int splits) {
+	__shared__ int role;
+	const volatile int &ticket = take_ticket(sync);
+	if (threadIdx.x == 0) {
+		const int t = ticket, active = active_shrinks(unit, shrinks, splits), tiles = gridDim.x - shrinks;
+		role = t < active ? t : t < active + tiles ? shrinks + t - active : -1;
+	}
+	__syncthreads();
+	return role;
+}
+
 template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	__shared__ GemmSums<NT, W> sums;
 	__shared__ LoRAEntry table[GEMM_LORA_ENTRIES];
-	// The ticket is read again past the loop, not kept in registers through it.
-	const volatile int &ticket = take_ticket(sync);
+	// The role is read again past the loop, not kept in registers through it.
+	const volatile int &role = lora_role(sync, unit, shrinks, splits);
 	// One loop for both roles, the GEMM's rows in the shrink's form: as two loops, their
-	// registers would add up past the launch bounds. A shrink block whose first unit is empty
-	// has nothing to do.
-	if (ticket >= shrinks || unit[8 * (ticket / splits)] > 0) {
-		const int b = ticket, col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
+	// registers would add up past the launch bounds.
+	if (role >= 0) {
+		const int b = role, col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
 		const int steps = b < shrinks ? k / GEMM_K / splits : k / GEMM_K;
 		const LoadExpand<NT, W> expand{table, b_ptrs, ranks, scales, off1, off2, parts, b < shrinks ? 0 : m, col0};
 		gemm_block<NT, D, W, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
 		                                             : gemm_rows(w, col0, x, k),
 		                           steps, expand);
-		if (ticket < shrinks) {
-			store_part<NT, W>(sums, part, unit, 2 * (ticket / splits), ticket % splits, splits);
+		if (role < shrinks) {
+			store_part<NT, W>(sums, part, unit, 2 * (role / splits), role % splits, splits);
 		}
 	}
-	const int b = ticket;
-	if (b < shrinks) {
-		if (unit[8 * (b / splits)] > 0) {
-			shrink_done(32 * W, v, part, unit, count, 2 * (b / splits), splits, parts * vstride);
-		}
+	const int b = role;
+	if (b < 0) {
+		// nothing to do
+	} else if (b < shrinks) {
+		shrink_done(32 * W, v, part, unit, count, 2 * (b / splits), splits, parts * vstride);
 		first_role_done(sync);
 	} else {
-		wait_at_least(&sync[1], shrinks);
+		wait_at_least(&sync[1], active_shrinks(unit, shrinks, splits));
 		const int col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
 #pragma unroll 1
 		for (int q = 0; q < 8 * NT / W; q++) {
