@@ -308,9 +308,9 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 // group (lead > 0), groups[1 ..] those rows. lora_shrink's and lora_expand's grids have a block
 // row for every batch row, so that they stay the same whichever adapters a step mixes, and the
 // blocks of rows that lead none return at once: at a batch of 128 with 32 adapters, three
-// blocks in four, each still a block to start, and here a ticket, an atomic and a barrier. Here
-// the grid is at most what the GPU holds at once (the backend's), so it depends on the batch's
-// shape alone all the same. An expand item loads its tables and the first values of B, then
+// blocks in four, each still a block to start, and here three atomics on the counters that
+// every block adds to. Here the grid is at most what the GPU holds at once (the backend's), so
+// it depends on the batch's shape alone all the same. An expand item loads its tables and the first values of B, then
 // waits until every shrink item has written v: those took earlier tickets, in blocks that are
 // running, which wait for nothing, so the wait ends. It saves the expand's launch, and its
 // first loads overlap the shrink. sync: take_ticket's counters (the backend runs its LoRA
