@@ -418,13 +418,11 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 			store_part<NT, W>(sums, part, unit, 2 * (role / splits), role % splits, splits);
 		}
 	}
-	const int b = role;
-	if (b < 0) {
-		// nothing to do
-	} else if (b < shrinks) {
+	const int b = role; // -1: nothing to do
+	if (0 <= b && b < shrinks) {
 		shrink_done(32 * W, v, part, unit, count, 2 * (b / splits), splits, parts * vstride);
 		first_role_done(sync);
-	} else {
+	} else if (b >= shrinks) {
 		wait_at_least(&sync[1], active_shrinks(unit, shrinks, splits));
 		const int col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
 #pragma unroll 1
