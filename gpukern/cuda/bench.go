@@ -10,6 +10,7 @@ import (
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
 	"github.com/lorafleet/lorafleet/gpukern"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 )
 
 // What bench/engine uses beyond gpukern.Backend.
@@ -67,12 +68,8 @@ func (b *Backend) Time(f func()) (time.Duration, error) {
 func (b *Backend) LastAdapterUpload() (prepare, transfer time.Duration, err error) {
 	var ms float64
 	b.do(func() {
-		u := b.pool.uploads.Latest()
-		if u == nil {
-			err = errors.New("no adapter was uploaded")
-			return
-		}
-		if err = u.Wait(); err != nil {
+		var u *host.Upload
+		if u, err = b.stagedUpload(); err != nil {
 			return
 		}
 		st := &b.pool.stages[u.Buffer]
@@ -91,18 +88,21 @@ func (b *Backend) LastAdapterUpload() (prepare, transfer time.Duration, err erro
 // its transfer queued: what is left of it runs on the copy engine alone.
 func (b *Backend) WaitAdapterStaged() error {
 	var err error
-	b.do(func() {
-		u := b.pool.uploads.Latest()
-		if u == nil {
-			err = errors.New("no adapter was uploaded")
-			return
-		}
-		err = u.Wait()
-	})
+	b.do(func() { _, err = b.stagedUpload() })
 	if err != nil {
 		return fmt.Errorf("cuda: staging the adapter upload: %w", err)
 	}
 	return nil
+}
+
+// stagedUpload waits until the latest adapter upload is staged (WaitAdapterStaged) and returns
+// it. Callers are inside b.do.
+func (b *Backend) stagedUpload() (*host.Upload, error) {
+	u := b.pool.uploads.Latest()
+	if u == nil {
+		return nil, errors.New("no adapter was uploaded")
+	}
+	return u, u.Wait()
 }
 
 // Describe names the GPU, its architecture and the driver's CUDA version.

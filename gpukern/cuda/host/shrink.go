@@ -24,14 +24,14 @@ func ShrinkSplits(steps int) int {
 // rows of x that use it, Meta[4u:4u+4] = {its rows of A, the first and one past the last row
 // of x, its first column in a row of v}. Units 2i and 2i + 1 are computed together (pair i,
 // whose k gemm_lora cuts into ShrinkSplits blocks): they have as many rows of A and addresses
-// less than 2³¹ 16-byte units apart. Pairs counts them; the Used first ones are in use (their
-// first unit has rows; a second that is empty is not stored), and the last entry of Meta,
-// past the pairs', is Used too, for the kernel: the blocks of the pairs not in use take their
-// tickets after the GEMM's blocks, not before.
+// less than 2³¹ 16-byte units apart. Pairs counts them; the last entry of Meta, past the
+// pairs', is how many of the first are in use (their first unit has rows; a second that is
+// empty is not stored): gemm_lora starts the blocks of the pairs not in use after the GEMM's
+// blocks, not before.
 type ShrinkUnits struct {
-	A           []uint64
-	Meta        []int32
-	Pairs, Used int
+	A     []uint64
+	Meta  []int32
+	Pairs int
 }
 
 // MaxShrinkPairs is the pairs of shrink units for rows × parts of rank up to vStride: every
@@ -75,8 +75,7 @@ func (s *ShrinkUnits) Build(t *LoRA, in, vStride int) bool {
 			r0 = r1
 		}
 	}
-	s.Used = (n + 1) / 2
-	s.Meta[8*s.Pairs] = int32(s.Used)
+	s.Meta[8*s.Pairs] = int32((n + 1) / 2) // the pairs in use
 	return true
 }
 
