@@ -43,8 +43,8 @@ func (b *Backend) gemmLoRA(o *Tensor, x, in drv.DevicePtr, ws *Tensor, m, n, k i
 	}
 	splits := host.ShrinkSplits(k / smallGEMMK)
 	shrinks := b.units.Pairs * splits
-	name, fn, threads, ok := b.loraGEMM(m, n, k, shrinks)
-	if !ok {
+	kern, ok := b.loraGEMM(m, n, k, shrinks)
+	if !ok || !kern.holdsV(m*b.loraTab.Parts*f.vStride) {
 		return false
 	}
 	part, count := b.shrinkBuffers(len(b.units.A), splits)
@@ -56,7 +56,7 @@ func (b *Backend) gemmLoRA(o *Tensor, x, in drv.DevicePtr, ws *Tensor, m, n, k i
 	a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k).dptr(f.v).dptr(upload(b, b.units.A)).
 		dptr(upload(b, b.units.Meta)).i32(shrinks).i32(splits).dptr(part).dptr(count).dptr(f.b).dptr(f.ranks).
 		dptr(f.scales).i32(f.first[0]).i32(f.first[1]).i32(b.loraTab.Parts).i32(f.vStride).dptr(b.scratch.syncs.ptr + syncBytes)
-	b.launch(name, fn, d1(shrinks+smallGEMMBlocks(n)), d1(threads), 0, a)
+	b.launch(kern.name, kern.fn, d1(shrinks+smallGEMMBlocks(n)), d1(kern.threads), 0, a)
 	if !slices.Contains(b.folded, f.delta) {
 		b.folded = append(b.folded, f.delta)
 	}
@@ -81,15 +81,28 @@ func (b *Backend) reserveShrink(rows, parts, vStride, in int) {
 	b.shrinkBuffers(2*host.MaxShrinkPairs(rows, parts, vStride), host.ShrinkSplits(in/smallGEMMK))
 }
 
-// loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, its name
-// and its block's threads, where one takes the shape (gemm.cu's conditions, as smallGEMM's):
-// gemm_lora_deep where the grid has no more blocks than the GPU has SMs, else
-// gemm_lora_small. At a batch of 32, also where only the shrink blocks make the grid larger
-// (o and down): they are short, and once they are done, gemm_lora_small_m32's blocks of 4
-// warps, one an SM, would have half the loads in flight of gemm_lora_deep's 8.
-func (b *Backend) loraGEMM(m, n, k, shrinks int) (string, drv.Function, int, bool) {
+// loraKernel is one of gemm_lora's kernels.
+type loraKernel struct {
+	name    string
+	fn      drv.Function
+	threads int
+	bound   int // its batch bound
+}
+
+// holdsV says whether the kernel's expand can copy a v of that many floats (m · parts ·
+// vStride) into the shared memory of its warps' sums (gemm.cu's store_lora): 32 a warp and
+// row of its bound. Rank 32 on three parts always fits; a LoRA that does not is not folded.
+func (k loraKernel) holdsV(floats int) bool { return floats <= 32*k.threads/32*k.bound }
+
+// loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, where one
+// takes the shape (gemm.cu's conditions, as smallGEMM's): gemm_lora_deep where the grid has
+// no more blocks than the GPU has SMs, else gemm_lora_small. At a batch of 32, also where only
+// the shrink blocks make the grid larger (o and down): they are short, and once they are done,
+// gemm_lora_small_m32's blocks of 4 warps, one an SM, would have half the loads in flight of
+// gemm_lora_deep's 8.
+func (b *Backend) loraGEMM(m, n, k, shrinks int) (loraKernel, bool) {
 	if _, _, ok := b.smallGEMM(m, n, k); !ok {
-		return "", drv.Function{}, 0, false
+		return loraKernel{}, false
 	}
 	blocks := smallGEMMBlocks(n)
 	for i, bound := range smallGEMMBounds {
@@ -97,14 +110,14 @@ func (b *Backend) loraGEMM(m, n, k, shrinks int) (string, drv.Function, int, boo
 		case m > bound:
 			continue
 		case shrinks+blocks <= b.sms || bound == smallGEMMRows && blocks <= b.sms:
-			return "gemm_lora_deep", b.fn.gemmLoRADeep[i], smallGEMMThreads, true
+			return loraKernel{"gemm_lora_deep", b.fn.gemmLoRADeep[i], smallGEMMThreads, bound}, true
 		case bound == smallGEMMRows:
-			return "gemm_lora_small", b.fn.gemmLoRASmall[i], gemmLoRASmall32Threads, true
+			return loraKernel{"gemm_lora_small", b.fn.gemmLoRASmall[i], gemmLoRASmall32Threads, bound}, true
 		default:
-			return "gemm_lora_small", b.fn.gemmLoRASmall[i], smallGEMMThreads, true
+			return loraKernel{"gemm_lora_small", b.fn.gemmLoRASmall[i], smallGEMMThreads, bound}, true
 		}
 	}
-	return "", drv.Function{}, 0, false
+	return loraKernel{}, false
 }
 
 // foldStaysLast moves the launch just recorded (one the GEMM needs first: its input's

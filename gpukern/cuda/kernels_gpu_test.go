@@ -569,6 +569,9 @@ func TestLoRAGEMM(t *testing.T) {
 		// grid larger than the SMs, and gemm_lora_deep takes it all the same.
 		{loraCase{256, []int{4096}, slices.Repeat([]int{3}, 8), slices.Repeat([][]int{{16}}, 8)}, true},
 		{loraCase{64, []int{64}, []int{1, 1}, [][]int{{8}, {16}}}, false},
+		// Rank 64 on three parts for 24 rows: v (4,608 floats) does not fit in
+		// gemm_lora_small_m32's shared memory (4,096), so the LoRA runs beside the GEMM.
+		{loraCase{64, []int{1600, 1600, 1600}, []int{8, 8, 8}, slices.Repeat([][]int{{64, 64, 64}}, 3)}, false},
 	} {
 		gs, rs, slots, m, maxRank := c.adapters(t, r)
 		parts, n := len(c.outDims), 0

@@ -320,33 +320,94 @@ __device__ __forceinline__ LoRAB lora_b(const LoRAEntry *table, int off1, int of
 	return {e, e->b + (long long)(col - (p == 0 ? 0 : p == 1 ? off1 : off2)) * e->rank};
 }
 
-// The expand of row's adapter at column col: scale · v[row, part] · B[col - the part's first].
-// v comes from L2 (other blocks wrote it during this launch); B is 16-byte aligned with rows
-// of a multiple of 8 values, or read a value at a time.
-__device__ __forceinline__ float lora_delta(const float *v, const LoRAEntry *table, int off1, int off2, int parts,
-                                            int vstride, int row, int col) {
-	const LoRAB lb = lora_b(table, off1, off2, parts, row, col);
-	if (lb.e == nullptr) {
-		return 0.0f;
-	}
-	const int rank = lb.e->rank;
-	const float *vr = v + (long long)(lb.e - table) * vstride;
-	float sum = 0.0f;
-	if ((rank & 7) == 0 && ((unsigned long long)lb.b & 15) == 0) {
-		for (int j = 0; j < rank; j += 8) {
-			float w8[8];
-			unpack8(w8, *(const uint4 *)(lb.b + j));
+// Whether the expand reads row's B 16 bytes at a time: it is 16-byte aligned with rows of a
+// multiple of 8 values. Else it reads a value at a time.
+__device__ __forceinline__ bool lora_b_vector(const LoRAB &lb) {
+	return (lb.e->rank & 7) == 0 && ((unsigned long long)lb.b & 15) == 0;
+}
+
+// gemm_lora's GEMM blocks past the wait: each output's sum plus its expand, scale · v[row,
+// part] · B[col - the part's first], stored. The outputs of a thread are expanded together,
+// so that their reads of L2 overlap: v's rows of the batch (m · parts · vstride values, which
+// the host keeps within sums' size: gemm_lora.go) are copied into sums' memory, once each
+// thread holds its sums, GEMM_LORA_STAGE values a thread at a time; then every output's B is
+// read 8 values a step, the next step's loads in flight while this one's are multiplied. For
+// rank 16 that is about three round trips to L2 a block, where one output after another took
+// one or two each. v comes from L2: other blocks wrote it during this launch.
+#define GEMM_LORA_STAGE 16
+template <int NT, int W>
+__device__ void store_lora(float *out, GemmSums<NT, W> &sums, const LoRAEntry *table, const float *v, int m, int n,
+                           int col0, int off1, int off2, int parts, int vstride) {
+	enum { OUTS = 8 * NT / W, THREADS = 32 * W };
+	float sum[OUTS], delta[OUTS];
+	LoRAB lb[OUTS];
+	uint4 b8[OUTS]; // the current step's 8 values of B
 #pragma unroll
-			for (int e = 0; e < 8; e++) {
-				sum += __ldcg(vr + j + e) * w8[e];
+	for (int q = 0; q < OUTS; q++) {
+		const GemmOut r = gemm_out<NT, W>(sums, threadIdx.x + q * THREADS);
+		sum[q] = r.sum;
+		delta[q] = 0.0f;
+		lb[q] = r.row < m ? lora_b(table, off1, off2, parts, r.row, col0 + r.col) : LoRAB{nullptr, nullptr};
+		b8[q] = lb[q].e != nullptr && lora_b_vector(lb[q]) ? *(const uint4 *)lb[q].b : make_uint4(0, 0, 0, 0);
+	}
+	const int total = m * parts * vstride;
+	if (total * (int)sizeof(float) > (int)sizeof(sums)) {
+		__trap(); // the host folds no LoRA whose v would not fit
+	}
+	__syncthreads(); // every thread holds its sums: their memory takes v
+	float *vs = &sums[0][0][0];
+	for (int e0 = threadIdx.x; e0 < total; e0 += GEMM_LORA_STAGE * THREADS) {
+		float t[GEMM_LORA_STAGE];
+#pragma unroll
+		for (int i = 0; i < GEMM_LORA_STAGE; i++) {
+			const int e = e0 + i * THREADS;
+			t[i] = e < total ? __ldcg(v + e) : 0.0f;
+		}
+#pragma unroll
+		for (int i = 0; i < GEMM_LORA_STAGE; i++) {
+			const int e = e0 + i * THREADS;
+			if (e < total) {
+				vs[e] = t[i];
 			}
 		}
-	} else {
-		for (int j = 0; j < rank; j++) {
-			sum += __ldcg(vr + j) * __bfloat162float(lb.b[j]);
+	}
+	__syncthreads();
+#pragma unroll 1
+	for (int j = 0; j < vstride; j += 8) {
+		uint4 next[OUTS];
+#pragma unroll
+		for (int q = 0; q < OUTS; q++) {
+			const bool more = lb[q].e != nullptr && lora_b_vector(lb[q]) && j + 8 < lb[q].e->rank;
+			next[q] = more ? *(const uint4 *)(lb[q].b + j + 8) : make_uint4(0, 0, 0, 0);
+		}
+#pragma unroll
+		for (int q = 0; q < OUTS; q++) {
+			if (lb[q].e != nullptr && lora_b_vector(lb[q]) && j < lb[q].e->rank) {
+				float w8[8];
+				unpack8(w8, b8[q]);
+				const float *vr = vs + (lb[q].e - table) * vstride + j;
+#pragma unroll
+				for (int e = 0; e < 8; e++) {
+					delta[q] += vr[e] * w8[e];
+				}
+			}
+			b8[q] = next[q];
 		}
 	}
-	return lb.e->scale * sum;
+#pragma unroll
+	for (int q = 0; q < OUTS; q++) {
+		const GemmOut r = gemm_out_at<NT>(threadIdx.x + q * THREADS);
+		if (r.row >= m) {
+			continue;
+		}
+		if (lb[q].e != nullptr && !lora_b_vector(lb[q])) {
+			const float *vr = vs + (lb[q].e - table) * vstride;
+			for (int j = 0; j < lb[q].e->rank; j++) {
+				delta[q] += vr[j] * __bfloat162float(lb[q].b[j]);
+			}
+		}
+		out[(long long)r.row * n + col0 + r.col] = sum[q] + (lb[q].e != nullptr ? lb[q].e->scale * delta[q] : 0.0f);
+	}
 }
 
 // gemm_lora's blocks, beside their first loads of w: the entries of the m rows (none in a
@@ -424,16 +485,8 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 		first_role_done(sync);
 	} else if (b >= shrinks) {
 		wait_at_least(&sync[1], active_shrinks(unit, shrinks, splits));
-		const int col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
-#pragma unroll 1
-		for (int q = 0; q < 8 * NT / W; q++) {
-			const GemmOut r = gemm_out<NT, W>(sums, threadIdx.x + q * 32 * W);
-			if (r.row < m) {
-				const int col = col0 + r.col;
-				out[(long long)r.row * n + col] =
-					r.sum + lora_delta(v, table, off1, off2, parts, vstride, r.row, col);
-			}
-		}
+		store_lora<NT, W>(out, sums, table, v, m, n, min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS), off1, off2, parts,
+		                  vstride);
 	}
 	block_done(sync);
 }
