@@ -34,7 +34,7 @@ func newCUDABackend(cfg *Config) (*backend, error) {
 		return nil, fmt.Errorf("worker: --max-lora-rank %d is above the CUDA backend's largest, %d", rank, cuda.MaxLoRARank)
 	}
 	slot := cuda.SlotElems(mc.AdapterLens(rank))
-	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: slot, NoGraphs: cfg.EnforceEager})
+	be, err := cuda.New(cuda.Config{Device: cfg.GPUDevice, AdapterSlots: cmp.Or(cfg.Engine.Slots, 8), AdapterSlotElems: slot, NoGraphs: cfg.EnforceEager, NoEarlyLaunch: cfg.EnforceEager})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

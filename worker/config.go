@@ -31,8 +31,9 @@ type Config struct {
 	// cache gets what the weights, the adapter pool and a 2 GiB reserve leave of it (unless
 	// Engine.NumBlocks is set). Default 0.9, as vLLM's gpu_memory_utilization.
 	GPUMemoryFraction float64
-	// EnforceEager makes the CUDA backend launch every kernel on its own instead of replaying
-	// repeated decode steps as CUDA graphs (vLLM's --enforce-eager). Default false.
+	// EnforceEager makes the CUDA backend launch every kernel on its own, once the one before it
+	// has ended, instead of replaying repeated decode steps as CUDA graphs (vLLM's
+	// --enforce-eager) and starting kernels while the one before them finishes. Default false.
 	EnforceEager bool
 	// SimProfile is the sim backend's profile file. Default: the built-in H100 profile.
 	SimProfile string

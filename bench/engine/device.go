@@ -22,6 +22,8 @@ type (
 		SetLoRASideStream(on bool)
 		SetLoRASidePriority(prioritized bool)
 	}
+	// EarlyLauncher lets kernels start before the one before them ends (on), or not.
+	EarlyLauncher interface{ SetEarlyLaunch(on bool) }
 	// Fuser runs a projection's LoRA shrink and expand as one launch (on), or as two.
 	Fuser interface{ SetLoRAFused(on bool) }
 	// Folder folds a projection's LoRA into its GEMM where its own GEMMs take the batch (on),

@@ -165,9 +165,6 @@ func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(stri
 	}()
 	r := &runner{cfg: cfg, be: be, gate: g, m: m, host: host, adapters: adapters, rng: rand.New(rand.NewPCG(cfg.Seed, 2))}
 	rep := &Report{Device: be.Name(), Model: shapeOf(cfg.Model), Rank: cfg.Rank, Bandwidth: cfg.Bandwidth, Steps: cfg.Steps}
-	if d, ok := be.(interface{ Describe() string }); ok {
-		rep.Device = d.Describe()
-	}
 	err = r.decodeGrid(ctx, rep, progress)
 	if err == nil {
 		err = stopped(ctx)
@@ -177,6 +174,9 @@ func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(stri
 		rep.Prefill, err = r.prefill()
 	}
 	rep.Graphs = r.graphs()
+	if d, ok := be.(interface{ Describe() string }); ok {
+		rep.Device = d.Describe() // after the runs: what they ended with
+	}
 	if err != nil {
 		rep.Error = err.Error()
 	}

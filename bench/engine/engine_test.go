@@ -80,6 +80,7 @@ type gpuLike struct {
 	gemmSets    []bool // each SetSmallGEMM call's "on"
 	foldSets    []bool // each SetLoRAFold call's "on"
 	staged      int    // WaitAdapterStaged calls
+	earlySets   []bool // each SetEarlyLaunch call's "on"
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -102,6 +103,7 @@ func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets,
 func (g *gpuLike) SetLoRAFused(on bool)        { g.fusedSets = append(g.fusedSets, on) }
 func (g *gpuLike) SetSmallGEMM(on bool)        { g.gemmSets = append(g.gemmSets, on) }
 func (g *gpuLike) SetLoRAFold(on bool)         { g.foldSets = append(g.foldSets, on) }
+func (g *gpuLike) SetEarlyLaunch(on bool)      { g.earlySets = append(g.earlySets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetFlushOps(n int) int {
 	prev := g.flushOps
@@ -179,6 +181,9 @@ func TestGPUMeasurements(t *testing.T) {
 	if got := runsOf(Apart); !slices.Equal(got, want) || !slices.Equal(be.fusedSets, []bool{false, true, false, true}) {
 		t.Errorf("shrink-and-expand-apart runs %v with SetLoRAFused calls %v; want %v with [false true false true]", got, be.fusedSets, want)
 	}
+	if got := runsOf(NotEarly); !slices.Equal(got, want) || !slices.Equal(be.earlySets, []bool{false, true, false, true}) {
+		t.Errorf("no-early-launch runs %v with SetEarlyLaunch calls %v; want %v with [false true false true]", got, be.earlySets, want)
+	}
 	// The LoRA beside the GEMMs, not folded in, where the backend's own GEMMs take the batch
 	// (up to 2 rows here); the three variants above run so too, at every batch.
 	if got, want := runsOf(Unfolded), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
@@ -232,11 +237,12 @@ func TestGPUMeasurements(t *testing.T) {
 }
 
 // sideBySide matches rows of the variants table, each variant beside its default: at batch 2,
-// which the backend's own GEMMs take, the LoRA-kernel variants beside the unfolded LoRA, it
-// beside the default, and the cuBLAS variants; at batch 4 the LoRA-kernel variants beside the
-// default.
+// which the backend's own GEMMs take, the LoRA-kernel variants beside the unfolded LoRA, no
+// early launch and the unfolded LoRA beside the default, and the cuBLAS variants; at batch 4
+// the LoRA-kernel variants beside the default.
 var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora beside the GEMMs \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n){2}` +
+	`\| lora, no early launch \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora beside the GEMMs \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora and attention off, GEMMs by cuBLAS \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora beside the GEMMs \| [0-9.]+ \| [-+][0-9.]+ \|\n` +

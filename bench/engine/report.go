@@ -118,7 +118,7 @@ func (r *Report) Markdown(w io.Writer) error {
 // beside the GEMMs, and cuBLAS's GEMMs, run with the LoRA not folded into our GEMMs (Unfolded),
 // at the batches where it would be.
 var baseOf = map[string][]string{
-	GraphsOff: {WithLoRA}, OneLaunch: {WithLoRA}, Unfolded: {WithLoRA},
+	GraphsOff: {WithLoRA}, OneLaunch: {WithLoRA}, Unfolded: {WithLoRA}, NotEarly: {WithLoRA},
 	OneStream: {Unfolded, WithLoRA}, Unprioritized: {Unfolded, WithLoRA}, Apart: {Unfolded, WithLoRA},
 	CuBLAS: {Unfolded, WithLoRA}, CuBLASAttentionOff: {AttentionOff},
 }

@@ -50,6 +50,9 @@ const (
 	// small-batch kernel (backends with one): next to the Unfolded and AttentionOff rows.
 	CuBLAS             = "lora, GEMMs by cuBLAS"
 	CuBLASAttentionOff = "lora and attention off, GEMMs by cuBLAS"
+	// NotEarly launches each kernel only once the one before it has ended (backends that may
+	// start it while that one finishes).
+	NotEarly = "lora, no early launch"
 )
 
 // attentionOff says whether a variant runs without attention (its bytes hold no KV).
@@ -70,7 +73,8 @@ type decodeRun struct {
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
-// with LoRA on one stream, on an unprioritized side stream, with shrink and expand apart and
+// with LoRA on one stream, on an unprioritized side stream, with shrink and expand apart,
+// without early launches and
 // (batches that the backend's own GEMMs take) with the LoRA beside them, not folded in, and
 // with cuBLAS's GEMMs, with LoRA and with LoRA and attention off, and the reference batch in
 // one launch per step.
@@ -110,7 +114,8 @@ func stopped(ctx context.Context) error {
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
-// unprioritized side stream, with shrink and expand apart and (batches that the backend's own
+// unprioritized side stream, with shrink and expand apart, without early launches and
+// (batches that the backend's own
 // GEMMs take) with the LoRA beside them and with cuBLAS's GEMMs, and (at the reference batch,
 // or the largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
@@ -138,6 +143,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	}
 	if _, ok := r.be.(Fuser); ok && first {
 		runs = append(runs, decodeRun{Apart, min(reference, b)})
+	}
+	if _, ok := r.be.(EarlyLauncher); ok && first {
+		runs = append(runs, decodeRun{NotEarly, min(reference, b)})
 	}
 	if g, ok := r.be.(GEMMChooser); ok && first && b <= g.SmallGEMMRows() {
 		if _, ok := r.be.(Folder); ok {
@@ -219,6 +227,10 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if f, ok := r.be.(Fuser); ok && variant == Apart {
 		f.SetLoRAFused(false)
 		defer f.SetLoRAFused(true)
+	}
+	if e, ok := r.be.(EarlyLauncher); ok && variant == NotEarly {
+		e.SetEarlyLaunch(false)
+		defer e.SetEarlyLaunch(true)
 	}
 	if g, ok := r.be.(GEMMChooser); ok && (variant == CuBLAS || variant == CuBLASAttentionOff) {
 		g.SetSmallGEMM(false)

@@ -25,7 +25,7 @@ func runWorker(args []string, e env) error {
 	fs.StringVar(&c.Backend, "backend", "cpu", "what runs the forward passes: cpu, cuda (the lorafleet-cuda binary), or sim (a cost model of a GPU that computes nothing)")
 	fs.IntVar(&c.GPUDevice, "gpu", 0, "cuda backend: GPU ordinal")
 	fs.Float64Var(&c.GPUMemoryFraction, "gpu-memory-fraction", 0.9, "cuda backend: share of the GPU's memory to use (the KV cache gets what weights and adapters leave)")
-	fs.BoolVar(&c.EnforceEager, "enforce-eager", false, "cuda backend: launch kernels one by one, no CUDA graphs")
+	fs.BoolVar(&c.EnforceEager, "enforce-eager", false, "cuda backend: launch kernels one by one, each once the one before has ended, no CUDA graphs")
 	fs.StringVar(&c.SimProfile, "sim-profile", "", "sim backend profile file (default: the built-in H100 + Llama-2-7B profile)")
 	fs.Float64Var(&c.SimTimeScale, "sim-time-scale", 1, "sim backend: multiply modeled times by this (> 1 fits more workers on one machine)")
 	fs.StringVar(&c.ModelName, "model-name", "", "name clients use for the base model (default: the model directory's name)")

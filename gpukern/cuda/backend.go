@@ -47,6 +47,10 @@ type Config struct {
 	// FlushOps is how many recorded launches are launched before a step ends, so that the
 	// GPU works while the host records the rest (host.FlushPoint). Default host.FlushOps.
 	FlushOps int
+	// NoEarlyLaunch launches every kernel only once the one before it has ended, where the
+	// GPU (sm_90 and later) and driver (CUDA 12) could start it while that one finishes
+	// (host.Step's Early). Default false (early launches on).
+	NoEarlyLaunch bool
 }
 
 func (c *Config) validate() error {
@@ -120,6 +124,8 @@ type Backend struct {
 	fold       loraFold             // the lora_fused just recorded, which the MatMul of its input may take over (gemm_lora.go)
 	folded     []drv.DevicePtr      // deltas that gemm_lora added to their projection's output instead of writing them
 	foldOff    bool                 // no LoRA folded into a GEMM (SetLoRAFold)
+	early      bool                 // launches marked Early start before the kernel before them ends (Config.NoEarlyLaunch, SetEarlyLaunch)
+	earlyOK    bool                 // the GPU and driver allow it (until the driver refuses one)
 	units      host.ShrinkUnits     // scratch of gemm_lora's launches
 	attnPlan   host.Attn            // scratch of Attention
 	attnMeta   attnMeta             // where the arena holds attnPlan's tables
@@ -166,6 +172,8 @@ func (b *Backend) open() error {
 		return fmt.Errorf("cuda: compute capability %d.%d: bf16 kernels need 8.0 (Ampere) or newer", major, minor)
 	}
 	b.arch = fmt.Sprintf("sm_%d%d", major, minor)
+	b.earlyOK = major >= 9 && drv.EarlyLaunch()
+	b.early = b.earlyOK && !b.cfg.NoEarlyLaunch
 	if b.sms, err = drv.SMCount(b.dev); err != nil {
 		return fmt.Errorf("cuda: multiprocessor count: %w", err)
 	}

@@ -105,12 +105,19 @@ func (b *Backend) stagedUpload() (*host.Upload, error) {
 	return u, u.Wait()
 }
 
-// Describe names the GPU, its architecture and the driver's CUDA version.
+// Describe names the GPU, its architecture, the driver's CUDA version and whether kernels
+// launch early (Config.NoEarlyLaunch).
 func (b *Backend) Describe() string {
 	name, err := b.dev.Name()
 	if err != nil {
 		name = "an NVIDIA GPU"
 	}
 	v := drv.Version()
-	return fmt.Sprintf("%s (%s), driver CUDA %d.%d", name, b.arch, v/1000, v%1000/10)
+	early := "off"
+	b.do(func() {
+		if b.early {
+			early = "on" // still: a driver that refused one turned them off
+		}
+	})
+	return fmt.Sprintf("%s (%s), driver CUDA %d.%d, early launches %s", name, b.arch, v/1000, v%1000/10, early)
 }

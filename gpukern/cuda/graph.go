@@ -126,12 +126,14 @@ func (b *Backend) issue(ops []host.Op) {
 			b.fail(b.joined.Record(b.side))
 			b.fail(b.stream.Wait(b.joined, 0))
 		default:
-			b.launchOp(&ops[s.Op])
+			b.launchOp(&ops[s.Op], s.Early && b.early)
 		}
 	}
 }
 
-func (b *Backend) launchOp(o *host.Op) {
+// launchOp launches o, early (host.Step) if early and the driver takes it: a driver that
+// refuses turns early launches off.
+func (b *Backend) launchOp(o *host.Op, early bool) {
 	if o.Fn == 0 {
 		c := o.Cells
 		if err := b.blas.MatMulBF16(uintptr(c[0]), uintptr(c[1]), uintptr(c[2]), int(c[3]), int(c[4]), int(c[5]), false); err != nil {
@@ -144,8 +146,14 @@ func (b *Backend) launchOp(o *host.Op) {
 		stream = b.side
 	}
 	a := args{cells: o.Cells}
-	err := drv.FuncOf(o.Fn).Launch(o.Grid.X, o.Grid.Y, o.Grid.Z, o.Block.X, o.Block.Y, o.Block.Z, o.Shared, stream, a.pointers())
-	if err != nil {
+	fn, g, bl := drv.FuncOf(o.Fn), o.Grid, o.Block
+	if early {
+		if drv.LaunchEarly(fn, g.X, g.Y, g.Z, bl.X, bl.Y, bl.Z, o.Shared, stream, a.pointers()) == nil {
+			return
+		}
+		b.early, b.earlyOK = false, false // for good; a graph being captured may now fail: it then runs eagerly (capture)
+	}
+	if err := fn.Launch(g.X, g.Y, g.Z, bl.X, bl.Y, bl.Z, o.Shared, stream, a.pointers()); err != nil {
 		b.fail(fmt.Errorf("cuda: launching %s: %w", o.Name, err))
 	}
 }
@@ -161,6 +169,19 @@ func (b *Backend) SetFlushOps(n int) int {
 	prev := b.cfg.FlushOps
 	b.cfg.FlushOps = n
 	return prev
+}
+
+// SetEarlyLaunch lets kernels start before the one before them ends (on, the default where the
+// GPU and driver allow it; Config.NoEarlyLaunch) or not (benchmarks compare the two). Graphs
+// hold how their kernels were launched, so they are freed and captured again.
+func (b *Backend) SetEarlyLaunch(on bool) {
+	b.do(func() {
+		if b.drain(); b.err != nil {
+			return
+		}
+		b.graphs.Close()
+		b.early = on && b.earlyOK && !b.cfg.NoEarlyLaunch
+	})
 }
 
 // SetGraphs turns CUDA graphs on or off (benchmarks compare the two).

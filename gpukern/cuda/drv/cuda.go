@@ -8,10 +8,12 @@
 package drv
 
 /*
-#cgo LDFLAGS: -lcuda
+#cgo LDFLAGS: -lcuda -ldl
 #cgo CFLAGS: -I/usr/local/cuda/include -I/usr/include
 #include <cuda.h>
+#include <dlfcn.h>
 #include <stdint.h>
+#include <string.h>
 
 static int lf_alloc_host(void **p, size_t n) { return (int)cuMemAllocHost(p, n); }
 static const char *lf_error_name(int rc) {
@@ -49,6 +51,49 @@ static int lf_end_capture(uintptr_t s, uintptr_t *exec) {
 	*exec = (uintptr_t)e;
 	return rc;
 }
+// cuLaunchKernelEx (CUDA 12.0 and later drivers), declared here since the headers CI builds
+// with (CUDA 11.8) lack it: its structs as CUDA 12's cuda.h lays them out, with the one
+// attribute used, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (6).
+typedef struct {
+	int id;
+	char pad[4];
+	union {
+		char raw[64];
+		void *align;
+		int allowed;
+	} value;
+} lf_launch_attr;
+typedef struct {
+	unsigned int grid[3], block[3], shared;
+	CUstream stream;
+	lf_launch_attr *attrs;
+	unsigned int num_attrs;
+} lf_launch_config;
+typedef CUresult (*lf_launch_ex)(const lf_launch_config *, CUfunction, void **, void **);
+static lf_launch_ex lf_launch_ex_fn;
+static int lf_find_launch_ex(void) {
+	void *self = dlopen(0, RTLD_LAZY); // the program and the libraries it links: libcuda among them
+	lf_launch_ex_fn = self ? (lf_launch_ex)dlsym(self, "cuLaunchKernelEx") : 0;
+	return lf_launch_ex_fn != 0;
+}
+#define LF_MAX_PARAMS 64
+static int lf_launch_early(uintptr_t f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+		unsigned shared, uintptr_t stream, const uint64_t *vals, int n) {
+	void *params[LF_MAX_PARAMS];
+	if (!lf_launch_ex_fn || n > LF_MAX_PARAMS) {
+		return CUDA_ERROR_NOT_SUPPORTED;
+	}
+	for (int i = 0; i < n; i++) {
+		params[i] = (void *)&vals[i];
+	}
+	lf_launch_attr attr;
+	memset(&attr, 0, sizeof attr);
+	attr.id = 6;
+	attr.value.allowed = 1;
+	lf_launch_config c = {{gx, gy, gz}, {bx, by, bz}, shared, (CUstream)stream, &attr, 1};
+	return (int)lf_launch_ex_fn(&c, (CUfunction)f, params, 0);
+}
+
 static int lf_graph_launch(uintptr_t e, uintptr_t s) { return (int)cuGraphLaunch((CUgraphExec)e, (CUstream)s); }
 static void lf_graph_free(uintptr_t e) { cuGraphExecDestroy((CUgraphExec)e); }
 */
@@ -183,6 +228,25 @@ func EndCapture(stream uintptr) (uintptr, error) {
 		return 0, fmt.Errorf("capturing a graph: %w", driverError(rc))
 	}
 	return uintptr(exec), nil
+}
+
+// EarlyLaunch reports whether the driver has cuLaunchKernelEx, which LaunchEarly needs.
+var EarlyLaunch = sync.OnceValue(func() bool { return C.lf_find_launch_ex() != 0 })
+
+// LaunchEarly queues fn on s as Launch does, letting it start before the kernel queued before
+// it ends (programmatic dependent launch, sm_90 and later): fn must wait for that kernel
+// itself before it reads what that one writes (kernels' pdl_wait).
+func LaunchEarly(fn Function, gx, gy, gz, bx, by, bz, shared int, s Stream, params []unsafe.Pointer) error {
+	vals := make([]uint64, len(params)+1) // never empty: &vals[0] below
+	for i, p := range params {
+		vals[i] = *(*uint64)(p)
+	}
+	rc := C.lf_launch_early(C.uintptr_t(FuncHandle(fn)), C.uint(gx), C.uint(gy), C.uint(gz), C.uint(bx), C.uint(by), C.uint(bz),
+		C.uint(shared), C.uintptr_t(StreamHandle(s)), (*C.uint64_t)(unsafe.Pointer(&vals[0])), C.int(len(params)))
+	if rc != 0 {
+		return fmt.Errorf("cuLaunchKernelEx: %w", driverError(rc))
+	}
+	return nil
 }
 
 // LaunchGraph queues an instantiated graph on stream.

@@ -72,6 +72,15 @@ func (fn Function) Launch(gx, gy, gz, bx, by, bz, shared int, s Stream, params [
 	return run(s, func() error { return k.Launch([3]int{gx, gy, gz}, bx, shared, args) })
 }
 
+// EarlyLaunch reports that LaunchEarly may be called: the emulator runs a kernel only once
+// the one before it has ended, early or not.
+func EarlyLaunch() bool { return true }
+
+// LaunchEarly is Launch: the emulator does not overlap kernels.
+func LaunchEarly(fn Function, gx, gy, gz, bx, by, bz, shared int, s Stream, params []unsafe.Pointer) error {
+	return fn.Launch(gx, gy, gz, bx, by, bz, shared, s, params)
+}
+
 // StreamHandle is s as an integer, for cuBLAS and graph captures.
 func StreamHandle(s Stream) uintptr { return s.h }
 

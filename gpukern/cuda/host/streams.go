@@ -3,9 +3,14 @@ package host
 // Step is one action of a flush on the two streams: record the fork event on the main stream
 // and make the side stream wait for it (Fork), record the join event on the side stream and
 // make the main stream wait for it (Join), or launch Ops[Op] on the stream its Side names.
+// Early marks a kernel of ours on the main stream right after another (no join, cuBLAS call or
+// start of the flush between them), which may start before that one ends (programmatic
+// dependent launch): it waits for it itself (kernels' pdl_wait), and until then only loads
+// its first weights. After anything else a launch waits the usual way.
 type Step struct {
 	Fork, Join bool
 	Op         int
+	Early      bool
 }
 
 // Schedule orders ops on the main and side streams: a side launch forks from the main stream
@@ -16,6 +21,7 @@ type Step struct {
 func Schedule(ops []Op) []Step {
 	steps := make([]Step, 0, len(ops)+4)
 	unjoined, mainMoved := false, true
+	afterKernel := false // the main stream's last step launched a kernel of ours
 	for i := range ops {
 		switch {
 		case ops[i].Side && mainMoved:
@@ -25,12 +31,13 @@ func Schedule(ops []Op) []Step {
 			unjoined = true
 		case ops[i].Join && unjoined:
 			steps = append(steps, Step{Join: true})
-			unjoined = false
+			unjoined, afterKernel = false, false
 		}
-		if !ops[i].Side {
-			mainMoved = true
+		main := !ops[i].Side
+		steps = append(steps, Step{Op: i, Early: main && ops[i].Fn != 0 && afterKernel})
+		if main {
+			mainMoved, afterKernel = true, ops[i].Fn != 0
 		}
-		steps = append(steps, Step{Op: i})
 	}
 	if unjoined {
 		steps = append(steps, Step{Join: true})

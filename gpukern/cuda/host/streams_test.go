@@ -28,6 +28,20 @@ func TestScheduleForksAndJoins(t *testing.T) {
 	}
 }
 
+func TestScheduleEarly(t *testing.T) {
+	// Kernels of ours (Fn set) and cuBLAS (none): a launch is early right after a kernel of
+	// ours on the main stream, not first in the flush, not after cuBLAS or a join; side
+	// launches never are, nor do they stop the main stream's next one being early.
+	ops := []Op{{Name: "rmsnorm", Fn: 1}, {Name: "gemm_small", Fn: 2}, {Name: "shrink", Fn: 3, Side: true},
+		{Name: "gemm", Fn: 0}, {Name: "rope", Fn: 4, Join: true}, {Name: "attention", Fn: 5}, {Name: "gemm", Fn: 0},
+		{Name: "add", Fn: 6}, {Name: "shrink", Fn: 3, Side: true}, {Name: "to_bf16", Fn: 7}, {Name: "gemm_small", Fn: 2}}
+	want := []Step{{Op: 0}, {Op: 1, Early: true}, {Fork: true}, {Op: 2}, {Op: 3}, {Join: true}, {Op: 4}, {Op: 5, Early: true},
+		{Op: 6}, {Op: 7}, {Fork: true}, {Op: 8}, {Op: 9, Early: true}, {Op: 10, Early: true}, {Join: true}}
+	if got := Schedule(ops); !slices.Equal(got, want) {
+		t.Errorf("schedule\n%v\nwant\n%v", got, want)
+	}
+}
+
 func TestFlushPoint(t *testing.T) {
 	// Layers as the model records them: the norm (joins the last delta), a projection's
 	// shrink and expand on the side beside its GEMM, the kernel that adds the delta (joins).

@@ -183,6 +183,7 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *tile_row0, const int *tile_rows,
 		const int *row_len, const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd,
 		float scale) {
+	pdl_wait();
 	DYNAMIC_SHARED(unsigned char, flash_smem);
 	float *qs = (float *)flash_smem;                                           // [FLASH_BQ][hd]
 	unsigned int *ks = (unsigned int *)(flash_smem + FLASH_BQ * hd * 4);       // [FLASH_BK][hd/2] pairs
@@ -428,18 +429,23 @@ __device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
 }
 
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd16(DECODE_SPLIT_PARAMS) {
+	pdl_wait();
 	decode_split<2>(DECODE_SPLIT_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd32(DECODE_SPLIT_PARAMS) {
+	pdl_wait();
 	decode_split<4>(DECODE_SPLIT_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd64(DECODE_SPLIT_PARAMS) {
+	pdl_wait();
 	decode_split<8>(DECODE_SPLIT_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd128(DECODE_SPLIT_PARAMS) {
+	pdl_wait();
 	decode_split<16>(DECODE_SPLIT_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd256(DECODE_SPLIT_PARAMS) {
+	pdl_wait();
 	decode_split<32>(DECODE_SPLIT_ARGS);
 }
 
@@ -449,6 +455,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_spl
 // o projection's GEMM input). Grid (n_dec, heads); blockDim.x any (128).
 extern "C" __global__ void decode_combine(float *out, __nv_bfloat16 *out16, const float *part_acc, const float *part_ml, const int *dec_rows,
 		int heads, int hd, int splits) {
+	pdl_wait();
 	int i = blockIdx.x, h = blockIdx.y;
 	size_t part = ((size_t)i * heads + h) * splits;
 	const float *ml = part_ml + part * 2, *pa = part_acc + part * hd;

@@ -28,6 +28,20 @@ __device__ float bf16_hi(unsigned int u) {
 	return __uint_as_float(u & 0xffff0000u);
 }
 
+// Programmatic dependent launch (sm_90 and later): the backend may launch a kernel while the
+// kernel before it in the stream is still running (host.Step's Early). Such a kernel waits
+// here until that one has finished and its writes are visible, so nothing before this call
+// may read what earlier kernels wrote, or write anything: every kernel calls it first, except
+// gemm_small's and gemm_deep's, which load their first weights before it (gemm_block). Then it
+// lets the kernel after it launch early in turn: that one waits for this one's end. Launched
+// the usual way, or compiled for an older GPU (or the emulator), it does nothing.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.wait;" : : : "memory");
+	asm volatile("griddepcontrol.launch_dependents;" : : : "memory");
+#endif
+}
+
 #ifndef LORAFLEET_EMU
 // *p, read from L2 with acquire semantics at GPU scope: what a block wrote before raising *p
 // (a __threadfence, then an atomic) is visible to the reader after it.

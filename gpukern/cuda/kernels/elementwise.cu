@@ -23,6 +23,7 @@ __device__ float block_sum(float v) {
 
 // out[r,:] = table[ids[r],:] as fp32. Grid (ceil(dim/blockDim), rows).
 extern "C" __global__ void embedding(float *out, const __nv_bfloat16 *table, const int *ids, int dim) {
+	pdl_wait();
 	int r = blockIdx.y;
 	int i = blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < dim) {
@@ -32,6 +33,7 @@ extern "C" __global__ void embedding(float *out, const __nv_bfloat16 *table, con
 
 // out[r,:] = x[ids[r],:] (fp32 rows; out does not alias x). Grid (ceil(dim/blockDim), rows).
 extern "C" __global__ void gather(float *__restrict__ out, const float *__restrict__ x, const int *ids, int dim) {
+	pdl_wait();
 	int r = blockIdx.y;
 	int i = blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < dim) {
@@ -53,6 +55,7 @@ extern "C" __global__ void gather(float *__restrict__ out, const float *__restri
 
 extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, __nv_bfloat16 *out16, float *x, const float *residual,
 		const float *delta, const __nv_bfloat16 *w, int dim, float eps) {
+	pdl_wait();
 	size_t base = (size_t)blockIdx.x * dim;
 	float *row = x + base, *o = out + base;
 	const float *d = residual ? residual + base : nullptr;
@@ -121,6 +124,7 @@ extern "C" __global__ void __launch_bounds__(1024) rmsnorm(float *out, __nv_bflo
 // also gets out in bf16 (the down projection's GEMM input).
 extern "C" __global__ void silu_mul(float *__restrict__ out, __nv_bfloat16 *__restrict__ out16, const float *__restrict__ gate_up,
 		const float *__restrict__ delta, int dim, long long n) {
+	pdl_wait();
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		size_t at = (size_t)(i / dim) * 2 * dim + i % dim;
 		float g = gate_up[at], u = gate_up[at + dim];
@@ -138,6 +142,7 @@ extern "C" __global__ void silu_mul(float *__restrict__ out, __nv_bfloat16 *__re
 
 // x[r,:] += bias over rows of dim elements.
 extern "C" __global__ void add_bias(float *x, const __nv_bfloat16 *bias, int dim, long long n) {
+	pdl_wait();
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		x[i] += __bfloat162float(bias[i % dim]);
 	}
@@ -146,6 +151,7 @@ extern "C" __global__ void add_bias(float *x, const __nv_bfloat16 *bias, int dim
 // out = a + b over n elements (out may alias a or b); a null a or b adds nothing (a LoRA delta
 // that gemm_lora added to its projection's output already).
 extern "C" __global__ void add(float *out, const float *a, const float *b, long long n) {
+	pdl_wait();
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		out[i] = (a ? a[i] : 0.0f) + (b ? b[i] : 0.0f);
 	}
@@ -153,6 +159,7 @@ extern "C" __global__ void add(float *out, const float *a, const float *b, long 
 
 // out = bf16(x) over n elements (the GEMM inputs, computed in fp32).
 extern "C" __global__ void to_bf16(__nv_bfloat16 *out, const float *x, long long n) {
+	pdl_wait();
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		out[i] = __float2bfloat16(x[i]);
 	}
@@ -161,6 +168,7 @@ extern "C" __global__ void to_bf16(__nv_bfloat16 *out, const float *x, long long
 // out[i] = bf16(mean + std * sqrt(3) * (2u - 1)), u uniform in [0, 1) from a splitmix64 hash of
 // (seed, i): random weights made in place, for benchmarks that need a model's shape only.
 extern "C" __global__ void fill_random(__nv_bfloat16 *out, long long n, float mean, float std, unsigned long long seed) {
+	pdl_wait();
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
 		unsigned long long z = seed * 0x9e3779b97f4a7c15ull + (unsigned long long)i;
 		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

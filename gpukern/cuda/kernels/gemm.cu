@@ -94,7 +94,8 @@ struct NoHook {
 // gemm_block computes the block's 32 rows of w (p) times every row of x over steps steps of k,
 // its W warps taking every W-th step, with the loads of w D steps ahead of the multiplies, into
 // sums (calling hook once the first loads are issued); then the block reads each output with
-// gemm_out. x has rows up to the kernel's batch bound: those past the batch are multiplied,
+// gemm_out. Launched early (pdl_wait), its first loads of w go out before the kernel before it
+// has ended. x has rows up to the kernel's batch bound: those past the batch are multiplied,
 // never stored.
 template <int NT, int D, int W, bool SHRINK = false, class Hook = NoHook>
 __device__ void gemm_block(GemmSums<NT, W> &sums, const GemmRows &p, int steps, const Hook &hook = Hook()) {
@@ -106,6 +107,7 @@ __device__ void gemm_block(GemmSums<NT, W> &sums, const GemmRows &p, int steps, 
 	for (int d = 0; d < D; d++) {
 		gemm_load_w<SHRINK>(ws[d], p, warp + d * W);
 	}
+	pdl_wait(); // x is the kernel before's output; w, weights, streams already
 	gemm_load_x<NT>(xs, p, warp);
 	hook(); // while those loads are in flight
 #pragma unroll 1
@@ -501,20 +503,26 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 // gemm_deep's cap of 168, gemm_lora_deep_m32 spills.
 #define GEMM_LORA_SMALL32_THREADS 128
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m8(GEMM_LORA_PARAMS) {
+	pdl_wait();
 	gemm_lora<1, 2, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m16(GEMM_LORA_PARAMS) {
+	pdl_wait();
 	gemm_lora<2, 2, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_LORA_SMALL32_THREADS, 2) gemm_lora_small_m32(GEMM_LORA_PARAMS) {
+	pdl_wait();
 	gemm_lora<4, 3, GEMM_LORA_SMALL32_THREADS / 32>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m8(GEMM_LORA_PARAMS) {
+	pdl_wait();
 	gemm_lora<1, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m16(GEMM_LORA_PARAMS) {
+	pdl_wait();
 	gemm_lora<2, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m32(GEMM_LORA_PARAMS) {
+	pdl_wait();
 	gemm_lora<4, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }

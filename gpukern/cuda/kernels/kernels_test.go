@@ -134,3 +134,30 @@ func TestKernelNames(t *testing.T) {
 		}
 	}
 }
+
+// The backend may launch a kernel before the one before it has ended (host.Step's Early), so
+// each must wait for that one (pdl_wait) before anything else: the first statement of its
+// body, or, in gemm_small's and gemm_deep's, in gemm_block right after the loads of its first
+// weights, before anything reads x.
+func TestKernelsWaitForTheOneBefore(t *testing.T) {
+	body := regexp.MustCompile(`extern "C" __global__ void (?:__launch_bounds__\([\w, ]+\) )?(\w+)\([^{]*\{\n\s*(\S.*)\n`)
+	kernels, all := 0, ""
+	for _, s := range Sources() {
+		all += s.Text
+		for _, m := range body.FindAllStringSubmatch(s.Text, -1) {
+			kernels++
+			name, first := m[1], m[2]
+			gemm := strings.HasPrefix(name, "gemm_small_") || strings.HasPrefix(name, "gemm_deep_")
+			if gemm != (first != "pdl_wait();") {
+				t.Errorf("%s begins with %q", name, first)
+			}
+		}
+	}
+	if kernels != 33 {
+		t.Errorf("found %d kernels' bodies, want 33", kernels)
+	}
+	wait := regexp.MustCompile(`gemm_load_w<SHRINK>\(ws\[d\], p, warp \+ d \* W\);\n\t}\n\tpdl_wait\(\);.*\n\tgemm_load_x<NT>\(xs, p, warp\);`)
+	if !wait.MatchString(all) {
+		t.Error("gemm_block does not wait between its first loads of w and of x")
+	}
+}

@@ -140,6 +140,7 @@ __device__ __forceinline__ void shrink_block(float *sums, float *v, const float 
 
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
 		const int *ranks, const int *lead, int parts, int in, int vstride) {
+	pdl_wait();
 	__shared__ float sums[SHRINK_SUMS];
 	shrink_block(sums, v, x, a_ptrs, ranks, lead, parts, in, vstride, gridDim.y / parts, blockIdx.x, blockIdx.y);
 }
@@ -297,6 +298,7 @@ __device__ __forceinline__ void expand_block(float *vs, float *out, const float 
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_expand(float *out, const float *v,
 		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *lead, const int *out_off,
 		int parts, int vstride) {
+	pdl_wait();
 	DYNAMIC_SHARED(float, vs);
 	expand_block<false>(vs, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, gridDim.x, blockIdx.x, blockIdx.y,
 		nullptr, 0);
@@ -320,6 +322,7 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_FUSED_BLOCKS) lo
 		const unsigned long long *a_ptrs, const unsigned long long *b_ptrs, const int *ranks, const float *scales,
 		const int *lead, const int *groups, const int *out_off, int *sync, int rows, int parts, int in, int vstride, int n,
 		int cols) {
+	pdl_wait();
 	DYNAMIC_SHARED(float, smem);
 	const int shrinks = groups[0] * parts * n, items = shrinks + groups[0] * cols;
 	for (;;) {

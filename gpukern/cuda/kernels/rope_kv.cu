@@ -16,6 +16,7 @@ __device__ __forceinline__ float qkv_at(const float *x, const float *d, size_t i
 
 extern "C" __global__ void rope_write_kv(float *q, const float *qkv, const float *delta, const int *pos, const float *cos_sin,
 		__nv_bfloat16 *k_cache, __nv_bfloat16 *v_cache, const int *slots, int heads, int kv_heads, int hd) {
+	pdl_wait();
 	int r = blockIdx.x, half = hd / 2;
 	int t = blockIdx.y * blockDim.x + threadIdx.x, qp = heads * half, kp = kv_heads * half;
 	if (t >= qp + 2 * kp) {

@@ -44,6 +44,7 @@ __device__ void block_argmax(const float *row, int vocab, float *best_out, int *
 
 // ids[r] = the argmax of logits[r, :vocab] (block_argmax). One block per row.
 extern "C" __global__ void argmax(int *ids, const float *logits, int vocab) {
+	pdl_wait();
 	float best;
 	int arg;
 	block_argmax(logits + (size_t)blockIdx.x * vocab, vocab, &best, &arg);
@@ -173,6 +174,7 @@ __device__ float survivor_weight(const float *row, int i, int vocab, unsigned in
 // logits and on the bits of the weights (non-negative floats order like their bits): one pass
 // over the row per step, at most 32 steps each, and the result is always a value in the row.
 extern "C" __global__ void __launch_bounds__(1024) sample_rows(int *ids, const float *logits, const float *params, const int *top_k, int vocab) {
+	pdl_wait();
 	const float *row = logits + (size_t)blockIdx.x * vocab;
 	const float *pr = params + (size_t)blockIdx.x * 4;
 	float temp = pr[0], top_p = pr[1], min_p = pr[2], u = pr[3];
