@@ -74,10 +74,9 @@ type decodeRun struct {
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, with shrink and expand apart,
-// without early launches and
-// (batches that the backend's own GEMMs take) with the LoRA beside them, not folded in, and
-// with cuBLAS's GEMMs, with LoRA and with LoRA and attention off, and the reference batch in
-// one launch per step.
+// without early launches and (batches that the backend's own GEMMs take) with the LoRA beside
+// them, not folded in, and with cuBLAS's GEMMs, with LoRA and with LoRA and attention off, and
+// the reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -115,9 +114,8 @@ func stopped(ctx context.Context) error {
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
 // unprioritized side stream, with shrink and expand apart, without early launches and
-// (batches that the backend's own
-// GEMMs take) with the LoRA beside them and with cuBLAS's GEMMs, and (at the reference batch,
-// or the largest below it) in one launch per step.
+// (batches that the backend's own GEMMs take) with the LoRA beside them and with cuBLAS's
+// GEMMs, and (at the reference batch, or the largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {

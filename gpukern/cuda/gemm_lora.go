@@ -91,8 +91,9 @@ type loraKernel struct {
 
 // holdsV says whether the kernel's expand can copy a v of that many floats (m · parts ·
 // vStride) into the shared memory of its warps' sums (gemm.cu's store_lora): 32 a warp and
-// row of its bound. Rank 32 on three parts always fits; a LoRA that does not is not folded.
-func (k loraKernel) holdsV(floats int) bool { return floats <= 32*k.threads/32*k.bound }
+// row of its bound, a thread's worth a row. Rank 32 on three parts always fits; a LoRA that
+// does not is not folded.
+func (k loraKernel) holdsV(floats int) bool { return floats <= k.threads*k.bound }
 
 // loraGEMM is gemm_lora's kernel for an m × n × k GEMM with shrinks shrink blocks, where one
 // takes the shape (gemm.cu's conditions, as smallGEMM's): gemm_lora_deep where the grid has
