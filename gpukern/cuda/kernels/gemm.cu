@@ -463,9 +463,28 @@ __device__ __forceinline__ const volatile int &lora_role(int *sync, const int *u
 	return role;
 }
 
+// What a gemm_lora block does before it waits for the kernel before it (pdl_wait), where it
+// may start early: it cannot take its ticket yet (a gemm_lora just before it may still be
+// using the counters), so it fetches into L2 the weights that the GEMM block of the same
+// index would load first (the first D steps of each of its W warps), since blocks mostly take
+// their tickets in the order of their indices; a wrong guess fetches lines that another block
+// reads soon. The unit table is the flush's metadata, copied before the flush's first kernel.
+template <int D, int W> __device__ void prefetch_tile(const __nv_bfloat16 *w, const int *unit, int shrinks, int splits, int n, int k) {
+	const int t = (int)blockIdx.x - active_shrinks(unit, shrinks, splits);
+	if (t < 0 || t >= (int)gridDim.x - shrinks) {
+		return; // a shrink block's, or one of the unused pairs'
+	}
+	const int col0 = min(t * GEMM_ROWS, n - GEMM_ROWS), lines = min(D * W * GEMM_K * 2, 2 * k) / 128;
+	for (int i = threadIdx.x; i < GEMM_ROWS * lines; i += 32 * W) {
+		prefetch_l2((const char *)(w + (long long)(col0 + i / lines) * k) + 128 * (i % lines));
+	}
+}
+
 template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	__shared__ GemmSums<NT, W> sums;
 	__shared__ LoRAEntry table[GEMM_LORA_ENTRIES];
+	prefetch_tile<D, W>(w, unit, shrinks, splits, n, k);
+	pdl_wait();
 	// The role is read again past the loop, not kept in registers through it.
 	const volatile int &role = lora_role(sync, unit, shrinks, splits);
 	// One loop for both roles, the GEMM's rows in the shrink's form: as two loops, their
@@ -503,26 +522,20 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 // gemm_deep's cap of 168, gemm_lora_deep_m32 spills.
 #define GEMM_LORA_SMALL32_THREADS 128
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m8(GEMM_LORA_PARAMS) {
-	pdl_wait();
 	gemm_lora<1, 2, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) gemm_lora_small_m16(GEMM_LORA_PARAMS) {
-	pdl_wait();
 	gemm_lora<2, 2, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_LORA_SMALL32_THREADS, 2) gemm_lora_small_m32(GEMM_LORA_PARAMS) {
-	pdl_wait();
 	gemm_lora<4, 3, GEMM_LORA_SMALL32_THREADS / 32>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m8(GEMM_LORA_PARAMS) {
-	pdl_wait();
 	gemm_lora<1, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m16(GEMM_LORA_PARAMS) {
-	pdl_wait();
 	gemm_lora<2, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 1) gemm_lora_deep_m32(GEMM_LORA_PARAMS) {
-	pdl_wait();
 	gemm_lora<4, 3, GEMM_WARPS>(GEMM_LORA_ARGS);
 }

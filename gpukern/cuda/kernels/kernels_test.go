@@ -137,8 +137,9 @@ func TestKernelNames(t *testing.T) {
 
 // The backend may launch a kernel before the one before it has ended (host.Step's Early), so
 // each must wait for that one (pdl_wait) before anything else: the first statement of its
-// body, or, in gemm_small's and gemm_deep's, in gemm_block right after the loads of its first
-// weights, before anything reads x.
+// body; in gemm_small's and gemm_deep's, in gemm_block right after the loads of its first
+// weights, before anything reads x; in gemm_lora's, right after fetching its first weights
+// into L2, before it takes its ticket.
 func TestKernelsWaitForTheOneBefore(t *testing.T) {
 	body := regexp.MustCompile(`extern "C" __global__ void (?:__launch_bounds__\([\w, ]+\) )?(\w+)\([^{]*\{\n\s*(\S.*)\n`)
 	kernels, all := 0, ""
@@ -147,7 +148,7 @@ func TestKernelsWaitForTheOneBefore(t *testing.T) {
 		for _, m := range body.FindAllStringSubmatch(s.Text, -1) {
 			kernels++
 			name, first := m[1], m[2]
-			gemm := strings.HasPrefix(name, "gemm_small_") || strings.HasPrefix(name, "gemm_deep_")
+			gemm := strings.HasPrefix(name, "gemm_")
 			if gemm != (first != "pdl_wait();") {
 				t.Errorf("%s begins with %q", name, first)
 			}
@@ -159,5 +160,9 @@ func TestKernelsWaitForTheOneBefore(t *testing.T) {
 	wait := regexp.MustCompile(`gemm_load_w<SHRINK>\(ws\[d\], p, warp \+ d \* W\);\n\t}\n\tpdl_wait\(\);.*\n\tgemm_load_x<NT>\(xs, p, warp\);`)
 	if !wait.MatchString(all) {
 		t.Error("gemm_block does not wait between its first loads of w and of x")
+	}
+	lora := regexp.MustCompile(`void gemm_lora\(GEMM_LORA_PARAMS\) \{\n(\t__shared__ .*\n)*\tprefetch_tile<D, W>\(.*\);\n\tpdl_wait\(\);\n.*\n\tconst volatile int &role = lora_role\(`)
+	if !lora.MatchString(all) {
+		t.Error("gemm_lora does not wait between fetching its first weights and taking its ticket")
 	}
 }
