@@ -41,6 +41,33 @@ func TestGraphReplayMatchesEager(t *testing.T) {
 	}
 }
 
+// Kernels launched early (host.Step's Early: each starts while the one before it finishes and
+// waits for its end itself) give what kernels launched once the one before has ended give,
+// graphs captured again after each switch. On a GPU this is what would catch a kernel that
+// reads its input before its wait; the emulator runs kernels one after another. The backend
+// must still have early launches on at the end: an sm_90 GPU and a CUDA 12 driver take them
+// (the emulator stands for one), and a refusal turns them off for good.
+func TestEarlyLaunchMatches(t *testing.T) {
+	for _, set := range golden.Sets {
+		t.Run(set, func(t *testing.T) {
+			f := loadGPUFixture(t, set)
+			gpu.SetEarlyLaunch(false)
+			late := f.batch(t)
+			gpu.SetEarlyLaunch(true)
+			before := gpu.GraphStats()
+			early := f.batch(t)
+			after := gpu.GraphStats()
+			if after.Failed > before.Failed || after.Replayed == before.Replayed {
+				t.Errorf("graphs with early launches: before %+v, after %+v", before, after)
+			}
+			f.same(t, set+" early vs late launches", early, late)
+		})
+	}
+	if d := gpu.Describe(); !strings.HasSuffix(d, "early launches on") {
+		t.Errorf("device %q: early launches are off", d)
+	}
+}
+
 // The LoRA kernels beside the GEMMs (where the LoRA is not folded into them: batches over 32
 // rows, and the bench's variants) give the same fused (lora_fused) as apart, on the compute
 // stream as on the side stream, and on a side stream of the main stream's priority as on the
