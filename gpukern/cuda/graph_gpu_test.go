@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/internal/golden"
 	"github.com/lorafleet/lorafleet/worker/engine"
 )
@@ -22,20 +23,7 @@ const tolGraph = 1e-6
 func TestGraphReplayMatchesEager(t *testing.T) {
 	for _, set := range golden.Sets {
 		t.Run(set, func(t *testing.T) {
-			f := loadGPUFixture(t, set)
-			gpu.SetGraphs(false)
-			eager := f.batch(t)
-			gpu.SetGraphs(true)
-			before := gpu.GraphStats()
-			graphed := f.batch(t)
-			after := gpu.GraphStats()
-			if after.Failed > before.Failed {
-				t.Fatalf("graph capture failed: %v", after.FirstFailure)
-			}
-			if after.Replayed == before.Replayed {
-				t.Fatalf("no step was replayed as a graph (stats before %+v, after %+v)", before, after)
-			}
-			f.same(t, set+" graph vs eager", graphed, eager)
+			after := loadGPUFixture(t, set).sameOffAndOn(t, set+" graph vs eager", gpu.SetGraphs)
 			t.Logf("graphs: %+v", after)
 		})
 	}
@@ -50,22 +38,33 @@ func TestGraphReplayMatchesEager(t *testing.T) {
 func TestEarlyLaunchMatches(t *testing.T) {
 	for _, set := range golden.Sets {
 		t.Run(set, func(t *testing.T) {
-			f := loadGPUFixture(t, set)
-			gpu.SetEarlyLaunch(false)
-			late := f.batch(t)
-			gpu.SetEarlyLaunch(true)
-			before := gpu.GraphStats()
-			early := f.batch(t)
-			after := gpu.GraphStats()
-			if after.Failed > before.Failed || after.Replayed == before.Replayed {
-				t.Errorf("graphs with early launches: before %+v, after %+v", before, after)
-			}
-			f.same(t, set+" early vs late launches", early, late)
+			loadGPUFixture(t, set).sameOffAndOn(t, set+" early vs late launches", gpu.SetEarlyLaunch)
 		})
 	}
 	if d := gpu.Describe(); !strings.HasSuffix(d, "early launches on") {
 		t.Errorf("device %q: early launches are off", d)
 	}
+}
+
+// sameOffAndOn runs batch with a setting off, then on, and checks that the second run
+// replayed graphs (captured again after the switch) without a failed capture, and gave the
+// same steps. It returns the graph stats after it.
+func (f *gpuFixture) sameOffAndOn(t *testing.T, check string, set func(on bool)) host.GraphStats {
+	t.Helper()
+	set(false)
+	off := f.batch(t)
+	set(true)
+	before := gpu.GraphStats()
+	on := f.batch(t)
+	after := gpu.GraphStats()
+	if after.Failed > before.Failed {
+		t.Fatalf("graph capture failed: %v", after.FirstFailure)
+	}
+	if after.Replayed == before.Replayed {
+		t.Fatalf("no step was replayed as a graph (stats before %+v, after %+v)", before, after)
+	}
+	f.same(t, check, on, off)
+	return after
 }
 
 // The LoRA kernels beside the GEMMs (where the LoRA is not folded into them: batches over 32

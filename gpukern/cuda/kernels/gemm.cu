@@ -155,6 +155,12 @@ template <int NT, int W> __device__ __forceinline__ GemmOut gemm_out(const GemmS
 	return r;
 }
 
+// The first of GEMM tile t's GEMM_ROWS columns of n: the last tile of an n that is not a
+// multiple of GEMM_ROWS takes the last GEMM_ROWS columns (see gemm_small).
+__device__ __forceinline__ int tile_col0(int t, int n) {
+	return min(t * GEMM_ROWS, n - GEMM_ROWS);
+}
+
 // gemm_small computes the block's GEMM_ROWS columns of out for every row of x. The last block
 // of an n that is not a multiple of GEMM_ROWS takes the last GEMM_ROWS columns, some of which
 // the block before it computes too (the same values: the order of the sums is fixed).
@@ -162,7 +168,7 @@ template <int NT, int D>
 __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x,
                            const __nv_bfloat16 *__restrict__ w, int m, int n, int k) {
 	__shared__ GemmSums<NT, GEMM_WARPS> sums;
-	const int col0 = min((int)blockIdx.x * GEMM_ROWS, n - GEMM_ROWS);
+	const int col0 = tile_col0(blockIdx.x, n);
 	gemm_block<NT, D, GEMM_WARPS>(sums, gemm_rows(w, col0, x, k), k / GEMM_K);
 #pragma unroll 1
 	for (int q = 0; q < NT; q++) {
@@ -322,10 +328,10 @@ __device__ __forceinline__ LoRAB lora_b(const LoRAEntry *table, int off1, int of
 	return {e, e->b + (long long)(col - (p == 0 ? 0 : p == 1 ? off1 : off2)) * e->rank};
 }
 
-// Whether the expand reads row's B 16 bytes at a time: it is 16-byte aligned with rows of a
-// multiple of 8 values. Else it reads a value at a time.
+// Whether the expand reads row's B 16 bytes at a time: there is one, 16-byte aligned with rows
+// of a multiple of 8 values. Else it reads a value at a time, if there is one.
 __device__ __forceinline__ bool lora_b_vector(const LoRAB &lb) {
-	return (lb.e->rank & 7) == 0 && ((unsigned long long)lb.b & 15) == 0;
+	return lb.e != nullptr && (lb.e->rank & 7) == 0 && ((unsigned long long)lb.b & 15) == 0;
 }
 
 // gemm_lora's GEMM blocks past the wait: each output's sum plus its expand, scale · v[row,
@@ -350,7 +356,7 @@ __device__ void store_lora(float *out, GemmSums<NT, W> &sums, const LoRAEntry *t
 		sum[q] = r.sum;
 		delta[q] = 0.0f;
 		lb[q] = r.row < m ? lora_b(table, off1, off2, parts, r.row, col0 + r.col) : LoRAB{nullptr, nullptr};
-		b8[q] = lb[q].e != nullptr && lora_b_vector(lb[q]) ? *(const uint4 *)lb[q].b : make_uint4(0, 0, 0, 0);
+		b8[q] = lora_b_vector(lb[q]) ? *(const uint4 *)lb[q].b : make_uint4(0, 0, 0, 0);
 	}
 	const int total = m * parts * vstride;
 	if (total * (int)sizeof(float) > (int)sizeof(sums)) {
@@ -379,12 +385,12 @@ __device__ void store_lora(float *out, GemmSums<NT, W> &sums, const LoRAEntry *t
 		uint4 next[OUTS];
 #pragma unroll
 		for (int q = 0; q < OUTS; q++) {
-			const bool more = lb[q].e != nullptr && lora_b_vector(lb[q]) && j + 8 < lb[q].e->rank;
+			const bool more = lora_b_vector(lb[q]) && j + 8 < lb[q].e->rank;
 			next[q] = more ? *(const uint4 *)(lb[q].b + j + 8) : make_uint4(0, 0, 0, 0);
 		}
 #pragma unroll
 		for (int q = 0; q < OUTS; q++) {
-			if (lb[q].e != nullptr && lora_b_vector(lb[q]) && j < lb[q].e->rank) {
+			if (lora_b_vector(lb[q]) && j < lb[q].e->rank) {
 				float w8[8];
 				unpack8(w8, b8[q]);
 				const float *vr = vs + (lb[q].e - table) * vstride + j;
@@ -474,7 +480,7 @@ template <int D, int W> __device__ void prefetch_tile(const __nv_bfloat16 *w, co
 	if (t < 0 || t >= (int)gridDim.x - shrinks) {
 		return; // a shrink block's, or one of the unused pairs'
 	}
-	const int col0 = min(t * GEMM_ROWS, n - GEMM_ROWS), lines = min(D * W * GEMM_K * 2, 2 * k) / 128;
+	const int col0 = tile_col0(t, n), lines = min(D * W * GEMM_K * 2, 2 * k) / 128;
 	for (int i = threadIdx.x; i < GEMM_ROWS * lines; i += 32 * W) {
 		prefetch_l2((const char *)(w + (long long)(col0 + i / lines) * k) + 128 * (i % lines));
 	}
@@ -490,7 +496,7 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 	// One loop for both roles, the GEMM's rows in the shrink's form: as two loops, their
 	// registers would add up past the launch bounds.
 	if (role >= 0) {
-		const int b = role, col0 = min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS);
+		const int b = role, col0 = tile_col0(b - shrinks, n);
 		const int steps = b < shrinks ? k / GEMM_K / splits : k / GEMM_K;
 		const LoadExpand<NT, W> expand{table, b_ptrs, ranks, scales, off1, off2, parts, b < shrinks ? 0 : m, col0};
 		gemm_block<NT, D, W, true>(sums, b < shrinks ? shrink_rows(unit_a, unit, 2 * (b / splits), x, k, b % splits, steps)
@@ -506,8 +512,7 @@ template <int NT, int D, int W> __device__ void gemm_lora(GEMM_LORA_PARAMS) {
 		first_role_done(sync);
 	} else if (b >= shrinks) {
 		wait_at_least(&sync[1], active_shrinks(unit, shrinks, splits));
-		store_lora<NT, W>(out, sums, table, v, m, n, min((b - shrinks) * GEMM_ROWS, n - GEMM_ROWS), off1, off2, parts,
-		                  vstride);
+		store_lora<NT, W>(out, sums, table, v, m, n, tile_col0(b - shrinks, n), off1, off2, parts, vstride);
 	}
 	block_done(sync);
 }

@@ -312,12 +312,12 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 // blocks of rows that lead none return at once: at a batch of 128 with 32 adapters, three
 // blocks in four, each still a block to start, and here three atomics on the counters that
 // every block adds to. Here the grid is at most what the GPU holds at once (the backend's), so
-// it depends on the batch's shape alone all the same. An expand item loads its tables and the first values of B, then
-// waits until every shrink item has written v: those took earlier tickets, in blocks that are
-// running, which wait for nothing, so the wait ends. It saves the expand's launch, and its
-// first loads overlap the shrink. sync: take_ticket's counters (the backend runs its LoRA
-// kernels on one stream). Dynamic shared memory: the larger of SHRINK_SUMS and the expand's
-// LORA_GROUP * parts * vstride floats.
+// it depends on the batch's shape alone all the same. An expand item loads its tables and the
+// first values of B, then waits until every shrink item has written v: those took earlier
+// tickets, in blocks that are running, which wait for nothing, so the wait ends. It saves the
+// expand's launch, and its first loads overlap the shrink. sync: take_ticket's counters (the
+// backend runs its LoRA kernels on one stream). Dynamic shared memory: the larger of
+// SHRINK_SUMS and the expand's LORA_GROUP * parts * vstride floats.
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_FUSED_BLOCKS) lora_fused(float *out, float *v, const float *x,
 		const unsigned long long *a_ptrs, const unsigned long long *b_ptrs, const int *ranks, const float *scales,
 		const int *lead, const int *groups, const int *out_off, int *sync, int rows, int parts, int in, int vstride, int n,
