@@ -5,12 +5,11 @@
 # elsewhere (`make build-cuda`), run from the repository root on the GPU machine; about 30 s.
 # Writes $OUT/gpu-profile/ncu.txt and ncu-gemm.txt.
 #
-# The kernel filter counts only matching launches: the 128 skipped are the decode_split
-# launches of the "lora off" run (one warm-up and three timed steps of 32 layers), so the five
-# profiled are the first layer of the first step with 32 adapters, its LoRA folded into the
-# GEMMs: gemm_lora of qkv, decode_split, then gemm_lora of o, gate/up and down. (Before
-# gemm_lora: 'decode_split|lora_' --launch-skip 129, its lora_fused launches; at 63ed203, with
-# shrink and expand apart, --launch-skip 130 -c 9.)
+# The kernel filter counts only matching launches: the 128 decode_split launches of the "lora
+# off" run (one warm-up and three timed steps of 32 layers) and the first layer's qkv shrink and
+# expand of the run with 32 adapters are skipped, so the nine profiled are one layer of that
+# run's first step: decode_split, then the shrink and expand of o, gate/up and down, and of the
+# next layer's qkv.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp}/gpu-profile
@@ -19,7 +18,7 @@ cd "$root"
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 bench=(bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1)
 sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis)
-"$ncu" -k 'regex:decode_split|gemm_lora' --launch-skip 128 -c 5 "${sections[@]}" "${bench[@]}" >"$out/ncu.txt" 2>&1
+"$ncu" -k 'regex:decode_split|lora_' --launch-skip 130 -c 9 "${sections[@]}" "${bench[@]}" >"$out/ncu.txt" 2>&1
 rc=$?
 # The first four gemm_small and gemm_deep launches: the first layer's qkv, o, gate/up and
 # down GEMMs of the first run (LoRA and attention off).

@@ -24,11 +24,6 @@ type (
 	}
 	// EarlyLauncher lets kernels start before the one before them ends (on), or not.
 	EarlyLauncher interface{ SetEarlyLaunch(on bool) }
-	// Fuser runs a projection's LoRA shrink and expand as one launch (on), or as two.
-	Fuser interface{ SetLoRAFused(on bool) }
-	// Folder folds a projection's LoRA into its GEMM where its own GEMMs take the batch (on),
-	// or runs the LoRA kernels beside the GEMM.
-	Folder interface{ SetLoRAFold(on bool) }
 	// GEMMChooser runs the GEMMs of batches of up to SmallGEMMRows rows with the backend's own
 	// kernels (on), or with the vendor library's; larger batches always run the latter.
 	GEMMChooser interface {

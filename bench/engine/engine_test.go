@@ -76,9 +76,7 @@ type gpuLike struct {
 	flushSets   []int  // each SetFlushOps call's n
 	sideSets    []bool // each SetLoRASideStream call's "on"
 	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
-	fusedSets   []bool // each SetLoRAFused call's "on"
 	gemmSets    []bool // each SetSmallGEMM call's "on"
-	foldSets    []bool // each SetLoRAFold call's "on"
 	staged      int    // WaitAdapterStaged calls
 	earlySets   []bool // each SetEarlyLaunch call's "on"
 }
@@ -100,9 +98,7 @@ func (g *gpuLike) FreeAdapterWeights(ts []gpukern.Tensor) {
 func (g *gpuLike) SetGraphs(on bool)           { g.graphsOff = append(g.graphsOff, !on) }
 func (g *gpuLike) SetLoRASideStream(on bool)   { g.sideSets = append(g.sideSets, on) }
 func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets, on) }
-func (g *gpuLike) SetLoRAFused(on bool)        { g.fusedSets = append(g.fusedSets, on) }
 func (g *gpuLike) SetSmallGEMM(on bool)        { g.gemmSets = append(g.gemmSets, on) }
-func (g *gpuLike) SetLoRAFold(on bool)         { g.foldSets = append(g.foldSets, on) }
 func (g *gpuLike) SetEarlyLaunch(on bool)      { g.earlySets = append(g.earlySets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetFlushOps(n int) int {
@@ -161,8 +157,8 @@ func TestGPUMeasurements(t *testing.T) {
 	if want := []string{"b4 k4 c8"}; !slices.Equal(one, want) || !slices.Equal(be.flushSets, []int{0, 64}) {
 		t.Errorf("one-launch runs %v with SetFlushOps calls %v; want %v with [0 64]", one, be.flushSets, want)
 	}
-	// LoRA on one stream, on an unprioritized side stream, and with shrink and expand apart,
-	// for each batch at the first context; the setting put back after each.
+	// LoRA on one stream, on an unprioritized side stream, and without early launches, for
+	// each batch at the first context; the setting put back after each.
 	runsOf := func(variant string) (runs []string) {
 		for _, d := range rep.Decode {
 			if d.Variant == variant {
@@ -178,19 +174,8 @@ func TestGPUMeasurements(t *testing.T) {
 	if got := runsOf(Unprioritized); !slices.Equal(got, want) || !slices.Equal(be.prioSets, []bool{false, true, false, true}) {
 		t.Errorf("unprioritized runs %v with SetLoRASidePriority calls %v; want %v with [false true false true]", got, be.prioSets, want)
 	}
-	if got := runsOf(Apart); !slices.Equal(got, want) || !slices.Equal(be.fusedSets, []bool{false, true, false, true}) {
-		t.Errorf("shrink-and-expand-apart runs %v with SetLoRAFused calls %v; want %v with [false true false true]", got, be.fusedSets, want)
-	}
 	if got := runsOf(NotEarly); !slices.Equal(got, want) || !slices.Equal(be.earlySets, []bool{false, true, false, true}) {
 		t.Errorf("no-early-launch runs %v with SetEarlyLaunch calls %v; want %v with [false true false true]", got, be.earlySets, want)
-	}
-	// The LoRA beside the GEMMs, not folded in, where the backend's own GEMMs take the batch
-	// (up to 2 rows here); the three variants above run so too, at every batch.
-	if got, want := runsOf(Unfolded), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
-		t.Errorf("unfolded runs %v, want %v", got, want)
-	}
-	if want := slices.Repeat([]bool{false, true}, 3+1+3); !slices.Equal(be.foldSets, want) {
-		t.Errorf("SetLoRAFold calls %v, want %v", be.foldSets, want)
 	}
 	// cuBLAS's GEMMs, with LoRA and with LoRA and attention off (whose bytes hold no KV, as
 	// the attention-off row's), at the first context, for the batches that the backend's own
@@ -237,15 +222,13 @@ func TestGPUMeasurements(t *testing.T) {
 }
 
 // sideBySide matches rows of the variants table, each variant beside its default: at batch 2,
-// which the backend's own GEMMs take, the LoRA-kernel variants beside the unfolded LoRA, no
-// early launch and the unfolded LoRA beside the default, and the cuBLAS variants; at batch 4
-// the LoRA-kernel variants beside the default.
-var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora beside the GEMMs \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
-	`(.*\n){2}` +
+// which the backend's own GEMMs take, the LoRA-kernel variants and no early launch beside the
+// default, and the cuBLAS variants; at batch 4 the LoRA-kernel variants beside the default.
+var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`(.*\n)` +
 	`\| lora, no early launch \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
-	`\| lora beside the GEMMs \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora and attention off, GEMMs by cuBLAS \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
-	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora beside the GEMMs \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n){2}` +
 	`\| lora, one stream \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
 

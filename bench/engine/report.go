@@ -114,13 +114,10 @@ func (r *Report) Markdown(w io.Writer) error {
 }
 
 // baseOf is the variant that each side-by-side variant changes one thing of: the first of its
-// list measured at the same batch, adapters and context. The variants of the LoRA kernels
-// beside the GEMMs, and cuBLAS's GEMMs, run with the LoRA not folded into our GEMMs (Unfolded),
-// at the batches where it would be.
+// list measured at the same batch, adapters and context.
 var baseOf = map[string][]string{
-	GraphsOff: {WithLoRA}, OneLaunch: {WithLoRA}, Unfolded: {WithLoRA}, NotEarly: {WithLoRA},
-	OneStream: {Unfolded, WithLoRA}, Unprioritized: {Unfolded, WithLoRA}, Apart: {Unfolded, WithLoRA},
-	CuBLAS: {Unfolded, WithLoRA}, CuBLASAttentionOff: {AttentionOff},
+	GraphsOff: {WithLoRA}, OneLaunch: {WithLoRA}, NotEarly: {WithLoRA}, OneStream: {WithLoRA},
+	Unprioritized: {WithLoRA}, CuBLAS: {WithLoRA}, CuBLASAttentionOff: {AttentionOff},
 }
 
 // baseFor is the row of the default that d's variant changes one thing of (baseOf), if measured.

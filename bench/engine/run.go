@@ -39,15 +39,8 @@ const (
 	// Unprioritized runs the LoRA kernels beside the base GEMMs on a side stream of the same
 	// priority, not a higher one (backends with a side stream).
 	Unprioritized = "lora, side stream not prioritized"
-	// Apart launches a projection's LoRA shrink and expand as two kernels, not one (backends
-	// that fuse them).
-	Apart = "lora, shrink and expand apart"
-	// Unfolded runs a projection's LoRA kernels beside its GEMM, not folded into it (backends
-	// that fold them, at the batches their own GEMMs take). The variants of those kernels
-	// (OneStream, Unprioritized, Apart) run so too.
-	Unfolded = "lora beside the GEMMs"
 	// CuBLAS and CuBLASAttentionOff run every GEMM with cuBLAS, none with the backend's own
-	// small-batch kernel (backends with one): next to the Unfolded and AttentionOff rows.
+	// small-batch kernel (backends with one): next to the WithLoRA and AttentionOff rows.
 	CuBLAS             = "lora, GEMMs by cuBLAS"
 	CuBLASAttentionOff = "lora and attention off, GEMMs by cuBLAS"
 	// NotEarly launches each kernel only once the one before it has ended (backends that may
@@ -73,10 +66,9 @@ type decodeRun struct {
 
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
-// with LoRA on one stream, on an unprioritized side stream, with shrink and expand apart,
-// without early launches and (batches that the backend's own GEMMs take) with the LoRA beside
-// them, not folded in, and with cuBLAS's GEMMs, with LoRA and with LoRA and attention off, and
-// the reference batch in one launch per step.
+// with LoRA on one stream, on an unprioritized side stream, without early launches and
+// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with LoRA and with LoRA
+// and attention off, and the reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -113,9 +105,9 @@ func stopped(ctx context.Context) error {
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
-// unprioritized side stream, with shrink and expand apart, without early launches and
-// (batches that the backend's own GEMMs take) with the LoRA beside them and with cuBLAS's
-// GEMMs, and (at the reference batch, or the largest below it) in one launch per step.
+// unprioritized side stream, without early launches and (batches that the backend's own GEMMs
+// take) with cuBLAS's GEMMs, and (at the reference batch, or the largest below it) in one
+// launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -139,16 +131,10 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	if _, ok := r.be.(SideStreamer); ok && first {
 		runs = append(runs, decodeRun{OneStream, min(reference, b)}, decodeRun{Unprioritized, min(reference, b)})
 	}
-	if _, ok := r.be.(Fuser); ok && first {
-		runs = append(runs, decodeRun{Apart, min(reference, b)})
-	}
 	if _, ok := r.be.(EarlyLauncher); ok && first {
 		runs = append(runs, decodeRun{NotEarly, min(reference, b)})
 	}
 	if g, ok := r.be.(GEMMChooser); ok && first && b <= g.SmallGEMMRows() {
-		if _, ok := r.be.(Folder); ok {
-			runs = append(runs, decodeRun{Unfolded, min(reference, b)})
-		}
 		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
 	}
 	for _, run := range runs {
@@ -217,14 +203,6 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if s, ok := r.be.(SideStreamer); ok && variant == Unprioritized {
 		s.SetLoRASidePriority(false)
 		defer s.SetLoRASidePriority(true)
-	}
-	if f, ok := r.be.(Folder); ok && (variant == Unfolded || variant == OneStream || variant == Unprioritized || variant == Apart) {
-		f.SetLoRAFold(false)
-		defer f.SetLoRAFold(true)
-	}
-	if f, ok := r.be.(Fuser); ok && variant == Apart {
-		f.SetLoRAFused(false)
-		defer f.SetLoRAFused(true)
 	}
 	if e, ok := r.be.(EarlyLauncher); ok && variant == NotEarly {
 		e.SetEarlyLaunch(false)

@@ -19,8 +19,7 @@ var _ interface {
 	engine.Grapher
 	engine.Flusher
 	engine.SideStreamer
-	engine.Fuser
-	engine.Folder
+	engine.EarlyLauncher
 	engine.GEMMChooser
 	engine.Uploader
 	engine.MemInfoer

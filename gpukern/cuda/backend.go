@@ -118,15 +118,9 @@ type Backend struct {
 	loraTab    host.LoRA            // scratch of loraTablesOf
 	shrunk     segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
 	loraMain   bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
-	loraApart  bool                 // a projection's LoRA shrink and expand as two launches, not lora_fused (SetLoRAFused)
 	cublasOnly bool                 // every GEMM by cuBLAS, none by gemm_small or gemm_deep (SetSmallGEMM)
-	shrinkOp   int                  // where ops holds the last LoRAShrink's launch, while the expand may fuse with it; else -1
-	fold       loraFold             // the lora_fused just recorded, which the MatMul of its input may take over (gemm_lora.go)
-	folded     []drv.DevicePtr      // deltas that gemm_lora added to their projection's output instead of writing them
-	foldOff    bool                 // no LoRA folded into a GEMM (SetLoRAFold)
 	early      bool                 // launches marked Early start before the kernel before them ends (Config.NoEarlyLaunch, SetEarlyLaunch)
 	earlyOK    bool                 // the GPU and driver allow it (until the driver refuses one)
-	units      host.ShrinkUnits     // scratch of gemm_lora's launches
 	attnPlan   host.Attn            // scratch of Attention
 	attnMeta   attnMeta             // where the arena holds attnPlan's tables
 
@@ -146,7 +140,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: drv.FreeGraph}, slotsUsed: make([]bool, cfg.AdapterSlots), shrinkOp: -1, fold: loraFold{op: -1}}
+	b := &Backend{cfg: cfg, graphs: host.Graphs[uintptr]{Off: cfg.NoGraphs, Free: drv.FreeGraph}, slotsUsed: make([]bool, cfg.AdapterSlots)}
 	var err error
 	b.do(func() { err = b.open() })
 	if err != nil {
@@ -213,9 +207,6 @@ func (b *Backend) open() error {
 	ws := b.buffer(&b.scratch.blas, blasWorkspace)
 	if err := b.blas.SetWorkspace(uintptr(ws), blasWorkspace); err != nil {
 		return err
-	}
-	if err := drv.MemsetD8(b.buffer(&b.scratch.syncs, 2*syncBytes), 0, 2*syncBytes); err != nil {
-		return fmt.Errorf("cuda: LoRA counters: %w", err)
 	}
 	if b.meta, err = newArena(1 << 20); err != nil {
 		return err
@@ -390,7 +381,6 @@ func (b *Backend) Free(t gpukern.Tensor) {
 	b.do(func() {
 		b.flush() // recorded work may read t
 		b.copy16 = bf16Copy{}
-		b.unfold(d.ptr) // memory for another tensor
 		b.fail(drv.MemFree(d.ptr))
 	})
 	d.ptr = 0
@@ -408,7 +398,6 @@ func (b *Backend) Upload(t gpukern.Tensor, src []float32) {
 	b.do(func() {
 		b.flush() // recorded work may read t's old contents
 		b.copy16 = bf16Copy{}
-		b.unfold(d.ptr) // a delta of the caller's
 		if d.bf16 {
 			raw := toBF16(src)
 			b.fail(drv.MemcpyHtoD(d.ptr, unsafe.Pointer(&raw[0]), int64(2*len(raw))))

@@ -22,8 +22,7 @@ type functions struct {
 	flashPrefill, decodeCombine                               drv.Function
 	decodeSplit                                               [len(decodeHeadDims)]drv.Function  // by head size (decodeSplitOf)
 	gemmSmall, gemmDeep                                       [len(smallGEMMBounds)]drv.Function // by batch bound
-	gemmLoRASmall, gemmLoRADeep                               [len(smallGEMMBounds)]drv.Function
-	loraShrink, loraExpand, loraFused                         drv.Function
+	loraShrink, loraExpand                                    drv.Function
 	argmax, sampleRows                                        drv.Function
 	fillRandom                                                drv.Function
 }
@@ -35,7 +34,7 @@ func (f *functions) load(dir, arch string) error {
 		"embedding": &f.embedding, "gather": &f.gather, "rmsnorm": &f.rmsnorm, "silu_mul": &f.siluMul,
 		"add_bias": &f.addBias, "add": &f.add, "to_bf16": &f.toBF16, "rope_write_kv": &f.ropeWriteKV,
 		"flash_prefill": &f.flashPrefill, "decode_combine": &f.decodeCombine,
-		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "lora_fused": &f.loraFused, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
+		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
 		"fill_random": &f.fillRandom,
 	}
 	for i, hd := range decodeHeadDims {
@@ -44,8 +43,6 @@ func (f *functions) load(dir, arch string) error {
 	for i, m := range smallGEMMBounds {
 		byName[fmt.Sprintf("gemm_small_m%d", m)] = &f.gemmSmall[i]
 		byName[fmt.Sprintf("gemm_deep_m%d", m)] = &f.gemmDeep[i]
-		byName[fmt.Sprintf("gemm_lora_small_m%d", m)] = &f.gemmLoRASmall[i]
-		byName[fmt.Sprintf("gemm_lora_deep_m%d", m)] = &f.gemmLoRADeep[i]
 	}
 	// Each function is looked up in the module its source declares it in: a lookup that
 	// fails is an API error that compute-sanitizer reports.

@@ -15,11 +15,10 @@ import (
 
 // The sizes of gemm.cu.
 const (
-	smallGEMMRows          = 32  // the largest batch they take: gemm_small_m32's and gemm_deep_m32's
-	smallGEMMCols          = 32  // GEMM_ROWS: output columns a block computes
-	smallGEMMK             = 32  // GEMM_K: k must be a multiple of it
-	smallGEMMThreads       = 256 // GEMM_THREADS
-	gemmLoRASmall32Threads = 128 // GEMM_LORA_SMALL32_THREADS
+	smallGEMMRows    = 32  // the largest batch they take: gemm_small_m32's and gemm_deep_m32's
+	smallGEMMCols    = 32  // GEMM_ROWS: output columns a block computes
+	smallGEMMK       = 32  // GEMM_K: k must be a multiple of it
+	smallGEMMThreads = 256 // GEMM_THREADS
 )
 
 // smallGEMMBounds are the batch bounds of gemm_small's and gemm_deep's kernels, in the order
@@ -43,9 +42,8 @@ func (b *Backend) gemmInput(rows, cols int) drv.DevicePtr {
 	return b.buffer(&b.scratch.gemmIn, 2*int64(max(rows, smallGEMMRows))*int64(cols))
 }
 
-// MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_lora where it
-// takes over the LoRA of x recorded just before (gemm_lora.go), gemm_small or gemm_deep where
-// they take the shape, else cuBLAS.
+// MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_small or
+// gemm_deep where they take the shape, else cuBLAS.
 func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 	o, xs, ws := dev(out), dev(x), dev(w)
 	if !ws.bf16 {
@@ -61,10 +59,6 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			in, padded = b.gemmInput(m, k), true
 			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
-			b.foldStaysLast()
-		}
-		if padded && b.gemmLoRA(o, xs.ptr, in, ws, m, n, k) {
-			return
 		}
 		if name, fn, ok := b.smallGEMM(m, n, k); ok && padded {
 			a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k)

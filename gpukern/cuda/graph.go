@@ -38,10 +38,7 @@ func (b *Backend) record(o host.Op) {
 	if !b.launched {
 		every = min(every, host.FirstFlushOps)
 	}
-	// Not between a lora_fused and the GEMM that may take it over: whether a projection's LoRA
-	// is folded, which moves its results by bf16's rounding, must not depend on where flushes
-	// fall.
-	if every > 0 && b.fold.op < 0 && host.FlushPoint(b.ops, every) {
+	if every > 0 && host.FlushPoint(b.ops, every) {
 		b.flush()
 	}
 }
@@ -50,7 +47,7 @@ func (b *Backend) record(o host.Op) {
 // launch sequence has been seen before, else kernel by kernel. Callers are inside b.do.
 func (b *Backend) flush() {
 	ops := b.ops
-	b.ops, b.shrinkOp, b.fold.op = nil, -1, -1 // a launched shrink no longer fuses with its expand, nor a LoRA with its GEMM
+	b.ops = nil
 	if len(ops) == 0 {
 		return
 	}
@@ -212,11 +209,4 @@ func (b *Backend) SetLoRASidePriority(prioritized bool) {
 		}
 		b.fail(b.makeSide(prioritized))
 	})
-}
-
-// SetLoRAFused runs a projection's LoRA shrink and expand as one launch (lora_fused, the
-// default) or as two (benchmarks compare the two).
-func (b *Backend) SetLoRAFused(on bool) {
-	b.do(b.flush)
-	b.loraApart = !on
 }

@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda"
-	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
@@ -421,11 +419,10 @@ func TestLoRA(t *testing.T) {
 		}
 		x := act(randn(r, row*c.in, 1))
 		shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
-		// The shrink and expand as two launches (v compared between them), then as lora_fused.
-		// Either way the expand reads no value of v past a part's rank, where the shrink writes
-		// none: it is NaN there on the GPU, which would show in the expand's output.
+		// The shrink, then the expand of its v. The expand reads no value of v past a part's
+		// rank, where the shrink writes none: it is NaN there on the GPU, which would show in
+		// the expand's output.
 		v := act(make([]float32, row*parts*maxRank))
-		gpu.SetLoRAFused(false)
 		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
 		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
 		v.compare(t, "lora_shrink", shape, tolF32)
@@ -445,13 +442,6 @@ func TestLoRA(t *testing.T) {
 		}
 		gpu.Upload(v.g, vg)
 		expandAndCheck(t, "lora_expand", shape, stale(row*width), v, gs, rs, c.outDims, width, maxRank)
-		gpu.SetLoRAFused(true)
-		v.free()
-		v = stale(row * parts * maxRank)
-		o := stale(row * width) // before the shrink: allocating runs the work recorded so far
-		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
-		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
-		expandAndCheck(t, "lora_fused", shape, o, v, gs, rs, c.outDims, width, maxRank)
 		for _, ts := range slots {
 			gpu.FreeAdapterWeights(ts)
 		}
@@ -537,80 +527,6 @@ func expandAndCheck(t *testing.T, check, shape string, o, v pair, gs, rs []gpuke
 				}
 			}
 			off += d
-		}
-	}
-}
-
-// A projection's LoRA folded into its GEMM (gemm_lora): after LoRAShrink and LoRAExpand of x,
-// the MatMul of x is one launch computing x·wᵀ plus each row's LoRA, with no lora_fused; the
-// delta is left unwritten, and Add given it adds nothing. With x in bf16 on both sides, only
-// the order of fp32 sums differs: fp32's tolerance. Where the shrink's units do not fit its
-// grid (units of 8 and 16 rows of A that cannot share a block), lora_fused runs beside the
-// plain GEMM, and the result is the same.
-func TestLoRAGEMM(t *testing.T) {
-	r := rand.New(rand.NewPCG(17, 17))
-	for _, c := range []struct {
-		loraCase
-		folds bool
-	}{
-		{loraCase{64, []int{64}, []int{3}, [][]int{{16}}}, true},
-		// q, k and v, a base-model segment, ranks of 8 and 12 (a unit of fewer than 16 rows of
-		// A; B read a value at a time).
-		{loraCase{256, []int{128, 64, 64}, []int{1, 3, 1, 1, 2}, [][]int{{16, 16, 16}, {8, 0, 8}, nil, {32, 12, 0}, {0, 0, 16}}}, true},
-		{loraCase{96, []int{96, 96}, []int{4, 1, 3, 8}, [][]int{{16, 16}, {0, 32}, {8, 8}, nil}}, true}, // gate and up, 16 rows
-		{loraCase{128, []int{256}, []int{4, 4, 4, 4, 4, 4, 4, 4}, [][]int{{16}, {16}, {16}, {16}, {16}, {16}, {16}, {16}}}, true},
-		// Parts that do not start at a block's columns; more blocks than an H100 has SMs.
-		{loraCase{64, []int{100, 37, 61}, []int{1, 4, 2}, [][]int{{16, 8, 16}, {8, 0, 24}, nil}}, true},
-		{loraCase{32, []int{4800}, []int{2, 3}, [][]int{{16}, {16}}}, true},
-		// A batch of 24 rows, more blocks than SMs: gemm_lora_small_m32, whose 4 warps split
-		// k's 11 steps unevenly.
-		{loraCase{352, []int{2400, 2400}, []int{5, 9, 3, 7}, [][]int{{16, 16}, {8, 16}, {0, 32}, {16, 0}}}, true},
-		// 24 rows over 128 GEMM blocks: the shrink blocks (as many as for 24 adapters) make the
-		// grid larger than the SMs, and gemm_lora_deep takes it all the same.
-		{loraCase{256, []int{4096}, slices.Repeat([]int{3}, 8), slices.Repeat([][]int{{16}}, 8)}, true},
-		{loraCase{64, []int{64}, []int{1, 1}, [][]int{{8}, {16}}}, false},
-		// Rank 64 on three parts for 24 rows: v (4,608 floats) does not fit in
-		// gemm_lora_small_m32's shared memory (4,096), so the LoRA runs beside the GEMM.
-		{loraCase{64, []int{1600, 1600, 1600}, []int{8, 8, 8}, slices.Repeat([][]int{{64, 64, 64}}, 3)}, false},
-	} {
-		gs, rs, slots, m, maxRank := c.adapters(t, r)
-		parts, n := len(c.outDims), 0
-		for _, d := range c.outDims {
-			n += d
-		}
-		x, w := act(bf16(randn(r, m*c.in, 1))), weight(randn(r, n*c.in, 0.05))
-		v, d, o := stale(m*parts*maxRank), stale(m*n), out(m*n)
-		// Growing the backend's bf16 copy of x launches what was recorded: the LoRA, before the
-		// GEMM could take it over. A step's first RMSNorm grows it; here a GEMM before.
-		gpu.MatMul(o.g, x.g, w.g, m, n, c.in)
-		prof, err := gpu.Profile(func() {
-			gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
-			gpu.LoRAExpand(d.g, v.g, gs, c.outDims, maxRank)
-			gpu.MatMul(o.g, x.g, w.g, m, n, c.in)
-			gpu.Add(o.g, o.g, d.g, m*n)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
-		ref.LoRAExpand(d.r, v.r, rs, c.outDims, maxRank)
-		ref.MatMul(o.r, x.r, w.r, m, n, c.in)
-		ref.Add(o.r, o.r, d.r, m*n)
-		shape := shapeOf(m, c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
-		kernel, blocks := "gemm_lora_small", (n+31)/32
-		if host.MaxShrinkPairs(m, parts, maxRank)*host.ShrinkSplits(c.in/32)+blocks <= gpu.SMs() || m > 16 && blocks <= gpu.SMs() {
-			kernel = "gemm_lora_deep"
-		}
-		_, fused := prof["lora_fused"]
-		if _, ok := prof[fmt.Sprintf("%s %d×%d", kernel, n, c.in)]; ok != c.folds || fused == c.folds {
-			t.Errorf("%s: ran %v; want %s: %v", shape, prof, kernel, c.folds)
-		}
-		o.compare(t, "gemm_lora", shape, tolF32)
-		for _, ts := range slots {
-			gpu.FreeAdapterWeights(ts)
-		}
-		for _, p := range []pair{x, w, v, d, o} {
-			p.free()
 		}
 	}
 }

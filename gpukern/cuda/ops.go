@@ -31,8 +31,7 @@ func (b *Backend) Embedding(out, table gpukern.Tensor, ids []int32, dim int) {
 	})
 }
 
-// A LoRA delta comes from the side stream (LoRAExpand): the call that reads one joins it. Where
-// gemm_lora added it to its projection's output instead, the call gets none (deltaOf).
+// A LoRA delta comes from the side stream (LoRAExpand): the call that reads one joins it.
 
 // optional is t's device address, or null for a nil t.
 func optional(t gpukern.Tensor) drv.DevicePtr {
@@ -48,7 +47,7 @@ func (b *Backend) RMSNorm(out, x, residual, delta, w gpukern.Tensor, rows, dim i
 	o, xs, ws := dev(out), dev(x), dev(w)
 	b.do(func() {
 		out16 := b.gemmInput(rows, dim)
-		d := b.deltaOf(delta)
+		d := optional(delta)
 		a := (&args{}).ptr(o).dptr(out16).ptr(xs).dptr(optional(residual)).dptr(d).ptr(ws).i32(dim).f32(eps)
 		op := kernel("rmsnorm", b.fn.rmsnorm, d1(rows), d1(normThreads(dim)), 0, a)
 		op.Join = d != 0
@@ -80,19 +79,9 @@ func (b *Backend) AddBias(x, bias gpukern.Tensor, rows, dim int) {
 	b.elementwise("add_bias", b.fn.addBias, rows*dim, (&args{}).ptr(dev(x)).ptr(dev(bias)).i32(dim).i64(rows*dim), false)
 }
 
-// Add implements gpukern.Backend; either input may be a LoRA delta, which adds nothing where
-// gemm_lora added it to its projection's output already (deltaOf).
+// Add implements gpukern.Backend; either input may be a LoRA delta.
 func (b *Backend) Add(out, x, y gpukern.Tensor, n int) {
-	o := dev(out)
-	b.do(func() {
-		xs, ys := b.deltaOf(x), b.deltaOf(y)
-		if (xs == 0 && ys == o.ptr) || (ys == 0 && xs == o.ptr) {
-			return // out holds the sum already
-		}
-		op := kernel("add", b.fn.add, d1(gridFor(n, threads)), d1(threads), 0, (&args{}).ptr(o).dptr(xs).dptr(ys).i64(n))
-		op.Join = true // either may be a delta from the side stream
-		b.record(op)
-	})
+	b.elementwise("add", b.fn.add, n, (&args{}).ptr(dev(out)).ptr(dev(x)).ptr(dev(y)).i64(n), true)
 }
 
 // SiLUMul implements gpukern.Backend; it also writes its output in bf16 for the down
@@ -101,7 +90,7 @@ func (b *Backend) SiLUMul(out, gateUp, delta gpukern.Tensor, rows, dim int) {
 	n, o := rows*dim, dev(out)
 	b.do(func() {
 		out16 := b.gemmInput(rows, dim)
-		d := b.deltaOf(delta)
+		d := optional(delta)
 		a := (&args{}).ptr(o).dptr(out16).ptr(dev(gateUp)).dptr(d).i32(dim).i64(n)
 		op := kernel("silu_mul", b.fn.siluMul, d1(gridFor(n, threads)), d1(threads), 0, a)
 		op.Join = d != 0
@@ -115,7 +104,7 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 	qs, in, cs := dev(q), dev(qkv), dev(cosSin)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
-		d := b.deltaOf(delta)
+		d := optional(delta)
 		a := (&args{}).ptr(qs).ptr(in).dptr(d).dptr(upload(b, pos)).ptr(cs).ptr(kc).ptr(vc).dptr(upload(b, slots)).
 			i32(heads).i32(cache.KVHeads).i32(cache.HeadDim)
 		items := (heads + 2*cache.KVHeads) * cache.HeadDim / 2 // per row: a thread each
@@ -140,17 +129,12 @@ const (
 	shrinkJ     = 4
 	expandC     = 4
 	loraThreads = 256
-	// loraFusedBlocks is LORA_FUSED_BLOCKS: the blocks of lora_fused an SM holds.
-	loraFusedBlocks = 3
 )
 
 // LoRAShrink implements gpukern.Backend: one launch for every adapter and part of the batch.
 func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in, vStride int) {
 	vs, xs := dev(v), dev(x)
 	b.do(func() {
-		rows, parts := host.LoRAShape(segs)
-		b.reserveShrink(rows, parts, vStride, in) // first: growing launches the work recorded
-		b.shrinkOp, b.fold.op = -1, -1
 		t := b.loraTablesOf(segs, 0)
 		b.shrunk = segsKey{unsafe.SliceData(segs), len(segs)} // the expand that follows may reuse t
 		if t.MaxRank == 0 {
@@ -164,9 +148,6 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(loraThreads), 0, a)
 		o.Side = !b.loraMain
 		b.record(o)
-		if n := len(b.ops); n > 0 && b.ops[n-1].Fn == o.Fn {
-			b.shrinkOp = n - 1 // recorded and not yet launched: the expand may fuse with it
-		}
 	})
 }
 
@@ -179,13 +160,12 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 	width := int(outOff[len(outDims)])
 	os, vs := dev(delta), dev(v)
 	b.do(func() {
-		t, shrink := &b.loraTab, b.shrinkOp
+		t := &b.loraTab
 		if key := (segsKey{unsafe.SliceData(segs), len(segs)}); key.first == nil || key != b.shrunk || t.Parts < len(outDims) {
 			// Not the segments of the shrink just before (or none of them has an adapter).
-			t, shrink = b.loraTablesOf(segs, len(outDims)), -1
+			t = b.loraTablesOf(segs, len(outDims))
 		}
-		b.shrunk, b.shrinkOp, b.fold.op = segsKey{}, -1, -1
-		b.unfold(os.ptr) // written again
+		b.shrunk = segsKey{}
 		if t.Rows == 0 {
 			return // no rows
 		}
@@ -194,10 +174,6 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			return
 		}
 		cols := (width + loraThreads*expandC - 1) / (loraThreads * expandC)
-		if !b.loraApart && shrink >= 0 && shrink == len(b.ops)-1 {
-			b.fuse(shrink, os, t, outOff, cols, vStride)
-			return
-		}
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
 			dptr(upload(b, t.Lead)).dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
 		// On the side stream after the shrink: it writes a delta, which the call reading the
@@ -206,38 +182,6 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 		o.Side = !b.loraMain
 		b.record(o)
 	})
-}
-
-// shrinkSums is SHRINK_SUMS of lora.cu: the floats of lora_shrink's shared memory.
-const shrinkSums = 32 * host.LoRAGroup * shrinkJ
-
-// fuse turns the lora_shrink recorded in ops[at], over the tables t, into lora_fused, which
-// also computes the expand into out (cols blocks a row): one launch instead of two. The MatMul
-// that follows may take it over (gemm_lora.go).
-func (b *Backend) fuse(at int, out *Tensor, t *host.LoRA, outOff []int32, cols, vStride int) {
-	s := &b.ops[at]
-	c := s.Cells // LoRAShrink's: v, x, A, ranks, lead, parts, in, vStride
-	f := loraFold{x: drv.DevicePtr(c[1]), delta: out.ptr, v: drv.DevicePtr(c[0]), b: upload(b, t.B),
-		ranks: drv.DevicePtr(c[3]), scales: upload(b, t.Scales), width: int(outOff[len(outOff)-1]), in: int(c[6]),
-		vStride: vStride}
-	for p := range f.first {
-		f.first[p] = f.width // no such part
-		if p+1 < len(outOff)-1 {
-			f.first[p] = int(outOff[p+1])
-		}
-	}
-	a := (&args{}).ptr(out).raw(c[0]).raw(c[1]).raw(c[2]).dptr(f.b).raw(c[3]).dptr(f.scales).
-		raw(c[4]).dptr(upload(b, t.Groups)).dptr(upload(b, outOff)).dptr(b.scratch.syncs.ptr).i32(t.Rows).
-		raw(c[5]).raw(c[6]).raw(c[7]).i32(s.Grid.Y / t.Parts).i32(cols)
-	shared := 4 * max(shrinkSums, host.LoRAGroup*t.Parts*vStride)
-	// Its blocks take work items until there are none: as many as the GPU holds at once, or
-	// as there are items where every row leads a group, whichever is fewer.
-	blocks := min(s.Grid.X*s.Grid.Y+t.Rows*cols, b.sms*loraFusedBlocks)
-	o := kernel("lora_fused", b.fn.loraFused, d1(blocks), d1(loraThreads), shared, a)
-	o.Side = s.Side
-	*s = o
-	f.op = at
-	b.fold = f
 }
 
 // segsKey identifies the segments a LoRAShrink was given.

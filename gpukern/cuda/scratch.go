@@ -20,18 +20,10 @@ type scratch struct {
 	part   devBuf // split-context attention partials
 	ids    devBuf // sampled token ids
 	blas   devBuf // cuBLAS's workspace
-
-	syncs devBuf // the three counters of lora_fused, then gemm_lora's (syncBytes each), zero between launches
-
-	shrinkPart  devBuf // gemm_lora's sums of each shrink unit's chunks of k
-	shrinkCount devBuf // gemm_lora's count of each shrink unit's chunks done, zero between launches
 }
 
-// syncBytes is the room of a kernel's counters in scratch.syncs (take_ticket in common.cuh).
-const syncBytes = 16
-
 func (s *scratch) free() {
-	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas, &s.syncs, &s.shrinkPart, &s.shrinkCount} {
+	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas} {
 		if d.ptr != 0 {
 			_ = drv.MemFree(d.ptr)
 			*d = devBuf{}

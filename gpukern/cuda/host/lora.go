@@ -13,13 +13,12 @@ const LoRAGroup = 4
 // part, r·Parts + p: the part's A and B (device addresses), its rank (0: the row has no
 // adapter for it) and scale; and one per row, Lead[r]: how many rows, from r on, row r's
 // blocks compute (up to LoRAGroup rows of its segment; 0 where an earlier row's blocks
-// compute it), so that rows sharing an adapter read it once; Groups[0] is how many rows lead
-// (Lead > 0), Groups[1:] those rows in order, then zeros. Their sizes depend on the rows and
-// parts alone, never on how many adapters the batch mixes, so a step's metadata keeps its
+// compute it), so that rows sharing an adapter read it once. Their sizes depend on the rows
+// and parts alone, never on how many adapters the batch mixes, so a step's metadata keeps its
 // layout whichever adapters it serves (Graphs).
 type LoRA struct {
 	A, B                 []uint64
-	Ranks, Lead, Groups  []int32
+	Ranks, Lead          []int32
 	Scales               []float32
 	Rows, Parts, MaxRank int
 }
@@ -56,13 +55,6 @@ func (t *LoRA) Build(segs []gpukern.LoRASegment, minParts int, addr func(gpukern
 				t.A[i], t.B[i], t.Ranks[i], t.Scales[i] = a, b, int32(part.Rank), part.Scale
 			}
 			t.MaxRank = max(t.MaxRank, part.Rank)
-		}
-	}
-	t.Groups = zeroed(t.Groups, t.Rows+1)
-	for r, n := range t.Lead {
-		if n > 0 {
-			t.Groups[0]++
-			t.Groups[t.Groups[0]] = int32(r)
 		}
 	}
 }

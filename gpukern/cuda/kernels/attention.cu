@@ -138,17 +138,23 @@ __device__ void flash_tile(float *out, __nv_bfloat16 *out16, const float *qs, co
 			acc[j][0] *= corr;
 			acc[j][1] *= corr;
 		}
+		// Key kj = FLASH_GROUP*i + kk's probability is pr[i] of the row's lane kk. Unrolled over
+		// i only (pr stays in registers), not over all FLASH_BK keys: at hd = 256 the loads of
+		// V that a full unroll hoists took every register and spilled (NVRTC 13, sm_90).
 #pragma unroll
-		for (int kj = 0; kj < FLASH_BK; kj++) {
-			float pk = __shfl_sync(0xffffffffu, pr[kj / FLASH_GROUP], (lane & ~(FLASH_GROUP - 1)) | kj % FLASH_GROUP);
-			const unsigned int *vrow = vs + kj * H;
+		for (int i = 0; i < FLASH_KEYS; i++) {
+#pragma unroll 2
+			for (int kk = 0; kk < FLASH_GROUP; kk++) {
+				float pk = __shfl_sync(0xffffffffu, pr[i], (lane & ~(FLASH_GROUP - 1)) | kk);
+				const unsigned int *vrow = vs + (FLASH_GROUP * i + kk) * H;
 #pragma unroll
-			for (int j = 0; j < PAIRS; j++) {
-				int e = c + FLASH_GROUP * j;
-				if (e < H) {
-					unsigned int w = vrow[e];
-					acc[j][0] += pk * bf16_lo(w);
-					acc[j][1] += pk * bf16_hi(w);
+				for (int j = 0; j < PAIRS; j++) {
+					int e = c + FLASH_GROUP * j;
+					if (e < H) {
+						unsigned int w = vrow[e];
+						acc[j][0] += pk * bf16_lo(w);
+						acc[j][1] += pk * bf16_hi(w);
+					}
 				}
 			}
 		}

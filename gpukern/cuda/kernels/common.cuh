@@ -32,8 +32,7 @@ __device__ float bf16_hi(unsigned int u) {
 // kernel before it in the stream is still running (host.Step's Early). Such a kernel waits
 // here until that one has finished and its writes are visible, so nothing before this call
 // may read what earlier kernels wrote, or write anything: every kernel calls it first, except
-// the GEMMs, which load (gemm_small's and gemm_deep's, in gemm_block) or fetch into L2
-// (gemm_lora's, prefetch_tile) their first weights before it. Then it lets the kernel after it
+// gemm_small and gemm_deep, which load their first weights before it (gemm_block). Then it lets the kernel after it
 // launch early in turn: that one waits for this one's end. Launched the usual way, or compiled
 // for an older GPU (or the emulator), it does nothing.
 __device__ __forceinline__ void pdl_wait() {
@@ -42,74 +41,6 @@ __device__ __forceinline__ void pdl_wait() {
 	asm volatile("griddepcontrol.launch_dependents;" : : : "memory");
 #endif
 }
-
-#ifndef LORAFLEET_EMU
-// *p, read from L2 with acquire semantics at GPU scope: what a block wrote before raising *p
-// (a __threadfence, then an atomic) is visible to the reader after it.
-__device__ __forceinline__ int load_acquire(const int *p) {
-	int v;
-	asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-	return v;
-}
-#endif
-
-// Waits until *count, which other blocks of the grid raise (after a __threadfence), reaches n;
-// then the whole block goes on. Thread 0 polls it from L2 with acquire semantics. The blocks
-// waited for started first (take_ticket), so the wait ends; should it not, it traps after
-// WAIT_POLLS polls (about 2 s, far beyond any launch's work): the launch fails with an error
-// that the backend reports, rather than holding the GPU forever. The emulator, which runs
-// blocks one at a time, fails a launch whose count is short at its first poll instead.
-#define WAIT_POLLS (1 << 24)
-__device__ __forceinline__ void wait_at_least(const int *count, int n) {
-	if (threadIdx.x == 0) {
-		for (int polls = 0; load_acquire(count) < n; polls++) {
-			if (polls == WAIT_POLLS) {
-				__trap();
-			}
-			__nanosleep(100);
-		}
-	}
-	__syncthreads();
-}
-
-// Kernels whose later blocks wait for earlier ones (lora_fused, gemm_lora) give each block a
-// role by the order in which blocks start, not by blockIdx: a block waits only for blocks
-// that took earlier tickets, which the GPU had started, and a started block runs to its end,
-// so every wait ends. sync holds three counters, zero before the launch: tickets taken, blocks
-// of the first role done, blocks done. The last block to finish zeroes them for the next
-// launch; launches sharing them must not overlap.
-// The ticket stays in shared memory: a long kernel may read it again where it needs it rather
-// than keep it in a register.
-__device__ __forceinline__ const volatile int &take_ticket(int *sync) {
-	__shared__ int ticket;
-	if (threadIdx.x == 0) {
-		ticket = atomicAdd(&sync[0], 1);
-	}
-	__syncthreads();
-	return ticket;
-}
-
-// Counts a block of the first role done; its writes are visible before the count says so.
-__device__ __forceinline__ void first_role_done(int *sync) {
-	__threadfence();
-	__syncthreads();
-	if (threadIdx.x == 0) {
-		atomicAdd(&sync[1], 1);
-	}
-}
-
-__device__ __forceinline__ void block_done(int *sync) {
-	if (threadIdx.x == 0 && atomicAdd(&sync[2], 1) == (int)gridDim.x - 1) {
-		sync[0] = sync[1] = sync[2] = 0; // every block is past its use of them
-	}
-}
-
-#ifndef LORAFLEET_EMU
-// Fetches the line holding *p into L2, without waiting for it or taking a register.
-__device__ __forceinline__ void prefetch_l2(const void *p) {
-	asm volatile("prefetch.global.L2 [%0];" : : "l"(p));
-}
-#endif
 
 #ifndef LORAFLEET_EMU
 // d += a·b on the tensor cores for the warp's 16×16 a and 16×8 b in bf16, accumulating in

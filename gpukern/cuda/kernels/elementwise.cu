@@ -148,12 +148,11 @@ extern "C" __global__ void add_bias(float *x, const __nv_bfloat16 *bias, int dim
 	}
 }
 
-// out = a + b over n elements (out may alias a or b); a null a or b adds nothing (a LoRA delta
-// that gemm_lora added to its projection's output already).
+// out = a + b over n elements (out may alias a or b).
 extern "C" __global__ void add(float *out, const float *a, const float *b, long long n) {
 	pdl_wait();
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-		out[i] = (a ? a[i] : 0.0f) + (b ? b[i] : 0.0f);
+		out[i] = a[i] + b[i];
 	}
 }
 

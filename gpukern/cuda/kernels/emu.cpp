@@ -354,10 +354,6 @@ void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
 	end_thread();
 }
 
-void __nanosleep(unsigned) {
-	fail_thread("a block waits for a count that the blocks before it did not raise: on a GPU it would wait forever");
-}
-
 void __trap() { fail_thread("a thread trapped"); }
 
 void emu_full_mask(unsigned mask) {
@@ -491,11 +487,8 @@ const Kernel table[] = {
 	KERNEL(elementwise, add, false), KERNEL(elementwise, to_bf16, false),
 	KERNEL(elementwise, fill_random, false), KERNEL(gemm, gemm_small_m8, true),
 	KERNEL(gemm, gemm_small_m16, true), KERNEL(gemm, gemm_small_m32, true), KERNEL(gemm, gemm_deep_m8, true),
-	KERNEL(gemm, gemm_deep_m16, true), KERNEL(gemm, gemm_deep_m32, true), KERNEL(gemm, gemm_lora_small_m8, true),
-	KERNEL(gemm, gemm_lora_small_m16, true), KERNEL(gemm, gemm_lora_small_m32, true),
-	KERNEL(gemm, gemm_lora_deep_m8, true), KERNEL(gemm, gemm_lora_deep_m16, true),
-	KERNEL(gemm, gemm_lora_deep_m32, true), KERNEL(lora, lora_shrink, true),
-	KERNEL(lora, lora_expand, true), KERNEL(lora, lora_fused, true), KERNEL(rope_kv, rope_write_kv, false),
+	KERNEL(gemm, gemm_deep_m16, true), KERNEL(gemm, gemm_deep_m32, true), KERNEL(lora, lora_shrink, true),
+	KERNEL(lora, lora_expand, true), KERNEL(rope_kv, rope_write_kv, false),
 	KERNEL(sample, argmax, true), KERNEL(sample, sample_rows, true),
 	KERNEL_IN("emu.cpp", emu, emu_deadlock, true), KERNEL_IN("emu.cpp", emu, emu_shuffle_ended, true),
 	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),

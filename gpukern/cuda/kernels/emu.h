@@ -93,22 +93,10 @@ template <class T> T emu_shfl_as(T v, int src) {
 	memcpy(&out, &b, sizeof(T));
 	return out;
 }
-// Atomics, fences and cache hints: one thread runs at a time, and memory is the host's.
-inline int atomicAdd(int *p, int v) {
-	int old = *p;
-	*p += v;
-	return old;
-}
-inline void __threadfence() {}
+// Cache hints: one thread runs at a time, and memory is the host's.
 inline float __ldcg(const float *p) { return *p; }
 inline uint4 __ldcs(const uint4 *p) { return *p; }
 inline uint4 __ldg(const uint4 *p) { return *p; }
-inline int load_acquire(const int *p) { return *p; }
-inline void prefetch_l2(const void *) {}
-// A thread sleeps only while it waits for other blocks to raise a count (wait_at_least); with
-// blocks run one at a time, those are done or not begun, so it would wait forever: the
-// emulator fails the launch and ends the thread.
-void __nanosleep(unsigned ns);
 // A trapping thread fails the launch, as the GPU does.
 void __trap();
 

@@ -4,9 +4,9 @@
 //
 // Types: activations are fp32 (a GEMM's input is in bf16: written so beside the activation
 // by the kernel that made it, or converted by to_bf16 just before the GEMM: gemm_small,
-// gemm_deep, gemm_lora or cuBLAS; gemm_lora's LoRA shrink multiplies that bf16 input too,
-// lora_shrink the fp32 activation); weights, adapters and the KV cache are bf16; every
-// reduction accumulates in fp32. Kernels are extern "C" so their names survive compilation.
+// gemm_deep or cuBLAS; lora_shrink multiplies the fp32 activation); weights, adapters and the
+// KV cache are bf16; every reduction accumulates in fp32. Kernels are extern "C" so their names
+// survive compilation.
 package kernels
 
 import (

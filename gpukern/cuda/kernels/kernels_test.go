@@ -100,12 +100,10 @@ func TestKernelResources(t *testing.T) {
 // The backend (gpukern/cuda) looks these kernels up by name, sizes flash_prefill's shared
 // memory and tiles from FLASH_BQ and FLASH_BK, the LoRA kernels' grids and shared memory from
 // SHRINK_J, EXPAND_C, LORA_GROUP, LORA_MAX_PARTS and SHRINK_SUMS, gemm_small's grid and the
-// shapes it takes from GEMM_ROWS and GEMM_K, gemm_lora's shrink units and their scratch from
-// SHRINK_ROWS and SHRINK_PART, launches the kernels with launch bounds with the block sizes
-// they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS, GEMM_LORA_SMALL32_THREADS), and splits
-// decode contexts, and sizes lora_fused's grid, for the blocks an SM holds (DEC_BLOCKS,
-// LORA_FUSED_BLOCKS), so each kernel is declared once, extern "C", and the sizes are the ones
-// it assumes. This needs no NVRTC.
+// shapes it takes from GEMM_ROWS and GEMM_K, launches the kernels with launch bounds with the
+// block sizes they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS), and splits decode contexts
+// for the blocks an SM holds (DEC_BLOCKS), so each kernel is declared once, extern "C", and
+// the sizes are the ones it assumes. This needs no NVRTC.
 func TestKernelNames(t *testing.T) {
 	all, declared := "", map[string]int{}
 	for _, s := range Sources() {
@@ -116,19 +114,17 @@ func TestKernelNames(t *testing.T) {
 	}
 	for _, name := range []string{"embedding", "gather", "rmsnorm", "silu_mul", "add_bias", "add", "to_bf16",
 		"rope_write_kv", "flash_prefill", "decode_split_hd16", "decode_split_hd32", "decode_split_hd64",
-		"decode_split_hd128", "decode_split_hd256", "decode_combine", "lora_shrink", "lora_expand", "lora_fused",
+		"decode_split_hd128", "decode_split_hd256", "decode_combine", "lora_shrink", "lora_expand",
 		"argmax", "sample_rows", "fill_random", "gemm_small_m8", "gemm_small_m16", "gemm_small_m32",
-		"gemm_deep_m8", "gemm_deep_m16", "gemm_deep_m32", "gemm_lora_small_m8", "gemm_lora_small_m16",
-		"gemm_lora_small_m32", "gemm_lora_deep_m8", "gemm_lora_deep_m16", "gemm_lora_deep_m32"} {
+		"gemm_deep_m8", "gemm_deep_m16", "gemm_deep_m32"} {
 		re := regexp.MustCompile(`extern "C" __global__ void (__launch_bounds__\([\w, ]+\) )?` + name + `\(`)
 		if n := len(re.FindAllString(all, -1)); n != 1 || declared[name] != 1 {
 			t.Errorf("kernel %s declared %d times, listed %d times in Source.Kernels", name, n, declared[name])
 		}
 	}
 	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n",
-		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define LORA_FUSED_BLOCKS 3\n", "#define DEC_THREADS 128\n", "#define DEC_BLOCKS 8\n", "#define LORA_MAX_PARTS 3\n",
-		"#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)\n", "#define GEMM_THREADS 256 ", "#define GEMM_LORA_SMALL32_THREADS 128\n", "#define GEMM_ROWS 32 ", "#define GEMM_K 32 ",
-		fmt.Sprintf("#define SHRINK_ROWS %d ", host.ShrinkRows), "#define SHRINK_PART (32 * SHRINK_ROWS) "} {
+		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define DEC_THREADS 128\n", "#define DEC_BLOCKS 8\n", "#define LORA_MAX_PARTS 3\n",
+		"#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)\n", "#define GEMM_THREADS 256 ", "#define GEMM_ROWS 32 ", "#define GEMM_K 32 "} {
 		if !strings.Contains(all, def) {
 			t.Errorf("no %q", def)
 		}
@@ -138,8 +134,7 @@ func TestKernelNames(t *testing.T) {
 // The backend may launch a kernel before the one before it has ended (host.Step's Early), so
 // each must wait for that one (pdl_wait) before anything else: the first statement of its
 // body; in gemm_small's and gemm_deep's, in gemm_block right after the loads of its first
-// weights, before anything reads x; in gemm_lora's, right after fetching its first weights
-// into L2, before it takes its ticket.
+// weights, before anything reads x.
 func TestKernelsWaitForTheOneBefore(t *testing.T) {
 	body := regexp.MustCompile(`extern "C" __global__ void (?:__launch_bounds__\([\w, ]+\) )?(\w+)\([^{]*\{\n\s*(\S.*)\n`)
 	kernels, all := 0, ""
@@ -154,15 +149,11 @@ func TestKernelsWaitForTheOneBefore(t *testing.T) {
 			}
 		}
 	}
-	if kernels != 33 {
-		t.Errorf("found %d kernels' bodies, want 33", kernels)
+	if kernels != 26 {
+		t.Errorf("found %d kernels' bodies, want 26", kernels)
 	}
-	wait := regexp.MustCompile(`gemm_load_w<SHRINK>\(ws\[d\], p, warp \+ d \* W\);\n\t}\n\tpdl_wait\(\);.*\n\tgemm_load_x<NT>\(xs, p, warp\);`)
+	wait := regexp.MustCompile(`gemm_load_w\(ws\[d\], p, warp \+ d \* W\);\n\t}\n\tpdl_wait\(\);.*\n\tgemm_load_x<NT>\(xs, p, warp\);`)
 	if !wait.MatchString(all) {
 		t.Error("gemm_block does not wait between its first loads of w and of x")
-	}
-	lora := regexp.MustCompile(`void gemm_lora\(GEMM_LORA_PARAMS\) \{\n(\t__shared__ .*\n)*\tprefetch_tile<D, W>\(.*\);\n\tpdl_wait\(\);\n.*\n\tconst volatile int &role = lora_role\(`)
-	if !lora.MatchString(all) {
-		t.Error("gemm_lora does not wait between fetching its first weights and taking its ticket")
 	}
 }

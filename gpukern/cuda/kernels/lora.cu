@@ -16,20 +16,16 @@
 // The shrink and the expand are latency-bound at decode sizes (a few MB each, measured on an
 // H100 with Nsight Compute): the shrink reads its table entries in one round trip, before any
 // branch on them; the expand computes several columns a thread, so that its table lookups are
-// paid once for all their loads of B, which are in flight together; and lora_fused runs both
-// in one launch. The backend launches lora_fused, and the two others where it cannot (an
-// expand of zeros for a batch without adapters, a shrink launched before its expand was
-// recorded) or where benchmarks compare them with it.
+// paid once for all their loads of B, which are in flight together. On an H100, these two
+// launches on a side stream beside the base GEMMs beat both one launch of the two (a
+// persistent lora_fused) and the LoRA folded into the GEMMs (bench/results/engine, c32cba4).
 #define LORA_GROUP 4
 
 // The kernels run LORA_THREADS threads a block, and launch bounds hold them to the registers
 // of LORA_BLOCKS blocks an SM: Nsight Compute on the H100 found 3 (lora_expand at 80
 // registers). At 4 ptxas needs no spills (TestKernelResources); at 5 lora_expand spills.
-// lora_fused, whose blocks take their coordinates from a ticket and so keep them in registers
-// (blockIdx costs none), spills at 4 and gets LORA_FUSED_BLOCKS.
 #define LORA_THREADS 256
 #define LORA_BLOCKS 4
-#define LORA_FUSED_BLOCKS 3
 
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
 // [rank, in] in bf16 and v in fp32. Grid (rows, parts * n) with n = ceil(vstride /
@@ -166,8 +162,8 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 #define EXPAND_C 4
 #define LORA_MAX_PARTS 3
 
-// The rows of v that the group of r0 may use, n values, into shared memory; read from L2, since
-// in lora_fused other blocks wrote them during this launch.
+// The rows of v that the group of r0 may use, n values, into shared memory, from L2: each is
+// read by a few blocks only.
 __device__ __forceinline__ void load_v(float *vs, const float *v, int r0, int row, int n) {
 	for (int i = threadIdx.x; i < n; i += blockDim.x) {
 		vs[i] = __ldcg(v + (size_t)r0 * row + i); // past a part's rank: never read
@@ -175,12 +171,10 @@ __device__ __forceinline__ void load_v(float *vs, const float *v, int r0, int ro
 }
 
 // Block (r0, y) of lora_expand's grid over rows rows; vs is shared memory of LORA_GROUP *
-// parts * vstride floats. FUSED (lora_fused): v is only there once *shrunk reaches shrinks,
-// so the tables are loaded before waiting for it, and v with the first values of B after.
-template <bool FUSED>
+// parts * vstride floats.
 __device__ __forceinline__ void expand_block(float *vs, float *out, const float *v, const unsigned long long *b_ptrs,
 		const int *ranks, const float *scales, const int *lead, const int *out_off, int parts, int vstride, int rows,
-		int r0, int y, const int *shrunk, int shrinks) {
+		int r0, int y) {
 	int row = parts * vstride;
 	int g = lead[r0], width = out_off[parts];
 	int off[LORA_MAX_PARTS], rp[LORA_MAX_PARTS];
@@ -195,9 +189,7 @@ __device__ __forceinline__ void expand_block(float *vs, float *out, const float 
 		bp[p] = p < parts ? b_ptrs[t] : 0ull;
 	}
 	int n = min(LORA_GROUP, rows - r0) * row; // the rows of v that exist
-	if (!FUSED) {
-		load_v(vs, v, r0, row, n);
-	}
+	load_v(vs, v, r0, row, n);
 	if (g == 0) {
 		return; // the whole block: an earlier row's blocks compute this row
 	}
@@ -229,10 +221,6 @@ __device__ __forceinline__ void expand_block(float *vs, float *out, const float 
 				vec = vec && (r & 7) == 0 && ((unsigned long long)b0 & 15) == 0;
 			}
 		}
-	}
-	if (FUSED) {
-		wait_at_least(shrunk, shrinks);
-		load_v(vs, v, r0, row, n);
 	}
 	uint4 w[EXPAND_C]; // the first 8 values of B of each column, loading while v is stored
 #pragma unroll
@@ -300,45 +288,5 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 		int parts, int vstride) {
 	pdl_wait();
 	DYNAMIC_SHARED(float, vs);
-	expand_block<false>(vs, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, gridDim.x, blockIdx.x, blockIdx.y,
-		nullptr, 0);
-}
-
-// Shrink and expand in one launch, over the same tables, by blocks that stay and take work
-// items by ticket (take_ticket) until there are none: first lora_shrink's blocks (group, parts *
-// n), then lora_expand's (group, cols), for the groups only. groups[0] is how many rows lead a
-// group (lead > 0), groups[1 ..] those rows. lora_shrink's and lora_expand's grids have a block
-// row for every batch row, so that they stay the same whichever adapters a step mixes, and the
-// blocks of rows that lead none return at once: at a batch of 128 with 32 adapters, three
-// blocks in four, each still a block to start, and here three atomics on the counters that
-// every block adds to. Here the grid is at most what the GPU holds at once (the backend's), so
-// it depends on the batch's shape alone all the same. An expand item loads its tables and the
-// first values of B, then waits until every shrink item has written v: those took earlier
-// tickets, in blocks that are running, which wait for nothing, so the wait ends. It saves the
-// expand's launch, and its first loads overlap the shrink. sync: take_ticket's counters (the
-// backend runs its LoRA kernels on one stream). Dynamic shared memory: the larger of
-// SHRINK_SUMS and the expand's LORA_GROUP * parts * vstride floats.
-extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_FUSED_BLOCKS) lora_fused(float *out, float *v, const float *x,
-		const unsigned long long *a_ptrs, const unsigned long long *b_ptrs, const int *ranks, const float *scales,
-		const int *lead, const int *groups, const int *out_off, int *sync, int rows, int parts, int in, int vstride, int n,
-		int cols) {
-	pdl_wait();
-	DYNAMIC_SHARED(float, smem);
-	const int shrinks = groups[0] * parts * n, items = shrinks + groups[0] * cols;
-	for (;;) {
-		int t = take_ticket(sync);
-		if (t >= items) {
-			break; // the whole block: t is the block's
-		}
-		if (t < shrinks) {
-			shrink_block(smem, v, x, a_ptrs, ranks, lead, parts, in, vstride, n, groups[1 + t / (parts * n)], t % (parts * n));
-			first_role_done(sync);
-		} else {
-			t -= shrinks;
-			expand_block<true>(smem, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, rows, groups[1 + t / cols],
-				t % cols, &sync[1], shrinks);
-		}
-		__syncthreads(); // every thread has read the ticket, and is done with smem, before the next
-	}
-	block_done(sync);
+	expand_block(vs, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, gridDim.x, blockIdx.x, blockIdx.y);
 }
