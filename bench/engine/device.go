@@ -24,6 +24,9 @@ type (
 	}
 	// EarlyLauncher lets kernels start before the one before them ends (on), or not.
 	EarlyLauncher interface{ SetEarlyLaunch(on bool) }
+	// Splitter lets the backend's own GEMMs cut a tile's k into chunks where that fills their
+	// waves of blocks better (on), or never.
+	Splitter interface{ SetGEMMSplit(on bool) }
 	// GEMMChooser runs the GEMMs of batches of up to SmallGEMMRows rows with the backend's own
 	// kernels (on), or with the vendor library's; larger batches always run the latter.
 	GEMMChooser interface {

@@ -77,6 +77,7 @@ type gpuLike struct {
 	sideSets    []bool // each SetLoRASideStream call's "on"
 	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
 	gemmSets    []bool // each SetSmallGEMM call's "on"
+	splitSets   []bool // each SetGEMMSplit call's "on"
 	staged      int    // WaitAdapterStaged calls
 	earlySets   []bool // each SetEarlyLaunch call's "on"
 }
@@ -99,6 +100,7 @@ func (g *gpuLike) SetGraphs(on bool)           { g.graphsOff = append(g.graphsOf
 func (g *gpuLike) SetLoRASideStream(on bool)   { g.sideSets = append(g.sideSets, on) }
 func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets, on) }
 func (g *gpuLike) SetSmallGEMM(on bool)        { g.gemmSets = append(g.gemmSets, on) }
+func (g *gpuLike) SetGEMMSplit(on bool)        { g.splitSets = append(g.splitSets, on) }
 func (g *gpuLike) SetEarlyLaunch(on bool)      { g.earlySets = append(g.earlySets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetFlushOps(n int) int {
@@ -192,6 +194,16 @@ func TestGPUMeasurements(t *testing.T) {
 	if cub, _ := rep.find(CuBLASAttentionOff, 2, 0, 8); cub.Bytes != rep.Decode[0].Bytes || rep.Decode[0].Variant != AttentionOff {
 		t.Errorf("cuBLAS attention-off row counts %d bytes, the attention-off row %+v", cub.Bytes, rep.Decode[0])
 	}
+	// Our GEMMs unsplit, with LoRA and with LoRA and attention off, at the same batches.
+	if got, want := runsOf(NotSplit), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
+		t.Errorf("unsplit runs %v, want %v", got, want)
+	}
+	if got, want := runsOf(NotSplitAttentionOff), []string{"b2 k0 c8"}; !slices.Equal(got, want) {
+		t.Errorf("unsplit attention-off runs %v, want %v", got, want)
+	}
+	if want := []bool{false, true, false, true}; !slices.Equal(be.splitSets, want) {
+		t.Errorf("SetGEMMSplit calls %v, want %v", be.splitSets, want)
+	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 ||
 		!(l.StagedStepMS > 0) || l.StagedStepMaxMS < l.StagedStepMS {
@@ -222,13 +234,15 @@ func TestGPUMeasurements(t *testing.T) {
 }
 
 // sideBySide matches rows of the variants table, each variant beside its default: at batch 2,
-// which the backend's own GEMMs take, the LoRA-kernel variants and no early launch beside the
-// default, and the cuBLAS variants; at batch 4 the LoRA-kernel variants beside the default.
+// which the backend's own GEMMs take, the LoRA-kernel variants, no early launch, and the
+// cuBLAS and unsplit variants; at batch 4 the LoRA-kernel variants.
 var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n)` +
 	`\| lora, no early launch \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora and attention off, GEMMs by cuBLAS \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora and attention off, GEMMs not split \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, GEMMs not split \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n){2}` +
 	`\| lora, one stream \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
 

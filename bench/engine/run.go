@@ -43,6 +43,10 @@ const (
 	// small-batch kernel (backends with one): next to the WithLoRA and AttentionOff rows.
 	CuBLAS             = "lora, GEMMs by cuBLAS"
 	CuBLASAttentionOff = "lora and attention off, GEMMs by cuBLAS"
+	// NotSplit and NotSplitAttentionOff run the backend's own GEMMs with no tile's k cut into
+	// chunks (backends that cut them): next to the WithLoRA and AttentionOff rows.
+	NotSplit             = "lora, GEMMs not split"
+	NotSplitAttentionOff = "lora and attention off, GEMMs not split"
 	// NotEarly launches each kernel only once the one before it has ended (backends that may
 	// start it while that one finishes).
 	NotEarly = "lora, no early launch"
@@ -50,7 +54,7 @@ const (
 
 // attentionOff says whether a variant runs without attention (its bytes hold no KV).
 func attentionOff(variant string) bool {
-	return variant == AttentionOff || variant == CuBLASAttentionOff
+	return variant == AttentionOff || variant == CuBLASAttentionOff || variant == NotSplitAttentionOff
 }
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
@@ -67,8 +71,9 @@ type decodeRun struct {
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, without early launches and
-// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with LoRA and with LoRA
-// and attention off, and the reference batch in one launch per step.
+// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs and with its own unsplit,
+// each with LoRA and with LoRA and attention off, and the reference batch in one launch per
+// step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -106,8 +111,8 @@ func stopped(ctx context.Context) error {
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
 // unprioritized side stream, without early launches and (batches that the backend's own GEMMs
-// take) with cuBLAS's GEMMs, and (at the reference batch, or the largest below it) in one
-// launch per step.
+// take) with cuBLAS's GEMMs and with its own unsplit, and (at the reference batch, or the
+// largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -136,6 +141,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	}
 	if g, ok := r.be.(GEMMChooser); ok && first && b <= g.SmallGEMMRows() {
 		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
+		if _, ok := r.be.(Splitter); ok {
+			runs = append(runs, decodeRun{NotSplitAttentionOff, 0}, decodeRun{NotSplit, min(reference, b)})
+		}
 	}
 	for _, run := range runs {
 		if err := stopped(ctx); err != nil {
@@ -207,6 +215,10 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if e, ok := r.be.(EarlyLauncher); ok && variant == NotEarly {
 		e.SetEarlyLaunch(false)
 		defer e.SetEarlyLaunch(true)
+	}
+	if s, ok := r.be.(Splitter); ok && (variant == NotSplit || variant == NotSplitAttentionOff) {
+		s.SetGEMMSplit(false)
+		defer s.SetGEMMSplit(true)
 	}
 	if g, ok := r.be.(GEMMChooser); ok && (variant == CuBLAS || variant == CuBLASAttentionOff) {
 		g.SetSmallGEMM(false)

@@ -20,6 +20,7 @@ var _ interface {
 	engine.Flusher
 	engine.SideStreamer
 	engine.EarlyLauncher
+	engine.Splitter
 	engine.GEMMChooser
 	engine.Uploader
 	engine.MemInfoer

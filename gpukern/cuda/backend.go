@@ -119,6 +119,7 @@ type Backend struct {
 	shrunk     segsKey              // the segments loraTab holds, while the LoRAShrink that made it is the last LoRA call
 	loraMain   bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
 	cublasOnly bool                 // every GEMM by cuBLAS, none by gemm_small or gemm_deep (SetSmallGEMM)
+	splitOff   bool                 // no GEMM's k cut into chunks (SetGEMMSplit)
 	early      bool                 // launches marked Early start before the kernel before them ends (Config.NoEarlyLaunch, SetEarlyLaunch)
 	earlyOK    bool                 // the GPU and driver allow it (until the driver refuses one)
 	attnPlan   host.Attn            // scratch of Attention

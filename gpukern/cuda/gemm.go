@@ -9,9 +9,10 @@ import (
 )
 
 // GEMMs: the weight GEMMs of decode batches of up to smallGEMMRows rows run lorafleet's own
-// kernels (kernels/gemm.cu), built to stream the weights: gemm_small, or gemm_deep where the
-// GEMM has no more blocks than the GPU has SMs; larger batches (prefill) and shapes they do
-// not take run cuBLAS.
+// kernels (kernels/gemm.cu), built to stream the weights: gemm_small with each tile's k cut into
+// chunks where that fills its waves of blocks better (host.GEMMSplits), else gemm_small, or
+// gemm_deep where the GEMM has no more blocks than the GPU has SMs; larger batches (prefill)
+// and shapes they do not take run cuBLAS.
 
 // The sizes of gemm.cu.
 const (
@@ -19,6 +20,7 @@ const (
 	smallGEMMCols    = 32  // GEMM_ROWS: output columns a block computes
 	smallGEMMK       = 32  // GEMM_K: k must be a multiple of it
 	smallGEMMThreads = 256 // GEMM_THREADS
+	smallGEMMPerSM   = 2   // gemm_small's blocks an SM (its launch bounds)
 )
 
 // smallGEMMBounds are the batch bounds of gemm_small's and gemm_deep's kernels, in the order
@@ -43,7 +45,7 @@ func (b *Backend) gemmInput(rows, cols int) drv.DevicePtr {
 }
 
 // MatMul implements gpukern.Backend on bf16 inputs, accumulating in fp32: gemm_small or
-// gemm_deep where they take the shape, else cuBLAS.
+// gemm_deep where they take the shape (smallGEMM), else cuBLAS.
 func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 	o, xs, ws := dev(out), dev(x), dev(w)
 	if !ws.bf16 {
@@ -60,9 +62,15 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			a := (&args{}).dptr(in).ptr(xs).i64(m * k)
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
 		}
-		if name, fn, ok := b.smallGEMM(m, n, k); ok && padded {
-			a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k)
-			b.launch(name, fn, d1(smallGEMMBlocks(n)), d1(smallGEMMThreads), 0, a)
+		if g, ok := b.smallGEMM(m, n, k); ok && padded {
+			var part, count drv.DevicePtr // a split GEMM's scratch (gemm.cu's gemm_small)
+			if g.splits > 1 {
+				tiles := smallGEMMBlocks(n)
+				part = b.buffer(&b.scratch.gemmPart, 4*int64(tiles*g.splits*smallGEMMCols*g.bound))
+				count = b.zeroed(&b.scratch.gemmCount, 4*int64(tiles))
+			}
+			a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k).i32(g.splits).dptr(part).dptr(count)
+			b.launch(g.name, g.fn, d1(smallGEMMBlocks(n)*g.splits), d1(smallGEMMThreads), 0, a)
 			return
 		}
 		b.record(host.Op{Name: "gemm", Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
@@ -72,23 +80,40 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 // smallGEMMBlocks is the grid of gemm_small and gemm_deep for n output columns.
 func smallGEMMBlocks(n int) int { return (n + smallGEMMCols - 1) / smallGEMMCols }
 
-// smallGEMM is the kernel of lorafleet's own for an m × n × k GEMM, and its name, if one takes
-// it (gemm.cu's conditions; the rows' alignment follows from k's, each tensor having an
-// allocation of its own).
-func (b *Backend) smallGEMM(m, n, k int) (string, drv.Function, bool) {
+// smallGEMMKernel is one of our GEMM kernels with its launch's split of k.
+type smallGEMMKernel struct {
+	name   string // gemm_split (gemm_small's kernel, split), gemm_small or gemm_deep
+	fn     drv.Function
+	bound  int // its batch bound
+	splits int // chunks of k a tile (gemm.cu's gemm_small); 1: none
+}
+
+// smallGEMM is the kernel of lorafleet's own for an m × n × k GEMM, if one takes it (gemm.cu's
+// conditions; the rows' alignment follows from k's, each tensor having an allocation of its
+// own): gemm_small split where that fills its waves better (host.GEMMSplits, unless
+// SetGEMMSplit turned it off), else gemm_deep where the GEMM has no more blocks than the GPU
+// has SMs, else gemm_small.
+func (b *Backend) smallGEMM(m, n, k int) (smallGEMMKernel, bool) {
 	if b.cublasOnly || m < 1 || n < smallGEMMCols || k < smallGEMMK || k%smallGEMMK != 0 {
-		return "", drv.Function{}, false
+		return smallGEMMKernel{}, false
+	}
+	tiles, splits := smallGEMMBlocks(n), 1
+	if !b.splitOff {
+		splits = host.GEMMSplits(tiles, k/smallGEMMK, smallGEMMPerSM*b.sms)
 	}
 	for i, bound := range smallGEMMBounds {
-		if m > bound {
+		switch {
+		case m > bound:
 			continue
+		case splits > 1:
+			return smallGEMMKernel{"gemm_split", b.fn.gemmSmall[i], bound, splits}, true
+		case tiles <= b.sms:
+			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, 1}, true
+		default:
+			return smallGEMMKernel{"gemm_small", b.fn.gemmSmall[i], bound, 1}, true
 		}
-		if smallGEMMBlocks(n) <= b.sms {
-			return "gemm_deep", b.fn.gemmDeep[i], true
-		}
-		return "gemm_small", b.fn.gemmSmall[i], true
 	}
-	return "", drv.Function{}, false
+	return smallGEMMKernel{}, false
 }
 
 // SmallGEMMRows is the largest batch whose GEMMs gemm_small and gemm_deep run.
@@ -99,4 +124,11 @@ func (b *Backend) SmallGEMMRows() int { return smallGEMMRows }
 func (b *Backend) SetSmallGEMM(on bool) {
 	b.do(b.flush)
 	b.cublasOnly = !on
+}
+
+// SetGEMMSplit lets our GEMMs cut a tile's k into chunks where that fills their waves better
+// (on, the default), or never (benchmarks compare the two).
+func (b *Backend) SetGEMMSplit(on bool) {
+	b.do(b.flush)
+	b.splitOff = !on
 }

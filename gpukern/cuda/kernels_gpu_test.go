@@ -90,43 +90,52 @@ func TestMatMul(t *testing.T) {
 
 // Decode batches of up to 32 rows run gemm_small (gemm_deep where the GEMM has no more blocks
 // of 32 columns than the GPU has SMs), which feed the tensor cores straight from their loads
-// of w and x (gemm.cu); larger ones, and shapes they do not take, cuBLAS. With x already in
-// bf16 both sides multiply the same values exactly and differ only in the order of fp32
-// sums, so the tolerance is fp32's: a wrong fragment layout, a lost step of k or a wrong
-// column is far beyond it. Each shape also runs with cuBLAS alone, and the profile says
-// which kernel ran.
+// of w and x (gemm.cu), with each tile's k cut into chunks where that fills the waves of
+// blocks better (gemm_split: host.GEMMSplits); larger ones, and shapes they do not take,
+// cuBLAS. With x already in bf16 both sides multiply the same values exactly and differ only
+// in the order of fp32 sums, so the tolerance is fp32's: a wrong fragment layout, a lost step
+// or chunk of k or a wrong column is far beyond it. Each shape also runs unsplit and with
+// cuBLAS alone, and the profile says which kernel ran: the split ones counted by hand for an
+// H100's 132 SMs (264 blocks at once), as the emulator has.
 func TestSmallGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 31))
 	ran := map[string]bool{}
 	for _, s := range []struct {
 		m, n, k int
-		ours    bool
+		split   string // the kernel that runs split: gemm_split, or unsplit: gemm_small or gemm_deep
 	}{
-		{1, 64, 32, true}, {8, 96, 64, true}, {9, 160, 96, true}, {16, 600, 192, true}, // 600: the last block overlaps the one before
-		{17, 1152, 896, true}, {32, 512, 1024, true}, {3, 32, 4096, true}, {32, 96, 11008, true},
-		{5, 4800, 64, true}, {16, 4832, 32, true}, {32, 4808, 96, true}, // 150 blocks or more: more than an H100's SMs
-		{33, 256, 64, false}, {8, 300, 136, false}, {4, 16, 64, false}, // 33 rows; k not a multiple of 32; n under 32
+		{1, 64, 32, "gemm_deep"}, {8, 96, 64, "gemm_deep"}, {9, 160, 96, "gemm_deep"},
+		{16, 600, 192, "gemm_deep"},   // 600: the last block overlaps the one before
+		{17, 1152, 896, "gemm_deep"},  // 28 steps of k: too few to split
+		{32, 512, 1024, "gemm_split"}, // 16 tiles in 2 chunks
+		{3, 32, 4096, "gemm_split"},   // 1 tile in 4 chunks
+		{32, 96, 11008, "gemm_split"},
+		{24, 1000, 1600, "gemm_split"},                                                          // 32 tiles, the last overlapping, in 3 chunks of 16, 17 and 17 steps
+		{5, 4800, 64, "gemm_small"}, {16, 4832, 32, "gemm_small"}, {32, 4808, 96, "gemm_small"}, // 150 blocks or more: more than an H100's SMs
+		{33, 256, 64, "gemm"}, {8, 300, 136, "gemm"}, {4, 16, 64, "gemm"}, // 33 rows; k not a multiple of 32; n under 32
 	} {
 		x, w := act(bf16(randn(r, s.m*s.k, 1))), weight(randn(r, s.n*s.k, 0.05))
 		shape := shapeOf(s.m, s.n, s.k)
-		for _, ours := range []bool{true, false} {
-			gpu.SetSmallGEMM(ours)
+		for _, mode := range []string{"split", "unsplit", "cuBLAS"} {
+			gpu.SetSmallGEMM(mode != "cuBLAS")
+			gpu.SetGEMMSplit(mode == "split")
 			o := out(s.m * s.n)
 			prof, err := gpu.Profile(func() { gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k) })
 			if err != nil {
 				t.Fatal(err)
 			}
 			ref.MatMul(o.r, x.r, w.r, s.m, s.n, s.k)
-			kernel := "gemm"
+			kernel := s.split
 			switch {
-			case !ours || !s.ours:
-			case (s.n+31)/32 <= gpu.SMs():
+			case mode == "cuBLAS" || s.split == "gemm":
+				kernel = "gemm"
+			case mode == "unsplit" && (s.n+31)/32 <= gpu.SMs():
 				kernel = "gemm_deep"
-			default:
+			case mode == "unsplit":
 				kernel = "gemm_small"
 			}
 			if _, ok := prof[fmt.Sprintf("%s %d×%d", kernel, s.n, s.k)]; !ok {
-				t.Errorf("%s, our kernels %v: ran %v, want %s", shape, ours, prof, kernel)
+				t.Errorf("%s, %s: ran %v, want %s", shape, mode, prof, kernel)
 			}
 			ran[kernel] = true
 			o.compare(t, kernel+" (bf16 x)", shape, tolF32)
@@ -137,8 +146,9 @@ func TestSmallGEMM(t *testing.T) {
 		}
 	}
 	gpu.SetSmallGEMM(true)
-	if gpu.SMs() < 150 && (!ran["gemm_small"] || !ran["gemm_deep"]) {
-		t.Errorf("kernels run: %v; want gemm_small and gemm_deep both", ran)
+	gpu.SetGEMMSplit(true)
+	if gpu.SMs() < 150 && (!ran["gemm_small"] || !ran["gemm_deep"] || !ran["gemm_split"]) {
+		t.Errorf("kernels run: %v; want gemm_small, gemm_deep and gemm_split", ran)
 	}
 }
 

@@ -20,10 +20,13 @@ type scratch struct {
 	part   devBuf // split-context attention partials
 	ids    devBuf // sampled token ids
 	blas   devBuf // cuBLAS's workspace
+
+	gemmPart  devBuf // a split GEMM's chunk sums (gemm.cu's gemm_small)
+	gemmCount devBuf // a split GEMM's chunks done per tile, zero between launches
 }
 
 func (s *scratch) free() {
-	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas} {
+	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas, &s.gemmPart, &s.gemmCount} {
 		if d.ptr != 0 {
 			_ = drv.MemFree(d.ptr)
 			*d = devBuf{}

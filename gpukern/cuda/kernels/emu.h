@@ -93,7 +93,13 @@ template <class T> T emu_shfl_as(T v, int src) {
 	memcpy(&out, &b, sizeof(T));
 	return out;
 }
-// Cache hints: one thread runs at a time, and memory is the host's.
+// Atomics, fences and cache hints: one thread runs at a time, and memory is the host's.
+inline int atomicAdd(int *p, int v) {
+	int old = *p;
+	*p += v;
+	return old;
+}
+inline void __threadfence() {}
 inline float __ldcg(const float *p) { return *p; }
 inline uint4 __ldcs(const uint4 *p) { return *p; }
 inline uint4 __ldg(const uint4 *p) { return *p; }

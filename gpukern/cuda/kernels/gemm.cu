@@ -28,12 +28,13 @@ struct GemmRows {
 	int stride8, last; // last: the last step's first 16-byte unit
 };
 
-// The rows of a block's 32 rows of w from row0 on, of a matrix of rows of k values; x is the
-// GEMM's input, rows of k values too.
-__device__ __forceinline__ GemmRows gemm_rows(const __nv_bfloat16 *w, int row0, const __nv_bfloat16 *x, int k) {
-	const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3, units = k / 8;
-	return {(const uint4 *)(w + (long long)(row0 + g) * k) + t, (const uint4 *)(x + (long long)g * k) + t, 8 * units,
-	        GEMM_K / 8 * (k / GEMM_K - 1)};
+// The rows of a block's 32 rows of w from row0 on, of a matrix of rows of k values, over the
+// steps steps of k from step s0 on; x is the GEMM's input, rows of k values too.
+__device__ __forceinline__ GemmRows gemm_rows(const __nv_bfloat16 *w, int row0, const __nv_bfloat16 *x, int k, int s0,
+                                              int steps) {
+	const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3, units = k / 8, u0 = GEMM_K / 8 * s0 + t;
+	return {(const uint4 *)(w + (long long)(row0 + g) * k) + u0, (const uint4 *)(x + (long long)g * k) + u0, 8 * units,
+	        GEMM_K / 8 * (steps - 1)};
 }
 
 // A lane's 16 bytes of a step of each of its rows of w: tile i, half h is row 16i + 8h + g of
@@ -129,9 +130,13 @@ struct GemmOut {
 	float sum;
 	int row, col;
 };
-template <int NT, int W> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT, W> &sums, int o) {
+// Output o's place, its sum left at 0.
+template <int NT> __device__ __forceinline__ GemmOut gemm_out_at(int o) {
 	const int idx = o >> 5, l = o & 31, i = idx / (NT * 4), c = idx / 4 % NT, e = idx % 4;
-	GemmOut r = {0.0f, 8 * c + 2 * (l & 3) + (e & 1), 16 * i + (l >> 2) + 8 * (e >> 1)};
+	return {0.0f, 8 * c + 2 * (l & 3) + (e & 1), 16 * i + (l >> 2) + 8 * (e >> 1)};
+}
+template <int NT, int W> __device__ __forceinline__ GemmOut gemm_out(const GemmSums<NT, W> &sums, int o) {
+	GemmOut r = gemm_out_at<NT>(o);
 	for (int wp = 0; wp < W; wp++) {
 		r.sum += sums[wp][o >> 5][o & 31];
 	}
@@ -144,15 +149,70 @@ __device__ __forceinline__ int tile_col0(int t, int n) {
 	return min(t * GEMM_ROWS, n - GEMM_ROWS);
 }
 
+// The outputs of a block of NT tiles of x: GemmSums' row of each warp.
+#define GEMM_OUTS(NT) (2 * (NT) * 4 * 32)
+
+// A split block's end (gemm_small): its chunk's sums to part, then, in the tile's last block
+// to finish, every chunk's sums added in chunk order into out.
+template <int NT>
+__device__ void gemm_split_store(const GemmSums<NT, GEMM_WARPS> &sums, float *__restrict__ out, int m, int n, int col0,
+                                 int splits, int tile, float *part, int *count) {
+	__shared__ int last;
+#pragma unroll 1
+	for (int q = 0; q < NT; q++) {
+		const int o = threadIdx.x + q * GEMM_THREADS;
+		part[(long long)blockIdx.x * GEMM_OUTS(NT) + o] = gemm_out<NT, GEMM_WARPS>(sums, o).sum;
+	}
+	__threadfence(); // the sums are visible before the count says so
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		last = atomicAdd(&count[tile], 1) == splits - 1;
+	}
+	__syncthreads();
+	if (!last) {
+		return;
+	}
+	__threadfence(); // every chunk's sums are visible to this block's reads (from L2: __ldcg)
+	const float *chunks = part + (long long)tile * splits * GEMM_OUTS(NT);
+#pragma unroll 1
+	for (int q = 0; q < NT; q++) {
+		const int o = threadIdx.x + q * GEMM_THREADS;
+		GemmOut r = gemm_out_at<NT>(o);
+		for (int c = 0; c < splits; c++) {
+			r.sum += __ldcg(chunks + c * GEMM_OUTS(NT) + o);
+		}
+		if (r.row < m) {
+			out[(long long)r.row * n + col0 + r.col] = r.sum;
+		}
+	}
+	if (threadIdx.x == 0) {
+		count[tile] = 0; // for the next launch: every block of the tile has counted
+	}
+}
+
 // gemm_small computes the block's GEMM_ROWS columns of out for every row of x. The last block
 // of an n that is not a multiple of GEMM_ROWS takes the last GEMM_ROWS columns, some of which
 // the block before it computes too (the same values: the order of the sums is fixed).
+//
+// With splits > 1 a tile's k is cut into that many chunks of whole steps, a block each (block b:
+// tile b / splits, chunk b % splits), so that a GEMM whose tiles would leave the last wave of
+// blocks part empty fills its waves (the backend picks splits, host.GEMMSplits). Each block
+// writes its chunk's sums to part (GEMM_OUTS(NT) floats a block, in block order) and counts
+// itself done in count[tile] (zero between launches); the last of a tile's blocks adds the
+// chunks' sums in chunk order, so the result does not depend on which block ends last, stores
+// them and zeroes the count: threadFenceReduction's pattern of the CUDA samples.
 template <int NT, int D>
 __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x,
-                           const __nv_bfloat16 *__restrict__ w, int m, int n, int k) {
+                           const __nv_bfloat16 *__restrict__ w, int m, int n, int k, int splits, float *part,
+                           int *count) {
 	__shared__ GemmSums<NT, GEMM_WARPS> sums;
-	const int col0 = tile_col0(blockIdx.x, n);
-	gemm_block<NT, D, GEMM_WARPS>(sums, gemm_rows(w, col0, x, k), k / GEMM_K);
+	const int tile = blockIdx.x / splits, chunk = blockIdx.x % splits, steps = k / GEMM_K;
+	const int s0 = steps * chunk / splits, s1 = steps * (chunk + 1) / splits, col0 = tile_col0(tile, n);
+	gemm_block<NT, D, GEMM_WARPS>(sums, gemm_rows(w, col0, x, k, s0, s1 - s0), s1 - s0);
+	if (splits > 1) {
+		gemm_split_store<NT>(sums, out, m, n, col0, splits, tile, part, count);
+		return;
+	}
 #pragma unroll 1
 	for (int q = 0; q < NT; q++) {
 		const GemmOut r = gemm_out<NT, GEMM_WARPS>(sums, threadIdx.x + q * GEMM_THREADS);
@@ -162,8 +222,9 @@ __device__ void gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restr
 	}
 }
 
-#define GEMM_PARAMS float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int m, int n, int k
-#define GEMM_ARGS out, x, w, m, n, k
+#define GEMM_PARAMS                                                                                                 \
+	float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int m, int n, int k, int splits, float *part, int *count
+#define GEMM_ARGS out, x, w, m, n, k, splits, part, count
 
 // One kernel per batch bound, each with the accumulators of its own tiles: with w loaded two
 // steps ahead and two blocks an SM, for GEMMs of more blocks than SMs; with w three steps
