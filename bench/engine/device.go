@@ -27,6 +27,9 @@ type (
 	// Splitter lets the backend's own GEMMs cut a tile's k into chunks where that fills their
 	// waves of blocks better (on), or never.
 	Splitter interface{ SetGEMMSplit(on bool) }
+	// DeepGEMMChooser runs every GEMM of the backend's own as one block an SM, which leaves
+	// room for the LoRA kernels' blocks beside it (on), or picks its kernel by the GEMM's shape.
+	DeepGEMMChooser interface{ SetDeepGEMM(on bool) }
 	// GEMMChooser runs the GEMMs of batches of up to SmallGEMMRows rows with the backend's own
 	// kernels (on), or with the vendor library's; larger batches always run the latter.
 	GEMMChooser interface {

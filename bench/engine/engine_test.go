@@ -78,6 +78,7 @@ type gpuLike struct {
 	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
 	gemmSets    []bool // each SetSmallGEMM call's "on"
 	splitSets   []bool // each SetGEMMSplit call's "on"
+	deepSets    []bool // each SetDeepGEMM call's "on"
 	staged      int    // WaitAdapterStaged calls
 	earlySets   []bool // each SetEarlyLaunch call's "on"
 }
@@ -101,6 +102,7 @@ func (g *gpuLike) SetLoRASideStream(on bool)   { g.sideSets = append(g.sideSets,
 func (g *gpuLike) SetLoRASidePriority(on bool) { g.prioSets = append(g.prioSets, on) }
 func (g *gpuLike) SetSmallGEMM(on bool)        { g.gemmSets = append(g.gemmSets, on) }
 func (g *gpuLike) SetGEMMSplit(on bool)        { g.splitSets = append(g.splitSets, on) }
+func (g *gpuLike) SetDeepGEMM(on bool)         { g.deepSets = append(g.deepSets, on) }
 func (g *gpuLike) SetEarlyLaunch(on bool)      { g.earlySets = append(g.earlySets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetFlushOps(n int) int {
@@ -204,6 +206,16 @@ func TestGPUMeasurements(t *testing.T) {
 	if want := []bool{false, true, false, true}; !slices.Equal(be.splitSets, want) {
 		t.Errorf("SetGEMMSplit calls %v, want %v", be.splitSets, want)
 	}
+	// And one block an SM, with LoRA and with LoRA and attention off.
+	if got, want := runsOf(Deep), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
+		t.Errorf("one-block-an-SM runs %v, want %v", got, want)
+	}
+	if got, want := runsOf(DeepAttentionOff), []string{"b2 k0 c8"}; !slices.Equal(got, want) {
+		t.Errorf("one-block-an-SM attention-off runs %v, want %v", got, want)
+	}
+	if want := []bool{true, false, true, false}; !slices.Equal(be.deepSets, want) {
+		t.Errorf("SetDeepGEMM calls %v, want %v", be.deepSets, want)
+	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 ||
 		!(l.StagedStepMS > 0) || l.StagedStepMaxMS < l.StagedStepMS {
@@ -235,7 +247,7 @@ func TestGPUMeasurements(t *testing.T) {
 
 // sideBySide matches rows of the variants table, each variant beside its default: at batch 2,
 // which the backend's own GEMMs take, the LoRA-kernel variants, no early launch, and the
-// cuBLAS and unsplit variants; at batch 4 the LoRA-kernel variants.
+// cuBLAS, unsplit and one-block-an-SM variants; at batch 4 the LoRA-kernel variants.
 var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n)` +
 	`\| lora, no early launch \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
@@ -243,6 +255,8 @@ var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.
 	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora and attention off, GEMMs not split \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora, GEMMs not split \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora and attention off, GEMMs one block an SM \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, GEMMs one block an SM \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n){2}` +
 	`\| lora, one stream \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
 

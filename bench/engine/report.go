@@ -118,7 +118,7 @@ func (r *Report) Markdown(w io.Writer) error {
 var baseOf = map[string][]string{
 	GraphsOff: {WithLoRA}, OneLaunch: {WithLoRA}, NotEarly: {WithLoRA}, OneStream: {WithLoRA},
 	Unprioritized: {WithLoRA}, CuBLAS: {WithLoRA}, CuBLASAttentionOff: {AttentionOff},
-	NotSplit: {WithLoRA}, NotSplitAttentionOff: {AttentionOff},
+	NotSplit: {WithLoRA}, NotSplitAttentionOff: {AttentionOff}, Deep: {WithLoRA}, DeepAttentionOff: {AttentionOff},
 }
 
 // baseFor is the row of the default that d's variant changes one thing of (baseOf), if measured.

@@ -47,6 +47,10 @@ const (
 	// chunks (backends that cut them): next to the WithLoRA and AttentionOff rows.
 	NotSplit             = "lora, GEMMs not split"
 	NotSplitAttentionOff = "lora and attention off, GEMMs not split"
+	// Deep and DeepAttentionOff run every GEMM of the backend's own as one block an SM
+	// (backends with that kernel): next to the WithLoRA and AttentionOff rows.
+	Deep             = "lora, GEMMs one block an SM"
+	DeepAttentionOff = "lora and attention off, GEMMs one block an SM"
 	// NotEarly launches each kernel only once the one before it has ended (backends that may
 	// start it while that one finishes).
 	NotEarly = "lora, no early launch"
@@ -54,7 +58,8 @@ const (
 
 // attentionOff says whether a variant runs without attention (its bytes hold no KV).
 func attentionOff(variant string) bool {
-	return variant == AttentionOff || variant == CuBLASAttentionOff || variant == NotSplitAttentionOff
+	return variant == AttentionOff || variant == CuBLASAttentionOff || variant == NotSplitAttentionOff ||
+		variant == DeepAttentionOff
 }
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
@@ -71,9 +76,9 @@ type decodeRun struct {
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, without early launches and
-// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs and with its own unsplit,
-// each with LoRA and with LoRA and attention off, and the reference batch in one launch per
-// step.
+// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit and
+// with its own one block an SM, each with LoRA and with LoRA and attention off, and the
+// reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -111,8 +116,8 @@ func stopped(ctx context.Context) error {
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
 // unprioritized side stream, without early launches and (batches that the backend's own GEMMs
-// take) with cuBLAS's GEMMs and with its own unsplit, and (at the reference batch, or the
-// largest below it) in one launch per step.
+// take) with cuBLAS's GEMMs, with its own unsplit and with its own one block an SM, and (at
+// the reference batch, or the largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -143,6 +148,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
 		if _, ok := r.be.(Splitter); ok {
 			runs = append(runs, decodeRun{NotSplitAttentionOff, 0}, decodeRun{NotSplit, min(reference, b)})
+		}
+		if _, ok := r.be.(DeepGEMMChooser); ok {
+			runs = append(runs, decodeRun{DeepAttentionOff, 0}, decodeRun{Deep, min(reference, b)})
 		}
 	}
 	for _, run := range runs {
@@ -219,6 +227,10 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if s, ok := r.be.(Splitter); ok && (variant == NotSplit || variant == NotSplitAttentionOff) {
 		s.SetGEMMSplit(false)
 		defer s.SetGEMMSplit(true)
+	}
+	if d, ok := r.be.(DeepGEMMChooser); ok && (variant == Deep || variant == DeepAttentionOff) {
+		d.SetDeepGEMM(true)
+		defer d.SetDeepGEMM(false)
 	}
 	if g, ok := r.be.(GEMMChooser); ok && (variant == CuBLAS || variant == CuBLASAttentionOff) {
 		g.SetSmallGEMM(false)

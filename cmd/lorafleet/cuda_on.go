@@ -21,6 +21,7 @@ var _ interface {
 	engine.SideStreamer
 	engine.EarlyLauncher
 	engine.Splitter
+	engine.DeepGEMMChooser
 	engine.GEMMChooser
 	engine.Uploader
 	engine.MemInfoer

@@ -120,6 +120,7 @@ type Backend struct {
 	loraMain   bool                 // LoRA kernels on the compute stream, not the side stream (SetLoRASideStream)
 	cublasOnly bool                 // every GEMM by cuBLAS, none by gemm_small or gemm_deep (SetSmallGEMM)
 	splitOff   bool                 // no GEMM's k cut into chunks (SetGEMMSplit)
+	deepOnly   bool                 // every GEMM of ours by gemm_deep (SetDeepGEMM)
 	early      bool                 // launches marked Early start before the kernel before them ends (Config.NoEarlyLaunch, SetEarlyLaunch)
 	earlyOK    bool                 // the GPU and driver allow it (until the driver refuses one)
 	attnPlan   host.Attn            // scratch of Attention

@@ -9,10 +9,10 @@ import (
 )
 
 // GEMMs: the weight GEMMs of decode batches of up to smallGEMMRows rows run lorafleet's own
-// kernels (kernels/gemm.cu), built to stream the weights: gemm_small with each tile's k cut into
-// chunks where that fills its waves of blocks better (host.GEMMSplits), else gemm_small, or
-// gemm_deep where the GEMM has no more blocks than the GPU has SMs; larger batches (prefill)
-// and shapes they do not take run cuBLAS.
+// kernels (kernels/gemm.cu), built to stream the weights: gemm_small, or gemm_deep where the
+// GEMM has no more blocks than the GPU has SMs, and gemm_small with each tile's k cut into
+// chunks where that fills its waves of blocks better (host.GEMMSplits); larger batches
+// (prefill) and shapes they do not take run cuBLAS.
 
 // The sizes of gemm.cu.
 const (
@@ -82,7 +82,7 @@ func smallGEMMBlocks(n int) int { return (n + smallGEMMCols - 1) / smallGEMMCols
 
 // smallGEMMKernel is one of our GEMM kernels with its launch's split of k.
 type smallGEMMKernel struct {
-	name   string // gemm_split (gemm_small's kernel, split), gemm_small or gemm_deep
+	name   string // gemm_split (gemm_small's kernel, split), gemm_small or gemm_deep (split or not)
 	fn     drv.Function
 	bound  int // its batch bound
 	splits int // chunks of k a tile (gemm.cu's gemm_small); 1: none
@@ -92,19 +92,25 @@ type smallGEMMKernel struct {
 // conditions; the rows' alignment follows from k's, each tensor having an allocation of its
 // own): gemm_small split where that fills its waves better (host.GEMMSplits, unless
 // SetGEMMSplit turned it off), else gemm_deep where the GEMM has no more blocks than the GPU
-// has SMs, else gemm_small.
+// has SMs, else gemm_small; or, after SetDeepGEMM, always gemm_deep, split for its waves of one
+// block an SM.
 func (b *Backend) smallGEMM(m, n, k int) (smallGEMMKernel, bool) {
 	if b.cublasOnly || m < 1 || n < smallGEMMCols || k < smallGEMMK || k%smallGEMMK != 0 {
 		return smallGEMMKernel{}, false
 	}
-	tiles, splits := smallGEMMBlocks(n), 1
+	tiles, perSM, splits := smallGEMMBlocks(n), smallGEMMPerSM, 1
+	if b.deepOnly {
+		perSM = 1
+	}
 	if !b.splitOff {
-		splits = host.GEMMSplits(tiles, k/smallGEMMK, smallGEMMPerSM*b.sms)
+		splits = host.GEMMSplits(tiles, k/smallGEMMK, perSM*b.sms)
 	}
 	for i, bound := range smallGEMMBounds {
 		switch {
 		case m > bound:
 			continue
+		case b.deepOnly:
+			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, splits}, true
 		case splits > 1:
 			return smallGEMMKernel{"gemm_split", b.fn.gemmSmall[i], bound, splits}, true
 		case tiles <= b.sms:
@@ -124,6 +130,16 @@ func (b *Backend) SmallGEMMRows() int { return smallGEMMRows }
 func (b *Backend) SetSmallGEMM(on bool) {
 	b.do(b.flush)
 	b.cublasOnly = !on
+}
+
+// SetDeepGEMM runs every GEMM of ours as gemm_deep, one block of 168 registers a thread an SM,
+// which leaves an SM room for a block of the LoRA kernels (64 registers) beside it, where
+// gemm_small's two blocks take every register (on); or picks gemm_small or gemm_deep by the
+// GEMM's shape (off, the default). Benchmarks compare the two: whether the LoRA's blocks
+// waiting for room cost more than the loads in flight that the second block brings.
+func (b *Backend) SetDeepGEMM(on bool) {
+	b.do(b.flush)
+	b.deepOnly = on
 }
 
 // SetGEMMSplit lets our GEMMs cut a tile's k into chunks where that fills their waves better

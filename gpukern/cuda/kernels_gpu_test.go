@@ -94,9 +94,10 @@ func TestMatMul(t *testing.T) {
 // blocks better (gemm_split: host.GEMMSplits); larger ones, and shapes they do not take,
 // cuBLAS. With x already in bf16 both sides multiply the same values exactly and differ only
 // in the order of fp32 sums, so the tolerance is fp32's: a wrong fragment layout, a lost step
-// or chunk of k or a wrong column is far beyond it. Each shape also runs unsplit and with
-// cuBLAS alone, and the profile says which kernel ran: the split ones counted by hand for an
-// H100's 132 SMs (264 blocks at once), as the emulator has.
+// or chunk of k or a wrong column is far beyond it. Each shape also runs unsplit, with
+// gemm_deep alone (split for one block an SM), and with cuBLAS alone, and the profile says
+// which kernel ran: the split ones counted by hand for an H100's 132 SMs (264 blocks at once),
+// as the emulator has.
 func TestSmallGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 31))
 	ran := map[string]bool{}
@@ -116,9 +117,10 @@ func TestSmallGEMM(t *testing.T) {
 	} {
 		x, w := act(bf16(randn(r, s.m*s.k, 1))), weight(randn(r, s.n*s.k, 0.05))
 		shape := shapeOf(s.m, s.n, s.k)
-		for _, mode := range []string{"split", "unsplit", "cuBLAS"} {
+		for _, mode := range []string{"split", "unsplit", "deep", "cuBLAS"} {
 			gpu.SetSmallGEMM(mode != "cuBLAS")
-			gpu.SetGEMMSplit(mode == "split")
+			gpu.SetGEMMSplit(mode != "unsplit")
+			gpu.SetDeepGEMM(mode == "deep")
 			o := out(s.m * s.n)
 			prof, err := gpu.Profile(func() { gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k) })
 			if err != nil {
@@ -129,6 +131,8 @@ func TestSmallGEMM(t *testing.T) {
 			switch {
 			case mode == "cuBLAS" || s.split == "gemm":
 				kernel = "gemm"
+			case mode == "deep":
+				kernel = "gemm_deep"
 			case mode == "unsplit" && (s.n+31)/32 <= gpu.SMs():
 				kernel = "gemm_deep"
 			case mode == "unsplit":

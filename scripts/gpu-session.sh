@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One device call of a GPU session, from binaries built elsewhere (`make build-cuda
+# build-gpu-check`): gpu-check.sh, gpu-bench.sh (with the PEFT baseline unless GPU_BENCH_PEFT=0)
+# and gpu-profile.sh, each under a time limit, about 5 minutes in all on an H100. Prints each
+# one's summary and packs every log and result into $OUT/gpu-session.tgz: the device tool
+# brings back only a few files from a call, and one archive holds them all.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+final=${OUT:-/tmp}
+work=$(mktemp -d)
+export LORAFLEET_CUBIN_CACHE=${LORAFLEET_CUBIN_CACHE:-${TMPDIR:-/tmp}/lorafleet-cubin} # compiled once, for all three
+cd "$root"
+
+OUT=$work timeout -k 10 200 bash scripts/gpu-check.sh >"$work/check.txt" 2>&1
+echo "gpu-check: rc $? at ${SECONDS}s"
+grep -E '^(--- FAIL|tests:)|kernel resources|compute-sanitizer' "$work/check.txt"
+grep -A12 -E '^--- FAIL' "$work/gpu-check/tests.log" 2>/dev/null | head -40
+
+OUT=$work GPU_BENCH_ENGINE_SECONDS=${GPU_BENCH_ENGINE_SECONDS:-200} GPU_BENCH_SECONDS=${GPU_BENCH_SECONDS:-430} \
+	timeout -k 10 450 bash scripts/gpu-bench.sh >"$work/bench.txt" 2>&1
+echo "gpu-bench: rc $? at ${SECONDS}s"
+sed -n '/^Each variant against/,$p' "$work/gpu-bench/engine.md" 2>/dev/null | grep -vE '^\|---' | cut -c1-200 | head -90
+
+OUT=$work timeout -k 5 90 bash scripts/gpu-profile.sh >"$work/profile.txt" 2>&1
+echo "gpu-profile: rc $? at ${SECONDS}s"
+grep -E '^  [a-z_0-9]+ \(|Duration' "$work/gpu-profile/ncu.txt" "$work/gpu-profile/ncu-gemm.txt" 2>/dev/null | sed 's/^.*gpu-profile\///'
+
+tar czf "$final/gpu-session.tgz" -C "$work" . && rm -rf "$work"
+echo "results: $final/gpu-session.tgz"
