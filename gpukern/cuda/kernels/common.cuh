@@ -32,9 +32,9 @@ __device__ float bf16_hi(unsigned int u) {
 // kernel before it in the stream is still running (host.Step's Early). Such a kernel waits
 // here until that one has finished and its writes are visible, so nothing before this call
 // may read what earlier kernels wrote, or write anything: every kernel calls it first, except
-// gemm_small and gemm_deep, which load their first weights before it (gemm_block). Then it lets the kernel after it
-// launch early in turn: that one waits for this one's end. Launched the usual way, or compiled
-// for an older GPU (or the emulator), it does nothing.
+// gemm_small and gemm_deep, which load their first weights before it (gemm_block). Then it
+// lets the kernel after it launch early in turn: that one waits for this one's end. Launched
+// the usual way, or compiled for an older GPU (or the emulator), it does nothing.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 	asm volatile("griddepcontrol.wait;" : : : "memory");
