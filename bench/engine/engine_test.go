@@ -181,40 +181,31 @@ func TestGPUMeasurements(t *testing.T) {
 	if got := runsOf(NotEarly); !slices.Equal(got, want) || !slices.Equal(be.earlySets, []bool{false, true, false, true}) {
 		t.Errorf("no-early-launch runs %v with SetEarlyLaunch calls %v; want %v with [false true false true]", got, be.earlySets, want)
 	}
-	// cuBLAS's GEMMs, with LoRA and with LoRA and attention off (whose bytes hold no KV, as
-	// the attention-off row's), at the first context, for the batches that the backend's own
-	// GEMMs take (up to 2 rows here): at larger ones both would be cuBLAS.
-	if got, want := runsOf(CuBLAS), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
-		t.Errorf("cuBLAS runs %v, want %v", got, want)
+	// cuBLAS's GEMMs, ours unsplit and ours one block an SM, each with LoRA and with LoRA and
+	// attention off, at the first context, for the batches that the backend's own GEMMs take
+	// (up to 2 rows here): at larger ones all would be cuBLAS. Each setting put back after each.
+	for _, g := range []struct {
+		what              string
+		lora, loraAttnOff string
+		sets, want        []bool
+	}{
+		{"cuBLAS (SetSmallGEMM)", CuBLAS, CuBLASAttentionOff, be.gemmSets, []bool{false, true, false, true}},
+		{"unsplit (SetGEMMSplit)", NotSplit, NotSplitAttentionOff, be.splitSets, []bool{false, true, false, true}},
+		{"one block an SM (SetDeepGEMM)", Deep, DeepAttentionOff, be.deepSets, []bool{true, false, true, false}},
+	} {
+		if got := runsOf(g.lora); !slices.Equal(got, []string{"b2 k2 c8"}) {
+			t.Errorf("%s runs %v, want [b2 k2 c8]", g.what, got)
+		}
+		if got := runsOf(g.loraAttnOff); !slices.Equal(got, []string{"b2 k0 c8"}) {
+			t.Errorf("%s attention-off runs %v, want [b2 k0 c8]", g.what, got)
+		}
+		if !slices.Equal(g.sets, g.want) {
+			t.Errorf("%s calls %v, want %v", g.what, g.sets, g.want)
+		}
 	}
-	if got, want := runsOf(CuBLASAttentionOff), []string{"b2 k0 c8"}; !slices.Equal(got, want) {
-		t.Errorf("cuBLAS attention-off runs %v, want %v", got, want)
-	}
-	if want := []bool{false, true, false, true}; !slices.Equal(be.gemmSets, want) {
-		t.Errorf("SetSmallGEMM calls %v, want %v", be.gemmSets, want)
-	}
+	// The attention-off variants' bytes hold no KV, as the attention-off row's.
 	if cub, _ := rep.find(CuBLASAttentionOff, 2, 0, 8); cub.Bytes != rep.Decode[0].Bytes || rep.Decode[0].Variant != AttentionOff {
 		t.Errorf("cuBLAS attention-off row counts %d bytes, the attention-off row %+v", cub.Bytes, rep.Decode[0])
-	}
-	// Our GEMMs unsplit, with LoRA and with LoRA and attention off, at the same batches.
-	if got, want := runsOf(NotSplit), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
-		t.Errorf("unsplit runs %v, want %v", got, want)
-	}
-	if got, want := runsOf(NotSplitAttentionOff), []string{"b2 k0 c8"}; !slices.Equal(got, want) {
-		t.Errorf("unsplit attention-off runs %v, want %v", got, want)
-	}
-	if want := []bool{false, true, false, true}; !slices.Equal(be.splitSets, want) {
-		t.Errorf("SetGEMMSplit calls %v, want %v", be.splitSets, want)
-	}
-	// And one block an SM, with LoRA and with LoRA and attention off.
-	if got, want := runsOf(Deep), []string{"b2 k2 c8"}; !slices.Equal(got, want) {
-		t.Errorf("one-block-an-SM runs %v, want %v", got, want)
-	}
-	if got, want := runsOf(DeepAttentionOff), []string{"b2 k0 c8"}; !slices.Equal(got, want) {
-		t.Errorf("one-block-an-SM attention-off runs %v, want %v", got, want)
-	}
-	if want := []bool{true, false, true, false}; !slices.Equal(be.deepSets, want) {
-		t.Errorf("SetDeepGEMM calls %v, want %v", be.deepSets, want)
 	}
 	l := rep.Loading
 	if l == nil || l.Batch != 4 || l.Adapters != 4 || l.Context != 8 || l.Loads != 3 || l.UploadMS != 1 || !(l.StepMS > 0) || l.PrepareMS != 2 ||

@@ -63,14 +63,14 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			b.launch("to_bf16", b.fn.toBF16, d1(gridFor(m*k, threads)), d1(threads), 0, a)
 		}
 		if g, ok := b.smallGEMM(m, n, k); ok && padded {
+			tiles := smallGEMMBlocks(n)
 			var part, count drv.DevicePtr // a split GEMM's scratch (gemm.cu's gemm_small)
 			if g.splits > 1 {
-				tiles := smallGEMMBlocks(n)
 				part = b.buffer(&b.scratch.gemmPart, 4*int64(tiles*g.splits*smallGEMMCols*g.bound))
 				count = b.zeroed(&b.scratch.gemmCount, 4*int64(tiles))
 			}
 			a := (&args{}).ptr(o).dptr(in).ptr(ws).i32(m).i32(n).i32(k).i32(g.splits).dptr(part).dptr(count)
-			b.launch(g.name, g.fn, d1(smallGEMMBlocks(n)*g.splits), d1(smallGEMMThreads), 0, a)
+			b.launch(g.name, g.fn, d1(tiles*g.splits), d1(smallGEMMThreads), 0, a)
 			return
 		}
 		b.record(host.Op{Name: "gemm", Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
