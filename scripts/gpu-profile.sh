@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Nsight Compute on one decode layer's attention and GEMM kernels, with LoRA and without
 # (batch 32, 32 adapters, context 128, Llama-2-7B shapes), each kernel replayed alone: its
-# time, DRAM throughput, occupancy and what its warps wait on. From bin/lorafleet-cuda built
-# elsewhere (`make build-cuda`), run from the repository root on the GPU machine; about 30 s.
-# Writes $OUT/gpu-profile/ncu.txt and ncu-gemm.txt.
+# time, DRAM throughput, occupancy and what its warps wait on; then one layer's LoRA kernels
+# and cuBLAS GEMMs at batch 128 with 32 adapters. From bin/lorafleet-cuda built elsewhere
+# (`make build-cuda`), run from the repository root on the GPU machine; about a minute.
+# Writes $OUT/gpu-profile/ncu.txt, ncu-gemm.txt and ncu-128.txt.
 #
 # The kernel filter counts only matching launches: the 128 decode_split launches of the "lora
 # off" run (one warm-up and three timed steps of 32 layers) and the first layer's qkv shrink and
@@ -24,5 +25,14 @@ rc=$?
 # down GEMMs of the first run (LoRA and attention off).
 "$ncu" -k 'regex:gemm_(small|deep)' -c 4 "${sections[@]}" "${bench[@]}" >"$out/ncu-gemm.txt" 2>&1
 rc=$((rc | $?))
-grep -E '^  [a-z_0-9]+ \(|    Duration|DRAM Throughput|Achieved Occupancy|Block Limit Registers' "$out/ncu.txt" "$out/ncu-gemm.txt"
+# Batch 128: the first layer's eight LoRA launches of the run with adapters, and its four GEMMs
+# of the first run, by cuBLAS (our GEMMs take 32 rows at most; cuBLAS's kernels on an H100 are
+# named nvjet, sm90_xmma or cutlass).
+bench128=(bin/lorafleet-cuda bench engine --batches 128 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1)
+{
+	"$ncu" -k 'regex:lora_' -c 8 "${sections[@]}" "${bench128[@]}"
+	"$ncu" -k 'regex:gemm|nvjet|xmma|cutlass' -c 4 "${sections[@]}" "${bench128[@]}"
+} >"$out/ncu-128.txt" 2>&1
+rc=$((rc | $?))
+grep -E '^  [a-z_0-9]+ \(|    Duration|DRAM Throughput|Achieved Occupancy|Block Limit Registers' "$out"/ncu*.txt
 exit $rc

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call of a GPU session, from binaries built elsewhere (`make build-cuda
 # build-gpu-check`): gpu-check.sh, gpu-bench.sh (with the PEFT baseline unless GPU_BENCH_PEFT=0)
-# and gpu-profile.sh, each under a time limit, about 5 minutes in all on an H100. Prints each
+# and gpu-profile.sh, each under a time limit, about 6 minutes in all on an H100 (run it with
+# the device call's timeout_s at GPU_SESSION_SECONDS or more, default 540). Prints each
 # one's summary and packs every log and result into $OUT/gpu-session.tgz: the device tool
 # brings back only a few files from a call, and one archive holds them all.
 set -uo pipefail
@@ -21,9 +22,16 @@ OUT=$work GPU_BENCH_ENGINE_SECONDS=${GPU_BENCH_ENGINE_SECONDS:-200} GPU_BENCH_SE
 echo "gpu-bench: rc $? at ${SECONDS}s"
 sed -n '/^Each variant against/,$p' "$work/gpu-bench/engine.md" 2>/dev/null | grep -vE '^\|---' | cut -c1-200 | head -90
 
-OUT=$work timeout -k 5 90 bash scripts/gpu-profile.sh >"$work/profile.txt" 2>&1
-echo "gpu-profile: rc $? at ${SECONDS}s"
-grep -E '^  [a-z_0-9]+ \(|Duration' "$work/gpu-profile/ncu.txt" "$work/gpu-profile/ncu-gemm.txt" 2>/dev/null | sed 's/^.*gpu-profile\///'
+# The profile gets what is left of GPU_SESSION_SECONDS (the device call's limit, less the
+# archive's time), 150 s at most: a call cut off at its limit brings nothing back.
+left=$((${GPU_SESSION_SECONDS:-540} - SECONDS - 15))
+if ((left >= 20)); then # timeout 0 would mean none
+	OUT=$work timeout -k 5 $((left < 150 ? left : 150)) bash scripts/gpu-profile.sh >"$work/profile.txt" 2>&1
+	echo "gpu-profile: rc $? at ${SECONDS}s"
+else
+	echo "gpu-profile: skipped, ${left}s left"
+fi
+grep -E '^  [a-z_0-9]+ \(|Duration' "$work"/gpu-profile/ncu*.txt 2>/dev/null | cut -c1-160 | sed 's/^.*gpu-profile\///'
 
 tar czf "$final/gpu-session.tgz" -C "$work" . && rm -rf "$work"
 echo "results: $final/gpu-session.tgz"

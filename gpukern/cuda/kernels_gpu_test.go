@@ -420,6 +420,8 @@ func TestLoRA(t *testing.T) {
 		{4096, []int{4096, 1024, 1024}, []int{1, 3, 1, 1, 2}, [][]int{{16, 16, 16}, {8, 0, 8}, nil, {64, 32, 0}, {0, 0, 128}}},
 		// gate and up.
 		{896, []int{4864, 4864}, []int{4, 1, 3}, [][]int{{16, 16}, {0, 32}, {8, 8}}},
+		// A rank of 8 whose rows of v are 10 apart: lora_expand reads v one value at a time.
+		{256, []int{64}, []int{2, 3}, [][]int{{8}, {10}}},
 		// Sizes and ranks that miss the vectorized paths, three parts of unequal widths.
 		{130, []int{100, 37, 61}, []int{1, 4, 2}, [][]int{{3, 5, 7}, {8, 0, 24}, nil}},
 		// The largest rank: lora_expand's shared memory at its limit (one more is refused).

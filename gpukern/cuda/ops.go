@@ -115,20 +115,20 @@ func (b *Backend) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos
 }
 
 // MaxLoRARank is the largest adapter rank the LoRA kernels take: lora_expand holds its group's
-// rows of v for up to three fused parts (q, k and v) in the 48 KiB of shared memory a kernel
-// gets without opting in to more.
-const MaxLoRARank = 48 << 10 / (4 * host.LoRAGroup * maxLoRAParts)
+// rows of v for one part in the 48 KiB of shared memory a kernel gets without opting in to
+// more.
+const MaxLoRARank = 48 << 10 / (4 * host.LoRAGroup)
 
 // maxLoRAParts is LORA_MAX_PARTS of lora.cu: the most parts a projection fuses (q, k and v).
 const maxLoRAParts = 3
 
-// shrinkJ, expandC and loraThreads are SHRINK_J, EXPAND_C and LORA_THREADS of lora.cu: the
-// outputs per block of lora_shrink, the columns per thread of lora_expand, and the block size
-// of both (their launch bounds: a larger block would not launch).
+// shrinkJ, expandCols and loraThreads are SHRINK_J, EXPAND_COLS and LORA_THREADS of lora.cu:
+// the outputs per block of lora_shrink, the columns per block of lora_expand, and the block
+// size of both (their launch bounds: a larger block would not launch).
 const (
 	shrinkJ     = 4
-	expandC     = 4
 	loraThreads = 256
+	expandCols  = loraThreads * 4
 )
 
 // LoRAShrink implements gpukern.Backend: one launch for every adapter and part of the batch.
@@ -140,12 +140,13 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		if t.MaxRank == 0 {
 			return // nothing to compute; the expand writes zeros
 		}
-		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Lead)).
-			i32(t.Parts).i32(in).i32(vStride)
-		// The grid covers vStride, not this batch's largest rank: it stays the same whichever
-		// adapters a step mixes (blocks past a row's rank return at once). On the side stream:
-		// it needs only x, so it runs beside the base GEMM of the same x.
-		o := kernel("lora_shrink", b.fn.loraShrink, d2(t.Rows, t.Parts*((vStride+shrinkJ-1)/shrinkJ)), d1(loraThreads), 0, a)
+		a := (&args{}).ptr(vs).ptr(xs).dptr(upload(b, t.A)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Groups)).
+			i32(direct(t)).i32(t.Parts).i32(in).i32(vStride)
+		// The grid covers vStride, not this batch's largest rank: it changes less with the
+		// adapters a step mixes (blocks past a group's rank return at once). On the side
+		// stream: it needs only x, so it runs beside the base GEMM of the same x.
+		blocks := t.GridGroups() * t.Parts * ((vStride + shrinkJ - 1) / shrinkJ)
+		o := kernel("lora_shrink", b.fn.loraShrink, d1(blocks), d1(loraThreads), 0, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})
@@ -153,11 +154,18 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 
 // LoRAExpand implements gpukern.Backend.
 func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
-	outOff := make([]int32, len(outDims)+1) // part p's columns are [outOff[p], outOff[p+1])
+	var ends [maxLoRAParts]int // part p's columns end at ends[p]; those of parts it lacks at the last
+	cols, width := 0, 0        // cols: the blocks of a group (EXPAND_COLS columns of one part)
 	for p, d := range outDims {
-		outOff[p+1] = outOff[p] + int32(d)
+		if p < maxLoRAParts {
+			width += d
+			ends[p] = width
+			cols += (d + expandCols - 1) / expandCols
+		}
 	}
-	width := int(outOff[len(outDims)])
+	for p := len(outDims); p < maxLoRAParts; p++ {
+		ends[p] = width
+	}
 	os, vs := dev(delta), dev(v)
 	b.do(func() {
 		t := &b.loraTab
@@ -173,15 +181,22 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			b.fail(fmt.Errorf("cuda: a LoRA projection of %d fused parts; the kernels take at most %d", t.Parts, maxLoRAParts))
 			return
 		}
-		cols := (width + loraThreads*expandC - 1) / (loraThreads * expandC)
 		a := (&args{}).ptr(os).ptr(vs).dptr(upload(b, t.B)).dptr(upload(b, t.Ranks)).dptr(upload(b, t.Scales)).
-			dptr(upload(b, t.Lead)).dptr(upload(b, outOff)).i32(t.Parts).i32(vStride)
+			dptr(upload(b, t.Groups)).i32(direct(t)).i32(t.Parts).i32(vStride).i32(ends[0]).i32(ends[1]).i32(ends[2])
 		// On the side stream after the shrink: it writes a delta, which the call reading the
 		// projection's output adds (and so joins the side stream).
-		o := kernel("lora_expand", b.fn.loraExpand, d2(t.Rows, cols), d1(loraThreads), 4*host.LoRAGroup*t.Parts*vStride, a)
+		o := kernel("lora_expand", b.fn.loraExpand, d1(t.GridGroups()*cols), d1(loraThreads), 4*host.LoRAGroup*vStride, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})
+}
+
+// direct is the kernels' direct argument: 1 where every group of t is one row.
+func direct(t *host.LoRA) int {
+	if t.Direct() {
+		return 1
+	}
+	return 0
 }
 
 // segsKey identifies the segments a LoRAShrink was given.

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"math/bits"
 	"slices"
 
 	"github.com/lorafleet/lorafleet/gpukern"
@@ -11,16 +12,18 @@ const LoRAGroup = 4
 
 // LoRA are the tables of the SGMV kernels (lora.cu) for one launch, with an entry per row and
 // part, r·Parts + p: the part's A and B (device addresses), its rank (0: the row has no
-// adapter for it) and scale; and one per row, Lead[r]: how many rows, from r on, row r's
-// blocks compute (up to LoRAGroup rows of its segment; 0 where an earlier row's blocks
-// compute it), so that rows sharing an adapter read it once. Their sizes depend on the rows
-// and parts alone, never on how many adapters the batch mixes, so a step's metadata keeps its
-// layout whichever adapters it serves (Graphs).
+// adapter for it) and scale; and Groups, the NGroups groups of rows whose blocks compute them
+// together, up to LoRAGroup rows of one segment, so that they read its adapter once: each
+// group's first row and number of rows, in row order (a row in no segment is a group of its
+// own), then zeros (groups of no rows) to 2·Rows entries. The kernels' grids have blocks for
+// groups, not rows: at batch 128 with 32 adapters, three rows in four lead no group. Sizes depend on the rows and parts alone, never
+// on how many adapters the batch mixes, so a step's metadata keeps its layout whichever
+// adapters it serves (Graphs).
 type LoRA struct {
-	A, B                 []uint64
-	Ranks, Lead          []int32
-	Scales               []float32
-	Rows, Parts, MaxRank int
+	A, B                          []uint64
+	Ranks, Groups                 []int32
+	Scales                        []float32
+	Rows, Parts, MaxRank, NGroups int
 }
 
 // Build makes the tables of segs in t, reusing its arrays (a step builds hundreds), with at
@@ -34,17 +37,16 @@ func (t *LoRA) Build(segs []gpukern.LoRASegment, minParts int, addr func(gpukern
 	}
 	n := t.Rows * t.Parts
 	t.A, t.B, t.Ranks, t.Scales = zeroed(t.A, n), zeroed(t.B, n), zeroed(t.Ranks, n), zeroed(t.Scales, n)
-	t.Lead = zeroed(t.Lead, t.Rows)
-	for r := range t.Lead {
-		t.Lead[r] = 1 // a row in no segment is computed alone
-	}
+	t.Groups, t.NGroups = zeroed(t.Groups, 2*t.Rows), 0
+	row := 0 // the first row not yet in a group
 	for _, s := range segs {
-		for r := s.Start; r < s.End; r++ {
-			t.Lead[r] = 0
-			if (r-s.Start)%LoRAGroup == 0 {
-				t.Lead[r] = int32(min(LoRAGroup, s.End-r))
-			}
+		for ; row < s.Start; row++ {
+			t.group(row, 1)
 		}
+		for ; row < s.End; row += LoRAGroup {
+			t.group(row, min(LoRAGroup, s.End-row))
+		}
+		row = s.End
 		for p, part := range s.Parts {
 			if part.A == nil {
 				continue
@@ -58,6 +60,27 @@ func (t *LoRA) Build(segs []gpukern.LoRASegment, minParts int, addr func(gpukern
 		}
 	}
 }
+
+// group appends the group of rows rows from row on.
+func (t *LoRA) group(row, rows int) {
+	t.Groups[2*t.NGroups], t.Groups[2*t.NGroups+1] = int32(row), int32(rows)
+	t.NGroups++
+}
+
+// GridGroups is the groups a launch's grid has blocks for: their count rounded up to a power of
+// two, at most Rows. A grid sized by the count would change with every adapter mix, and each
+// grid is a CUDA graph of its own; rounded, it changes in steps of two at most, and the blocks
+// of groups past the count (less than half of them) do nothing.
+func (t *LoRA) GridGroups() int {
+	if t.NGroups <= 1 {
+		return t.NGroups
+	}
+	return min(t.Rows, 1<<bits.Len(uint(t.NGroups-1)))
+}
+
+// Direct says that every group is one row, group g row g: the kernels then need not look the
+// group up (batch 32 with 32 adapters).
+func (t *LoRA) Direct() bool { return t.Rows > 0 && t.NGroups == t.Rows }
 
 // LoRAShape is the rows segs cover and the most parts of any (that of every segment with an
 // adapter).

@@ -67,13 +67,17 @@ func TestLoRATables(t *testing.T) {
 	if !slices.Equal(tb.A, wantA) || !slices.Equal(tb.Ranks, wantRanks) || tb.B[11] != 25 || tb.Scales[0] != 2 || tb.Scales[9] != 1 {
 		t.Errorf("A %v ranks %v B %v scales %v", tb.A, tb.Ranks, tb.B, tb.Scales)
 	}
-	if want := []int32{2, 0, 1, 1}; !slices.Equal(tb.Lead, want) {
-		t.Errorf("lead %v, want %v", tb.Lead, want)
+	// Groups: rows 0-1 (one adapter), 2 (the base model), 3.
+	if want := []int32{0, 2, 2, 1, 3, 1, 0, 0}; !slices.Equal(tb.Groups, want) || tb.NGroups != 3 {
+		t.Errorf("groups %v, want %v", tb.Groups, want)
+	}
+	if tb.GridGroups() != 4 || tb.Direct() {
+		t.Errorf("3 groups of 4 rows: grid for %d groups, direct %v; want 4, false", tb.GridGroups(), tb.Direct())
 	}
 	// Two adapters in place of three, over the same rows: the same sizes.
 	segs[2].Parts = onlyQV
 	var tb2 LoRA
-	if tb2.Build(segs, 0, addr); len(tb2.A) != len(tb.A) || len(tb2.Ranks) != len(tb.Ranks) || len(tb2.Lead) != len(tb.Lead) {
+	if tb2.Build(segs, 0, addr); len(tb2.A) != len(tb.A) || len(tb2.Ranks) != len(tb.Ranks) || len(tb2.Groups) != len(tb.Groups) {
 		t.Errorf("table sizes changed with the adapter mix")
 	}
 	// No adapter at all, built again in the first tables: the expand still gets a zero entry
@@ -83,18 +87,40 @@ func TestLoRATables(t *testing.T) {
 		slices.Max(tb.A) != 0 || slices.Max(tb.B) != 0 || slices.Max(tb.Scales) != 0 {
 		t.Errorf("tables without adapters %+v", tb)
 	}
-	if want := []int32{4, 0, 0, 0}; !slices.Equal(tb.Lead, want) {
-		t.Errorf("lead without adapters %v, want %v", tb.Lead, want)
+	if want := []int32{0, 4, 0, 0, 0, 0, 0, 0}; !slices.Equal(tb.Groups, want) || tb.NGroups != 1 {
+		t.Errorf("groups without adapters %v, want %v", tb.Groups, want)
+	}
+	if tb.GridGroups() != 1 || tb.Direct() {
+		t.Errorf("one group of 4 rows: grid for %d groups, direct %v; want 1, false", tb.GridGroups(), tb.Direct())
 	}
 	// A segment longer than a group is cut into groups of LoRAGroup rows, the last one shorter.
 	long := []gpukern.LoRASegment{{Start: 0, End: 1, Parts: all}, {Start: 1, End: 1 + 2*LoRAGroup + 3, Parts: onlyQV}}
 	tb.Build(long, 0, addr)
-	want := make([]int32, 1+2*LoRAGroup+3)
-	want[0], want[1], want[1+LoRAGroup], want[1+2*LoRAGroup] = 1, LoRAGroup, LoRAGroup, 3
-	if !slices.Equal(tb.Lead, want) {
-		t.Errorf("lead of a long segment %v, want %v", tb.Lead, want)
+	want := []int32{0, 1, 1, LoRAGroup, 1 + LoRAGroup, LoRAGroup, 1 + 2*LoRAGroup, 3}
+	if got := tb.Groups[:len(want)]; !slices.Equal(got, want) || len(tb.Groups) != 2*tb.Rows || slices.Max(tb.Groups[len(want):]) != 0 {
+		t.Errorf("groups of a long segment %v, want %v then zeros", tb.Groups, want)
 	}
-	if tb.Build(nil, 3, addr); tb.Rows != 0 || tb.Parts != 0 || len(tb.A) != 0 {
+	if tb.GridGroups() != 4 {
+		t.Errorf("4 groups of %d rows: grid for %d groups, want 4", tb.Rows, tb.GridGroups())
+	}
+	// A row in no segment, between two, is a group of its own; 5 groups of 6 rows need a grid
+	// of 6 (8, rounded up, is more than the rows); a group a row is direct.
+	gap := []gpukern.LoRASegment{{Start: 0, End: 2, Parts: all}, {Start: 3, End: 4, Parts: onlyQV}, {Start: 4, End: 6, Parts: all}}
+	tb.Build(gap, 0, addr)
+	if want := []int32{0, 2, 2, 1, 3, 1, 4, 2}; !slices.Equal(tb.Groups[:8], want) || tb.GridGroups() != 4 {
+		t.Errorf("groups with a gap %v (grid %d), want %v (4)", tb.Groups, tb.GridGroups(), want)
+	}
+	gap[2].End = 5
+	gap = append(gap, gpukern.LoRASegment{Start: 5, End: 6, Parts: onlyQV})
+	tb.Build(gap, 0, addr)
+	if tb.NGroups != 5 || tb.GridGroups() != 6 || tb.Direct() {
+		t.Errorf("5 groups of 6 rows %v: grid for %d, direct %v; want 6, false", tb.Groups, tb.GridGroups(), tb.Direct())
+	}
+	single := []gpukern.LoRASegment{{Start: 0, End: 1, Parts: all}, {Start: 1, End: 2}, {Start: 2, End: 3, Parts: onlyQV}}
+	if tb.Build(single, 0, addr); !tb.Direct() || tb.GridGroups() != 3 {
+		t.Errorf("a group a row %v: direct %v, grid for %d; want true, 3", tb.Groups, tb.Direct(), tb.GridGroups())
+	}
+	if tb.Build(nil, 3, addr); tb.Rows != 0 || tb.Parts != 0 || len(tb.A) != 0 || tb.GridGroups() != 0 || tb.Direct() {
 		t.Errorf("tables of no segments %+v", tb)
 	}
 }

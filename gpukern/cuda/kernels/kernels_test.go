@@ -99,7 +99,7 @@ func TestKernelResources(t *testing.T) {
 
 // The backend (gpukern/cuda) looks these kernels up by name, sizes flash_prefill's shared
 // memory and tiles from FLASH_BQ and FLASH_BK, the LoRA kernels' grids and shared memory from
-// SHRINK_J, EXPAND_C, LORA_GROUP, LORA_MAX_PARTS and SHRINK_SUMS, gemm_small's grid and the
+// SHRINK_J, EXPAND_COLS (EXPAND_C), LORA_GROUP and LORA_MAX_PARTS, gemm_small's grid and the
 // shapes it takes from GEMM_ROWS and GEMM_K, a split GEMM's scratch from GEMM_OUTS, its
 // splits from gemm_small's blocks an SM (its launch bounds), launches the kernels with launch bounds with the
 // block sizes they name (LORA_THREADS, DEC_THREADS, GEMM_THREADS), and splits decode contexts
@@ -123,9 +123,9 @@ func TestKernelNames(t *testing.T) {
 			t.Errorf("kernel %s declared %d times, listed %d times in Source.Kernels", name, n, declared[name])
 		}
 	}
-	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n",
+	for _, def := range []string{"#define FLASH_BQ 16 ", "#define FLASH_BK 32 ", "#define SHRINK_J 4\n", "#define EXPAND_C 4\n", "#define EXPAND_COLS (LORA_THREADS * EXPAND_C)\n",
 		fmt.Sprintf("#define LORA_GROUP %d\n", host.LoRAGroup), "#define LORA_THREADS 256\n", "#define DEC_THREADS 128\n", "#define DEC_BLOCKS 8\n", "#define LORA_MAX_PARTS 3\n",
-		"#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)\n", "#define GEMM_THREADS 256 ", "#define GEMM_ROWS 32 ", "#define GEMM_K 32 ",
+		"#define GEMM_THREADS 256 ", "#define GEMM_ROWS 32 ", "#define GEMM_K 32 ",
 		"#define GEMM_OUTS(NT) (2 * (NT) * 4 * 32)\n", "__launch_bounds__(GEMM_THREADS, 2) gemm_small_m8(",
 		"__launch_bounds__(GEMM_THREADS, 2) gemm_small_m16(", "__launch_bounds__(GEMM_THREADS, 2) gemm_small_m32("} {
 		if !strings.Contains(all, def) {

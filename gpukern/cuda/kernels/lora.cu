@@ -7,18 +7,22 @@
 // p * vstride.
 
 // Rows that share an adapter (a segment) are computed together, up to LORA_GROUP of them per
-// block, so that each block reads its part of A or B once for all of them: lead[r] is the
-// number of rows, from r on, that row r's blocks compute (0 for a row an earlier one covers).
-// Blocks of rows with lead 0 return at once: the grid keeps one block row per batch row, so
-// it stays the same whichever adapters a step mixes (a CUDA graph replays it). The group is
-// small since its accumulators take registers, and occupancy is what streams A and B.
+// block, so that each block reads its part of A or B once for all of them. The grids have
+// blocks for groups, not rows (host.LoRA): groups holds each group's first row and number of
+// rows, then zeros. A grid is sized for a power of two of groups (the host rounds up, so that
+// it changes seldom with the adapter mix, since a CUDA graph replays one grid), and the
+// blocks of groups past the count, of no rows, return at once. With direct set every
+// group is one row, group g row g, and the kernels skip the lookup (batch 32 with 32
+// adapters). The group is small since its accumulators take registers, and occupancy is what
+// streams A and B.
 //
 // The shrink and the expand are latency-bound at decode sizes (a few MB each, measured on an
-// H100 with Nsight Compute): the shrink reads its table entries in one round trip, before any
-// branch on them; the expand computes several columns a thread, so that its table lookups are
-// paid once for all their loads of B, which are in flight together. On an H100, these two
-// launches on a side stream beside the base GEMMs beat both one launch of the two (a
-// persistent lora_fused) and the LoRA folded into the GEMMs (bench/results/engine, c32cba4).
+// H100 with Nsight Compute): each block reads its table entries in one round trip (after its
+// group's, unless direct), before any branch on them; the expand computes several columns a
+// thread, so that its table lookups are paid once for all their loads of B, which are in
+// flight together. On an H100, these two launches on a side stream beside the base GEMMs beat
+// both one launch of the two (a persistent lora_fused) and the LoRA folded into the GEMMs
+// (bench/results/engine, c32cba4).
 #define LORA_GROUP 4
 
 // The kernels run LORA_THREADS threads a block, and launch bounds hold them to the registers
@@ -28,43 +32,39 @@
 #define LORA_BLOCKS 4
 
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
-// [rank, in] in bf16 and v in fp32. Grid (rows, parts * n) with n = ceil(vstride /
-// SHRINK_J): blockIdx.y / n is the part, and a block computes SHRINK_J consecutive j (blocks
-// past the rank return at once) for its group of rows. The block's warps split `in` between
-// them, each keeping SHRINK_J rows of A in flight, and add their partial sums in shared
-// memory. Where in is a multiple of 8 and the rows 16-byte aligned, a lane reads 8 elements at
-// once (one 16-byte load of each row of A, two of x).
+// [rank, in] in bf16 and v in fp32. Grid: groups * parts * n blocks, n = ceil(vstride /
+// SHRINK_J): block b is group b / (parts * n), its part and j0 / SHRINK_J the rest, and it
+// computes SHRINK_J consecutive j (blocks past the rank return at once) for its group of rows.
+// The block's warps split `in` between them, each keeping SHRINK_J rows of A in flight, and
+// add their partial sums in shared memory. Where in is a multiple of 8 and the rows 16-byte
+// aligned, a lane reads 8 elements at once (one 16-byte load of each row of A, two of x).
 #define SHRINK_J 4
-
-// a[i] for a run-time i < N, by selects: indexing a register array at run time would put it on
-// the stack.
-template <int N, class T> __device__ __forceinline__ T pick(const T (&a)[N], int i) {
-	T r = a[0];
-#pragma unroll
-	for (int k = 1; k < N; k++) {
-		r = i == k ? a[k] : r;
-	}
-	return r;
-}
 
 __device__ __forceinline__ float dot8(float4 x0, float4 x1, uint4 w) {
 	return x0.x * bf16_lo(w.x) + x0.y * bf16_hi(w.x) + x0.z * bf16_lo(w.y) + x0.w * bf16_hi(w.y) +
 		x1.x * bf16_lo(w.z) + x1.y * bf16_hi(w.z) + x1.z * bf16_lo(w.w) + x1.w * bf16_hi(w.w);
 }
 
-// Block (r0, y) of lora_shrink's grid: sums is shared memory of SHRINK_SUMS floats, for the
-// warps' partial sums.
-#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)
-__device__ __forceinline__ void shrink_block(float *sums, float *v, const float *x, const unsigned long long *a_ptrs,
-		const int *ranks, const int *lead, int parts, int in, int vstride, int n, int r0, int y) {
-	int p = y / n, j0 = (y % n) * SHRINK_J, t = r0 * parts + p;
-	int g = lead[r0], rank = ranks[t];
-	unsigned long long a_row0 = a_ptrs[t];
-	if (g == 0 || j0 >= rank) {
-		return; // the whole block
+// A block's group of rows: the first and how many (0: past the groups, nothing to compute).
+struct RowGroup {
+	int row, rows;
+};
+
+// Group gi of the launch's groups table (see above).
+__device__ __forceinline__ RowGroup row_group(const int *groups, int gi, int direct) {
+	if (direct) {
+		return {gi, 1};
 	}
-	int jn = min(SHRINK_J, rank - j0);
-	const __nv_bfloat16 *a = (const __nv_bfloat16 *)a_row0 + (size_t)j0 * in;
+	return {groups[2 * gi], groups[2 * gi + 1]};
+}
+
+// The shrink of j0 .. j0 + SHRINK_J - 1 (those below rank) of part p of group grp, whose A
+// starts at a_row0; sums is shared memory of SHRINK_SUMS floats, for the warps' partial sums.
+#define SHRINK_SUMS (32 * LORA_GROUP * SHRINK_J)
+__device__ __forceinline__ void shrink_block(float *sums, float *v, const float *x, const __nv_bfloat16 *a_row0,
+		RowGroup grp, int rank, int parts, int in, int vstride, int p, int j0) {
+	const int g = grp.rows, r0 = grp.row, jn = min(SHRINK_J, rank - j0);
+	const __nv_bfloat16 *a = a_row0 + (size_t)j0 * in;
 	const float *x0r = x + (size_t)r0 * in;
 	bool vec = (in & 7) == 0 && (((unsigned long long)a | (unsigned long long)x0r) & 15) == 0;
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -135,102 +135,97 @@ __device__ __forceinline__ void shrink_block(float *sums, float *v, const float 
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shrink(float *v, const float *x, const unsigned long long *a_ptrs,
-		const int *ranks, const int *lead, int parts, int in, int vstride) {
+		const int *ranks, const int *groups, int direct, int parts, int in, int vstride) {
 	pdl_wait();
 	__shared__ float sums[SHRINK_SUMS];
-	shrink_block(sums, v, x, a_ptrs, ranks, lead, parts, in, vstride, gridDim.y / parts, blockIdx.x, blockIdx.y);
+	const int n = (vstride + SHRINK_J - 1) / SHRINK_J, y = blockIdx.x % (parts * n), p = y / n, j0 = y % n * SHRINK_J;
+	const RowGroup grp = row_group(groups, blockIdx.x / (parts * n), direct);
+	const int t = grp.row * parts + p, rank = ranks[t];
+	const unsigned long long a = a_ptrs[t];
+	if (grp.rows == 0 || j0 >= rank) {
+		return; // the whole block
+	}
+	shrink_block(sums, v, x, (const __nv_bfloat16 *)a, grp, rank, parts, in, vstride, p, j0);
 }
 
-// Expand: out[r, out_off[p] + o] = scale * v[r, p*vstride : p*vstride + rank] . B[o, :] for
-// o < out_off[p+1] - out_off[p], with B [that many, rank] in bf16 and rows of out of
-// out_off[parts] values; 0 where the row has no adapter for the part (rank 0). parts is at
-// most LORA_MAX_PARTS. Every element of out is written (not added to): out is the delta buffer
-// that the side stream fills beside the base GEMM, shared between projections and so holding
-// stale values, and the kernel that reads the GEMM's output adds it. Grid (rows,
-// ceil(out_off[parts] / (blockDim.x * EXPAND_C))): a thread computes EXPAND_C columns,
-// blockDim.x apart (so that a warp's loads of B stay contiguous), for the block's group of
-// rows, and finds each column's part in out_off; dynamic shared memory of LORA_GROUP * parts *
-// vstride floats holds the group's rows of v. A thread reads its rows of B once for the group,
-// 8 values of each column's row at a time where rank is a multiple of 8 and B 16-byte aligned,
-// all EXPAND_C columns' loads at once.
+// Expand: out[r, off_p + o] = scale * v[r, p*vstride : p*vstride + rank] . B[o, :] for o <
+// d_p, the width of part p, its columns from off_p = end_{p-1} to end_p (end_{-1} = 0, and
+// the ends of parts a projection lacks equal the last: width), with B [d_p, rank] in bf16; 0
+// where the row has no adapter for the part (rank 0). parts is at most LORA_MAX_PARTS. Every
+// element of out is written (not added to): out is the delta buffer that the side stream
+// fills beside the base GEMM, shared between projections and so holding stale values, and the
+// kernel that reads the GEMM's output adds it.
 //
-// Latency: the block's table entries and its rows of v are loaded together first (every row
-// of v the group could have, before lead says how many it has: the extra rows are a few
-// hundred bytes from L2), then the first 8 values of B of each column, which the tables
-// address, while v goes to shared memory. Loading each in turn after what it depends on made
-// six round trips to memory before the first multiply.
+// Grid: groups * cols blocks, cols = the sum over parts of ceil(d_p / EXPAND_COLS): block b is
+// group b / cols and, in the rest, a run of up to EXPAND_COLS columns of one part, so that
+// the part's rank, scale and B are the block's. A thread computes EXPAND_C columns,
+// blockDim.x apart (so that a warp's loads of B stay contiguous), for the block's group of
+// rows; dynamic shared memory of LORA_GROUP * vstride floats holds the group's rows of v for
+// the part. A thread reads its rows of B once for the group, 8 values of each column's row at
+// a time where rank is a multiple of 8 and B 16-byte aligned, all EXPAND_C columns' loads at
+// once, and then v 8 values at a time from shared memory.
+//
+// Latency: the block's table entries and its rows of v are loaded together first (every value
+// of a row's part of v, before the rank says how many it has), then the first 8 values of B of
+// each column, which the tables address, while v goes to shared memory. Loading each in turn
+// after what it depends on made six round trips to memory before the first multiply.
 #define EXPAND_C 4
+#define EXPAND_COLS (LORA_THREADS * EXPAND_C)
 #define LORA_MAX_PARTS 3
 
-// The rows of v that the group of r0 may use, n values, into shared memory, from L2: each is
-// read by a few blocks only.
-__device__ __forceinline__ void load_v(float *vs, const float *v, int r0, int row, int n) {
-	for (int i = threadIdx.x; i < n; i += blockDim.x) {
-		vs[i] = __ldcg(v + (size_t)r0 * row + i); // past a part's rank: never read
+// The columns of block y of a group's cols: its part, the part's first column and the run's
+// bounds.
+struct ExpandRun {
+	int p, off, col0, col1;
+};
+__device__ __forceinline__ ExpandRun expand_run(int y, int end0, int end1, int end2) {
+	const int n0 = (end0 + EXPAND_COLS - 1) / EXPAND_COLS, n1 = (end1 - end0 + EXPAND_COLS - 1) / EXPAND_COLS;
+	ExpandRun r = {0, 0, 0, end0};
+	if (y >= n0 + n1) {
+		r = {2, end1, 0, end2};
+		y -= n0 + n1;
+	} else if (y >= n0) {
+		r = {1, end0, 0, end1};
+		y -= n0;
 	}
+	r.col0 = r.off + y * EXPAND_COLS;
+	r.col1 = min(r.col1, r.col0 + EXPAND_COLS);
+	return r;
 }
 
-// Block (r0, y) of lora_expand's grid over rows rows; vs is shared memory of LORA_GROUP *
-// parts * vstride floats.
+// Block y of group grp's blocks; vs is shared memory of LORA_GROUP * vstride floats.
 __device__ __forceinline__ void expand_block(float *vs, float *out, const float *v, const unsigned long long *b_ptrs,
-		const int *ranks, const float *scales, const int *lead, const int *out_off, int parts, int vstride, int rows,
-		int r0, int y) {
-	int row = parts * vstride;
-	int g = lead[r0], width = out_off[parts];
-	int off[LORA_MAX_PARTS], rp[LORA_MAX_PARTS];
-	float sp[LORA_MAX_PARTS];
-	unsigned long long bp[LORA_MAX_PARTS];
-#pragma unroll
-	for (int p = 0; p < LORA_MAX_PARTS; p++) {
-		int t = r0 * parts + p; // the group's rows share these
-		off[p] = p < parts ? out_off[p] : 0;
-		rp[p] = p < parts ? ranks[t] : 0;
-		sp[p] = p < parts ? scales[t] : 0.0f;
-		bp[p] = p < parts ? b_ptrs[t] : 0ull;
+		const int *ranks, const float *scales, RowGroup grp, ExpandRun run, int parts, int vstride, int width) {
+	const int g = grp.rows, t = grp.row * parts + run.p, rank = ranks[t];
+	const float scale = scales[t];
+	const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)b_ptrs[t];
+	for (int i = threadIdx.x; i < g * vstride; i += blockDim.x) { // from L2: a few blocks read each
+		vs[i] = __ldcg(v + ((size_t)(grp.row + i / vstride) * parts + run.p) * vstride + i % vstride);
 	}
-	int n = min(LORA_GROUP, rows - r0) * row; // the rows of v that exist
-	load_v(vs, v, r0, row, n);
-	if (g == 0) {
-		return; // the whole block: an earlier row's blocks compute this row
-	}
-	int o0 = y * blockDim.x * EXPAND_C + threadIdx.x;
-	// Each column's part, rank, scale and row of B (null past the width or without an adapter).
-	const __nv_bfloat16 *b[EXPAND_C];
-	int pc[EXPAND_C], rk[EXPAND_C], rank = 0;
-	float scale[EXPAND_C];
-	bool vec = true;
+	const int o0 = run.col0 + threadIdx.x;
+	if (rank == 0) { // the whole block, before any barrier
 #pragma unroll
-	for (int c = 0; c < EXPAND_C; c++) {
-		int o = o0 + c * blockDim.x, p = 0;
-		b[c] = nullptr;
-		pc[c] = rk[c] = 0;
-		scale[c] = 0.0f;
-		if (o < width) {
-#pragma unroll
-			for (int q = 1; q < LORA_MAX_PARTS; q++) {
-				p += q < parts && o >= off[q];
-			}
-			int r = pick(rp, p);
-			const __nv_bfloat16 *b0 = (const __nv_bfloat16 *)pick(bp, p);
-			if (r > 0) {
-				b[c] = b0 + (size_t)(o - pick(off, p)) * r;
-				pc[c] = p;
-				rk[c] = r;
-				scale[c] = pick(sp, p);
-				rank = max(rank, r);
-				vec = vec && (r & 7) == 0 && ((unsigned long long)b0 & 15) == 0;
+		for (int c = 0; c < EXPAND_C; c++) {
+			const int o = o0 + c * blockDim.x;
+			for (int q = 0; q < g && o < run.col1; q++) {
+				out[(size_t)(grp.row + q) * width + o] = 0.0f;
 			}
 		}
+		return;
 	}
-	uint4 w[EXPAND_C]; // the first 8 values of B of each column, loading while v is stored
+	// Each column's row of B and its first 8 values (zeros past the run), loading while v is
+	// stored. A row of v is read 8 values at a time where the rows start 16-byte aligned.
+	const bool vec = (rank & 7) == 0 && (vstride & 3) == 0 && ((unsigned long long)b0 & 15) == 0;
+	const __nv_bfloat16 *b[EXPAND_C];
+	uint4 w[EXPAND_C];
 #pragma unroll
 	for (int c = 0; c < EXPAND_C; c++) {
-		w[c] = vec && 0 < rk[c] ? *(const uint4 *)b[c] : make_uint4(0, 0, 0, 0);
+		const int o = o0 + c * blockDim.x;
+		b[c] = o < run.col1 ? b0 + (size_t)(o - run.off) * rank : nullptr;
+		w[c] = vec && b[c] ? *(const uint4 *)b[c] : make_uint4(0, 0, 0, 0);
 	}
-	__syncthreads(); // v is in shared memory (vec differs between threads: one barrier for all)
+	__syncthreads(); // v is in shared memory
 	float acc[LORA_GROUP][EXPAND_C] = {};
-	// Columns of one thread may be in parts of different ranks: j runs to the largest, and a
-	// column past its own rank adds nothing.
 	if (vec) {
 		for (int j = 0; j < rank; j += 8) {
 #pragma unroll
@@ -239,30 +234,31 @@ __device__ __forceinline__ void expand_block(float *vs, float *out, const float 
 				unpack8(w8, w[c]);
 #pragma unroll
 				for (int q = 0; q < LORA_GROUP; q++) {
-					if (q < g && j < rk[c]) {
-						const float *vq = vs + q * row + pc[c] * vstride + j;
+					if (q < g) {
+						const float4 va = *(const float4 *)(vs + q * vstride + j), vb = *(const float4 *)(vs + q * vstride + j + 4);
+						const float v8[8] = {va.x, va.y, va.z, va.w, vb.x, vb.y, vb.z, vb.w};
 #pragma unroll
 						for (int e = 0; e < 8; e++) {
-							acc[q][c] += vq[e] * w8[e];
+							acc[q][c] += v8[e] * w8[e];
 						}
 					}
 				}
 			}
 #pragma unroll
 			for (int c = 0; c < EXPAND_C; c++) {
-				w[c] = j + 8 < rk[c] ? *(const uint4 *)(b[c] + j + 8) : make_uint4(0, 0, 0, 0);
+				w[c] = j + 8 < rank && b[c] ? *(const uint4 *)(b[c] + j + 8) : make_uint4(0, 0, 0, 0);
 			}
 		}
 	} else {
 		for (int j = 0; j < rank; j++) {
 #pragma unroll
 			for (int c = 0; c < EXPAND_C; c++) {
-				if (j < rk[c]) {
+				if (b[c]) {
 					float w = __bfloat162float(b[c][j]);
 #pragma unroll
 					for (int q = 0; q < LORA_GROUP; q++) {
 						if (q < g) {
-							acc[q][c] += vs[q * row + pc[c] * vstride + j] * w;
+							acc[q][c] += vs[q * vstride + j] * w;
 						}
 					}
 				}
@@ -271,12 +267,11 @@ __device__ __forceinline__ void expand_block(float *vs, float *out, const float 
 	}
 #pragma unroll
 	for (int c = 0; c < EXPAND_C; c++) {
-		int o = o0 + c * blockDim.x;
-		if (o < width) {
+		if (b[c]) {
 #pragma unroll // so that acc stays in registers
 			for (int q = 0; q < LORA_GROUP; q++) {
 				if (q < g) {
-					out[(size_t)(r0 + q) * width + o] = scale[c] * acc[q][c];
+					out[(size_t)(grp.row + q) * width + o0 + c * blockDim.x] = scale * acc[q][c];
 				}
 			}
 		}
@@ -284,9 +279,15 @@ __device__ __forceinline__ void expand_block(float *vs, float *out, const float 
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_expand(float *out, const float *v,
-		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *lead, const int *out_off,
-		int parts, int vstride) {
+		const unsigned long long *b_ptrs, const int *ranks, const float *scales, const int *groups, int direct, int parts,
+		int vstride, int end0, int end1, int end2) {
 	pdl_wait();
 	DYNAMIC_SHARED(float, vs);
-	expand_block(vs, out, v, b_ptrs, ranks, scales, lead, out_off, parts, vstride, gridDim.x, blockIdx.x, blockIdx.y);
+	const int cols = (end0 + EXPAND_COLS - 1) / EXPAND_COLS + (end1 - end0 + EXPAND_COLS - 1) / EXPAND_COLS +
+		(end2 - end1 + EXPAND_COLS - 1) / EXPAND_COLS;
+	const RowGroup grp = row_group(groups, blockIdx.x / cols, direct);
+	if (grp.rows == 0) {
+		return; // the whole block: past the groups
+	}
+	expand_block(vs, out, v, b_ptrs, ranks, scales, grp, expand_run(blockIdx.x % cols, end0, end1, end2), parts, vstride, end2);
 }
