@@ -65,6 +65,29 @@ func TestRunOnTheCPU(t *testing.T) {
 	}
 }
 
+// A batch larger than the reference (the batch 128) is profiled too, with the
+// reference profile's adapters, and both tables are in the report.
+func TestProfilesTheLargestBatch(t *testing.T) {
+	cfg := Config{Model: tinyShape(t), Batches: []int{4, reference + 8}, Adapters: []int{0}, Contexts: []int{8}, Rank: 4,
+		Steps: 1, Warmup: 0, PrefillPrompt: 8, PrefillSeqs: 1}
+	rep, err := Run(context.Background(), &gpuLike{Backend: cpuref.New(1), flushOps: 64}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range rep.Profiles {
+		got = append(got, fmt.Sprintf("b%d k%d c%d", p.Batch, p.Adapters, p.Context))
+	}
+	if want := []string{"b4 k4 c8", fmt.Sprintf("b%d k4 c8", reference+8)}; !slices.Equal(got, want) {
+		t.Errorf("profiles %v, want %v", got, want)
+	}
+	var md strings.Builder
+	if err := rep.Markdown(&md); err != nil || strings.Count(md.String(), "Where a decode step's time goes") != 2 ||
+		!strings.Contains(md.String(), fmt.Sprintf("(batch %d, 4 adapters, context 8;", reference+8)) {
+		t.Errorf("markdown (%v):\n%s", err, md.String())
+	}
+}
+
 // gpuLike is the CPU backend with what bench/engine measures on a GPU backend: graphs to turn
 // off, adapter uploads to time, memory to report. It counts live adapters and graph toggles.
 type gpuLike struct {
@@ -221,7 +244,10 @@ func TestGPUMeasurements(t *testing.T) {
 	if be.live != 0 || be.loads != 4+2*3 || be.bf16Loads != be.loads {
 		t.Errorf("%d adapters left on the backend after %d loads (%d in bf16); want 0 after 10, all in bf16", be.live, be.loads, be.bf16Loads)
 	}
-	if p := rep.Profile; p == nil || p.Batch != 4 || len(p.Kernels) != 2 || p.Kernels[0].Name != "gemm 64×64" || p.Kernels[0].Share != 0.75 {
+	if len(rep.Profiles) != 1 {
+		t.Fatalf("%d profiles, want the reference batch's alone (none is larger)", len(rep.Profiles))
+	}
+	if p := rep.Profiles[0]; p.Batch != 4 || p.Adapters != 4 || len(p.Kernels) != 2 || p.Kernels[0].Name != "gemm 64×64" || p.Kernels[0].Share != 0.75 {
 		t.Errorf("profile %+v", p)
 	}
 	if m := rep.Memory; m == nil || m.UsedBytes != 5<<30 || m.KVTokens != 4*2*blockSize || m.Adapters != 5 || m.CoversTarget {

@@ -12,20 +12,20 @@ import (
 
 // Report is a run's results, written as JSON and as a markdown table.
 type Report struct {
-	Device    string   `json:"device"` // GPU (or CPU) and driver, as the backend describes itself
-	Commit    string   `json:"commit"`
-	Model     string   `json:"model"`
-	Rank      int      `json:"rank"`
-	Bandwidth float64  `json:"bandwidth_bytes_per_s"` // of the floor
-	Steps     int      `json:"timed_steps"`
-	Decode    []Decode `json:"decode"`
-	Prefill   Prefill  `json:"prefill"`
-	Loading   *Loading `json:"loading,omitempty"` // decode while adapters load (GPU backends)
-	Memory    *Memory  `json:"memory,omitempty"`  // device memory in use (GPU backends)
-	Profile   *Profile `json:"profile,omitempty"` // where a decode step's time goes (GPU backends)
-	Graphs    *Graphs  `json:"graphs,omitempty"`  // how the steps ran: eagerly or as CUDA graphs
-	PEFT      *PEFT    `json:"peft,omitempty"`    // the baseline measured on the same GPU, if given
-	Targets   []Target `json:"targets,omitempty"` // Judge's verdicts, once the report is complete
+	Device    string     `json:"device"` // GPU (or CPU) and driver, as the backend describes itself
+	Commit    string     `json:"commit"`
+	Model     string     `json:"model"`
+	Rank      int        `json:"rank"`
+	Bandwidth float64    `json:"bandwidth_bytes_per_s"` // of the floor
+	Steps     int        `json:"timed_steps"`
+	Decode    []Decode   `json:"decode"`
+	Prefill   Prefill    `json:"prefill"`
+	Loading   *Loading   `json:"loading,omitempty"`  // decode while adapters load (GPU backends)
+	Memory    *Memory    `json:"memory,omitempty"`   // device memory in use (GPU backends)
+	Profiles  []*Profile `json:"profiles,omitempty"` // where a decode step's time goes (GPU backends)
+	Graphs    *Graphs    `json:"graphs,omitempty"`   // how the steps ran: eagerly or as CUDA graphs
+	PEFT      *PEFT      `json:"peft,omitempty"`     // the baseline measured on the same GPU, if given
+	Targets   []Target   `json:"targets,omitempty"`  // Judge's verdicts, once the report is complete
 	// Error is why the run stopped before measuring everything: the report holds what was
 	// measured until then.
 	Error string `json:"error,omitempty"`
@@ -167,7 +167,7 @@ func (r *Report) loadingAndMemory(b *strings.Builder) {
 			l.Batch, l.Adapters, l.Context, l.Loads, float64(l.AdapterBytes)/1e6, l.PrepareMS, l.UploadMS, l.UploadMaxMS,
 			l.StepMS, l.StepMaxMS, l.StepMaxMS/l.QuietStepMS, l.StagedStepMS, l.StagedStepMaxMS, l.StagedStepMaxMS/l.QuietStepMS)
 	}
-	if p := r.Profile; p != nil {
+	for _, p := range r.Profiles {
 		fmt.Fprintf(b, "\nWhere a decode step's time goes (batch %d, %d adapters, context %d; each kernel timed by events, no graph):\n\n| kernel | ms | share |\n|---|---|---|\n",
 			p.Batch, p.Adapters, p.Context)
 		for _, k := range p.Kernels {

@@ -169,7 +169,8 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 
 // measureLoading profiles one step and runs Loading at batch and adapters reference (or the
 // largest batch below) and the first context, the latter next to that configuration's quiet
-// median.
+// median; and profiles one step of the largest batch, if larger, with those adapters (the
+// issue's batch-128 target).
 func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(string)) error {
 	cx, b := r.cfg.Contexts[0], r.referenceBatch()
 	quiet, ok := rep.find(WithLoRA, b, b, cx)
@@ -177,10 +178,20 @@ func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(
 		return nil
 	}
 	progress(fmt.Sprintf("profile and decode while adapters load: batch %d, %d adapters, context %d", b, b, cx))
-	var err error
-	if rep.Profile, err = r.profile(kv, b, b, cx); err != nil {
-		return err
+	profiled := []int{b}
+	if l := slices.Max(r.cfg.Batches); l > b {
+		profiled = append(profiled, l)
 	}
+	for _, pb := range profiled {
+		p, err := r.profile(kv, pb, b, cx)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			rep.Profiles = append(rep.Profiles, p)
+		}
+	}
+	var err error
 	rep.Loading, err = r.loading(kv, b, b, cx, quiet.StepMS)
 	return err
 }
