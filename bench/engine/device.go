@@ -36,6 +36,13 @@ type (
 		SetSmallGEMM(on bool)
 		SmallGEMMRows() int
 	}
+	// GEMMTuner runs each GEMM that the vendor library runs with the fastest of its
+	// algorithms, timed on the first GEMM of each shape (on), or with the library's own pick,
+	// and reports the timings.
+	GEMMTuner interface {
+		SetTunedGEMM(on bool)
+		TunedGEMMs() []host.TunedGEMM
+	}
 	// Flusher launches recorded work every n launches (n ≤ 0: only when the step needs a
 	// result) and returns the previous setting.
 	Flusher interface{ SetFlushOps(n int) int }
@@ -66,6 +73,27 @@ type Graphs struct {
 	Replayed     int    `json:"replayed"`
 	Failed       int    `json:"failed"`
 	FirstFailure string `json:"first_failure,omitempty"`
+}
+
+// timedGEMMs is what a GEMMTuner backend timed, in µs.
+func (r *runner) timedGEMMs() []TimedGEMM {
+	t, ok := r.be.(GEMMTuner)
+	if !ok {
+		return nil
+	}
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	var gs []TimedGEMM
+	for _, h := range t.TunedGEMMs() {
+		g := TimedGEMM{M: h.M, N: h.N, K: h.K, Pick: h.Pick, Note: h.Note, Refused: h.Refused}
+		if len(h.Times) > 0 {
+			g.GemmExUS = us(h.Times[0])
+			for _, d := range h.Times[1:] {
+				g.AlgosUS = append(g.AlgosUS, us(d))
+			}
+		}
+		gs = append(gs, g)
+	}
+	return gs
 }
 
 func (r *runner) graphs() *Graphs {

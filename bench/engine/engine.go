@@ -174,6 +174,7 @@ func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(stri
 		rep.Prefill, err = r.prefill()
 	}
 	rep.Graphs = r.graphs()
+	rep.TimedGEMMs = r.timedGEMMs()
 	if d, ok := be.(interface{ Describe() string }); ok {
 		rep.Device = d.Describe() // after the runs: what they ended with
 	}

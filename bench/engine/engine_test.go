@@ -102,6 +102,7 @@ type gpuLike struct {
 	gemmSets    []bool // each SetSmallGEMM call's "on"
 	splitSets   []bool // each SetGEMMSplit call's "on"
 	deepSets    []bool // each SetDeepGEMM call's "on"
+	tuneSets    []bool // each SetTunedGEMM call's "on"
 	staged      int    // WaitAdapterStaged calls
 	earlySets   []bool // each SetEarlyLaunch call's "on"
 }
@@ -128,6 +129,11 @@ func (g *gpuLike) SetGEMMSplit(on bool)        { g.splitSets = append(g.splitSet
 func (g *gpuLike) SetDeepGEMM(on bool)         { g.deepSets = append(g.deepSets, on) }
 func (g *gpuLike) SetEarlyLaunch(on bool)      { g.earlySets = append(g.earlySets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
+func (g *gpuLike) SetTunedGEMM(on bool)        { g.tuneSets = append(g.tuneSets, on) }
+func (g *gpuLike) TunedGEMMs() []host.TunedGEMM {
+	return []host.TunedGEMM{{M: 4, N: 96, K: 64, Times: []time.Duration{3 * time.Microsecond, 0, 2 * time.Microsecond}, Pick: 2, Refused: 1},
+		{M: 4, N: 64, K: 64, Times: []time.Duration{time.Microsecond}, Note: "no cuBLASLt"}}
+}
 func (g *gpuLike) SetFlushOps(n int) int {
 	prev := g.flushOps
 	g.flushOps, g.flushSets = n, append(g.flushSets, n)
@@ -226,6 +232,17 @@ func TestGPUMeasurements(t *testing.T) {
 			t.Errorf("%s calls %v, want %v", g.what, g.sets, g.want)
 		}
 	}
+	// cuBLAS's GEMMs timed, with LoRA and with LoRA and attention off, at the first context for
+	// the batches above those the backend's own GEMMs take, the setting put back after each;
+	// the timings reported.
+	if got := runsOf(Timed); !slices.Equal(got, []string{"b4 k4 c8"}) || !slices.Equal(runsOf(TimedAttentionOff), []string{"b4 k0 c8"}) ||
+		!slices.Equal(be.tuneSets, []bool{true, false, true, false}) {
+		t.Errorf("timed-GEMM runs %v and %v with SetTunedGEMM calls %v; want [b4 k4 c8], [b4 k0 c8], [true false true false]",
+			got, runsOf(TimedAttentionOff), be.tuneSets)
+	}
+	if g := rep.TimedGEMMs; len(g) != 2 || g[0].GemmExUS != 3 || !slices.Equal(g[0].AlgosUS, []float64{0, 2}) || g[0].Pick != 2 || g[0].Refused != 1 || g[1].Note != "no cuBLASLt" {
+		t.Errorf("timed GEMMs %+v", g)
+	}
 	// The attention-off variants' bytes hold no KV, as the attention-off row's.
 	if cub, _ := rep.find(CuBLASAttentionOff, 2, 0, 8); cub.Bytes != rep.Decode[0].Bytes || rep.Decode[0].Variant != AttentionOff {
 		t.Errorf("cuBLAS attention-off row counts %d bytes, the attention-off row %+v", cub.Bytes, rep.Decode[0])
@@ -255,6 +272,7 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	var md strings.Builder
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") || !strings.Contains(md.String(), "only its transfer overlaps them") ||
+		!strings.Contains(md.String(), "| 4 × 96 × 64 | 3.0 | 2.0 (2 of 2) | cuBLASLt 2, which refused 1 GEMMs (run by GemmEx) |") || !strings.Contains(md.String(), "| 4 × 64 × 64 | 1.0 | none: no cuBLASLt | GemmEx |") ||
 		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB (less than the memory target's 64 device adapters and KV for 64 sequences × 1024 tokens)") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") ||
 		!sideBySide.MatchString(md.String()) ||
 		!strings.Contains(md.String(), "40 flushes replayed a graph, 2 captured one, 9 ran eagerly; 1 captures failed (the first: capture invalidated)") {

@@ -24,8 +24,10 @@ type Report struct {
 	Memory    *Memory    `json:"memory,omitempty"`   // device memory in use (GPU backends)
 	Profiles  []*Profile `json:"profiles,omitempty"` // where a decode step's time goes (GPU backends)
 	Graphs    *Graphs    `json:"graphs,omitempty"`   // how the steps ran: eagerly or as CUDA graphs
-	PEFT      *PEFT      `json:"peft,omitempty"`     // the baseline measured on the same GPU, if given
-	Targets   []Target   `json:"targets,omitempty"`  // Judge's verdicts, once the report is complete
+	// TimedGEMMs are the timings behind the "cuBLAS GEMMs timed" rows (GEMMTuner backends).
+	TimedGEMMs []TimedGEMM `json:"timed_gemms,omitempty"`
+	PEFT       *PEFT       `json:"peft,omitempty"`    // the baseline measured on the same GPU, if given
+	Targets    []Target    `json:"targets,omitempty"` // Judge's verdicts, once the report is complete
 	// Error is why the run stopped before measuring everything: the report holds what was
 	// measured until then.
 	Error string `json:"error,omitempty"`
@@ -107,10 +109,54 @@ func (r *Report) Markdown(w io.Writer) error {
 	fmt.Fprintf(&b, "\nPrefill: %d prompts of %d tokens, each with its own adapter, in one step: %.1f ms, %.0f tokens/s.\n",
 		p.Seqs, p.Prompt, p.StepMS, p.TokensPerS)
 	r.loadingAndMemory(&b)
+	r.timedGEMMsTable(&b)
 	r.peftTable(&b)
 	r.targetsTable(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// TimedGEMM is one GEMM shape's timing (host.TunedGEMM): cuBLAS's own pick (GemmEx) and each
+// algorithm cuBLASLt's heuristic offered, in its order (0: failed to run), and the pick.
+type TimedGEMM struct {
+	M        int       `json:"m"`
+	N        int       `json:"n"`
+	K        int       `json:"k"`
+	GemmExUS float64   `json:"gemmex_us"`
+	AlgosUS  []float64 `json:"cublaslt_us"`
+	Pick     int       `json:"pick"` // 0: GemmEx; i: cuBLASLt's i-th
+	Note     string    `json:"note,omitempty"`
+	Refused  int       `json:"refused,omitempty"` // GEMMs the pick refused (GemmEx ran them)
+}
+
+// timedGEMMsTable lists the shapes timed for the "cuBLAS GEMMs timed" rows.
+func (r *Report) timedGEMMsTable(b *strings.Builder) {
+	if len(r.TimedGEMMs) == 0 {
+		return
+	}
+	b.WriteString("\nGEMMs that cuBLAS runs, timed for the \"cuBLAS GEMMs timed\" rows (mean of 10 runs, µs): cuBLAS's own pick (GemmEx) and the fastest of the algorithms cuBLASLt's heuristic offered, with its place in the heuristic's order.\n\n" +
+		"| m × n × k | GemmEx µs | fastest cuBLASLt µs (place of) | picked |\n|---|---|---|---|\n")
+	for _, g := range r.TimedGEMMs {
+		lt, at := "–", 0
+		for i, us := range g.AlgosUS {
+			if us > 0 && (at == 0 || us < g.AlgosUS[at-1]) {
+				at = i + 1
+			}
+		}
+		if at > 0 {
+			lt = fmt.Sprintf("%.1f (%d of %d)", g.AlgosUS[at-1], at, len(g.AlgosUS))
+		} else if g.Note != "" {
+			lt = "none: " + g.Note
+		}
+		pick := "GemmEx"
+		if g.Pick > 0 {
+			pick = fmt.Sprintf("cuBLASLt %d", g.Pick)
+		}
+		if g.Refused > 0 {
+			pick += fmt.Sprintf(", which refused %d GEMMs (run by GemmEx)", g.Refused)
+		}
+		fmt.Fprintf(b, "| %d × %d × %d | %.1f | %s | %s |\n", g.M, g.N, g.K, g.GemmExUS, lt, pick)
+	}
 }
 
 // baseOf is the variant that each side-by-side variant changes one thing of: the first of its
@@ -119,6 +165,7 @@ var baseOf = map[string][]string{
 	GraphsOff: {WithLoRA}, OneLaunch: {WithLoRA}, NotEarly: {WithLoRA}, OneStream: {WithLoRA},
 	Unprioritized: {WithLoRA}, CuBLAS: {WithLoRA}, CuBLASAttentionOff: {AttentionOff},
 	NotSplit: {WithLoRA}, NotSplitAttentionOff: {AttentionOff}, Deep: {WithLoRA}, DeepAttentionOff: {AttentionOff},
+	Timed: {WithLoRA}, TimedAttentionOff: {AttentionOff},
 }
 
 // baseFor is the row of the default that d's variant changes one thing of (baseOf), if measured.

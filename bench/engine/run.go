@@ -51,6 +51,11 @@ const (
 	// (backends with that kernel): next to the WithLoRA and AttentionOff rows.
 	Deep             = "lora, GEMMs one block an SM"
 	DeepAttentionOff = "lora and attention off, GEMMs one block an SM"
+	// Timed and TimedAttentionOff run each GEMM that cuBLAS runs with the fastest of its own
+	// pick and cuBLASLt's algorithms, timed on the first GEMM of each shape (backends that can):
+	// next to the WithLoRA and AttentionOff rows of the batches above the backend's own GEMMs.
+	Timed             = "lora, cuBLAS GEMMs timed"
+	TimedAttentionOff = "lora and attention off, cuBLAS GEMMs timed"
 	// NotEarly launches each kernel only once the one before it has ended (backends that may
 	// start it while that one finishes).
 	NotEarly = "lora, no early launch"
@@ -59,7 +64,7 @@ const (
 // attentionOff says whether a variant runs without attention (its bytes hold no KV).
 func attentionOff(variant string) bool {
 	return variant == AttentionOff || variant == CuBLASAttentionOff || variant == NotSplitAttentionOff ||
-		variant == DeepAttentionOff
+		variant == DeepAttentionOff || variant == TimedAttentionOff
 }
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
@@ -77,8 +82,8 @@ type decodeRun struct {
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, without early launches and
 // (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit and
-// with its own one block an SM, each with LoRA and with LoRA and attention off, and the
-// reference batch in one launch per step.
+// with its own one block an SM, or (larger batches) with cuBLAS's GEMMs timed, each with LoRA
+// and with LoRA and attention off, and the reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -116,8 +121,9 @@ func stopped(ctx context.Context) error {
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
 // unprioritized side stream, without early launches and (batches that the backend's own GEMMs
-// take) with cuBLAS's GEMMs, with its own unsplit and with its own one block an SM, and (at
-// the reference batch, or the largest below it) in one launch per step.
+// take) with cuBLAS's GEMMs, with its own unsplit and with its own one block an SM, or (larger
+// batches) with cuBLAS's GEMMs timed, and (at the reference batch, or the largest below it) in
+// one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -143,6 +149,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	}
 	if _, ok := r.be.(EarlyLauncher); ok && first {
 		runs = append(runs, decodeRun{NotEarly, min(reference, b)})
+	}
+	if _, ok := r.be.(GEMMTuner); ok && first && b > r.smallGEMMRows() {
+		runs = append(runs, decodeRun{TimedAttentionOff, 0}, decodeRun{Timed, min(reference, b)})
 	}
 	if g, ok := r.be.(GEMMChooser); ok && first && b <= g.SmallGEMMRows() {
 		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
@@ -196,6 +205,14 @@ func (r *runner) measureLoading(rep *Report, kv *gpukern.KVCache, progress func(
 	return err
 }
 
+// smallGEMMRows is the largest batch whose GEMMs the backend's own kernels run (0: none).
+func (r *runner) smallGEMMRows() int {
+	if g, ok := r.be.(GEMMChooser); ok {
+		return g.SmallGEMMRows()
+	}
+	return 0
+}
+
 // referenceBatch is the largest batch up to reference (0 when none is).
 func (r *runner) referenceBatch() int {
 	b := 0
@@ -242,6 +259,10 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if d, ok := r.be.(DeepGEMMChooser); ok && (variant == Deep || variant == DeepAttentionOff) {
 		d.SetDeepGEMM(true)
 		defer d.SetDeepGEMM(false)
+	}
+	if g, ok := r.be.(GEMMTuner); ok && (variant == Timed || variant == TimedAttentionOff) {
+		g.SetTunedGEMM(true)
+		defer g.SetTunedGEMM(false)
 	}
 	if g, ok := r.be.(GEMMChooser); ok && (variant == CuBLAS || variant == CuBLASAttentionOff) {
 		g.SetSmallGEMM(false)

@@ -23,6 +23,7 @@ var _ interface {
 	engine.Splitter
 	engine.DeepGEMMChooser
 	engine.GEMMChooser
+	engine.GEMMTuner
 	engine.Uploader
 	engine.MemInfoer
 	engine.Profiler

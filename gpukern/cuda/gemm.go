@@ -73,7 +73,12 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 			b.launch(g.name, g.fn, d1(tiles*g.splits), d1(smallGEMMThreads), 0, a)
 			return
 		}
-		b.record(host.Op{Name: "gemm", Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k)}})
+		// cuBLAS: GemmEx, or the algorithm timing picked for the shape (SetTunedGEMM).
+		name, algo := "gemm", b.gemmAlgo(o.ptr, in, ws.ptr, m, n, k)
+		if algo > 0 {
+			name = "gemm_lt"
+		}
+		b.record(host.Op{Name: name, Cells: []uint64{uint64(o.ptr), uint64(in), uint64(ws.ptr), uint64(m), uint64(n), uint64(k), algo}})
 	})
 }
 

@@ -132,9 +132,8 @@ func (b *Backend) issue(ops []host.Op) {
 // refuses turns early launches off.
 func (b *Backend) launchOp(o *host.Op, early bool) {
 	if o.Fn == 0 {
-		c := o.Cells
-		if err := b.blas.MatMulBF16(uintptr(c[0]), uintptr(c[1]), uintptr(c[2]), int(c[3]), int(c[4]), int(c[5]), false); err != nil {
-			b.fail(fmt.Errorf("cuda: GEMM %dx%dx%d: %w", c[3], c[4], c[5], err))
+		if err := b.runGEMM(o.Cells); err != nil {
+			b.fail(fmt.Errorf("cuda: GEMM %dx%dx%d: %w", o.Cells[3], o.Cells[4], o.Cells[5], err))
 		}
 		return
 	}

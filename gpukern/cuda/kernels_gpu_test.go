@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 	"github.com/lorafleet/lorafleet/gpukern/cuda"
+	"github.com/lorafleet/lorafleet/gpukern/cuda/host"
 	"github.com/lorafleet/lorafleet/pkg/safetensors"
 )
 
@@ -84,6 +86,57 @@ func TestMatMul(t *testing.T) {
 		o.compare(t, "matmul (bf16)", shapeOf(s.m, s.n, s.k), tolBF16)
 		for _, p := range []pair{x, w, o} {
 			p.free()
+		}
+	}
+}
+
+// With SetTunedGEMM on, the first cuBLAS GEMM of each shape is timed as cublasGemmEx and as
+// each algorithm cuBLASLt's heuristic offers (the emulator's two compute as GemmEx does; on a
+// GPU they are cuBLASLt's), the fastest is picked, the results are still cuBLAS's, and the
+// profile names the pick: gemm_lt for a cuBLASLt algorithm, gemm for GemmEx. A shape is timed
+// once; turned off, every GEMM is GemmEx's again.
+func TestTunedGEMM(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	shapes := []struct{ m, n, k int }{{33, 256, 128}, {64, 96, 64}, {128, 512, 256}}
+	timed := len(gpu.TunedGEMMs())
+	run := func(tuned bool) {
+		t.Helper()
+		gpu.SetTunedGEMM(tuned)
+		defer gpu.SetTunedGEMM(false)
+		for _, s := range shapes {
+			x, w, o := act(randn(r, s.m*s.k, 1)), weight(randn(r, s.n*s.k, 0.02)), out(s.m*s.n)
+			prof, err := gpu.Profile(func() { gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref.MatMul(o.r, x.r, w.r, s.m, s.n, s.k)
+			o.compare(t, fmt.Sprintf("matmul (tuned %v)", tuned), shapeOf(s.m, s.n, s.k), tolBF16)
+			want := "gemm"
+			if i := slices.IndexFunc(gpu.TunedGEMMs(), func(g host.TunedGEMM) bool { return g.M == s.m && g.N == s.n && g.K == s.k }); tuned && i < 0 {
+				t.Errorf("%v: not timed", s)
+			} else if tuned && gpu.TunedGEMMs()[i].Pick > 0 {
+				want = "gemm_lt"
+			}
+			delete(prof, "to_bf16") // x's conversion
+			if name := fmt.Sprintf("%s %d×%d", want, s.n, s.k); prof[name] <= 0 || len(prof) != 1 {
+				t.Errorf("%v tuned %v: profile %v, want %s and the conversion alone", s, tuned, prof, name)
+			}
+			for _, p := range []pair{x, w, o} {
+				p.free()
+			}
+		}
+	}
+	run(true)
+	run(true) // timed already
+	run(false)
+	log := gpu.TunedGEMMs()[timed:]
+	if len(log) != len(shapes) {
+		t.Fatalf("%d shapes timed, want each of %d once: %+v", len(log), len(shapes), log)
+	}
+	for _, g := range log {
+		if len(g.Times) < 2 || slices.Min(g.Times) <= 0 || g.Pick != host.Fastest(g.Times) || g.Note != "" || g.Refused != 0 {
+			t.Errorf("%d×%d×%d: times %v, pick %d, note %q, %d refused; want GemmEx and cuBLASLt's algorithms, all run, the fastest picked",
+				g.M, g.N, g.K, g.Times, g.Pick, g.Note, g.Refused)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -28,6 +29,10 @@ var sonames = []string{"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", 
 var (
 	openOnce sync.Once
 	openErr  error
+	opened   string // the soname Open loaded
+
+	ltOnce sync.Once
+	ltErr  error
 )
 
 // ErrUnavailable is returned when no usable cuBLAS library is installed.
@@ -43,6 +48,7 @@ func Open() error {
 			C.free(unsafe.Pointer(cname))
 			switch rc {
 			case 0:
+				opened = name
 				return
 			case -2:
 				reasons = append(reasons, name+": lacks cublasCreate_v2, cublasSetStream_v2 or cublasGemmEx")
@@ -88,9 +94,35 @@ func status(op string, rc C.int) error {
 	return &StatusError{Op: op, Code: int(rc)}
 }
 
-// Handle is a cuBLAS handle, bound to the CUDA context current when it was created.
+// openLt loads cuBLASLt of the cuBLAS that Open loaded (libcublasLt.so.13 beside
+// libcublas.so.13); later calls return the first call's result.
+func openLt() error {
+	ltOnce.Do(func() {
+		if ltErr = Open(); ltErr != nil {
+			return
+		}
+		name := "libcublasLt" + strings.TrimPrefix(opened, "libcublas")
+		cname := C.CString(name)
+		defer C.free(unsafe.Pointer(cname))
+		switch C.lf_cublaslt_open(cname) {
+		case 0:
+		case -2:
+			ltErr = fmt.Errorf("cublas: %s lacks a cuBLASLt function the GEMMs use", name)
+		default:
+			ltErr = fmt.Errorf("cublas: %s", C.GoString(C.lf_cublas_dlerror()))
+		}
+	})
+	return ltErr
+}
+
+// Handle is a cuBLAS handle, bound to the CUDA context current when it was created, with a
+// cuBLASLt handle made on first use (Plan).
 type Handle struct {
-	h unsafe.Pointer // cublasHandle_t; nil once destroyed
+	h      unsafe.Pointer // cublasHandle_t; nil once destroyed
+	lt     unsafe.Pointer // cublasLtHandle_t, or nil
+	stream uintptr        // as SetStream and SetWorkspace set them, for cuBLASLt's calls
+	ws     uintptr
+	wsLen  int64
 }
 
 var errNoHandle = errors.New("cublas: nil or destroyed handle")
@@ -114,7 +146,10 @@ func (h *Handle) Destroy() error {
 		return errNoHandle
 	}
 	err := status("cublasDestroy_v2", C.lf_cublas_destroy(h.h))
-	h.h = nil
+	if h.lt != nil {
+		err = errors.Join(err, status("cublasLtDestroy", C.lf_cublaslt_destroy(h.lt)))
+	}
+	h.h, h.lt = nil, nil
 	return err
 }
 
@@ -124,6 +159,7 @@ func (h *Handle) SetStream(stream uintptr) error {
 	if h == nil || h.h == nil {
 		return errNoHandle
 	}
+	h.stream = stream
 	return status("cublasSetStream_v2", C.lf_cublas_set_stream(h.h, C.uintptr_t(stream)))
 }
 
@@ -137,22 +173,30 @@ func (h *Handle) SetWorkspace(ptr uintptr, bytes int64) error {
 	if bytes < 0 {
 		return fmt.Errorf("cublas: negative workspace size %d", bytes)
 	}
+	h.ws, h.wsLen = ptr, bytes
 	if C.lf_cublas_has_set_workspace() == 0 {
 		return nil
 	}
 	return status("cublasSetWorkspace_v2", C.lf_cublas_set_workspace(h.h, C.uintptr_t(ptr), C.size_t(bytes)))
 }
 
+// checkMatMul refuses what cuBLAS would read or write through rather than reject.
+func checkMatMul(op string, out, x, w uintptr, m, n, k int) error {
+	if m <= 0 || n <= 0 || k <= 0 || m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 {
+		return fmt.Errorf("cublas: %s: bad shape m=%d n=%d k=%d", op, m, n, k)
+	}
+	if out == 0 || x == 0 || w == 0 {
+		return fmt.Errorf("cublas: %s: null device pointer (out=%#x x=%#x w=%#x)", op, out, x, w)
+	}
+	return nil
+}
+
 // MatMulBF16 computes row-major out[m,n] (fp32) = x[m,k] (bf16) · w[n,k]ᵀ (bf16), accumulating
 // in fp32, with cublasGemmEx on h's stream. out is overwritten, or added to when accumulate.
 // The call is asynchronous: it returns once the work is queued.
 func (h *Handle) MatMulBF16(out, x, w uintptr, m, n, k int, accumulate bool) error {
-	// Checked here because cuBLAS would read or write through bad arguments, not reject them.
-	if m <= 0 || n <= 0 || k <= 0 || m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 {
-		return fmt.Errorf("cublas: MatMulBF16: bad shape m=%d n=%d k=%d", m, n, k)
-	}
-	if out == 0 || x == 0 || w == 0 {
-		return fmt.Errorf("cublas: MatMulBF16: null device pointer (out=%#x x=%#x w=%#x)", out, x, w)
+	if err := checkMatMul("MatMulBF16", out, x, w, m, n, k); err != nil {
+		return err
 	}
 	if h == nil || h.h == nil {
 		return errNoHandle
@@ -163,4 +207,78 @@ func (h *Handle) MatMulBF16(out, x, w uintptr, m, n, k int, accumulate bool) err
 	}
 	rc := C.lf_cublas_matmul_bf16(h.h, C.uintptr_t(out), C.uintptr_t(x), C.uintptr_t(w), C.int(m), C.int(n), C.int(k), beta)
 	return status("cublasGemmEx", rc)
+}
+
+// Plan is one GEMM shape's cuBLASLt descriptors, for MatMulAlgo with one of the algorithms
+// Handle.Plan offers. Destroy frees it.
+type Plan struct {
+	p       C.lf_lt_plan
+	m, n, k int
+}
+
+// Algo is one of cuBLASLt's algorithms for a Plan.
+type Algo struct {
+	a C.lf_lt_algo
+}
+
+// Plan makes the cuBLASLt descriptors of MatMulBF16's m × n × k GEMM and returns them with up
+// to limit of the algorithms that cuBLASLt's heuristic offers for them within h's workspace,
+// its guess of the best first. The backend times them against MatMulBF16 (cublasGemmEx's
+// own pick) and keeps the fastest.
+func (h *Handle) Plan(m, n, k, limit int) (*Plan, []Algo, error) {
+	if m <= 0 || n <= 0 || k <= 0 || m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 || limit <= 0 || limit > 64 {
+		return nil, nil, fmt.Errorf("cublas: Plan: bad shape m=%d n=%d k=%d or count %d", m, n, k, limit)
+	}
+	if h == nil || h.h == nil {
+		return nil, nil, errNoHandle
+	}
+	if err := openLt(); err != nil {
+		return nil, nil, err
+	}
+	if h.lt == nil {
+		if err := status("cublasLtCreate", C.lf_cublaslt_create(&h.lt)); err != nil {
+			return nil, nil, err
+		}
+	}
+	p := &Plan{m: m, n: n, k: k}
+	if err := status("cublasLtMatmulDescCreate and cublasLtMatrixLayoutCreate", C.lf_cublaslt_plan(&p.p, C.int(m), C.int(n), C.int(k))); err != nil {
+		return nil, nil, err
+	}
+	res := make([]C.lf_lt_result, limit)
+	var count C.int
+	if err := status("cublasLtMatmulAlgoGetHeuristic", C.lf_cublaslt_algos(h.lt, &p.p, C.size_t(h.wsLen), &res[0], C.int(limit), &count)); err != nil {
+		p.Destroy()
+		return nil, nil, err
+	}
+	var algos []Algo
+	for _, r := range res[:min(int(count), limit)] {
+		if r.state == 0 && int64(r.workspace) <= h.wsLen {
+			algos = append(algos, Algo{a: r.algo})
+		}
+	}
+	return p, algos, nil
+}
+
+// Destroy frees the plan's descriptors.
+func (p *Plan) Destroy() { C.lf_cublaslt_plan_destroy(&p.p) }
+
+// MatMulAlgo computes MatMulBF16's GEMM, of p's shape, with cuBLASLt's algorithm a, on h's
+// stream and in its workspace.
+func (h *Handle) MatMulAlgo(p *Plan, a *Algo, out, x, w uintptr, accumulate bool) error {
+	if p == nil || a == nil {
+		return errors.New("cublas: MatMulAlgo: no plan or algorithm")
+	}
+	if err := checkMatMul("MatMulAlgo", out, x, w, p.m, p.n, p.k); err != nil {
+		return err
+	}
+	if h == nil || h.h == nil || h.lt == nil {
+		return errNoHandle
+	}
+	var beta C.float
+	if accumulate {
+		beta = 1
+	}
+	rc := C.lf_cublaslt_matmul(h.lt, &p.p, &a.a, C.uintptr_t(out), C.uintptr_t(x), C.uintptr_t(w), beta,
+		C.uintptr_t(h.ws), C.size_t(h.wsLen), C.uintptr_t(h.stream))
+	return status("cublasLtMatmul", rc)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -71,6 +72,49 @@ func TestMatMulBF16RejectsBadShapes(t *testing.T) {
 	if nilh.MatMulBF16(p, p, p, 4, 4, 4, true) == nil || nilh.SetStream(0) == nil ||
 		nilh.SetWorkspace(p, 1024) == nil || nilh.Destroy() == nil {
 		t.Error("a nil handle was accepted")
+	}
+}
+
+// cuBLASLt opens beside the cuBLAS that Open found, and a plan or a GEMM by one of its
+// algorithms needs a live handle and a sound shape.
+func TestLtRefusesWithoutHandle(t *testing.T) {
+	open(t)
+	if err := openLt(); err != nil {
+		t.Fatalf("cuBLASLt beside %s: %v", opened, err)
+	}
+	var nilh *Handle
+	for _, c := range []struct {
+		name        string
+		h           *Handle
+		m, n, k, at int
+	}{
+		{"nil handle", nilh, 4, 4, 4, 8}, {"destroyed handle", &Handle{}, 4, 4, 4, 8},
+		{"m=0", &Handle{}, 0, 4, 4, 8}, {"no algorithms", &Handle{}, 4, 4, 4, 0}, {"too many", &Handle{}, 4, 4, 4, 65},
+	} {
+		if p, _, err := c.h.Plan(c.m, c.n, c.k, c.at); err == nil || p != nil {
+			t.Errorf("%s: Plan = %v, %v; want an error", c.name, p, err)
+		}
+	}
+	const d = uintptr(0x1000)
+	p, a := &Plan{m: 4, n: 4, k: 4}, &Algo{}
+	if (&Handle{}).MatMulAlgo(p, a, d, d, d, false) == nil || nilh.MatMulAlgo(p, a, d, d, d, false) == nil ||
+		(&Handle{}).MatMulAlgo(nil, a, d, d, d, false) == nil || (&Handle{}).MatMulAlgo(p, a, 0, d, d, false) == nil {
+		t.Error("MatMulAlgo accepted a missing handle, plan or pointer")
+	}
+}
+
+// lt.c's and shim.h's copies of cuBLASLt's types and enum values are cublasLt.h's: the C
+// compiler checks testdata/ltcheck.c's static assertions against the header.
+func TestLtMatchesHeader(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if _, herr := os.Stat("/usr/include/cublasLt.h"); err != nil || herr != nil {
+		if os.Getenv("LORAFLEET_REQUIRE_NVRTC") == "" {
+			t.Skipf("no C compiler or no cublasLt.h (install nvidia-cuda-dev; CI sets LORAFLEET_REQUIRE_NVRTC)")
+		}
+		t.Fatalf("C compiler: %v; cublasLt.h: %v", err, herr)
+	}
+	if out, err := exec.Command(cc, "-fsyntax-only", "-Wall", "-Werror", "-I.", "testdata/ltcheck.c").CombinedOutput(); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
 	}
 }
 

@@ -121,6 +121,8 @@ type (
 	Context   = cu.CUContext
 	Device    = cu.Device
 	Blas      = cublas.Handle
+	BlasPlan  = cublas.Plan // a GEMM shape's cuBLASLt descriptors
+	BlasAlgo  = cublas.Algo // one of cuBLASLt's algorithms for a BlasPlan
 )
 
 const (

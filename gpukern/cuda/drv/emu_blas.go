@@ -53,6 +53,40 @@ func (h *Blas) MatMulBF16(out, x, w uintptr, m, n, k int, accumulate bool) error
 	})
 }
 
+// BlasPlan is a GEMM shape's cuBLASLt descriptors: in the emulator, the shape.
+type BlasPlan struct{ m, n, k int }
+
+// BlasAlgo is one of cuBLASLt's algorithms for a BlasPlan: in the emulator, its index.
+type BlasAlgo struct{ id int }
+
+// emuAlgos is how many algorithms the emulator's cuBLASLt offers for a plan; all compute as
+// MatMulBF16 does, so that the backend's choice between them never changes a result.
+const emuAlgos = 2
+
+// Plan returns the shape's plan and the emulator's algorithms, as gpukern/cuda/cublas does
+// the heuristic's.
+func (h *Blas) Plan(m, n, k, limit int) (*BlasPlan, []BlasAlgo, error) {
+	if m <= 0 || n <= 0 || k <= 0 || m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 || limit <= 0 {
+		return nil, nil, fmt.Errorf("cublas: Plan: bad shape m=%d n=%d k=%d or count %d", m, n, k, limit)
+	}
+	algos := make([]BlasAlgo, min(limit, emuAlgos))
+	for i := range algos {
+		algos[i].id = i
+	}
+	return &BlasPlan{m, n, k}, algos, nil
+}
+
+// Destroy does nothing.
+func (p *BlasPlan) Destroy() {}
+
+// MatMulAlgo computes MatMulBF16's GEMM of p's shape.
+func (h *Blas) MatMulAlgo(p *BlasPlan, a *BlasAlgo, out, x, w uintptr, accumulate bool) error {
+	if p == nil || a == nil || a.id < 0 || a.id >= emuAlgos {
+		return fmt.Errorf("cublas: MatMulAlgo: no plan or algorithm")
+	}
+	return h.MatMulBF16(out, x, w, p.m, p.n, p.k, accumulate)
+}
+
 func gemm(out []float32, x, w []uint16, m, n, k int, accumulate bool) {
 	xr := make([]float32, k)
 	for i := range m {

@@ -1,0 +1,136 @@
+// cuBLASLt through dlopen, as shim.c does cuBLAS: the GEMM of lf_cublas_matmul_bf16 with an
+// algorithm picked from cuBLASLt's heuristic (Handle.Plan), which the backend picks by timing.
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "shim.h"
+
+// Values of cuBLASLt enums used below (stable across cuBLAS 11 to 13; testdata/ltcheck.c
+// checks them against cublasLt.h).
+enum {
+	LT_OP_N = 0,
+	LT_OP_T = 1,
+	LT_R_32F = 0,
+	LT_R_16BF = 14,
+	LT_COMPUTE_32F = 68,
+	LT_DESC_TRANSA = 3,        // CUBLASLT_MATMUL_DESC_TRANSA, an int32_t
+	LT_DESC_TRANSB = 4,        // CUBLASLT_MATMUL_DESC_TRANSB
+	LT_PREF_MAX_WORKSPACE = 1, // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, a uint64_t
+};
+
+typedef int (*lt_create_fn)(void **);
+typedef int (*lt_destroy_fn)(void *);
+typedef int (*lt_desc_create_fn)(void **, int, int);
+typedef int (*lt_set_fn)(void *, int, const void *, size_t);
+typedef int (*lt_layout_create_fn)(void **, int, uint64_t, uint64_t, int64_t);
+typedef int (*lt_heuristic_fn)(void *, void *, void *, void *, void *, void *, void *, int, lf_lt_result *, int *);
+typedef int (*lt_matmul_fn)(void *, void *, const void *, const void *, void *, const void *, void *, const void *,
+                            const void *, void *, void *, void *, const lf_lt_algo *, void *, size_t, void *);
+
+static void *lt_lib;
+static lt_create_fn lt_create, lt_pref_create;
+static lt_destroy_fn lt_destroy, lt_desc_destroy, lt_layout_destroy, lt_pref_destroy;
+static lt_desc_create_fn lt_desc_create;
+static lt_set_fn lt_desc_set, lt_pref_set;
+static lt_layout_create_fn lt_layout_create;
+static lt_heuristic_fn lt_heuristic;
+static lt_matmul_fn lt_matmul;
+
+int lf_cublaslt_open(const char *path) {
+	if (lt_lib) {
+		return 0;
+	}
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		return -1;
+	}
+	lt_create = (lt_create_fn)dlsym(h, "cublasLtCreate");
+	lt_destroy = (lt_destroy_fn)dlsym(h, "cublasLtDestroy");
+	lt_desc_create = (lt_desc_create_fn)dlsym(h, "cublasLtMatmulDescCreate");
+	lt_desc_destroy = (lt_destroy_fn)dlsym(h, "cublasLtMatmulDescDestroy");
+	lt_desc_set = (lt_set_fn)dlsym(h, "cublasLtMatmulDescSetAttribute");
+	lt_layout_create = (lt_layout_create_fn)dlsym(h, "cublasLtMatrixLayoutCreate");
+	lt_layout_destroy = (lt_destroy_fn)dlsym(h, "cublasLtMatrixLayoutDestroy");
+	lt_pref_create = (lt_create_fn)dlsym(h, "cublasLtMatmulPreferenceCreate");
+	lt_pref_destroy = (lt_destroy_fn)dlsym(h, "cublasLtMatmulPreferenceDestroy");
+	lt_pref_set = (lt_set_fn)dlsym(h, "cublasLtMatmulPreferenceSetAttribute");
+	lt_heuristic = (lt_heuristic_fn)dlsym(h, "cublasLtMatmulAlgoGetHeuristic");
+	lt_matmul = (lt_matmul_fn)dlsym(h, "cublasLtMatmul");
+	if (!lt_create || !lt_destroy || !lt_desc_create || !lt_desc_destroy || !lt_desc_set || !lt_layout_create ||
+	    !lt_layout_destroy || !lt_pref_create || !lt_pref_destroy || !lt_pref_set || !lt_heuristic || !lt_matmul) {
+		dlclose(h);
+		return -2;
+	}
+	lt_lib = h;
+	return 0;
+}
+
+int lf_cublaslt_create(void **lt) { return lt_create(lt); }
+
+int lf_cublaslt_destroy(void *lt) { return lt_destroy(lt); }
+
+// The layouts of lf_cublas_matmul_bf16 (column-major outᵀ[n,m] = wᵀ·x): w stored [k,n] and
+// transposed, x [k,m], out [n,m] in fp32.
+int lf_cublaslt_plan(lf_lt_plan *p, int m, int n, int k) {
+	const int32_t t = LT_OP_T, nt = LT_OP_N;
+	int rc = lt_desc_create(&p->desc, LT_COMPUTE_32F, LT_R_32F);
+	if (rc == 0) {
+		rc = lt_desc_set(p->desc, LT_DESC_TRANSA, &t, sizeof t);
+	}
+	if (rc == 0) {
+		rc = lt_desc_set(p->desc, LT_DESC_TRANSB, &nt, sizeof nt);
+	}
+	if (rc == 0) {
+		rc = lt_layout_create(&p->a, LT_R_16BF, (uint64_t)k, (uint64_t)n, k);
+	}
+	if (rc == 0) {
+		rc = lt_layout_create(&p->b, LT_R_16BF, (uint64_t)k, (uint64_t)m, k);
+	}
+	if (rc == 0) {
+		rc = lt_layout_create(&p->c, LT_R_32F, (uint64_t)n, (uint64_t)m, n);
+	}
+	if (rc != 0) {
+		lf_cublaslt_plan_destroy(p);
+	}
+	return rc;
+}
+
+void lf_cublaslt_plan_destroy(lf_lt_plan *p) {
+	if (p->desc) {
+		lt_desc_destroy(p->desc);
+	}
+	void *layouts[3] = {p->a, p->b, p->c};
+	for (int i = 0; i < 3; i++) {
+		if (layouts[i]) {
+			lt_layout_destroy(layouts[i]);
+		}
+	}
+	p->desc = p->a = p->b = p->c = NULL;
+}
+
+// Up to max of the heuristic's algorithms for p that need at most workspace bytes, best first
+// by its own guess; *count says how many it gave (each with a state: 0 where usable).
+int lf_cublaslt_algos(void *lt, const lf_lt_plan *p, size_t workspace, lf_lt_result *res, int max, int *count) {
+	void *pref = NULL;
+	const uint64_t ws = workspace;
+	int rc = lt_pref_create(&pref);
+	if (rc == 0) {
+		rc = lt_pref_set(pref, LT_PREF_MAX_WORKSPACE, &ws, sizeof ws);
+	}
+	if (rc == 0) {
+		rc = lt_heuristic(lt, p->desc, p->a, p->b, p->c, p->c, pref, max, res, count);
+	}
+	if (pref) {
+		lt_pref_destroy(pref);
+	}
+	return rc;
+}
+
+// out = x·wᵀ (+ out where beta is 1) with algo, on stream, in workspace: alpha and beta are
+// host floats (the default pointer mode).
+int lf_cublaslt_matmul(void *lt, const lf_lt_plan *p, const lf_lt_algo *algo, uintptr_t out, uintptr_t x, uintptr_t w,
+                       float beta, uintptr_t workspace, size_t bytes, uintptr_t stream) {
+	const float alpha = 1.0f;
+	return lt_matmul(lt, p->desc, &alpha, (const void *)w, p->a, (const void *)x, p->b, &beta, (const void *)out, p->c,
+	                 (void *)out, p->c, algo, (void *)workspace, bytes, (void *)stream);
+}
