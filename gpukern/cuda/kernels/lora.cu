@@ -19,10 +19,9 @@
 // The shrink and the expand are latency-bound at decode sizes (a few MB each, measured on an
 // H100 with Nsight Compute): each block reads its table entries in one round trip (after its
 // group's, unless direct), before any branch on them; the expand computes several columns a
-// thread, so that its table lookups are paid once for all their loads of B, which are in
-// flight together. On an H100, these two launches on a side stream beside the base GEMMs beat
-// both one launch of the two (a persistent lora_fused) and the LoRA folded into the GEMMs
-// (bench/results/engine, c32cba4).
+// thread, whose loads of B are in flight together. On an H100, these two launches on a side
+// stream beside the base GEMMs beat both one launch of the two (a persistent lora_fused) and
+// the LoRA folded into the GEMMs (bench/results/engine, c32cba4).
 #define LORA_GROUP 4
 
 // The kernels run LORA_THREADS threads a block, and launch bounds hold them to the registers
@@ -32,7 +31,7 @@
 #define LORA_BLOCKS 4
 
 // Shrink: v[r, p*vstride + j] = x[r, :] . A[j, :] for j < rank, with x [rows, in] in fp32, A
-// [rank, in] in bf16 and v in fp32. Grid: groups * parts * n blocks, n = ceil(vstride /
+// [rank, in] in bf16 and v in fp32. Grid: (groups rounded) * parts * n blocks, n = ceil(vstride /
 // SHRINK_J): block b is group b / (parts * n), its part and j0 / SHRINK_J the rest, and it
 // computes SHRINK_J consecutive j (blocks past the rank return at once) for its group of rows.
 // The block's warps split `in` between them, each keeping SHRINK_J rows of A in flight, and
@@ -156,19 +155,19 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 // fills beside the base GEMM, shared between projections and so holding stale values, and the
 // kernel that reads the GEMM's output adds it.
 //
-// Grid: groups * cols blocks, cols = the sum over parts of ceil(d_p / EXPAND_COLS): block b is
-// group b / cols and, in the rest, a run of up to EXPAND_COLS columns of one part, so that
-// the part's rank, scale and B are the block's. A thread computes EXPAND_C columns,
-// blockDim.x apart (so that a warp's loads of B stay contiguous), for the block's group of
-// rows; dynamic shared memory of LORA_GROUP * vstride floats holds the group's rows of v for
-// the part. A thread reads its rows of B once for the group, 8 values of each column's row at
-// a time where rank is a multiple of 8 and B 16-byte aligned, all EXPAND_C columns' loads at
-// once, and then v 8 values at a time from shared memory.
+// Grid: (groups rounded, as above) * cols blocks, cols = the sum over parts of ceil(d_p /
+// EXPAND_COLS): block b is group b / cols and, in the rest, a run of up to EXPAND_COLS
+// columns of one part, so that the part's rank, scale and B are the block's. A thread
+// computes EXPAND_C columns, blockDim.x apart (so that a warp's loads of B stay contiguous),
+// for the block's group of rows; dynamic shared memory of LORA_GROUP * vstride floats holds
+// the group's rows of v for the part. A thread reads its rows of B once for the group, 8
+// values of each column's row at a time where rank is a multiple of 8 and B 16-byte aligned,
+// all EXPAND_C columns' loads at once, and then v 8 values at a time from shared memory.
 //
 // Latency: the block's table entries and its rows of v are loaded together first (every value
-// of a row's part of v, before the rank says how many it has), then the first 8 values of B of
-// each column, which the tables address, while v goes to shared memory. Loading each in turn
-// after what it depends on made six round trips to memory before the first multiply.
+// of its rows' part of v, before the rank says how many they have), then the first 8 values
+// of B of each column, which the tables address, while v goes to shared memory. Loading each
+// in turn after what it depends on made six round trips to memory before the first multiply.
 #define EXPAND_C 4
 #define EXPAND_COLS (LORA_THREADS * EXPAND_C)
 #define LORA_MAX_PARTS 3
