@@ -134,6 +134,7 @@ func TestTunedGEMM(t *testing.T) {
 		t.Fatalf("%d shapes timed, want each of %d once: %+v", len(log), len(shapes), log)
 	}
 	for _, g := range log {
+		t.Logf("%d×%d×%d: GemmEx then cuBLASLt's algorithms %v, picked %d", g.M, g.N, g.K, g.Times, g.Pick)
 		if len(g.Times) < 2 || slices.Min(g.Times) <= 0 || g.Pick != host.Fastest(g.Times) || g.Note != "" || g.Refused != 0 {
 			t.Errorf("%d×%d×%d: times %v, pick %d, note %q, %d refused; want GemmEx and cuBLASLt's algorithms, all run, the fastest picked",
 				g.M, g.N, g.K, g.Times, g.Pick, g.Note, g.Refused)
