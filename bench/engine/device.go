@@ -30,6 +30,10 @@ type (
 	// DeepGEMMChooser runs every GEMM of the backend's own as one block an SM, which leaves
 	// room for the LoRA kernels' blocks beside it (on), or picks its kernel by the GEMM's shape.
 	DeepGEMMChooser interface{ SetDeepGEMM(on bool) }
+	// LeanGEMMChooser runs the backend's own GEMMs held to fewer registers and the LoRA
+	// kernels in smaller blocks, so that an SM holds a LoRA block beside two of the GEMM's (on),
+	// or as usual.
+	LeanGEMMChooser interface{ SetLeanGEMM(on bool) }
 	// GEMMChooser runs the GEMMs of batches of up to SmallGEMMRows rows with the backend's own
 	// kernels (on), or with the vendor library's; larger batches always run the latter.
 	GEMMChooser interface {

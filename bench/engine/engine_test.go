@@ -103,6 +103,7 @@ type gpuLike struct {
 	splitSets   []bool // each SetGEMMSplit call's "on"
 	deepSets    []bool // each SetDeepGEMM call's "on"
 	tuneSets    []bool // each SetTunedGEMM call's "on"
+	leanSets    []bool // each SetLeanGEMM call's "on"
 	staged      int    // WaitAdapterStaged calls
 	earlySets   []bool // each SetEarlyLaunch call's "on"
 }
@@ -130,6 +131,7 @@ func (g *gpuLike) SetDeepGEMM(on bool)         { g.deepSets = append(g.deepSets,
 func (g *gpuLike) SetEarlyLaunch(on bool)      { g.earlySets = append(g.earlySets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetTunedGEMM(on bool)        { g.tuneSets = append(g.tuneSets, on) }
+func (g *gpuLike) SetLeanGEMM(on bool)         { g.leanSets = append(g.leanSets, on) }
 func (g *gpuLike) TunedGEMMs() []host.TunedGEMM {
 	return []host.TunedGEMM{{M: 4, N: 96, K: 64, Times: []time.Duration{3 * time.Microsecond, 0, 2 * time.Microsecond}, Pick: 2, Refused: 1},
 		{M: 4, N: 64, K: 64, Times: []time.Duration{time.Microsecond}, Note: "no cuBLASLt"}}
@@ -210,7 +212,7 @@ func TestGPUMeasurements(t *testing.T) {
 	if got := runsOf(NotEarly); !slices.Equal(got, want) || !slices.Equal(be.earlySets, []bool{false, true, false, true}) {
 		t.Errorf("no-early-launch runs %v with SetEarlyLaunch calls %v; want %v with [false true false true]", got, be.earlySets, want)
 	}
-	// cuBLAS's GEMMs, ours unsplit and ours one block an SM, each with LoRA and with LoRA and
+	// cuBLAS's GEMMs, ours unsplit, ours one block an SM and ours lean, each with LoRA and with LoRA and
 	// attention off, at the first context, for the batches that the backend's own GEMMs take
 	// (up to 2 rows here): at larger ones all would be cuBLAS. Each setting put back after each.
 	for _, g := range []struct {
@@ -221,6 +223,7 @@ func TestGPUMeasurements(t *testing.T) {
 		{"cuBLAS (SetSmallGEMM)", CuBLAS, CuBLASAttentionOff, be.gemmSets, []bool{false, true, false, true}},
 		{"unsplit (SetGEMMSplit)", NotSplit, NotSplitAttentionOff, be.splitSets, []bool{false, true, false, true}},
 		{"one block an SM (SetDeepGEMM)", Deep, DeepAttentionOff, be.deepSets, []bool{true, false, true, false}},
+		{"lean (SetLeanGEMM)", Lean, LeanAttentionOff, be.leanSets, []bool{true, false, true, false}},
 	} {
 		if got := runsOf(g.lora); !slices.Equal(got, []string{"b2 k2 c8"}) {
 			t.Errorf("%s runs %v, want [b2 k2 c8]", g.what, got)
@@ -282,7 +285,8 @@ func TestGPUMeasurements(t *testing.T) {
 
 // sideBySide matches rows of the variants table, each variant beside its default: at batch 2,
 // which the backend's own GEMMs take, the LoRA-kernel variants, no early launch, and the
-// cuBLAS, unsplit and one-block-an-SM variants; at batch 4 the LoRA-kernel variants.
+// cuBLAS, unsplit, one-block-an-SM and lean variants; at batch 4 the LoRA-kernel variants and
+// cuBLAS's GEMMs timed.
 var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n)` +
 	`\| lora, no early launch \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
@@ -292,8 +296,13 @@ var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.
 	`\| lora, GEMMs not split \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora and attention off, GEMMs one block an SM \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora, GEMMs one block an SM \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora and attention off, lean GEMMs \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, lean GEMMs beside LoRA blocks \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n){2}` +
-	`\| lora, one stream \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
+	`\| lora, one stream \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`(.*\n){2}` +
+	`\| lora and attention off, cuBLAS GEMMs timed \| 4 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, cuBLAS GEMMs timed \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
 
 // tinyShape is the tiny test model's shape.
 func tinyShape(t *testing.T) model.Config {

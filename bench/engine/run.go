@@ -51,6 +51,11 @@ const (
 	// (backends with that kernel): next to the WithLoRA and AttentionOff rows.
 	Deep             = "lora, GEMMs one block an SM"
 	DeepAttentionOff = "lora and attention off, GEMMs one block an SM"
+	// Lean and LeanAttentionOff run the backend's own GEMMs held to fewer registers and the
+	// LoRA kernels in smaller blocks, so that an SM holds a LoRA block beside the GEMM's two
+	// (backends with such kernels): next to the WithLoRA and AttentionOff rows.
+	Lean             = "lora, lean GEMMs beside LoRA blocks"
+	LeanAttentionOff = "lora and attention off, lean GEMMs"
 	// Timed and TimedAttentionOff run each GEMM that cuBLAS runs with the fastest of its own
 	// pick and cuBLASLt's algorithms, timed on the first GEMM of each shape (backends that can):
 	// next to the WithLoRA and AttentionOff rows of the batches above the backend's own GEMMs.
@@ -64,7 +69,7 @@ const (
 // attentionOff says whether a variant runs without attention (its bytes hold no KV).
 func attentionOff(variant string) bool {
 	return variant == AttentionOff || variant == CuBLASAttentionOff || variant == NotSplitAttentionOff ||
-		variant == DeepAttentionOff || variant == TimedAttentionOff
+		variant == DeepAttentionOff || variant == TimedAttentionOff || variant == LeanAttentionOff
 }
 
 // reference is the reference batch size and adapter count: the graphs-off rows use
@@ -81,9 +86,10 @@ type decodeRun struct {
 // decodeGrid measures every (batch, adapters, context) with LoRA, and each (batch, context)
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, without early launches and
-// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit and
-// with its own one block an SM, or (larger batches) with cuBLAS's GEMMs timed, each with LoRA
-// and with LoRA and attention off, and the reference batch in one launch per step.
+// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit, with
+// its own one block an SM and with its own lean beside LoRA blocks, or (larger batches) with
+// cuBLAS's GEMMs timed, each with LoRA and with LoRA and attention off, and the reference
+// batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -121,9 +127,9 @@ func stopped(ctx context.Context) error {
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
 // unprioritized side stream, without early launches and (batches that the backend's own GEMMs
-// take) with cuBLAS's GEMMs, with its own unsplit and with its own one block an SM, or (larger
-// batches) with cuBLAS's GEMMs timed, and (at the reference batch, or the largest below it) in
-// one launch per step.
+// take) with cuBLAS's GEMMs, with its own unsplit, with its own one block an SM and with its
+// own lean beside LoRA blocks, or (larger batches) with cuBLAS's GEMMs timed, and (at the
+// reference batch, or the largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -160,6 +166,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		}
 		if _, ok := r.be.(DeepGEMMChooser); ok {
 			runs = append(runs, decodeRun{DeepAttentionOff, 0}, decodeRun{Deep, min(reference, b)})
+		}
+		if _, ok := r.be.(LeanGEMMChooser); ok {
+			runs = append(runs, decodeRun{LeanAttentionOff, 0}, decodeRun{Lean, min(reference, b)})
 		}
 	}
 	for _, run := range runs {
@@ -259,6 +268,10 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	if d, ok := r.be.(DeepGEMMChooser); ok && (variant == Deep || variant == DeepAttentionOff) {
 		d.SetDeepGEMM(true)
 		defer d.SetDeepGEMM(false)
+	}
+	if l, ok := r.be.(LeanGEMMChooser); ok && (variant == Lean || variant == LeanAttentionOff) {
+		l.SetLeanGEMM(true)
+		defer l.SetLeanGEMM(false)
 	}
 	if g, ok := r.be.(GEMMTuner); ok && (variant == Timed || variant == TimedAttentionOff) {
 		g.SetTunedGEMM(true)

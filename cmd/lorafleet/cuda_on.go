@@ -22,6 +22,7 @@ var _ interface {
 	engine.EarlyLauncher
 	engine.Splitter
 	engine.DeepGEMMChooser
+	engine.LeanGEMMChooser
 	engine.GEMMChooser
 	engine.GEMMTuner
 	engine.Uploader

@@ -121,6 +121,7 @@ type Backend struct {
 	cublasOnly bool                 // every GEMM by cuBLAS, none by gemm_small or gemm_deep (SetSmallGEMM)
 	splitOff   bool                 // no GEMM's k cut into chunks (SetGEMMSplit)
 	deepOnly   bool                 // every GEMM of ours by gemm_deep (SetDeepGEMM)
+	lean       bool                 // gemm_lean and LoRA blocks of 128 threads, which fit beside it (SetLeanGEMM)
 	tune       tuning               // cuBLAS GEMMs picked by timing (SetTunedGEMM)
 	early      bool                 // launches marked Early start before the kernel before them ends (Config.NoEarlyLaunch, SetEarlyLaunch)
 	earlyOK    bool                 // the GPU and driver allow it (until the driver refuses one)

@@ -21,7 +21,7 @@ type functions struct {
 	ropeWriteKV                                               drv.Function
 	flashPrefill, decodeCombine                               drv.Function
 	decodeSplit                                               [len(decodeHeadDims)]drv.Function  // by head size (decodeSplitOf)
-	gemmSmall, gemmDeep                                       [len(smallGEMMBounds)]drv.Function // by batch bound
+	gemmSmall, gemmDeep, gemmLean                             [len(smallGEMMBounds)]drv.Function // by batch bound
 	loraShrink, loraExpand                                    drv.Function
 	argmax, sampleRows                                        drv.Function
 	fillRandom                                                drv.Function
@@ -43,6 +43,9 @@ func (f *functions) load(dir, arch string) error {
 	for i, m := range smallGEMMBounds {
 		byName[fmt.Sprintf("gemm_small_m%d", m)] = &f.gemmSmall[i]
 		byName[fmt.Sprintf("gemm_deep_m%d", m)] = &f.gemmDeep[i]
+		if m > leanGEMMFrom {
+			byName[fmt.Sprintf("gemm_lean_m%d", m)] = &f.gemmLean[i]
+		}
 	}
 	// Each function is looked up in the module its source declares it in: a lookup that
 	// fails is an API error that compute-sanitizer reports.

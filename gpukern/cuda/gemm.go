@@ -9,12 +9,12 @@ import (
 )
 
 // GEMMs: the weight GEMMs of decode batches of up to smallGEMMRows rows run lorafleet's own
-// kernels (kernels/gemm.cu), built to stream the weights: gemm_small, or gemm_deep where the
+// kernels (kernels/gemm.cuh), built to stream the weights: gemm_small, or gemm_deep where the
 // GEMM has no more blocks than the GPU has SMs, and gemm_small with each tile's k cut into
 // chunks where that fills its waves of blocks better (host.GEMMSplits); larger batches
 // (prefill) and shapes they do not take run cuBLAS.
 
-// The sizes of gemm.cu.
+// The sizes of gemm.cuh.
 const (
 	smallGEMMRows    = 32  // the largest batch they take: gemm_small_m32's and gemm_deep_m32's
 	smallGEMMCols    = 32  // GEMM_ROWS: output columns a block computes
@@ -26,6 +26,11 @@ const (
 // smallGEMMBounds are the batch bounds of gemm_small's and gemm_deep's kernels, in the order
 // of functions.gemmSmall and gemmDeep.
 var smallGEMMBounds = [...]int{8, 16, smallGEMMRows}
+
+// leanGEMMFrom is the largest batch bound whose gemm_small kernel leaves room for a LoRA block
+// of 128 threads beside its two blocks an SM as it is (84 to 90 registers on sm_80 and
+// sm_90); those of larger bounds have a lean kernel (gemm_lean.cu, SetLeanGEMM).
+const leanGEMMFrom = 8
 
 // bf16Copy says that scratch.gemmIn holds the first n values of the activation at address of
 // in bf16, written by the last main-stream kernel recorded (RMSNorm, SiLUMul, Attention): a
@@ -64,7 +69,7 @@ func (b *Backend) MatMul(out, x, w gpukern.Tensor, m, n, k int) {
 		}
 		if g, ok := b.smallGEMM(m, n, k); ok && padded {
 			tiles := smallGEMMBlocks(n)
-			var part, count drv.DevicePtr // a split GEMM's scratch (gemm.cu's gemm_small)
+			var part, count drv.DevicePtr // a split GEMM's scratch (gemm.cuh's gemm_small)
 			if g.splits > 1 {
 				part = b.buffer(&b.scratch.gemmPart, 4*int64(tiles*g.splits*smallGEMMCols*g.bound))
 				count = b.zeroed(&b.scratch.gemmCount, 4*int64(tiles))
@@ -87,13 +92,13 @@ func smallGEMMBlocks(n int) int { return (n + smallGEMMCols - 1) / smallGEMMCols
 
 // smallGEMMKernel is one of our GEMM kernels with its launch's split of k.
 type smallGEMMKernel struct {
-	name   string // gemm_split (gemm_small's kernel, split), gemm_small or gemm_deep (split or not)
+	name   string // gemm_split (gemm_small's kernel, split), gemm_small, gemm_lean or gemm_deep (split or not)
 	fn     drv.Function
 	bound  int // its batch bound
-	splits int // chunks of k a tile (gemm.cu's gemm_small); 1: none
+	splits int // chunks of k a tile (gemm.cuh's gemm_small); 1: none
 }
 
-// smallGEMM is the kernel of lorafleet's own for an m × n × k GEMM, if one takes it (gemm.cu's
+// smallGEMM is the kernel of lorafleet's own for an m × n × k GEMM, if one takes it (gemm.cuh's
 // conditions; the rows' alignment follows from k's, each tensor having an allocation of its
 // own): gemm_small split where that fills its waves better (host.GEMMSplits, unless
 // SetGEMMSplit turned it off), else gemm_deep where the GEMM has no more blocks than the GPU
@@ -116,10 +121,12 @@ func (b *Backend) smallGEMM(m, n, k int) (smallGEMMKernel, bool) {
 			continue
 		case b.deepOnly:
 			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, splits}, true
+		case tiles <= b.sms && splits == 1:
+			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, 1}, true // room for a LoRA block as it is
+		case b.lean && bound > leanGEMMFrom:
+			return smallGEMMKernel{"gemm_lean", b.fn.gemmLean[i], bound, splits}, true
 		case splits > 1:
 			return smallGEMMKernel{"gemm_split", b.fn.gemmSmall[i], bound, splits}, true
-		case tiles <= b.sms:
-			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, 1}, true
 		default:
 			return smallGEMMKernel{"gemm_small", b.fn.gemmSmall[i], bound, 1}, true
 		}
@@ -145,6 +152,26 @@ func (b *Backend) SetSmallGEMM(on bool) {
 func (b *Backend) SetDeepGEMM(on bool) {
 	b.do(b.flush)
 	b.deepOnly = on
+}
+
+// SetLeanGEMM runs gemm_small's kernels of batch bounds above 8 held to 112 registers
+// (gemm_lean, split as gemm_small would be) and the LoRA kernels with blocks of 128 threads,
+// so that an SM holds a LoRA block beside the GEMM's two and the side stream's shrink and
+// expand run beside the GEMM from its start, not in the gaps its blocks leave (on); or as
+// usual (off, the default). Benchmarks compare the two: whether the GEMM loses to its fewer
+// registers, or the LoRA kernels to their smaller blocks, more than the LoRA gains.
+func (b *Backend) SetLeanGEMM(on bool) {
+	b.do(b.flush)
+	b.lean = on
+}
+
+// loraBlock is the LoRA kernels' block size: loraThreads, or 128 beside lean GEMMs
+// (SetLeanGEMM).
+func (b *Backend) loraBlock() int {
+	if b.lean {
+		return loraThreads / 2
+	}
+	return loraThreads
 }
 
 // SetGEMMSplit lets our GEMMs cut a tile's k into chunks where that fills their waves better

@@ -93,8 +93,9 @@ func TestLoRAVariantsMatch(t *testing.T) {
 	}
 }
 
-// Our decode GEMMs (gemm_small, gemm_deep) and cuBLAS give a model's steps the same tokens
-// (the bench's "GEMMs by cuBLAS" rows compute the same thing). Their sums differ in order, by
+// Our decode GEMMs (gemm_small, gemm_deep), the lean ones beside LoRA blocks of 128 threads
+// (SetLeanGEMM) and cuBLAS give a model's steps the same tokens (the bench's "GEMMs by
+// cuBLAS" and lean rows compute the same thing). Their sums differ in order, by
 // fp32 rounding (TestSmallGEMM), and where that moves an activation across a bf16 rounding
 // boundary the next GEMM's input differs by a bf16 step: the logits by up to a few 1e-3 in
 // the tiny models, so the tolerance is that of paths that round to bf16.
@@ -105,6 +106,9 @@ func TestGEMMKernelsMatch(t *testing.T) {
 	if !slices.ContainsFunc(ran, func(k string) bool { return strings.HasPrefix(k, "gemm_") }) {
 		t.Errorf("kernels run: %v; want gemm_small or gemm_deep", ran)
 	}
+	gpu.SetLeanGEMM(true)
+	f.within(t, set+" lean GEMMs and LoRA blocks of 128 threads vs ours", f.batch(t), ours, tolBF16)
+	gpu.SetLeanGEMM(false)
 	gpu.SetSmallGEMM(false)
 	defer gpu.SetSmallGEMM(true)
 	f.within(t, set+" cuBLAS vs our GEMMs", f.batch(t), ours, tolBF16)

@@ -144,12 +144,13 @@ func TestTunedGEMM(t *testing.T) {
 
 // Decode batches of up to 32 rows run gemm_small (gemm_deep where the GEMM has no more blocks
 // of 32 columns than the GPU has SMs), which feed the tensor cores straight from their loads
-// of w and x (gemm.cu), with each tile's k cut into chunks where that fills the waves of
+// of w and x (gemm.cuh), with each tile's k cut into chunks where that fills the waves of
 // blocks better (gemm_split: host.GEMMSplits); larger ones, and shapes they do not take,
 // cuBLAS. With x already in bf16 both sides multiply the same values exactly and differ only
 // in the order of fp32 sums, so the tolerance is fp32's: a wrong fragment layout, a lost step
 // or chunk of k or a wrong column is far beyond it. Each shape also runs unsplit, with
-// gemm_deep alone (split for one block an SM), and with cuBLAS alone, and the profile says
+// gemm_deep alone (split for one block an SM), lean (gemm_lean in place of gemm_small's
+// kernels of batches over 8) and with cuBLAS alone, and the profile says
 // which kernel ran: the split ones counted by hand for an H100's 132 SMs (264 blocks at once),
 // as the emulator has.
 func TestSmallGEMM(t *testing.T) {
@@ -171,10 +172,11 @@ func TestSmallGEMM(t *testing.T) {
 	} {
 		x, w := act(bf16(randn(r, s.m*s.k, 1))), weight(randn(r, s.n*s.k, 0.05))
 		shape := shapeOf(s.m, s.n, s.k)
-		for _, mode := range []string{"split", "unsplit", "deep", "cuBLAS"} {
+		for _, mode := range []string{"split", "unsplit", "deep", "lean", "cuBLAS"} {
 			gpu.SetSmallGEMM(mode != "cuBLAS")
 			gpu.SetGEMMSplit(mode != "unsplit")
 			gpu.SetDeepGEMM(mode == "deep")
+			gpu.SetLeanGEMM(mode == "lean")
 			o := out(s.m * s.n)
 			prof, err := gpu.Profile(func() { gpu.MatMul(o.g, x.g, w.g, s.m, s.n, s.k) })
 			if err != nil {
@@ -187,6 +189,8 @@ func TestSmallGEMM(t *testing.T) {
 				kernel = "gemm"
 			case mode == "deep":
 				kernel = "gemm_deep"
+			case mode == "lean" && s.m > 8 && s.split != "gemm_deep":
+				kernel = "gemm_lean" // split or not as gemm_small would be; unsplit gemm_deep leaves room as it is
 			case mode == "unsplit" && (s.n+31)/32 <= gpu.SMs():
 				kernel = "gemm_deep"
 			case mode == "unsplit":
@@ -205,8 +209,9 @@ func TestSmallGEMM(t *testing.T) {
 	}
 	gpu.SetSmallGEMM(true)
 	gpu.SetGEMMSplit(true)
-	if gpu.SMs() < 150 && (!ran["gemm_small"] || !ran["gemm_deep"] || !ran["gemm_split"]) {
-		t.Errorf("kernels run: %v; want gemm_small, gemm_deep and gemm_split", ran)
+	gpu.SetLeanGEMM(false)
+	if gpu.SMs() < 150 && (!ran["gemm_small"] || !ran["gemm_deep"] || !ran["gemm_split"] || !ran["gemm_lean"]) {
+		t.Errorf("kernels run: %v; want gemm_small, gemm_deep, gemm_split and gemm_lean", ran)
 	}
 }
 
@@ -465,7 +470,7 @@ type loraCase struct {
 
 func TestLoRA(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
-	for _, c := range []loraCase{
+	cases := []loraCase{
 		{64, []int{64}, []int{3}, [][]int{{8}}},
 		{896, []int{128}, []int{2, 5, 1, 7}, [][]int{{16}, nil, {128}, {64}}}, // mixed ranks, a base-model segment
 		{4096, []int{11008}, []int{1, 1, 1, 1, 1, 1, 1, 1}, [][]int{{16}, {16}, {32}, {8}, {16}, {64}, nil, {16}}},
@@ -480,43 +485,50 @@ func TestLoRA(t *testing.T) {
 		{130, []int{100, 37, 61}, []int{1, 4, 2}, [][]int{{3, 5, 7}, {8, 0, 24}, nil}},
 		// The largest rank: lora_expand's shared memory at its limit (one more is refused).
 		{64, []int{8, 8, 8}, []int{5, 2}, [][]int{{cuda.MaxLoRARank, cuda.MaxLoRARank, cuda.MaxLoRARank}, {8, 0, 8}}},
-	} {
-		parts := len(c.outDims)
-		gs, rs, slots, row, maxRank := c.adapters(t, r)
-		width := 0
-		for _, d := range c.outDims {
-			width += d
-		}
-		x := act(randn(r, row*c.in, 1))
-		shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks)
-		// The shrink, then the expand of its v. The expand reads no value of v past a part's
-		// rank, where the shrink writes none: it is NaN there on the GPU, which would show in
-		// the expand's output.
-		v := act(make([]float32, row*parts*maxRank))
-		gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
-		ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
-		v.compare(t, "lora_shrink", shape, tolF32)
-		vg := v.onGPU(t)
-		for i, g := range gs {
-			for row := g.Start; row < g.End; row++ {
-				for p := range parts {
-					rank := 0
-					if c.ranks[i] != nil {
-						rank = c.ranks[i][p]
-					}
-					for j := rank; j < maxRank; j++ {
-						vg[(row*parts+p)*maxRank+j] = float32(math.NaN())
+	}
+	// Each case with the LoRA kernels' usual blocks, then with the blocks of 128 threads they
+	// have beside lean GEMMs (SetLeanGEMM).
+	defer gpu.SetLeanGEMM(false)
+	for _, lean := range []bool{false, true} {
+		gpu.SetLeanGEMM(lean)
+		for _, c := range cases {
+			parts := len(c.outDims)
+			gs, rs, slots, row, maxRank := c.adapters(t, r)
+			width := 0
+			for _, d := range c.outDims {
+				width += d
+			}
+			x := act(randn(r, row*c.in, 1))
+			shape := shapeOf(c.in) + "→" + shapeOf(c.outDims...) + " ranks " + fmt.Sprint(c.ranks) + fmt.Sprintf(" lean %v", lean)
+			// The shrink, then the expand of its v. The expand reads no value of v past a part's
+			// rank, where the shrink writes none: it is NaN there on the GPU, which would show in
+			// the expand's output.
+			v := act(make([]float32, row*parts*maxRank))
+			gpu.LoRAShrink(v.g, x.g, gs, c.in, maxRank)
+			ref.LoRAShrink(v.r, x.r, rs, c.in, maxRank)
+			v.compare(t, "lora_shrink", shape, tolF32)
+			vg := v.onGPU(t)
+			for i, g := range gs {
+				for row := g.Start; row < g.End; row++ {
+					for p := range parts {
+						rank := 0
+						if c.ranks[i] != nil {
+							rank = c.ranks[i][p]
+						}
+						for j := rank; j < maxRank; j++ {
+							vg[(row*parts+p)*maxRank+j] = float32(math.NaN())
+						}
 					}
 				}
 			}
+			gpu.Upload(v.g, vg)
+			expandAndCheck(t, "lora_expand", shape, stale(row*width), v, gs, rs, c.outDims, width, maxRank)
+			for _, ts := range slots {
+				gpu.FreeAdapterWeights(ts)
+			}
+			x.free()
+			v.free()
 		}
-		gpu.Upload(v.g, vg)
-		expandAndCheck(t, "lora_expand", shape, stale(row*width), v, gs, rs, c.outDims, width, maxRank)
-		for _, ts := range slots {
-			gpu.FreeAdapterWeights(ts)
-		}
-		x.free()
-		v.free()
 	}
 	// A projection of more fused parts than the kernels take is an error at the next Sync.
 	v, o := act(make([]float32, 2*4*8)), stale(2*4*8)

@@ -122,13 +122,13 @@ const MaxLoRARank = 48 << 10 / (4 * host.LoRAGroup)
 // maxLoRAParts is LORA_MAX_PARTS of lora.cu: the most parts a projection fuses (q, k and v).
 const maxLoRAParts = 3
 
-// shrinkJ, expandCols and loraThreads are SHRINK_J, EXPAND_COLS and LORA_THREADS of lora.cu:
-// the outputs per block of lora_shrink, the columns per block of lora_expand, and the block
-// size of both (their launch bounds: a larger block would not launch).
+// shrinkJ, expandC and loraThreads are SHRINK_J, EXPAND_C and LORA_THREADS of lora.cu: the
+// outputs per block of lora_shrink, the columns per thread of lora_expand, and the block size
+// of both (their launch bounds: a larger block would not launch; loraBlock may pick a smaller).
 const (
 	shrinkJ     = 4
+	expandC     = 4
 	loraThreads = 256
-	expandCols  = loraThreads * 4
 )
 
 // LoRAShrink implements gpukern.Backend: one launch for every adapter and part of the batch.
@@ -146,7 +146,7 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 		// adapters a step mixes (blocks past a group's rank return at once). On the side
 		// stream: it needs only x, so it runs beside the base GEMM of the same x.
 		blocks := t.GridGroups() * t.Parts * ((vStride + shrinkJ - 1) / shrinkJ)
-		o := kernel("lora_shrink", b.fn.loraShrink, d1(blocks), d1(loraThreads), 0, a)
+		o := kernel("lora_shrink", b.fn.loraShrink, d1(blocks), d1(b.loraBlock()), 0, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})
@@ -155,12 +155,11 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 // LoRAExpand implements gpukern.Backend.
 func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
 	var ends [maxLoRAParts]int // part p's columns end at ends[p]; those of parts it lacks at the last
-	cols, width := 0, 0        // cols: the blocks of a group (EXPAND_COLS columns of one part)
+	width := 0
 	for p, d := range outDims {
 		if p < maxLoRAParts {
 			width += d
 			ends[p] = width
-			cols += (d + expandCols - 1) / expandCols
 		}
 	}
 	for p := len(outDims); p < maxLoRAParts; p++ {
@@ -168,6 +167,11 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 	}
 	os, vs := dev(delta), dev(v)
 	b.do(func() {
+		block := b.loraBlock()
+		cols := 0 // the blocks of a group: runs of block·expandC columns of one part
+		for _, d := range outDims[:min(len(outDims), maxLoRAParts)] {
+			cols += (d + block*expandC - 1) / (block * expandC)
+		}
 		t := &b.loraTab
 		if key := (segsKey{unsafe.SliceData(segs), len(segs)}); key.first == nil || key != b.shrunk || t.Parts < len(outDims) {
 			// Not the segments of the shrink just before (or none of them has an adapter).
@@ -185,7 +189,7 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 			dptr(upload(b, t.Groups)).i32(direct(t)).i32(t.Parts).i32(vStride).i32(ends[0]).i32(ends[1]).i32(ends[2])
 		// On the side stream after the shrink: it writes a delta, which the call reading the
 		// projection's output adds (and so joins the side stream).
-		o := kernel("lora_expand", b.fn.loraExpand, d1(t.GridGroups()*cols), d1(loraThreads), 4*host.LoRAGroup*vStride, a)
+		o := kernel("lora_expand", b.fn.loraExpand, d1(t.GridGroups()*cols), d1(block), 4*host.LoRAGroup*vStride, a)
 		o.Side = !b.loraMain
 		b.record(o)
 	})

@@ -21,7 +21,7 @@ type scratch struct {
 	ids    devBuf // sampled token ids
 	blas   devBuf // cuBLAS's workspace
 
-	gemmPart  devBuf // a split GEMM's chunk sums (gemm.cu's gemm_small)
+	gemmPart  devBuf // a split GEMM's chunk sums (gemm.cuh's gemm_small)
 	gemmCount devBuf // a split GEMM's chunks done per tile, zero between launches
 }
 

@@ -163,7 +163,7 @@ func LoadModule(src kernels.Source, arch, cacheDir string) (Module, error) {
 	if err != nil {
 		return Module{}, err
 	}
-	cubin, err := nvrtc.Cache{Dir: cacheDir}.Compile(src.Name, src.Text, arch, inc)
+	cubin, err := nvrtc.Cache{Dir: cacheDir}.Compile(src.Name, src.Text, arch, inc, src.Options...)
 	if err != nil {
 		return Module{}, err
 	}

@@ -8,7 +8,7 @@ const (
 	MinSplitSteps = 16
 )
 
-// GEMMSplits is how many chunks of k our decode GEMM (gemm.cu's gemm_small) cuts each of its
+// GEMMSplits is how many chunks of k our decode GEMM (gemm.cuh's gemm_small) cuts each of its
 // tiles into, a block each, for a GEMM of tiles tiles of steps steps of k where slots blocks
 // run at once: blocks of equal length run in waves, and a last wave that is part empty leaves
 // SMs idle (Nsight Compute on the H100: 24% of qkv's cycles at batch 32, whose 384 blocks are

@@ -375,6 +375,10 @@ namespace k_gemm {
 #include "common.cuh"
 #include "gemm.cu"
 } // namespace k_gemm
+namespace k_gemm_lean {
+#include "common.cuh"
+#include "gemm_lean.cu"
+} // namespace k_gemm_lean
 namespace k_lora {
 #include "common.cuh"
 #include "lora.cu"
@@ -486,7 +490,8 @@ const Kernel table[] = {
 	KERNEL(elementwise, silu_mul, false), KERNEL(elementwise, add_bias, false),
 	KERNEL(elementwise, add, false), KERNEL(elementwise, to_bf16, false),
 	KERNEL(elementwise, fill_random, false), KERNEL(gemm, gemm_small_m8, true),
-	KERNEL(gemm, gemm_small_m16, true), KERNEL(gemm, gemm_small_m32, true), KERNEL(gemm, gemm_deep_m8, true),
+	KERNEL(gemm, gemm_small_m16, true), KERNEL(gemm, gemm_small_m32, true), KERNEL(gemm_lean, gemm_lean_m16, true),
+	KERNEL(gemm_lean, gemm_lean_m32, true), KERNEL(gemm, gemm_deep_m8, true),
 	KERNEL(gemm, gemm_deep_m16, true), KERNEL(gemm, gemm_deep_m32, true), KERNEL(lora, lora_shrink, true),
 	KERNEL(lora, lora_expand, true), KERNEL(rope_kv, rope_write_kv, false),
 	KERNEL(sample, argmax, true), KERNEL(sample, sample_rows, true),

@@ -99,7 +99,7 @@ func TestEmulatedBarriers(t *testing.T) {
 	}
 }
 
-// mma_bf16 (gemm.cu's tensor-core multiply) takes and gives its fragments in PTX's layout for
+// mma_bf16 (gemm.cuh's tensor-core multiply) takes and gives its fragments in PTX's layout for
 // mma.m16n8k16: a test kernel that loads them by the documented formulas gets a·b + c.
 func TestEmulatedMMA(t *testing.T) {
 	var a [16 * 16]uint16

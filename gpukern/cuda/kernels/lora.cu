@@ -156,8 +156,8 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 // kernel that reads the GEMM's output adds it.
 //
 // Grid: (groups rounded, as above) * cols blocks, cols = the sum over parts of ceil(d_p /
-// EXPAND_COLS): block b is group b / cols and, in the rest, a run of up to EXPAND_COLS
-// columns of one part, so that the part's rank, scale and B are the block's. A thread
+// (blockDim.x * EXPAND_C)): block b is group b / cols and, in the rest, a run of up to
+// blockDim.x * EXPAND_C columns of one part, so that the part's rank, scale and B are the block's. A thread
 // computes EXPAND_C columns, blockDim.x apart (so that a warp's loads of B stay contiguous),
 // for the block's group of rows; dynamic shared memory of LORA_GROUP * vstride floats holds
 // the group's rows of v for the part. A thread reads its rows of B once for the group, 8
@@ -169,16 +169,15 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 // of B of each column, which the tables address, while v goes to shared memory. Loading each
 // in turn after what it depends on made six round trips to memory before the first multiply.
 #define EXPAND_C 4
-#define EXPAND_COLS (LORA_THREADS * EXPAND_C)
 #define LORA_MAX_PARTS 3
 
-// The columns of block y of a group's cols: its part, the part's first column and the run's
-// bounds.
+// The columns of block y of a group's blocks, runs of span columns: its part, the part's first
+// column and the run's bounds.
 struct ExpandRun {
 	int p, off, col0, col1;
 };
-__device__ __forceinline__ ExpandRun expand_run(int y, int end0, int end1, int end2) {
-	const int n0 = (end0 + EXPAND_COLS - 1) / EXPAND_COLS, n1 = (end1 - end0 + EXPAND_COLS - 1) / EXPAND_COLS;
+__device__ __forceinline__ ExpandRun expand_run(int y, int span, int end0, int end1, int end2) {
+	const int n0 = (end0 + span - 1) / span, n1 = (end1 - end0 + span - 1) / span;
 	ExpandRun r = {0, 0, 0, end0};
 	if (y >= n0 + n1) {
 		r = {2, end1, 0, end2};
@@ -187,8 +186,8 @@ __device__ __forceinline__ ExpandRun expand_run(int y, int end0, int end1, int e
 		r = {1, end0, 0, end1};
 		y -= n0;
 	}
-	r.col0 = r.off + y * EXPAND_COLS;
-	r.col1 = min(r.col1, r.col0 + EXPAND_COLS);
+	r.col0 = r.off + y * span;
+	r.col1 = min(r.col1, r.col0 + span);
 	return r;
 }
 
@@ -282,11 +281,12 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_exp
 		int vstride, int end0, int end1, int end2) {
 	pdl_wait();
 	DYNAMIC_SHARED(float, vs);
-	const int cols = (end0 + EXPAND_COLS - 1) / EXPAND_COLS + (end1 - end0 + EXPAND_COLS - 1) / EXPAND_COLS +
-		(end2 - end1 + EXPAND_COLS - 1) / EXPAND_COLS;
+	const int span = blockDim.x * EXPAND_C, cols = (end0 + span - 1) / span + (end1 - end0 + span - 1) / span +
+		(end2 - end1 + span - 1) / span;
 	const RowGroup grp = row_group(groups, blockIdx.x / cols, direct);
 	if (grp.rows == 0) {
 		return; // the whole block: past the groups
 	}
-	expand_block(vs, out, v, b_ptrs, ranks, scales, grp, expand_run(blockIdx.x % cols, end0, end1, end2), parts, vstride, end2);
+	expand_block(vs, out, v, b_ptrs, ranks, scales, grp, expand_run(blockIdx.x % cols, span, end0, end1, end2), parts,
+		vstride, end2);
 }

@@ -12,17 +12,17 @@ import (
 type Cache struct{ Dir string }
 
 // Compile returns the cached cubin of src for arch, compiling and storing it when absent.
-func (c Cache) Compile(name, src, arch, includeDir string) ([]byte, error) {
+func (c Cache) Compile(name, src, arch, includeDir string, options ...string) ([]byte, error) {
 	major, minor, err := Version()
 	if err != nil {
 		return nil, err
 	}
-	key := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d.%d\x00%s", src, arch, major, minor, includeDir))
+	key := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d.%d\x00%s\x00%q", src, arch, major, minor, includeDir, options))
 	path := filepath.Join(c.Dir, fmt.Sprintf("%s-%s-%x.cubin", filepath.Base(name), arch, key[:12]))
 	if b, err := os.ReadFile(path); err == nil {
 		return b, nil
 	}
-	cubin, err := Compile(name, src, arch, includeDir)
+	cubin, err := Compile(name, src, arch, includeDir, options...)
 	if err != nil {
 		return nil, err
 	}

@@ -75,15 +75,16 @@ func (e *CompileError) Error() string {
 }
 
 // Compile compiles src (named name in messages) for arch (a real architecture such as
-// "sm_90") with includeDir (see IncludeDir) on the include path, and returns the cubin.
-func Compile(name, src, arch, includeDir string) ([]byte, error) {
-	cubin, _, err := compile(name, src, arch, includeDir, false)
+// "sm_90") with includeDir (see IncludeDir) on the include path and the given NVRTC options
+// besides, and returns the cubin.
+func Compile(name, src, arch, includeDir string, options ...string) ([]byte, error) {
+	cubin, _, err := compile(name, src, arch, includeDir, false, options)
 	return cubin, err
 }
 
 // compile is Compile, also returning the compiler's log; verbose has ptxas report each
 // kernel's resources there.
-func compile(name, src, arch, includeDir string, verbose bool) (cubin []byte, log string, err error) {
+func compile(name, src, arch, includeDir string, verbose bool, options []string) (cubin []byte, log string, err error) {
 	if err := Open(); err != nil {
 		return nil, "", err
 	}
@@ -95,7 +96,7 @@ func compile(name, src, arch, includeDir string, verbose bool) (cubin []byte, lo
 		return nil, "", resultError("nvrtcCreateProgram", rc)
 	}
 	defer C.lf_nvrtc_destroy(&prog)
-	opts := []string{"--gpu-architecture=" + arch, "--std=c++17", "-default-device", "-I" + includeDir}
+	opts := append([]string{"--gpu-architecture=" + arch, "--std=c++17", "-default-device", "-I" + includeDir}, options...)
 	if verbose {
 		opts = append(opts, "--ptxas-options=-v")
 	}

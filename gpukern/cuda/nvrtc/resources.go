@@ -20,8 +20,8 @@ type Usage struct {
 
 // Resources compiles src as Compile does and returns each kernel's Usage, in the order
 // ptxas reports them.
-func Resources(name, src, arch, includeDir string) ([]Usage, error) {
-	_, log, err := compile(name, src, arch, includeDir, true)
+func Resources(name, src, arch, includeDir string, options ...string) ([]Usage, error) {
+	_, log, err := compile(name, src, arch, includeDir, true, options)
 	if err != nil {
 		return nil, err
 	}
