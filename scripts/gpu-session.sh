@@ -20,7 +20,11 @@ grep -A12 -E '^--- FAIL' "$work/gpu-check/tests.log" 2>/dev/null | head -40
 OUT=$work GPU_BENCH_ENGINE_SECONDS=${GPU_BENCH_ENGINE_SECONDS:-200} GPU_BENCH_SECONDS=${GPU_BENCH_SECONDS:-430} \
 	timeout -k 10 450 bash scripts/gpu-bench.sh >"$work/bench.txt" 2>&1
 echo "gpu-bench: rc $? at ${SECONDS}s"
-sed -n '/^Each variant against/,$p' "$work/gpu-bench/engine.md" 2>/dev/null | grep -vE '^\|---' | cut -c1-200 | head -90
+if [ -f "$work/gpu-bench/engine.md" ]; then
+	sed -n '/^Each variant against/,$p' "$work/gpu-bench/engine.md" | grep -vE '^\|---' | cut -c1-200 | head -90
+else # no report (the bench died): each measurement as its log said it
+	grep -A1 '^decode ' "$work/bench.txt" | grep -v '^--$' | paste - - | cut -c1-160 | tail -80
+fi
 
 # The profile gets what is left of GPU_SESSION_SECONDS (the device call's limit, less the
 # archive's time), 150 s at most: a call cut off at its limit brings nothing back.

@@ -392,7 +392,7 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	defer cancel()
 	calls := 0
 	rep, err := Run(ctx, cpuref.New(1), cfg, func(string) {
-		if calls++; calls == 4 { // "uploading adapters", then three measurements
+		if calls++; calls == 6 { // "uploading adapters", two measurements and their results, the third's start
 			cancel()
 		}
 	})

@@ -180,6 +180,9 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		if err != nil {
 			return err
 		}
+		// Said as it is measured: a run that dies (a crash in a kernel or a library) has
+		// written no report, but its log keeps what it measured.
+		progress(fmt.Sprintf("  %.3f ms a step (p90 %.3f)", res.StepMS, res.P90MS))
 		rep.Decode = append(rep.Decode, res)
 	}
 	return nil
