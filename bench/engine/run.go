@@ -58,7 +58,8 @@ const (
 	LeanAttentionOff = "lora and attention off, lean GEMMs"
 	// Timed and TimedAttentionOff run each GEMM that cuBLAS runs with the fastest of its own
 	// pick and cuBLASLt's algorithms, timed on the first GEMM of each shape (backends that can):
-	// next to the WithLoRA and AttentionOff rows of the batches above the backend's own GEMMs.
+	// next to the WithLoRA and AttentionOff rows of the largest batch, if the backend's own
+	// GEMMs do not take it.
 	Timed             = "lora, cuBLAS GEMMs timed"
 	TimedAttentionOff = "lora and attention off, cuBLAS GEMMs timed"
 	// NotEarly launches each kernel only once the one before it has ended (backends that may
@@ -87,9 +88,9 @@ type decodeRun struct {
 // with LoRA off and with attention off too; at the first context, each batch with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, without early launches and
 // (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit, with
-// its own one block an SM and with its own lean beside LoRA blocks, or (larger batches) with
-// cuBLAS's GEMMs timed, each with LoRA and with LoRA and attention off, and the reference
-// batch in one launch per step.
+// its own one block an SM and with its own lean beside LoRA blocks, or (the largest batch,
+// if larger) with cuBLAS's GEMMs timed, each with LoRA and with LoRA and attention off, and
+// the reference batch in one launch per step.
 // After the first context it reads the device memory in use and measures decode while
 // adapters load, before the longer contexts: every target is at the first context, so a run
 // cut short (ctx) can still judge them all.
@@ -128,8 +129,8 @@ func stopped(ctx context.Context) error {
 // count and, at the first context, with graphs off, with LoRA on one stream, on an
 // unprioritized side stream, without early launches and (batches that the backend's own GEMMs
 // take) with cuBLAS's GEMMs, with its own unsplit, with its own one block an SM and with its
-// own lean beside LoRA blocks, or (larger batches) with cuBLAS's GEMMs timed, and (at the
-// reference batch, or the largest below it) in one launch per step.
+// own lean beside LoRA blocks, or (the largest batch, if larger) with cuBLAS's GEMMs timed,
+// and (at the reference batch, or the largest below it) in one launch per step.
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -156,9 +157,6 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	if _, ok := r.be.(EarlyLauncher); ok && first {
 		runs = append(runs, decodeRun{NotEarly, min(reference, b)})
 	}
-	if _, ok := r.be.(GEMMTuner); ok && first && b > r.smallGEMMRows() {
-		runs = append(runs, decodeRun{TimedAttentionOff, 0}, decodeRun{Timed, min(reference, b)})
-	}
 	if g, ok := r.be.(GEMMChooser); ok && first && b <= g.SmallGEMMRows() {
 		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
 		if _, ok := r.be.(Splitter); ok {
@@ -170,6 +168,11 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		if _, ok := r.be.(LeanGEMMChooser); ok {
 			runs = append(runs, decodeRun{LeanAttentionOff, 0}, decodeRun{Lean, min(reference, b)})
 		}
+	}
+	// At the largest batch alone, after its other rows: a library that crashed would take the
+	// rows after it along.
+	if _, ok := r.be.(GEMMTuner); ok && first && b > r.smallGEMMRows() && b == slices.Max(r.cfg.Batches) {
+		runs = append(runs, decodeRun{TimedAttentionOff, 0}, decodeRun{Timed, min(reference, b)})
 	}
 	for _, run := range runs {
 		if err := stopped(ctx); err != nil {

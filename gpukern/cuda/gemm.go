@@ -102,8 +102,8 @@ type smallGEMMKernel struct {
 // conditions; the rows' alignment follows from k's, each tensor having an allocation of its
 // own): gemm_small split where that fills its waves better (host.GEMMSplits, unless
 // SetGEMMSplit turned it off), else gemm_deep where the GEMM has no more blocks than the GPU
-// has SMs, else gemm_small; or, after SetDeepGEMM, always gemm_deep, split for its waves of one
-// block an SM.
+// has SMs, else gemm_small, whose kernels above batch 8 SetLeanGEMM swaps for gemm_lean's; or,
+// after SetDeepGEMM, always gemm_deep, split for its waves of one block an SM.
 func (b *Backend) smallGEMM(m, n, k int) (smallGEMMKernel, bool) {
 	if b.cublasOnly || m < 1 || n < smallGEMMCols || k < smallGEMMK || k%smallGEMMK != 0 {
 		return smallGEMMKernel{}, false
@@ -121,8 +121,8 @@ func (b *Backend) smallGEMM(m, n, k int) (smallGEMMKernel, bool) {
 			continue
 		case b.deepOnly:
 			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, splits}, true
-		case tiles <= b.sms && splits == 1:
-			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, 1}, true // room for a LoRA block as it is
+		case tiles <= b.sms && splits == 1: // one block an SM, which leaves room for a LoRA block as it is
+			return smallGEMMKernel{"gemm_deep", b.fn.gemmDeep[i], bound, 1}, true
 		case b.lean && bound > leanGEMMFrom:
 			return smallGEMMKernel{"gemm_lean", b.fn.gemmLean[i], bound, splits}, true
 		case splits > 1:

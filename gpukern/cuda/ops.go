@@ -154,24 +154,10 @@ func (b *Backend) LoRAShrink(v, x gpukern.Tensor, segs []gpukern.LoRASegment, in
 
 // LoRAExpand implements gpukern.Backend.
 func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment, outDims []int, vStride int) {
-	var ends [maxLoRAParts]int // part p's columns end at ends[p]; those of parts it lacks at the last
-	width := 0
-	for p, d := range outDims {
-		if p < maxLoRAParts {
-			width += d
-			ends[p] = width
-		}
-	}
-	for p := len(outDims); p < maxLoRAParts; p++ {
-		ends[p] = width
-	}
 	os, vs := dev(delta), dev(v)
 	b.do(func() {
 		block := b.loraBlock()
-		cols := 0 // the blocks of a group: runs of block·expandC columns of one part
-		for _, d := range outDims[:min(len(outDims), maxLoRAParts)] {
-			cols += (d + block*expandC - 1) / (block * expandC)
-		}
+		ends, cols := expandRuns(outDims, block)
 		t := &b.loraTab
 		if key := (segsKey{unsafe.SliceData(segs), len(segs)}); key.first == nil || key != b.shrunk || t.Parts < len(outDims) {
 			// Not the segments of the shrink just before (or none of them has an adapter).
@@ -193,6 +179,22 @@ func (b *Backend) LoRAExpand(delta, v gpukern.Tensor, segs []gpukern.LoRASegment
 		o.Side = !b.loraMain
 		b.record(o)
 	})
+}
+
+// expandRuns lays a projection's parts out for lora_expand's blocks of block threads: where
+// each part's columns end (those of parts it lacks at the last part's end, the delta's width)
+// and how many blocks a group of rows has, runs of block·expandC columns of one part. Parts
+// past maxLoRAParts are left out (LoRAExpand refuses them).
+func expandRuns(outDims []int, block int) (ends [maxLoRAParts]int, cols int) {
+	end := 0
+	for p := range ends {
+		if p < len(outDims) {
+			end += outDims[p]
+			cols += (outDims[p] + block*expandC - 1) / (block * expandC)
+		}
+		ends[p] = end
+	}
+	return ends, cols
 }
 
 // direct is the kernels' direct argument: 1 where every group of t is one row.
