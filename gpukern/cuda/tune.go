@@ -23,7 +23,7 @@ import (
 const (
 	tuneWarmup = 2
 	tuneRuns   = 10
-	tuneAlgos  = 8
+	tuneAlgos  = 16
 )
 
 // tunedAlgo is a shape's pick among cuBLASLt's algorithms, and its entry in the log.
