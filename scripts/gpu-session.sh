@@ -21,7 +21,9 @@ OUT=$work GPU_BENCH_ENGINE_SECONDS=${GPU_BENCH_ENGINE_SECONDS:-200} GPU_BENCH_SE
 	timeout -k 10 450 bash scripts/gpu-bench.sh >"$work/bench.txt" 2>&1
 echo "gpu-bench: rc $? at ${SECONDS}s"
 if [ -f "$work/gpu-bench/engine.md" ]; then
-	sed -n '/^Each variant against/,$p' "$work/gpu-bench/engine.md" | grep -vE '^\|---' | cut -c1-200 | head -90
+	# The side-by-side variants and the targets (the rest is in the archive).
+	sed -n '/^Each variant against/,/^Prefill:/p' "$work/gpu-bench/engine.md" | grep -vE '^\|---|^Prefill:' | cut -c1-120
+	sed -n '/^The issue.s targets/,$p' "$work/gpu-bench/engine.md" | grep -vE '^\|---' | cut -c1-160
 else # no report (the bench died): each measurement as its log said it
 	grep -A1 '^decode ' "$work/bench.txt" | grep -v '^--$' | paste - - | cut -c1-160 | tail -80
 fi

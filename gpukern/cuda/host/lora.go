@@ -16,9 +16,9 @@ const LoRAGroup = 4
 // together, up to LoRAGroup rows of one segment, so that they read its adapter once: each
 // group's first row and number of rows, in row order (a row in no segment is a group of its
 // own), then zeros (groups of no rows) to 2·Rows entries. The kernels' grids have blocks for
-// groups, not rows: at batch 128 with 32 adapters, three rows in four lead no group. Sizes depend on the rows and parts alone, never
-// on how many adapters the batch mixes, so a step's metadata keeps its layout whichever
-// adapters it serves (Graphs).
+// groups, not rows: at batch 128 with 32 adapters, three rows in four lead no group. Sizes
+// depend on the rows and parts alone, never on how many adapters the batch mixes, so a step's
+// metadata keeps its layout whichever adapters it serves (Graphs).
 type LoRA struct {
 	A, B                          []uint64
 	Ranks, Groups                 []int32
