@@ -157,12 +157,13 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, LORA_BLOCKS) lora_shr
 //
 // Grid: (groups rounded, as above) * cols blocks, cols = the sum over parts of ceil(d_p /
 // (blockDim.x * EXPAND_C)): block b is group b / cols and, in the rest, a run of up to
-// blockDim.x * EXPAND_C columns of one part, so that the part's rank, scale and B are the block's. A thread
-// computes EXPAND_C columns, blockDim.x apart (so that a warp's loads of B stay contiguous),
-// for the block's group of rows; dynamic shared memory of LORA_GROUP * vstride floats holds
-// the group's rows of v for the part. A thread reads its rows of B once for the group, 8
-// values of each column's row at a time where rank is a multiple of 8 and B 16-byte aligned,
-// all EXPAND_C columns' loads at once, and then v 8 values at a time from shared memory.
+// blockDim.x * EXPAND_C columns of one part, so that the part's rank, scale and B are the
+// block's. A thread computes EXPAND_C columns, blockDim.x apart (so that a warp's loads of B
+// stay contiguous), for the block's group of rows; dynamic shared memory of LORA_GROUP *
+// vstride floats holds the group's rows of v for the part. A thread reads its rows of B once
+// for the group, 8 values of each column's row at a time where rank is a multiple of 8 and B
+// 16-byte aligned, all EXPAND_C columns' loads at once, and then v 8 values at a time from
+// shared memory.
 //
 // Latency: the block's table entries and its rows of v are loaded together first (every value
 // of its rows' part of v, before the rank says how many they have), then the first 8 values
