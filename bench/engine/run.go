@@ -239,6 +239,48 @@ func (r *runner) referenceBatch() int {
 	return b
 }
 
+// configure sets the backend up for variant, where it has the setting the variant changes,
+// and returns what sets the default back.
+func (r *runner) configure(variant string) (restore func()) {
+	switch variant {
+	case GraphsOff:
+		return turn(r.be, Grapher.SetGraphs, false)
+	case OneLaunch:
+		if f, ok := r.be.(Flusher); ok {
+			n := f.SetFlushOps(0)
+			return func() { f.SetFlushOps(n) }
+		}
+	case OneStream:
+		return turn(r.be, SideStreamer.SetLoRASideStream, false)
+	case Unprioritized:
+		return turn(r.be, SideStreamer.SetLoRASidePriority, false)
+	case NotEarly:
+		return turn(r.be, EarlyLauncher.SetEarlyLaunch, false)
+	case NotSplit, NotSplitAttentionOff:
+		return turn(r.be, Splitter.SetGEMMSplit, false)
+	case Deep, DeepAttentionOff:
+		return turn(r.be, DeepGEMMChooser.SetDeepGEMM, true)
+	case Lean, LeanAttentionOff:
+		return turn(r.be, LeanGEMMChooser.SetLeanGEMM, true)
+	case Timed, TimedAttentionOff:
+		return turn(r.be, GEMMTuner.SetTunedGEMM, true)
+	case CuBLAS, CuBLASAttentionOff:
+		return turn(r.be, GEMMChooser.SetSmallGEMM, false)
+	}
+	return func() {}
+}
+
+// turn sets a backend's on/off setting to on through the interface T that has it, if the
+// backend has it, and returns what sets it back.
+func turn[T any](be gpukern.Backend, set func(T, bool), on bool) (restore func()) {
+	t, ok := be.(T)
+	if !ok {
+		return func() {}
+	}
+	set(t, on)
+	return func() { set(t, !on) }
+}
+
 func (r *runner) blocksPerSeq() int {
 	return (max(slices.Max(r.cfg.Contexts)+1, r.cfg.PrefillPrompt) + blockSize - 1) / blockSize
 }
@@ -248,45 +290,7 @@ func (r *runner) decode(kv *gpukern.KVCache, variant string, b, k, ctx int) (Dec
 	batch := r.decodeBatch(b, k, ctx)
 	r.gate.attentionOff = attentionOff(variant)
 	defer func() { r.gate.attentionOff = false }()
-	if g, ok := r.be.(Grapher); ok && variant == GraphsOff {
-		g.SetGraphs(false)
-		defer g.SetGraphs(true)
-	}
-	if f, ok := r.be.(Flusher); ok && variant == OneLaunch {
-		defer f.SetFlushOps(f.SetFlushOps(0))
-	}
-	if s, ok := r.be.(SideStreamer); ok && variant == OneStream {
-		s.SetLoRASideStream(false)
-		defer s.SetLoRASideStream(true)
-	}
-	if s, ok := r.be.(SideStreamer); ok && variant == Unprioritized {
-		s.SetLoRASidePriority(false)
-		defer s.SetLoRASidePriority(true)
-	}
-	if e, ok := r.be.(EarlyLauncher); ok && variant == NotEarly {
-		e.SetEarlyLaunch(false)
-		defer e.SetEarlyLaunch(true)
-	}
-	if s, ok := r.be.(Splitter); ok && (variant == NotSplit || variant == NotSplitAttentionOff) {
-		s.SetGEMMSplit(false)
-		defer s.SetGEMMSplit(true)
-	}
-	if d, ok := r.be.(DeepGEMMChooser); ok && (variant == Deep || variant == DeepAttentionOff) {
-		d.SetDeepGEMM(true)
-		defer d.SetDeepGEMM(false)
-	}
-	if l, ok := r.be.(LeanGEMMChooser); ok && (variant == Lean || variant == LeanAttentionOff) {
-		l.SetLeanGEMM(true)
-		defer l.SetLeanGEMM(false)
-	}
-	if g, ok := r.be.(GEMMTuner); ok && (variant == Timed || variant == TimedAttentionOff) {
-		g.SetTunedGEMM(true)
-		defer g.SetTunedGEMM(false)
-	}
-	if g, ok := r.be.(GEMMChooser); ok && (variant == CuBLAS || variant == CuBLASAttentionOff) {
-		g.SetSmallGEMM(false)
-		defer g.SetSmallGEMM(true)
-	}
+	defer r.configure(variant)()
 	times, err := r.time(batch, kv)
 	if err != nil {
 		return Decode{}, fmt.Errorf("engine bench: decode batch %d, %d adapters, context %d: %w", b, k, ctx, err)

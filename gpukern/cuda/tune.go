@@ -107,43 +107,22 @@ func (b *Backend) timeGEMMs(out, x, w drv.DevicePtr, m, n, k int) int {
 }
 
 // timeRuns is the mean time of tuneRuns runs of gemm on the stream after tuneWarmup untimed
-// ones; 0 where it failed to run or to be timed. Callers are inside b.do.
+// ones (Time); 0 where it failed to run or to be timed. Callers are inside b.do, with nothing
+// recorded.
 func (b *Backend) timeRuns(gemm func() error) time.Duration {
-	var start, end drv.Event
-	defer func() {
-		for _, e := range []*drv.Event{&start, &end} {
-			if *e != (drv.Event{}) {
-				_ = drv.DestroyEvent(e)
-			}
-		}
-	}()
 	var err error
-	if start, err = drv.MakeEvent(drv.DefaultEvent); err != nil {
-		return 0
+	for i := 0; i < tuneWarmup && err == nil; i++ {
+		err = gemm()
 	}
-	if end, err = drv.MakeEvent(drv.DefaultEvent); err != nil {
-		return 0
-	}
-	for i := 0; i < tuneWarmup+tuneRuns && err == nil; i++ {
-		if i == tuneWarmup {
-			err = start.Record(b.stream)
-		}
-		if err == nil {
+	d, terr := b.Time(func() {
+		for i := 0; i < tuneRuns && err == nil; i++ {
 			err = gemm()
 		}
-	}
-	var ms float64
-	if err == nil {
-		if err = end.Record(b.stream); err == nil {
-			if err = end.Synchronize(); err == nil {
-				ms, err = start.Elapsed(end)
-			}
-		}
-	}
-	if err != nil || ms <= 0 {
+	})
+	if err != nil || terr != nil || d <= 0 {
 		return 0
 	}
-	return time.Duration(ms * float64(time.Millisecond) / tuneRuns)
+	return d / tuneRuns
 }
 
 // runGEMM runs a cuBLAS GEMM op (out, x, w, m, n, k and gemmAlgo's cell) on the main stream.

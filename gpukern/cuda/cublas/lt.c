@@ -37,32 +37,16 @@ static lt_heuristic_fn lt_heuristic;
 static lt_matmul_fn lt_matmul;
 
 int lf_cublaslt_open(const char *path) {
-	if (lt_lib) {
-		return 0;
-	}
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		return -1;
-	}
-	lt_create = (lt_create_fn)dlsym(h, "cublasLtCreate");
-	lt_destroy = (lt_destroy_fn)dlsym(h, "cublasLtDestroy");
-	lt_desc_create = (lt_desc_create_fn)dlsym(h, "cublasLtMatmulDescCreate");
-	lt_desc_destroy = (lt_destroy_fn)dlsym(h, "cublasLtMatmulDescDestroy");
-	lt_desc_set = (lt_set_fn)dlsym(h, "cublasLtMatmulDescSetAttribute");
-	lt_layout_create = (lt_layout_create_fn)dlsym(h, "cublasLtMatrixLayoutCreate");
-	lt_layout_destroy = (lt_destroy_fn)dlsym(h, "cublasLtMatrixLayoutDestroy");
-	lt_pref_create = (lt_create_fn)dlsym(h, "cublasLtMatmulPreferenceCreate");
-	lt_pref_destroy = (lt_destroy_fn)dlsym(h, "cublasLtMatmulPreferenceDestroy");
-	lt_pref_set = (lt_set_fn)dlsym(h, "cublasLtMatmulPreferenceSetAttribute");
-	lt_heuristic = (lt_heuristic_fn)dlsym(h, "cublasLtMatmulAlgoGetHeuristic");
-	lt_matmul = (lt_matmul_fn)dlsym(h, "cublasLtMatmul");
-	if (!lt_create || !lt_destroy || !lt_desc_create || !lt_desc_destroy || !lt_desc_set || !lt_layout_create ||
-	    !lt_layout_destroy || !lt_pref_create || !lt_pref_destroy || !lt_pref_set || !lt_heuristic || !lt_matmul) {
-		dlclose(h);
-		return -2;
-	}
-	lt_lib = h;
-	return 0;
+	static const char *const names[] = {
+	    "cublasLtCreate", "cublasLtDestroy", "cublasLtMatmulDescCreate", "cublasLtMatmulDescDestroy",
+	    "cublasLtMatmulDescSetAttribute", "cublasLtMatrixLayoutCreate", "cublasLtMatrixLayoutDestroy",
+	    "cublasLtMatmulPreferenceCreate", "cublasLtMatmulPreferenceDestroy", "cublasLtMatmulPreferenceSetAttribute",
+	    "cublasLtMatmulAlgoGetHeuristic", "cublasLtMatmul"};
+	void **syms[] = {(void **)&lt_create,       (void **)&lt_destroy,       (void **)&lt_desc_create,
+	                 (void **)&lt_desc_destroy, (void **)&lt_desc_set,      (void **)&lt_layout_create,
+	                 (void **)&lt_layout_destroy, (void **)&lt_pref_create, (void **)&lt_pref_destroy,
+	                 (void **)&lt_pref_set,     (void **)&lt_heuristic,     (void **)&lt_matmul};
+	return lf_dlopen_syms(path, &lt_lib, names, syms, sizeof names / sizeof names[0]);
 }
 
 int lf_cublaslt_create(void **lt) { return lt_create(lt); }

@@ -31,25 +31,32 @@ static set_stream_fn set_stream;
 static set_workspace_fn set_workspace; // optional: older cuBLAS 11 releases lack it
 static gemm_ex_fn gemm_ex;
 
-int lf_cublas_open(const char *path) {
-	if (lib) {
+int lf_dlopen_syms(const char *path, void **lib, const char *const names[], void **syms[], int n) {
+	if (*lib) {
 		return 0;
 	}
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		return -1;
 	}
-	create = (create_fn)dlsym(h, "cublasCreate_v2");
-	destroy = (destroy_fn)dlsym(h, "cublasDestroy_v2");
-	set_stream = (set_stream_fn)dlsym(h, "cublasSetStream_v2");
-	set_workspace = (set_workspace_fn)dlsym(h, "cublasSetWorkspace_v2");
-	gemm_ex = (gemm_ex_fn)dlsym(h, "cublasGemmEx");
-	if (!create || !destroy || !set_stream || !gemm_ex) {
-		dlclose(h);
-		return -2;
+	for (int i = 0; i < n; i++) {
+		if (!(*syms[i] = dlsym(h, names[i]))) {
+			dlclose(h);
+			return -2;
+		}
 	}
-	lib = h;
+	*lib = h;
 	return 0;
+}
+
+int lf_cublas_open(const char *path) {
+	static const char *const names[] = {"cublasCreate_v2", "cublasDestroy_v2", "cublasSetStream_v2", "cublasGemmEx"};
+	void **syms[] = {(void **)&create, (void **)&destroy, (void **)&set_stream, (void **)&gemm_ex};
+	int rc = lf_dlopen_syms(path, &lib, names, syms, 4);
+	if (rc == 0 && !set_workspace) {
+		set_workspace = (set_workspace_fn)dlsym(lib, "cublasSetWorkspace_v2");
+	}
+	return rc;
 }
 
 const char *lf_cublas_dlerror(void) { return dlerror(); }

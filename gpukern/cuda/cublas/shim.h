@@ -1,6 +1,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// lf_dlopen_syms opens the library at path into *lib (once: an open one is kept) and looks
+// each of the n names up into *syms[i]: 0, or -1 where it does not open, -2 where a name is
+// missing (the library is closed again).
+int lf_dlopen_syms(const char *path, void **lib, const char *const names[], void **syms[], int n);
 int lf_cublas_open(const char *path);
 const char *lf_cublas_dlerror(void);
 int lf_cublas_create(void **handle);
