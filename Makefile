@@ -63,6 +63,7 @@ emu:
 	$(GO) run $(STATICCHECK) -tags cuda,cudaemu ./gpukern/...
 	$(GO) test -count=1 -tags cuda,cudaemu -run Emulat ./gpukern/cuda/kernels
 	$(GO) test -count=1 -tags cuda,cudaemu -timeout 20m ./gpukern/cuda
+	$(GO) test -count=1 -tags cuda,cudaemu -run TestBenchEngineOnCUDA ./cmd/lorafleet
 	$(GO) test -count=1 -asan -tags cuda,cudaemu -run '$(EMU_ASAN_TESTS)' ./gpukern/cuda
 
 # The emulated tests run again under AddressSanitizer, which reports a kernel's reads and writes
