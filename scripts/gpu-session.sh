@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One device call of a GPU session, from binaries built elsewhere (`make build-cuda
-# build-gpu-check`): gpu-check.sh, gpu-bench.sh (with the PEFT baseline unless GPU_BENCH_PEFT=0)
-# and gpu-profile.sh, each under a time limit, about 6 minutes in all on an H100 (run it with
-# the device call's timeout_s at GPU_SESSION_SECONDS or more, default 540). Prints each
-# one's summary and packs every log and result into $OUT/gpu-session.tgz: the device tool
-# brings back only a few files from a call, and one archive holds them all.
+# build-gpu-check`): gpu-check.sh, gpu-bench.sh (with the PEFT baseline unless
+# GPU_BENCH_PEFT=0), the bench's winning variants together (bench engine --with) and
+# gpu-profile.sh, each under a time limit, about 7 minutes in all on an H100 (run it with the
+# device call's timeout_s at GPU_SESSION_SECONDS or more, default 540). Prints each one's
+# summary and packs every log and result into $OUT/gpu-session.tgz: the device tool brings
+# back only a few files from a call, and one archive holds them all.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 final=${OUT:-/tmp}
@@ -26,6 +27,23 @@ if [ -f "$work/gpu-bench/engine.md" ]; then
 	sed -n '/^The issue.s targets/,$p' "$work/gpu-bench/engine.md" | grep -vE '^\|---' | cut -c1-160
 else # no report (the bench died): each measurement as its log said it
 	grep -A1 '^decode ' "$work/bench.txt" | grep -v '^--$' | paste - - | cut -c1-160 | tail -80
+fi
+
+# The side-by-side variants that beat the defaults (bench engine --winners), measured together
+# on the targets' rows (--with), beside the PEFT baseline above: what the targets would be
+# with them as the defaults, before any default is changed.
+bench=$work/gpu-bench
+with=$(bin/lorafleet-cuda bench engine --report "$bench/engine.json" --winners 2>/dev/null)
+if [ -n "$with" ]; then
+	peft=()
+	[ -s "$bench/peft.json" ] && peft=(--peft "$bench/peft.json")
+	timeout -s TERM -k 10 "${GPU_WITH_SECONDS:-90}" bin/lorafleet-cuda bench engine --with "$with" --batches 32,128 \
+		--adapters 1,8,32 --contexts 128 --commit "$(cat bin/COMMIT 2>/dev/null)" "${peft[@]}" --out "$work/gpu-bench-with" \
+		>/dev/null 2>"$work/with.log"
+	echo "bench --with $with: rc $? at ${SECONDS}s"
+	sed -n '/^The issue.s targets/,$p' "$work/gpu-bench-with/engine.md" 2>/dev/null | grep -vE '^\|---' | cut -c1-160
+else
+	echo "bench --with: no variant beat the defaults"
 fi
 
 # The profile gets what is left of GPU_SESSION_SECONDS (the device call's limit, less the

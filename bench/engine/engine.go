@@ -58,6 +58,10 @@ type Config struct {
 	// HostBF16 keeps the adapters' host copy in bf16, as the worker's host tier does for a
 	// backend that holds adapters in bf16 (cuda). Default float32.
 	HostBF16 bool
+	// Settings change the backend's defaults for the whole run, each as its side-by-side
+	// variant does (cublas, deep, lean, unsplit, tuned; Report.Winners): such a run measures
+	// the rows of the defaults alone, with these in place, and no variants. Default none.
+	Settings []string
 }
 
 func (c *Config) setDefaults() error {
@@ -95,6 +99,9 @@ func (c *Config) setDefaults() error {
 		if k < 0 {
 			return fmt.Errorf("engine bench: %d adapters", k)
 		}
+	}
+	if err := checkSettings(c.Settings); err != nil {
+		return err
 	}
 	if c.Warmup < 0 || !(c.Bandwidth > 0) {
 		return errors.New("engine bench: negative warm-up or bandwidth")
@@ -142,6 +149,9 @@ func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(stri
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if err := lacking(be, cfg.Settings); err != nil {
+		return nil, err
+	}
 	if progress == nil {
 		progress = func(string) {}
 	}
@@ -164,7 +174,9 @@ func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(stri
 		}
 	}()
 	r := &runner{cfg: cfg, be: be, gate: g, m: m, host: host, adapters: adapters, rng: rand.New(rand.NewPCG(cfg.Seed, 2))}
-	rep := &Report{Device: be.Name(), Model: shapeOf(cfg.Model), Rank: cfg.Rank, Bandwidth: cfg.Bandwidth, Steps: cfg.Steps}
+	rep := &Report{Device: be.Name(), Model: shapeOf(cfg.Model), Rank: cfg.Rank, Bandwidth: cfg.Bandwidth, Steps: cfg.Steps,
+		Settings: cfg.Settings}
+	defer r.applySettings()()
 	err = r.decodeGrid(ctx, rep, progress)
 	if err == nil {
 		err = stopped(ctx)

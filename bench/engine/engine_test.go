@@ -323,6 +323,10 @@ func TestConfigErrors(t *testing.T) {
 		"no model":         {},
 		"context too long": {Model: Llama2(), Contexts: []int{5000}},
 		"negative batch":   {Model: Llama2(), Batches: []int{-1}},
+		"unknown setting":  {Model: Llama2(), Settings: []string{"lean", "fast"}},
+		"repeated setting": {Model: Llama2(), Settings: []string{"tuned", "tuned"}},
+		"exclusive":        {Model: Llama2(), Settings: []string{"lean", "tuned", "deep"}},
+		"cuBLAS unsplit":   {Model: Llama2(), Settings: []string{"unsplit", "cublas"}},
 	} {
 		if _, err := c.MaxAdapters(); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -18,6 +18,7 @@ type Report struct {
 	Rank      int        `json:"rank"`
 	Bandwidth float64    `json:"bandwidth_bytes_per_s"` // of the floor
 	Steps     int        `json:"timed_steps"`
+	Settings  []string   `json:"settings,omitempty"` // Config.Settings: the defaults changed for the whole run
 	Decode    []Decode   `json:"decode"`
 	Prefill   Prefill    `json:"prefill"`
 	Loading   *Loading   `json:"loading,omitempty"`  // decode while adapters load (GPU backends)
@@ -91,6 +92,9 @@ func (r *Report) Markdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Device: %s · commit %s\n\nModel: %s; adapters of rank %d on all seven projections; median of %d steps; floor at %.2f TB/s.\n\n",
 		r.Device, r.Commit, r.Model, r.Rank, r.Steps, r.Bandwidth/1e12)
+	if len(r.Settings) > 0 {
+		fmt.Fprintf(&b, "Settings: %s (`bench engine --with`): every row with these in place of the defaults.\n\n", strings.Join(r.Settings, ", "))
+	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "**The run stopped early** (what follows was measured before): %s\n\n", r.Error)
 	}

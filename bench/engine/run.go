@@ -126,11 +126,7 @@ func stopped(ctx context.Context) error {
 }
 
 // decodeRuns measures batch b at context cx: attention off, LoRA off, each distinct adapter
-// count and, at the first context, with graphs off, with LoRA on one stream, on an
-// unprioritized side stream, without early launches and (batches that the backend's own GEMMs
-// take) with cuBLAS's GEMMs, with its own unsplit, with its own one block an SM and with its
-// own lean beside LoRA blocks, or (the largest batch, if larger) with cuBLAS's GEMMs timed,
-// and (at the reference batch, or the largest below it) in one launch per step.
+// count and, in a run without settings, the variants (variantRuns).
 func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCache, b, cx int, first bool, progress func(string)) error {
 	ks := []int{}
 	for _, k := range r.cfg.Adapters {
@@ -145,34 +141,8 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 	for _, k := range ks {
 		runs = append(runs, decodeRun{WithLoRA, k})
 	}
-	if _, ok := r.be.(Grapher); ok && first {
-		runs = append(runs, decodeRun{GraphsOff, min(reference, b)})
-	}
-	if _, ok := r.be.(Flusher); ok && first && b == r.referenceBatch() {
-		runs = append(runs, decodeRun{OneLaunch, b})
-	}
-	if _, ok := r.be.(SideStreamer); ok && first {
-		runs = append(runs, decodeRun{OneStream, min(reference, b)}, decodeRun{Unprioritized, min(reference, b)})
-	}
-	if _, ok := r.be.(EarlyLauncher); ok && first {
-		runs = append(runs, decodeRun{NotEarly, min(reference, b)})
-	}
-	if g, ok := r.be.(GEMMChooser); ok && first && b <= g.SmallGEMMRows() {
-		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
-		if _, ok := r.be.(Splitter); ok {
-			runs = append(runs, decodeRun{NotSplitAttentionOff, 0}, decodeRun{NotSplit, min(reference, b)})
-		}
-		if _, ok := r.be.(DeepGEMMChooser); ok {
-			runs = append(runs, decodeRun{DeepAttentionOff, 0}, decodeRun{Deep, min(reference, b)})
-		}
-		if _, ok := r.be.(LeanGEMMChooser); ok {
-			runs = append(runs, decodeRun{LeanAttentionOff, 0}, decodeRun{Lean, min(reference, b)})
-		}
-	}
-	// At the largest batch alone, after its other rows: a library that crashed would take the
-	// rows after it along.
-	if _, ok := r.be.(GEMMTuner); ok && first && b > r.smallGEMMRows() && b == slices.Max(r.cfg.Batches) {
-		runs = append(runs, decodeRun{TimedAttentionOff, 0}, decodeRun{Timed, min(reference, b)})
+	if len(r.cfg.Settings) == 0 {
+		runs = append(runs, r.variantRuns(b, first)...)
 	}
 	for _, run := range runs {
 		if err := stopped(ctx); err != nil {
@@ -189,6 +159,49 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		rep.Decode = append(rep.Decode, res)
 	}
 	return nil
+}
+
+// variantRuns are batch b's side-by-side variants: at the first context, with graphs off,
+// with LoRA on one stream, on an unprioritized side stream, without early launches and
+// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit, with
+// its own one block an SM and with its own lean beside LoRA blocks, or (the largest batch, if
+// larger) with cuBLAS's GEMMs timed, and (at the reference batch, or the largest below it) in
+// one launch per step.
+func (r *runner) variantRuns(b int, first bool) []decodeRun {
+	if !first {
+		return nil
+	}
+	var runs []decodeRun
+	if _, ok := r.be.(Grapher); ok {
+		runs = append(runs, decodeRun{GraphsOff, min(reference, b)})
+	}
+	if _, ok := r.be.(Flusher); ok && b == r.referenceBatch() {
+		runs = append(runs, decodeRun{OneLaunch, b})
+	}
+	if _, ok := r.be.(SideStreamer); ok {
+		runs = append(runs, decodeRun{OneStream, min(reference, b)}, decodeRun{Unprioritized, min(reference, b)})
+	}
+	if _, ok := r.be.(EarlyLauncher); ok {
+		runs = append(runs, decodeRun{NotEarly, min(reference, b)})
+	}
+	if g, ok := r.be.(GEMMChooser); ok && b <= g.SmallGEMMRows() {
+		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
+		if _, ok := r.be.(Splitter); ok {
+			runs = append(runs, decodeRun{NotSplitAttentionOff, 0}, decodeRun{NotSplit, min(reference, b)})
+		}
+		if _, ok := r.be.(DeepGEMMChooser); ok {
+			runs = append(runs, decodeRun{DeepAttentionOff, 0}, decodeRun{Deep, min(reference, b)})
+		}
+		if _, ok := r.be.(LeanGEMMChooser); ok {
+			runs = append(runs, decodeRun{LeanAttentionOff, 0}, decodeRun{Lean, min(reference, b)})
+		}
+	}
+	// At the largest batch alone, after its other rows: a library that crashed would take the
+	// rows after it along.
+	if _, ok := r.be.(GEMMTuner); ok && b > r.smallGEMMRows() && b == slices.Max(r.cfg.Batches) {
+		runs = append(runs, decodeRun{TimedAttentionOff, 0}, decodeRun{Timed, min(reference, b)})
+	}
+	return runs
 }
 
 // measureLoading profiles one step and runs Loading at batch and adapters reference (or the

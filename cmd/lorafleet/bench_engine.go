@@ -22,7 +22,7 @@ import (
 func runBenchEngine(args []string, e env) error {
 	fs := newFlags("bench engine", "[--backend cuda] [--out DIR] [flags]", e)
 	var c engine.Config
-	var backend, shape, batches, adapters, contexts, out, commit string
+	var backend, shape, batches, adapters, contexts, out, commit, with string
 	def := "cpu"
 	if cudaBuilt {
 		def = "cuda"
@@ -39,13 +39,18 @@ func runBenchEngine(args []string, e env) error {
 	fs.IntVar(&c.PrefillSeqs, "prefill-seqs", 4, "sequences in the prefill step")
 	fs.Float64Var(&c.Bandwidth, "bandwidth", 3.0e12, "memory bandwidth of the floor, bytes/s (H100: 3.0e12 measured)")
 	fs.StringVar(&commit, "commit", "", "commit the binary was built from, for the report")
+	fs.StringVar(&with, "with", "", "settings in place of the defaults for the whole run, no variants (cublas, deep, lean, unsplit, tuned; see --winners)")
 	fs.StringVar(&out, "out", "", "directory for engine.json and engine.md (default: print the table only)")
 	peftFile := fs.String("peft", "", "JSON of bench/baselines/peft_generate.py run on the same GPU, to compare with")
 	again := fs.String("report", "", "engine.json of an earlier run: report it again (with --peft, say, measured after it) instead of measuring")
+	winners := fs.Bool("winners", false, "with --report: print only the settings whose variants beat the defaults in that run, for --with")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *again != "" {
+		if with != "" {
+			return fmt.Errorf("--with: a run's setting, not a report's")
+		}
 		b, err := os.ReadFile(*again)
 		if err != nil {
 			return err
@@ -56,7 +61,17 @@ func runBenchEngine(args []string, e env) error {
 		if err := dec.Decode(rep); err != nil {
 			return fmt.Errorf("--report %s: %w", *again, err)
 		}
+		if *winners {
+			_, err := fmt.Fprintln(e.stdout, strings.Join(rep.Winners(), ","))
+			return err
+		}
 		return report(rep, *peftFile, out, e)
+	}
+	if *winners {
+		return fmt.Errorf("--winners: only with --report")
+	}
+	if with != "" {
+		c.Settings = strings.Split(with, ",")
 	}
 	c.Model = engine.Llama2()
 	if shape != "" {

@@ -88,4 +88,24 @@ func TestBenchEngineOnCUDA(t *testing.T) {
 	if err != nil || !strings.Contains(string(md), "| 34 × ") {
 		t.Errorf("engine.md (%v) lacks the timed GEMMs' table:\n%s", err, md)
 	}
+
+	// The winners measured together (gpu-session.sh): the defaults' rows alone, with the
+	// settings in place for the whole run.
+	with := filepath.Join(dir, "with")
+	_, stderr, code = lorafleet(t, "", "bench", "engine", "--backend", "cuda", "--shape", "../../testdata/tiny-llama/model/config.json",
+		"--batches", "2,34", "--adapters", "0", "--contexts", "8", "--steps", "1", "--warmup", "1",
+		"--prefill-prompt", "16", "--prefill-seqs", "1", "--with", "lean,unsplit,tuned", "--out", with)
+	if code != 0 {
+		t.Fatalf("bench engine --with: exit %d: %s", code, stderr)
+	}
+	rep = readReport(t, filepath.Join(with, "engine.json"))
+	var variants []string
+	for _, d := range rep.Decode {
+		variants = append(variants, d.Variant)
+	}
+	defaults := []string{engine.AttentionOff, engine.LoRAOff, engine.WithLoRA}
+	if !slices.Equal(rep.Settings, []string{"lean", "unsplit", "tuned"}) || !slices.Equal(variants, slices.Concat(defaults, defaults)) ||
+		len(rep.TimedGEMMs) < 5 {
+		t.Errorf("--with run: settings %v, rows %v, %d shapes timed", rep.Settings, variants, len(rep.TimedGEMMs))
+	}
 }

@@ -59,3 +59,37 @@ func readReport(t *testing.T, path string) *engine.Report {
 	}
 	return rep
 }
+
+// --winners reads an earlier run's report and prints the settings whose variants won, for
+// --with; --with runs the defaults' rows alone with those settings, and refuses unknown ones.
+func TestBenchEngineWinnersAndWith(t *testing.T) {
+	dir := t.TempDir()
+	report := filepath.Join(dir, "engine.json")
+	rows := `{"decode": [
+		{"variant": "lora", "batch": 32, "adapters": 32, "context": 128, "step_ms": 8.36},
+		{"variant": "lora, lean GEMMs beside LoRA blocks", "batch": 32, "adapters": 32, "context": 128, "step_ms": 8.01},
+		{"variant": "lora, GEMMs one block an SM", "batch": 32, "adapters": 32, "context": 128, "step_ms": 8.2},
+		{"variant": "lora", "batch": 128, "adapters": 32, "context": 128, "step_ms": 12.64},
+		{"variant": "lora, cuBLAS GEMMs timed", "batch": 128, "adapters": 32, "context": 128, "step_ms": 12.7}]}`
+	if err := os.WriteFile(report, []byte(rows), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := lorafleet(t, "", "bench", "engine", "--report", report, "--winners")
+	if code != 0 || stdout != "lean\n" {
+		t.Errorf("--winners: exit %d, stdout %q (want \"lean\\n\"): %s", code, stdout, stderr)
+	}
+	if _, _, code := lorafleet(t, "", "bench", "engine", "--winners"); code == 0 {
+		t.Error("--winners without --report was accepted")
+	}
+	if _, _, code := lorafleet(t, "", "bench", "engine", "--report", report, "--with", "lean"); code == 0 {
+		t.Error("--with beside --report was accepted")
+	}
+	args := []string{"bench", "engine", "--backend", "cpu", "--shape", "../../testdata/tiny-llama/model/config.json",
+		"--batches", "2", "--adapters", "1", "--contexts", "8", "--steps", "1", "--warmup", "0", "--prefill-prompt", "8", "--prefill-seqs", "1"}
+	if _, stderr, code := lorafleet(t, "", append(args, "--with", "lean,fast")...); code == 0 || !strings.Contains(stderr, `no setting "fast"`) {
+		t.Errorf("--with lean,fast: exit %d: %s", code, stderr)
+	}
+	if _, stderr, code := lorafleet(t, "", append(args, "--with", "lean")...); code == 0 || !strings.Contains(stderr, `no setting "lean"`) {
+		t.Errorf("--with lean on the CPU backend, which has no such setting: exit %d: %s", code, stderr)
+	}
+}
