@@ -106,6 +106,14 @@ type gpuLike struct {
 	leanSets    []bool // each SetLeanGEMM call's "on"
 	staged      int    // WaitAdapterStaged calls
 	earlySets   []bool // each SetEarlyLaunch call's "on"
+	failLean    bool   // steps fail while SetLeanGEMM is on, as a GPU refusing a kernel would make them
+}
+
+func (g *gpuLike) Sync() error {
+	if g.failLean && len(g.leanSets) > 0 && g.leanSets[len(g.leanSets)-1] {
+		return errors.New("launch out of resources")
+	}
+	return g.Backend.Sync()
 }
 
 func (g *gpuLike) AdapterWeights(data []gpukern.HostTensor) ([]gpukern.Tensor, error) {
@@ -402,5 +410,33 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) || rep == nil || len(rep.Decode) != 3 || rep.Error == "" {
 		t.Fatalf("err %v, report %+v: want the three measurements made before the cancel", err, rep)
+	}
+}
+
+// A variant whose steps fail costs its own rows alone: the report names them with the error
+// and the run measures the rest.
+func TestVariantFailsAlone(t *testing.T) {
+	cfg := Config{Model: tinyShape(t), Batches: []int{2, 4}, Adapters: []int{0}, Contexts: []int{8}, Rank: 4,
+		Steps: 1, Warmup: 0, PrefillPrompt: 8, PrefillSeqs: 1}
+	be := &gpuLike{Backend: cpuref.New(1), flushOps: 64, failLean: true}
+	rep, err := Run(context.Background(), be, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failed) != 2 || !strings.HasPrefix(rep.Failed[0], LeanAttentionOff+": ") || !strings.HasPrefix(rep.Failed[1], Lean+": ") ||
+		!strings.Contains(rep.Failed[1], "launch out of resources") {
+		t.Errorf("failed %q: want the two lean rows with the error", rep.Failed)
+	}
+	for _, d := range rep.Decode {
+		if d.Variant == Lean || d.Variant == LeanAttentionOff {
+			t.Errorf("a failed row in the report: %+v", d)
+		}
+	}
+	if _, ok := rep.find(WithLoRA, 4, 4, 8); !ok || rep.Loading == nil || !(rep.Prefill.TokensPerS > 0) {
+		t.Errorf("the run stopped at the failure: %d rows, loading %+v, prefill %+v", len(rep.Decode), rep.Loading, rep.Prefill)
+	}
+	var md strings.Builder
+	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Variants that failed (the run went on without them):\n\n- "+LeanAttentionOff) {
+		t.Errorf("markdown (%v):\n%s", err, md.String())
 	}
 }

@@ -20,6 +20,7 @@ type Report struct {
 	Steps     int        `json:"timed_steps"`
 	Settings  []string   `json:"settings,omitempty"` // Config.Settings: the defaults changed for the whole run
 	Decode    []Decode   `json:"decode"`
+	Failed    []string   `json:"failed,omitempty"` // variants whose measurement failed, with the error; the run went on
 	Prefill   Prefill    `json:"prefill"`
 	Loading   *Loading   `json:"loading,omitempty"`  // decode while adapters load (GPU backends)
 	Memory    *Memory    `json:"memory,omitempty"`   // device memory in use (GPU backends)
@@ -109,6 +110,12 @@ func (r *Report) Markdown(w io.Writer) error {
 			d.Context, d.Batch, d.Variant, d.Adapters, d.StepMS, d.P90MS, d.FloorMS, d.RatioToFloor, cost, d.TokensPerS, d.AchievedTBs)
 	}
 	r.variantsTable(&b)
+	if len(r.Failed) > 0 {
+		b.WriteString("\nVariants that failed (the run went on without them):\n\n")
+		for _, f := range r.Failed {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+	}
 	p := r.Prefill
 	fmt.Fprintf(&b, "\nPrefill: %d prompts of %d tokens, each with its own adapter, in one step: %.1f ms, %.0f tokens/s.\n",
 		p.Seqs, p.Prompt, p.StepMS, p.TokensPerS)

@@ -67,6 +67,12 @@ const (
 	NotEarly = "lora, no early launch"
 )
 
+// isVariant says whether a decode measurement is a side-by-side variant rather than one of the
+// defaults' rows.
+func isVariant(variant string) bool {
+	return variant != WithLoRA && variant != LoRAOff && variant != AttentionOff
+}
+
 // attentionOff says whether a variant runs without attention (its bytes hold no KV).
 func attentionOff(variant string) bool {
 	return variant == AttentionOff || variant == CuBLASAttentionOff || variant == NotSplitAttentionOff ||
@@ -150,6 +156,13 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 		}
 		progress(fmt.Sprintf("decode %s: batch %d, %d adapters, context %d", run.variant, b, run.k, cx))
 		res, err := r.decode(kv, run.variant, b, run.k, cx)
+		if err != nil && isVariant(run.variant) {
+			// A variant's failure (a setting the GPU refuses) costs its row alone; one that
+			// broke the device fails the next row of the defaults, which stops the run.
+			progress(fmt.Sprintf("  failed: %v", err))
+			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: %v", run.variant, err))
+			continue
+		}
 		if err != nil {
 			return err
 		}
