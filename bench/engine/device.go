@@ -88,7 +88,7 @@ func (r *runner) timedGEMMs() []TimedGEMM {
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	var gs []TimedGEMM
 	for _, h := range t.TunedGEMMs() {
-		g := TimedGEMM{M: h.M, N: h.N, K: h.K, Pick: h.Pick, Note: h.Note, Refused: h.Refused}
+		g := TimedGEMM{M: h.M, N: h.N, K: h.K, Splits: h.Splits, Pick: h.Pick, Note: h.Note, Refused: h.Refused}
 		if len(h.Times) > 0 {
 			g.GemmExUS = us(h.Times[0])
 			for _, d := range h.Times[1:] {

@@ -141,7 +141,7 @@ func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetTunedGEMM(on bool)        { g.tuneSets = append(g.tuneSets, on) }
 func (g *gpuLike) SetLeanGEMM(on bool)         { g.leanSets = append(g.leanSets, on) }
 func (g *gpuLike) TunedGEMMs() []host.TunedGEMM {
-	return []host.TunedGEMM{{M: 4, N: 96, K: 64, Times: []time.Duration{3 * time.Microsecond, 0, 2 * time.Microsecond}, Pick: 2, Refused: 1},
+	return []host.TunedGEMM{{M: 4, N: 96, K: 64, Times: []time.Duration{3 * time.Microsecond, 0, 2 * time.Microsecond}, Splits: []int{0, 4}, Pick: 2, Refused: 1},
 		{M: 4, N: 64, K: 64, Times: []time.Duration{time.Microsecond}, Note: "no cuBLASLt"}}
 }
 func (g *gpuLike) SetFlushOps(n int) int {
@@ -251,7 +251,7 @@ func TestGPUMeasurements(t *testing.T) {
 		t.Errorf("timed-GEMM runs %v and %v with SetTunedGEMM calls %v; want [b4 k4 c8], [b4 k0 c8], [true false true false]",
 			got, runsOf(TimedAttentionOff), be.tuneSets)
 	}
-	if g := rep.TimedGEMMs; len(g) != 2 || g[0].GemmExUS != 3 || !slices.Equal(g[0].AlgosUS, []float64{0, 2}) || g[0].Pick != 2 || g[0].Refused != 1 || g[1].Note != "no cuBLASLt" {
+	if g := rep.TimedGEMMs; len(g) != 2 || g[0].GemmExUS != 3 || !slices.Equal(g[0].AlgosUS, []float64{0, 2}) || !slices.Equal(g[0].Splits, []int{0, 4}) || g[0].Pick != 2 || g[0].Refused != 1 || g[1].Note != "no cuBLASLt" {
 		t.Errorf("timed GEMMs %+v", g)
 	}
 	// The attention-off variants' bytes hold no KV, as the attention-off row's.
@@ -283,7 +283,7 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	var md strings.Builder
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "Decode while adapters load") || !strings.Contains(md.String(), "only its transfer overlaps them") ||
-		!strings.Contains(md.String(), "| 4 × 96 × 64 | 3.0 | 2.0 (2 of 2) | cuBLASLt 2, which refused 1 GEMMs (run by GemmEx) |") || !strings.Contains(md.String(), "| 4 × 64 × 64 | 1.0 | none: no cuBLASLt | GemmEx |") ||
+		!strings.Contains(md.String(), "| 4 × 96 × 64 | 3.0 | 2.0 (2 of 2, k in 4 parts) | cuBLASLt 2, k in 4 parts, which refused 1 GEMMs (run by GemmEx) |") || !strings.Contains(md.String(), "| 4 × 64 × 64 | 1.0 | none: no cuBLASLt | GemmEx |") ||
 		!strings.Contains(md.String(), "5.0 GiB of 8.0 GiB (less than the memory target's 64 device adapters and KV for 64 sequences × 1024 tokens)") || !strings.Contains(md.String(), "| lora_shrink | 1.000 | 25.0% |") ||
 		!sideBySide.MatchString(md.String()) ||
 		!strings.Contains(md.String(), "40 flushes replayed a graph, 2 captured one, 9 ran eagerly; 1 captures failed (the first: capture invalidated)") {

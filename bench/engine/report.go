@@ -135,9 +135,18 @@ type TimedGEMM struct {
 	K        int       `json:"k"`
 	GemmExUS float64   `json:"gemmex_us"`
 	AlgosUS  []float64 `json:"cublaslt_us"`
-	Pick     int       `json:"pick"` // 0: GemmEx; i: cuBLASLt's i-th
+	Splits   []int     `json:"cublaslt_splits,omitempty"` // each of AlgosUS' parts of k: 0 as the heuristic offered it
+	Pick     int       `json:"pick"`                      // 0: GemmEx; i: cuBLASLt's i-th
 	Note     string    `json:"note,omitempty"`
 	Refused  int       `json:"refused,omitempty"` // GEMMs the pick refused (GemmEx ran them)
+}
+
+// splitNote says how cuBLASLt candidate i (from 1) split k, if it did.
+func (g *TimedGEMM) splitNote(i int) string {
+	if i < 1 || i > len(g.Splits) || g.Splits[i-1] < 2 {
+		return ""
+	}
+	return fmt.Sprintf(", k in %d parts", g.Splits[i-1])
 }
 
 // timedGEMMsTable lists the shapes timed for the "cuBLAS GEMMs timed" rows.
@@ -145,7 +154,7 @@ func (r *Report) timedGEMMsTable(b *strings.Builder) {
 	if len(r.TimedGEMMs) == 0 {
 		return
 	}
-	b.WriteString("\nGEMMs that cuBLAS runs, timed for the \"cuBLAS GEMMs timed\" rows (mean of 10 runs, µs): cuBLAS's own pick (GemmEx) and the fastest of the algorithms cuBLASLt's heuristic offered, with its place in the heuristic's order.\n\n" +
+	b.WriteString("\nGEMMs that cuBLAS runs, timed for the \"cuBLAS GEMMs timed\" rows (mean of 10 runs, µs): cuBLAS's own pick (GemmEx) and the fastest of the algorithms cuBLASLt's heuristic offered, then of its first few with k split in parts, with its place among them.\n\n" +
 		"| m × n × k | GemmEx µs | fastest cuBLASLt µs (place of) | picked |\n|---|---|---|---|\n")
 	for _, g := range r.TimedGEMMs {
 		lt, at := "–", 0
@@ -155,13 +164,13 @@ func (r *Report) timedGEMMsTable(b *strings.Builder) {
 			}
 		}
 		if at > 0 {
-			lt = fmt.Sprintf("%.1f (%d of %d)", g.AlgosUS[at-1], at, len(g.AlgosUS))
+			lt = fmt.Sprintf("%.1f (%d of %d%s)", g.AlgosUS[at-1], at, len(g.AlgosUS), g.splitNote(at))
 		} else if g.Note != "" {
 			lt = "none: " + g.Note
 		}
 		pick := "GemmEx"
 		if g.Pick > 0 {
-			pick = fmt.Sprintf("cuBLASLt %d", g.Pick)
+			pick = fmt.Sprintf("cuBLASLt %d%s", g.Pick, g.splitNote(g.Pick))
 		}
 		if g.Refused > 0 {
 			pick += fmt.Sprintf(", which refused %d GEMMs (run by GemmEx)", g.Refused)

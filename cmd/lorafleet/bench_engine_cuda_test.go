@@ -50,12 +50,14 @@ func TestBenchEngineOnCUDA(t *testing.T) {
 		}
 	}
 	// The timed rows' shapes: cuBLAS's GEMMs at batch 34 (the tiny model's five projections
-	// and its LM head), each timed as GemmEx and as the emulator's two cuBLASLt algorithms.
+	// and its LM head), each timed as GemmEx, as the emulator's two cuBLASLt algorithms and as
+	// the first of them with k split in 2, 3, 4, 6 and 8 parts.
 	if len(rep.TimedGEMMs) < 5 {
 		t.Errorf("%d shapes timed, want the 5 of the tiny model's GEMMs: %+v", len(rep.TimedGEMMs), rep.TimedGEMMs)
 	}
 	for _, g := range rep.TimedGEMMs {
-		if g.M != 34 || !(g.GemmExUS > 0) || len(g.AlgosUS) != 2 || !(g.AlgosUS[0] > 0) || g.Pick < 0 || g.Pick > 2 || g.Refused != 0 {
+		if g.M != 34 || !(g.GemmExUS > 0) || len(g.AlgosUS) != 7 || slices.Min(g.AlgosUS) <= 0 || !slices.Equal(g.Splits, []int{0, 0, 2, 3, 4, 6, 8}) ||
+			g.Pick < 0 || g.Pick > 7 || g.Refused != 0 {
 			t.Errorf("timed GEMM %+v", g)
 		}
 	}

@@ -90,11 +90,12 @@ func TestMatMul(t *testing.T) {
 	}
 }
 
-// With SetTunedGEMM on, the first cuBLAS GEMM of each shape is timed as cublasGemmEx and as
-// each algorithm cuBLASLt's heuristic offers (the emulator's two compute as GemmEx does; on a
-// GPU they are cuBLASLt's), the fastest is picked, the results are still cuBLAS's, and the
-// profile names the pick: gemm_lt for a cuBLASLt algorithm, gemm for GemmEx. A shape is timed
-// once; turned off, every GEMM is GemmEx's again.
+// With SetTunedGEMM on, the first cuBLAS GEMM of each shape is timed as cublasGemmEx, as
+// each algorithm cuBLASLt's heuristic offers and as the first few of those with k split in
+// parts where they can (the emulator's two compute as GemmEx does, and its first splits k in
+// each way asked; on a GPU they are cuBLASLt's), the fastest is picked, the results are still
+// cuBLAS's, and the profile names the pick: gemm_lt for a cuBLASLt algorithm, gemm for
+// GemmEx. A shape is timed once; turned off, every GEMM is GemmEx's again.
 func TestTunedGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	shapes := []struct{ m, n, k int }{{33, 256, 128}, {64, 96, 64}, {128, 512, 256}}
@@ -133,11 +134,21 @@ func TestTunedGEMM(t *testing.T) {
 	if len(log) != len(shapes) {
 		t.Fatalf("%d shapes timed, want each of %d once: %+v", len(log), len(shapes), log)
 	}
+	emulated := strings.Contains(gpu.Describe(), "emulator")
 	for _, g := range log {
-		t.Logf("%d×%d×%d: GemmEx then cuBLASLt's algorithms %v, picked %d", g.M, g.N, g.K, g.Times, g.Pick)
+		t.Logf("%d×%d×%d: GemmEx then cuBLASLt's algorithms %v (k split %v), picked %d", g.M, g.N, g.K, g.Times, g.Splits, g.Pick)
 		if len(g.Times) < 2 || slices.Min(g.Times) <= 0 || g.Pick != host.Fastest(g.Times) || g.Note != "" || g.Refused != 0 {
 			t.Errorf("%d×%d×%d: times %v, pick %d, note %q, %d refused; want GemmEx and cuBLASLt's algorithms, all run, the fastest picked",
 				g.M, g.N, g.K, g.Times, g.Pick, g.Note, g.Refused)
+		}
+		// The heuristic's own configurations first (0), then the splits, each one of tuneSplits.
+		first := slices.IndexFunc(g.Splits, func(s int) bool { return s != 0 })
+		ok := len(g.Splits) == len(g.Times)-1 && first != 0
+		for i := max(first, 0); first > 0 && i < len(g.Splits); i++ {
+			ok = ok && slices.Contains([]int{2, 3, 4, 6, 8}, g.Splits[i])
+		}
+		if !ok || emulated && !slices.Equal(g.Splits, []int{0, 0, 2, 3, 4, 6, 8}) {
+			t.Errorf("%d×%d×%d: candidates' splits %v for %d times", g.M, g.N, g.K, g.Splits, len(g.Times))
 		}
 	}
 }

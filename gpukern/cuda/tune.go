@@ -16,15 +16,22 @@ import (
 // need not pick the fastest: on the H100, cuBLAS streamed the weights at about 2.0 TB/s at
 // batch 128 (f384bcb), our own kernels at 2.1 at batch 32. Tuned, the first GEMM of each shape
 // that cuBLAS runs is timed, on its own operands, as GemmEx and as each algorithm cuBLASLt's
-// heuristic offers, and the shape's GEMMs run the fastest from then on.
+// heuristic offers, and the shape's GEMMs run the fastest from then on. The heuristic's first
+// few algorithms are also timed with their k cut into parts (split-K), where they can be: a
+// skinny GEMM has few output tiles (batch 128's o projection: 32 of 128 × 128 against the
+// H100's 132 SMs), and parts of k give it more blocks.
 
-// The timing of each candidate: untimed runs, then timed ones whose mean counts; and how many
-// of cuBLASLt's algorithms are tried (its heuristic's best guesses).
+// The timing of each candidate: untimed runs, then timed ones whose mean counts; how many of
+// cuBLASLt's algorithms are tried (its heuristic's best guesses); and how many of the first
+// of those are tried again with k cut in each of tuneSplits parts.
 const (
-	tuneWarmup = 2
-	tuneRuns   = 10
-	tuneAlgos  = 16
+	tuneWarmup     = 2
+	tuneRuns       = 10
+	tuneAlgos      = 16
+	tuneSplitAlgos = 4
 )
+
+var tuneSplits = []int{2, 3, 4, 6, 8}
 
 // tunedAlgo is a shape's pick among cuBLASLt's algorithms, and its entry in the log.
 type tunedAlgo struct {
@@ -88,11 +95,19 @@ func (b *Backend) timeGEMMs(out, x, w drv.DevicePtr, m, n, k int) int {
 	if err != nil {
 		t.Note = err.Error()
 	}
+	for _, a := range algos[:min(len(algos), tuneSplitAlgos)] {
+		for _, s := range tuneSplits {
+			if v, ok := b.blas.SplitK(plan, a, s); ok {
+				algos = append(algos, v)
+			}
+		}
+	}
 	gemmEx := func() error { return b.blas.MatMulBF16(uintptr(out), uintptr(x), uintptr(w), m, n, k, false) }
 	t.Times = append(t.Times, b.timeRuns(gemmEx))
 	for i := range algos {
 		lt := func() error { return b.blas.MatMulAlgo(plan, &algos[i], uintptr(out), uintptr(x), uintptr(w), false) }
 		t.Times = append(t.Times, b.timeRuns(lt))
+		t.Splits = append(t.Splits, algos[i].Splits())
 	}
 	t.Pick = host.Fastest(t.Times)
 	b.tune.log = append(b.tune.log, t)

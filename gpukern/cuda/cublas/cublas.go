@@ -218,7 +218,27 @@ type Plan struct {
 
 // Algo is one of cuBLASLt's algorithms for a Plan.
 type Algo struct {
-	a C.lf_lt_algo
+	a      C.lf_lt_algo
+	splits int // SplitK's parts of k; 0 for the heuristic's own configuration
+}
+
+// Splits is the number of parts SplitK cut the algorithm's k into, 0 for an algorithm as the
+// heuristic offered it.
+func (a *Algo) Splits() int { return a.splits }
+
+// SplitK returns a with its k cut into splits parts (cuBLASLt's split-K: more blocks for a
+// GEMM of few output tiles), the parts added in place, in fp32 or in the output type, whichever
+// the algorithm supports first and cuBLASLt's check accepts for p within h's workspace; false
+// where none does, or the algorithm cannot split k, or splits it that way already.
+func (h *Handle) SplitK(p *Plan, a Algo, splits int) (Algo, bool) {
+	if p == nil || h == nil || h.lt == nil || splits < 2 {
+		return Algo{}, false
+	}
+	out := Algo{splits: splits}
+	if C.lf_cublaslt_splitk(h.lt, &p.p, &a.a, C.int(splits), C.size_t(h.wsLen), &out.a) != 0 {
+		return Algo{}, false
+	}
+	return out, true
 }
 
 // Plan makes the cuBLASLt descriptors of MatMulBF16's m × n × k GEMM and returns them with up

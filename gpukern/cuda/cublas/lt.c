@@ -16,6 +16,13 @@ enum {
 	LT_DESC_TRANSA = 3,        // CUBLASLT_MATMUL_DESC_TRANSA, an int32_t
 	LT_DESC_TRANSB = 4,        // CUBLASLT_MATMUL_DESC_TRANSB
 	LT_PREF_MAX_WORKSPACE = 1, // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, a uint64_t
+	LT_CAP_SPLITK = 0,         // CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, an int32_t
+	LT_CAP_REDUCTION = 1,      // CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, a uint32_t
+	LT_CONFIG_SPLITK = 2,      // CUBLASLT_ALGO_CONFIG_SPLITK_NUM, an int32_t
+	LT_CONFIG_REDUCTION = 3,   // CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, a uint32_t
+	LT_REDUCE_INPLACE = 1,     // CUBLASLT_REDUCTION_SCHEME_INPLACE
+	LT_REDUCE_COMPUTE = 2,     // CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE
+	LT_REDUCE_OUTPUT = 4,      // CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE
 };
 
 typedef int (*lt_create_fn)(void **);
@@ -24,6 +31,9 @@ typedef int (*lt_desc_create_fn)(void **, int, int);
 typedef int (*lt_set_fn)(void *, int, const void *, size_t);
 typedef int (*lt_layout_create_fn)(void **, int, uint64_t, uint64_t, int64_t);
 typedef int (*lt_heuristic_fn)(void *, void *, void *, void *, void *, void *, void *, int, lf_lt_result *, int *);
+typedef int (*lt_algo_get_fn)(const lf_lt_algo *, int, void *, size_t, size_t *);
+typedef int (*lt_algo_set_fn)(lf_lt_algo *, int, const void *, size_t);
+typedef int (*lt_check_fn)(void *, void *, void *, void *, void *, void *, const lf_lt_algo *, lf_lt_result *);
 typedef int (*lt_matmul_fn)(void *, void *, const void *, const void *, void *, const void *, void *, const void *,
                             const void *, void *, void *, void *, const lf_lt_algo *, void *, size_t, void *);
 
@@ -35,17 +45,23 @@ static lt_set_fn lt_desc_set, lt_pref_set;
 static lt_layout_create_fn lt_layout_create;
 static lt_heuristic_fn lt_heuristic;
 static lt_matmul_fn lt_matmul;
+static lt_algo_get_fn lt_cap_get, lt_config_get;
+static lt_algo_set_fn lt_config_set;
+static lt_check_fn lt_check;
 
 int lf_cublaslt_open(const char *path) {
 	static const char *const names[] = {
 	    "cublasLtCreate", "cublasLtDestroy", "cublasLtMatmulDescCreate", "cublasLtMatmulDescDestroy",
 	    "cublasLtMatmulDescSetAttribute", "cublasLtMatrixLayoutCreate", "cublasLtMatrixLayoutDestroy",
 	    "cublasLtMatmulPreferenceCreate", "cublasLtMatmulPreferenceDestroy", "cublasLtMatmulPreferenceSetAttribute",
-	    "cublasLtMatmulAlgoGetHeuristic", "cublasLtMatmul"};
+	    "cublasLtMatmulAlgoGetHeuristic", "cublasLtMatmul", "cublasLtMatmulAlgoCapGetAttribute",
+	    "cublasLtMatmulAlgoConfigGetAttribute", "cublasLtMatmulAlgoConfigSetAttribute", "cublasLtMatmulAlgoCheck"};
 	void **syms[] = {(void **)&lt_create,       (void **)&lt_destroy,       (void **)&lt_desc_create,
 	                 (void **)&lt_desc_destroy, (void **)&lt_desc_set,      (void **)&lt_layout_create,
 	                 (void **)&lt_layout_destroy, (void **)&lt_pref_create, (void **)&lt_pref_destroy,
-	                 (void **)&lt_pref_set,     (void **)&lt_heuristic,     (void **)&lt_matmul};
+	                 (void **)&lt_pref_set,     (void **)&lt_heuristic,     (void **)&lt_matmul,
+	                 (void **)&lt_cap_get,      (void **)&lt_config_get,    (void **)&lt_config_set,
+	                 (void **)&lt_check};
 	return lf_dlopen_syms(path, &lt_lib, names, syms, sizeof names / sizeof names[0]);
 }
 
@@ -108,6 +124,40 @@ int lf_cublaslt_algos(void *lt, const lf_lt_plan *p, size_t workspace, lf_lt_res
 		lt_pref_destroy(pref);
 	}
 	return rc;
+}
+
+// *out = algo with its k split in splits parts (cuBLASLt's split-K), the parts added in place,
+// in fp32 or in the output type, the first of these that the algorithm supports and that
+// passes cuBLASLt's check for p within workspace bytes: 0; 1 where the algorithm cannot split
+// k, splits it that way already, or no way of adding the parts passes; else cuBLASLt's status.
+int lf_cublaslt_splitk(void *lt, const lf_lt_plan *p, const lf_lt_algo *algo, int splits, size_t workspace,
+                       lf_lt_algo *out) {
+	int32_t support = 0, current = 1;
+	uint32_t mask = 0;
+	size_t n = 0;
+	int rc = lt_cap_get(algo, LT_CAP_SPLITK, &support, sizeof support, &n);
+	if (rc == 0) {
+		rc = lt_config_get(algo, LT_CONFIG_SPLITK, &current, sizeof current, &n);
+	}
+	if (rc == 0) {
+		rc = lt_cap_get(algo, LT_CAP_REDUCTION, &mask, sizeof mask, &n);
+	}
+	if (rc != 0 || !support || current == splits) {
+		return rc != 0 ? rc : 1;
+	}
+	static const uint32_t schemes[] = {LT_REDUCE_INPLACE, LT_REDUCE_COMPUTE, LT_REDUCE_OUTPUT};
+	const int32_t s = splits;
+	for (int i = 0; i < 3; i++) {
+		lf_lt_result res = {0};
+		*out = *algo;
+		if ((mask & schemes[i]) && lt_config_set(out, LT_CONFIG_SPLITK, &s, sizeof s) == 0 &&
+		    lt_config_set(out, LT_CONFIG_REDUCTION, &schemes[i], sizeof schemes[i]) == 0 &&
+		    lt_check(lt, p->desc, p->a, p->b, p->c, p->c, out, &res) == 0 && res.state == 0 &&
+		    res.workspace <= workspace) {
+			return 0;
+		}
+	}
+	return 1;
 }
 
 // out = x·wᵀ (+ out where beta is 1) with algo, on stream, in workspace: alpha and beta are

@@ -37,5 +37,7 @@ int lf_cublaslt_destroy(void *lt);
 int lf_cublaslt_plan(lf_lt_plan *p, int m, int n, int k);
 void lf_cublaslt_plan_destroy(lf_lt_plan *p);
 int lf_cublaslt_algos(void *lt, const lf_lt_plan *p, size_t workspace, lf_lt_result *res, int max, int *count);
+int lf_cublaslt_splitk(void *lt, const lf_lt_plan *p, const lf_lt_algo *algo, int splits, size_t workspace,
+                       lf_lt_algo *out);
 int lf_cublaslt_matmul(void *lt, const lf_lt_plan *p, const lf_lt_algo *algo, uintptr_t out, uintptr_t x, uintptr_t w,
                        float beta, uintptr_t workspace, size_t bytes, uintptr_t stream);

@@ -56,8 +56,22 @@ func (h *Blas) MatMulBF16(out, x, w uintptr, m, n, k int, accumulate bool) error
 // BlasPlan is a GEMM shape's cuBLASLt descriptors: in the emulator, the shape.
 type BlasPlan struct{ m, n, k int }
 
-// BlasAlgo is one of cuBLASLt's algorithms for a BlasPlan: in the emulator, its index.
-type BlasAlgo struct{ id int }
+// BlasAlgo is one of cuBLASLt's algorithms for a BlasPlan: in the emulator, its index and
+// the parts SplitK cut its k into.
+type BlasAlgo struct{ id, splits int }
+
+// Splits is the number of parts SplitK cut the algorithm's k into, 0 for an algorithm as Plan
+// offered it.
+func (a *BlasAlgo) Splits() int { return a.splits }
+
+// SplitK returns a with its k cut into splits parts: in the emulator, the first algorithm
+// alone can (it computes as the others do).
+func (h *Blas) SplitK(p *BlasPlan, a BlasAlgo, splits int) (BlasAlgo, bool) {
+	if p == nil || a.id != 0 || a.splits == splits || splits < 2 {
+		return BlasAlgo{}, false
+	}
+	return BlasAlgo{id: a.id, splits: splits}, true
+}
 
 // emuAlgos is how many algorithms the emulator's cuBLASLt offers for a plan; all compute as
 // MatMulBF16 does, so that the backend's choice between them never changes a result.
