@@ -45,9 +45,9 @@ const (
 	decodeBlocks  = 8
 )
 
-// Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, and
-// decode_combine where contexts are split (host.DecodeSplits), for decode rows; in one call for a
-// mixed batch. Both also write the output in bf16 for the o projection's GEMM (bf16Copy).
+// Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, whose
+// last split of each row's head combines the parts where contexts are split (host.DecodeSplits),
+// for decode rows; in one call for a mixed batch. Both also write the output in bf16 for the o projection's GEMM (bf16Copy).
 func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
 	os, qs := dev(out), dev(q)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
@@ -100,26 +100,22 @@ func (b *Backend) attnMetaOf(seqs []gpukern.AttnSeq) *attnMeta {
 	return &b.attnMeta
 }
 
-// decode launches decode_split for the plan's decode rows, and decode_combine after it where
-// their contexts are split in parts. Callers are inside b.do.
+// decode launches decode_split for the plan's decode rows: where their contexts are split in
+// parts, each part goes to scratch and the last of a head's parts to finish combines them.
+// Callers are inside b.do.
 func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams) {
 	plan := &b.attnPlan
 	n := len(plan.DecRows)
 	splits := host.DecodeSplits(n, p.Heads, plan.MaxDecode, b.sms*decodeBlocks)
-	var acc, ml, direct, direct16 drv.DevicePtr
-	if splits == 1 {
-		direct, direct16 = out, out16 // decode_split writes the output itself
-	} else {
+	var acc, ml, count drv.DevicePtr
+	if splits > 1 {
 		parts := n * p.Heads * splits
 		acc = b.buffer(&b.scratch.part, int64(4*parts*(p.HeadDim+2)))
 		ml = acc + drv.DevicePtr(4*parts*p.HeadDim)
+		count = b.zeroed(&b.scratch.partCount, int64(4*n*p.Heads))
 	}
-	a := (&args{}).dptr(acc).dptr(ml).dptr(direct).dptr(direct16).ptr(q).ptr(kc).ptr(vc).dptr(m.decRows).
+	a := (&args{}).dptr(acc).dptr(ml).dptr(count).dptr(out).dptr(out16).ptr(q).ptr(kc).ptr(vc).dptr(m.decRows).
 		dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(blockSize).
 		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale)
 	b.launch("decode_split", b.fn.decodeSplitOf(p.HeadDim), dims{X: n, Y: p.Heads, Z: splits}, d1(decodeThreads), (decodeThreads/32)*(p.HeadDim+2)*4, a)
-	if splits > 1 {
-		a = (&args{}).dptr(out).dptr(out16).dptr(acc).dptr(ml).dptr(m.decRows).i32(p.Heads).i32(p.HeadDim).i32(splits)
-		b.launch("decode_combine", b.fn.decodeCombine, d2(n, p.Heads), d1(128), 0, a)
-	}
 }

@@ -18,8 +18,7 @@ import (
 // functions are the kernels, looked up once after their modules are loaded.
 type functions struct {
 	embedding, gather, rmsnorm, siluMul, addBias, add, toBF16 drv.Function
-	ropeWriteKV                                               drv.Function
-	flashPrefill, decodeCombine                               drv.Function
+	ropeWriteKV, flashPrefill                                 drv.Function
 	decodeSplit                                               [len(decodeHeadDims)]drv.Function  // by head size (decodeSplitOf)
 	gemmSmall, gemmDeep, gemmLean                             [len(smallGEMMBounds)]drv.Function // by batch bound
 	loraShrink, loraExpand                                    drv.Function
@@ -33,9 +32,8 @@ func (f *functions) load(dir, arch string) error {
 	byName := map[string]*drv.Function{
 		"embedding": &f.embedding, "gather": &f.gather, "rmsnorm": &f.rmsnorm, "silu_mul": &f.siluMul,
 		"add_bias": &f.addBias, "add": &f.add, "to_bf16": &f.toBF16, "rope_write_kv": &f.ropeWriteKV,
-		"flash_prefill": &f.flashPrefill, "decode_combine": &f.decodeCombine,
-		"lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand, "argmax": &f.argmax, "sample_rows": &f.sampleRows,
-		"fill_random": &f.fillRandom,
+		"flash_prefill": &f.flashPrefill, "lora_shrink": &f.loraShrink, "lora_expand": &f.loraExpand,
+		"argmax": &f.argmax, "sample_rows": &f.sampleRows, "fill_random": &f.fillRandom,
 	}
 	for i, hd := range decodeHeadDims {
 		byName[fmt.Sprintf("decode_split_hd%d", hd)] = &f.decodeSplit[i]

@@ -17,16 +17,18 @@ type devBuf struct {
 // scratch holds the backend's own temporaries.
 type scratch struct {
 	gemmIn devBuf // a GEMM input in bf16: converted, or written beside it by its producer (bf16Copy)
-	part   devBuf // split-context attention partials
 	ids    devBuf // sampled token ids
 	blas   devBuf // cuBLAS's workspace
+
+	part      devBuf // split-context attention partials
+	partCount devBuf // a split context's parts done per decode row and head, zero between launches
 
 	gemmPart  devBuf // a split GEMM's chunk sums (gemm.cuh's gemm_small)
 	gemmCount devBuf // a split GEMM's chunks done per tile, zero between launches
 }
 
 func (s *scratch) free() {
-	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.ids, &s.blas, &s.gemmPart, &s.gemmCount} {
+	for _, d := range []*devBuf{&s.gemmIn, &s.part, &s.partCount, &s.ids, &s.blas, &s.gemmPart, &s.gemmCount} {
 		if d.ptr != 0 {
 			_ = drv.MemFree(d.ptr)
 			*d = devBuf{}

@@ -226,9 +226,10 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 // an online softmax. The part's accumulator acc[d] = sum_p exp(score_p - m) * v_p[d] stays
 // unnormalised, with its (m, l) beside it: part_acc[((i*heads + h)*splits + s)*hd + d] and
 // part_ml[((i*heads + h)*splits + s)*2 + {0, 1}], splits = gridDim.z. An empty split writes
-// m = -inf, l = 0 and acc = 0. With one split and a non-null out, the block writes the final
-// output instead, as decode_combine would (part_acc and part_ml are unused): a context in one
-// part needs no second kernel. Grid (n_dec, heads, splits); blockDim.x DEC_THREADS;
+// m = -inf, l = 0 and acc = 0; the last of a (row, head)'s splits to finish, by count[i*heads +
+// h] (zero before the launch, and again after it), combines them into out (decode_combine), so
+// that a split context needs no second kernel. With one split the block writes out itself
+// (part_acc, part_ml and count are unused). Grid (n_dec, heads, splits); blockDim.x DEC_THREADS;
 // dynamic shared memory (DEC_THREADS/32) * (hd + 2) floats. One kernel per size of head,
 // decode_split_hdN for hd <= N, so that each is compiled for its own lanes per position and
 // none pays the registers of another.
@@ -375,12 +376,51 @@ __device__ __forceinline__ void decode_run(float *sh, const float *qr, const __n
 }
 
 #define DECODE_SPLIT_PARAMS                                                                                   \
-	float *part_acc, float *part_ml, float *out, __nv_bfloat16 *out16, const float *q, const __nv_bfloat16 *k_cache, \
-		const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len, const int *row_table, const int *blocks, \
-		int block_size, int heads, int kv_heads, int hd, float scale
+	float *part_acc, float *part_ml, int *count, float *out, __nv_bfloat16 *out16, const float *q,                 \
+		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len,          \
+		const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd, float scale
 #define DECODE_SPLIT_ARGS                                                                                      \
-	part_acc, part_ml, out, out16, q, k_cache, v_cache, dec_rows, row_len, row_table, blocks, block_size, heads, \
-		kv_heads, hd, scale
+	part_acc, part_ml, count, out, out16, q, k_cache, v_cache, dec_rows, row_len, row_table, blocks, block_size, \
+		heads, kv_heads, hd, scale
+
+// The splits of decode row i's head h combined (decode_split's last split to finish): out[(r*heads
+// + h)*hd + d] = sum_s acc_s[d] * exp(m_s - M) / sum_s l_s * exp(m_s - M), M the largest m_s, r =
+// dec_rows[i], skipping empty splits (m_s = -inf), in split order (the result does not depend on
+// which block came last); a row with no position at all gets zeros; where out16 is non-null it
+// also gets out in bf16 (the o projection's GEMM input). The parts are other blocks' writes: read
+// from L2 (__ldcg), past this SM's L1. Not inlined: inlined, it made ptxas spill decode_split's
+// loop at sm_90's cap of 64 registers (NVRTC 11.8).
+__device__ NOINLINE void decode_combine(float *out, __nv_bfloat16 *out16, const float *part_acc, const float *part_ml, int r,
+		int i, int h, int heads, int hd, int splits) {
+	size_t part = ((size_t)i * heads + h) * splits;
+	const float *ml = part_ml + part * 2, *pa = part_acc + part * hd;
+	float big = NEG_INF;
+	for (int s = 0; s < splits; s++) {
+		big = fmaxf(big, __ldcg(ml + 2 * s));
+	}
+	float total = 0.0f;
+	for (int s = 0; s < splits; s++) {
+		float m = __ldcg(ml + 2 * s);
+		if (m != NEG_INF) {
+			total += __ldcg(ml + 2 * s + 1) * expf(m - big);
+		}
+	}
+	size_t at = ((size_t)r * heads + h) * hd;
+	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+		float sum = 0.0f;
+		for (int s = 0; s < splits; s++) {
+			float m = __ldcg(ml + 2 * s);
+			if (m != NEG_INF) {
+				sum += __ldcg(pa + (size_t)s * hd + d) * expf(m - big);
+			}
+		}
+		float y = total > 0.0f ? sum / total : 0.0f;
+		out[at + d] = y;
+		if (out16) {
+			out16[at + d] = __float2bfloat16(y);
+		}
+	}
+}
 
 template <int LP>
 __device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
@@ -408,7 +448,7 @@ __device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
 		float mw = sh[w * (hd + 2)];
 		total += mw == NEG_INF ? 0.0f : sh[w * (hd + 2) + 1] * expf(mw - big);
 	}
-	bool direct = out != nullptr && gridDim.z == 1;
+	bool direct = gridDim.z == 1;
 	size_t part = ((size_t)i * heads + h) * gridDim.z + sp, at = ((size_t)r * heads + h) * hd;
 	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
 		float sum = 0.0f;
@@ -428,9 +468,28 @@ __device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
 			out16[at + d] = __float2bfloat16(y);
 		}
 	}
-	if (!direct && threadIdx.x == 0) {
+	if (direct) {
+		return;
+	}
+	__shared__ int last;
+	if (threadIdx.x == 0) {
 		part_ml[part * 2] = big;
 		part_ml[part * 2 + 1] = total;
+	}
+	__threadfence(); // the part is visible before the count says so
+	__syncthreads();
+	int *done = count + (size_t)i * heads + h;
+	if (threadIdx.x == 0) {
+		last = atomicAdd(done, 1) == (int)gridDim.z - 1;
+	}
+	__syncthreads();
+	if (!last) {
+		return;
+	}
+	__threadfence(); // every split's part is visible to this block's reads
+	decode_combine(out, out16, part_acc, part_ml, r, i, h, heads, hd, gridDim.z);
+	if (threadIdx.x == 0) {
+		*done = 0; // for the next launch: every split has counted
 	}
 }
 
@@ -453,40 +512,4 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_spl
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, DEC_BLOCKS) decode_split_hd256(DECODE_SPLIT_PARAMS) {
 	pdl_wait();
 	decode_split<32>(DECODE_SPLIT_ARGS);
-}
-
-// Decode, the splits combined: out[(dec_rows[i]*heads + h)*hd + d] = sum_s acc_s[d] *
-// exp(m_s - M) / sum_s l_s * exp(m_s - M), M the largest m_s, skipping empty splits (m_s = -inf);
-// a row with no position at all gets zeros; where out16 is non-null it also gets out in bf16 (the
-// o projection's GEMM input). Grid (n_dec, heads); blockDim.x any (128).
-extern "C" __global__ void decode_combine(float *out, __nv_bfloat16 *out16, const float *part_acc, const float *part_ml, const int *dec_rows,
-		int heads, int hd, int splits) {
-	pdl_wait();
-	int i = blockIdx.x, h = blockIdx.y;
-	size_t part = ((size_t)i * heads + h) * splits;
-	const float *ml = part_ml + part * 2, *pa = part_acc + part * hd;
-	float big = NEG_INF;
-	for (int s = 0; s < splits; s++) {
-		big = fmaxf(big, ml[2 * s]);
-	}
-	float total = 0.0f;
-	for (int s = 0; s < splits; s++) {
-		if (ml[2 * s] != NEG_INF) {
-			total += ml[2 * s + 1] * expf(ml[2 * s] - big);
-		}
-	}
-	size_t at = ((size_t)dec_rows[i] * heads + h) * hd;
-	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-		float sum = 0.0f;
-		for (int s = 0; s < splits; s++) {
-			if (ml[2 * s] != NEG_INF) {
-				sum += pa[(size_t)s * hd + d] * expf(ml[2 * s] - big);
-			}
-		}
-		float y = total > 0.0f ? sum / total : 0.0f;
-		out[at + d] = y;
-		if (out16) {
-			out16[at + d] = __float2bfloat16(y);
-		}
-	}
 }

@@ -11,6 +11,13 @@
 
 #define NEG_INF __int_as_float(0xff800000) // NVRTC has no math.h and so no INFINITY
 
+// NOINLINE keeps a device function out of line (g++ has no __noinline__ of CUDA's).
+#ifdef LORAFLEET_EMU
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE __noinline__
+#endif
+
 // The sum of v over the warp, in every lane.
 __device__ float warp_sum(float v) {
 	for (int o = 16; o > 0; o >>= 1) {

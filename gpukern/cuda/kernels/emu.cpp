@@ -485,7 +485,7 @@ const Kernel table[] = {
 	KERNEL(attention, flash_prefill, true), KERNEL(attention, decode_split_hd16, true),
 	KERNEL(attention, decode_split_hd32, true), KERNEL(attention, decode_split_hd64, true),
 	KERNEL(attention, decode_split_hd128, true), KERNEL(attention, decode_split_hd256, true),
-	KERNEL(attention, decode_combine, true), KERNEL(elementwise, embedding, false),
+	KERNEL(elementwise, embedding, false),
 	KERNEL(elementwise, gather, false), KERNEL(elementwise, rmsnorm, true),
 	KERNEL(elementwise, silu_mul, false), KERNEL(elementwise, add_bias, false),
 	KERNEL(elementwise, add, false), KERNEL(elementwise, to_bf16, false),
