@@ -163,7 +163,7 @@ type Backend interface {
 	//
 	// A device backend may run it, and the LoRAExpand after it, concurrently with the calls
 	// that follow, up to the next call given the expand's delta (RMSNorm, SiLUMul,
-	// RoPEWriteKV) or Add: those calls must not write x, v or delta.
+	// RoPEWriteKV, RoPEAttention) or Add: those calls must not write x, v or delta.
 	LoRAShrink(v, x Tensor, segs []LoRASegment, in, vStride int)
 	// LoRAExpand writes the LoRA delta of a projection: delta[r, off+o] = Scale · v[r,
 	// p·vStride : p·vStride+Rank] · B[o, :] for o < outDims[p] and every part p with an A of
@@ -178,4 +178,13 @@ type Backend interface {
 	// Sample picks one token for each of rows row0.. row0+len(params)-1 of logits [_, vocab]
 	// into ids (see SampleParams), so that only token ids leave the device.
 	Sample(ids []int32, logits Tensor, row0, vocab int, params []SampleParams)
+}
+
+// RoPEAttender is a backend that does RoPEWriteKV and then Attention of the same rows in one
+// call, where it can in fewer kernels (a step of decode rows: the attention kernel rotates q
+// and k and writes the cache itself). The arguments are RoPEWriteKV's and Attention's; heads is
+// p.Heads, and q may be left unwritten.
+type RoPEAttender interface {
+	RoPEAttention(out, q, qkv, delta Tensor, rows int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32,
+		seqs []AttnSeq, p AttnParams)
 }

@@ -24,6 +24,9 @@ type (
 	}
 	// EarlyLauncher lets kernels start before the one before them ends (on), or not.
 	EarlyLauncher interface{ SetEarlyLaunch(on bool) }
+	// RoPEFuser rotates q and k in the attention kernel of a decode step (on), or in a kernel
+	// of their own before it.
+	RoPEFuser interface{ SetFusedRoPE(on bool) }
 	// Splitter lets the backend's own GEMMs cut a tile's k into chunks where that fills their
 	// waves of blocks better (on), or never.
 	Splitter interface{ SetGEMMSplit(on bool) }

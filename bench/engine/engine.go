@@ -59,7 +59,7 @@ type Config struct {
 	// backend that holds adapters in bf16 (cuda). Default float32.
 	HostBF16 bool
 	// Settings change the backend's defaults for the whole run, each as its side-by-side
-	// variant does (cublas, deep, lean, unsplit, tuned; Report.Winners): such a run measures
+	// variant does (cublas, deep, lean, unsplit, tuned, rope-apart; Report.Winners): such a run measures
 	// the rows of the defaults alone, with these in place, and no variants. Default none.
 	Settings []string
 }
@@ -206,6 +206,21 @@ func (g *gated) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos [
 	if !g.attentionOff {
 		g.Backend.RoPEWriteKV(q, qkv, delta, rows, heads, pos, cosSin, cache, layer, slots)
 	}
+}
+
+// RoPEAttention skips both RoPEAttention's parts as RoPEWriteKV and Attention do, and otherwise
+// lets a backend that fuses them do so (gpukern.RoPEAttender).
+func (g *gated) RoPEAttention(out, q, qkv, delta gpukern.Tensor, rows int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache,
+	layer int, slots []int32, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
+	if g.attentionOff {
+		return
+	}
+	if ra, ok := g.Backend.(gpukern.RoPEAttender); ok {
+		ra.RoPEAttention(out, q, qkv, delta, rows, pos, cosSin, cache, layer, slots, seqs, p)
+		return
+	}
+	g.Backend.RoPEWriteKV(q, qkv, delta, rows, p.Heads, pos, cosSin, cache, layer, slots)
+	g.Backend.Attention(out, q, cache, layer, seqs, p)
 }
 
 func (g *gated) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {

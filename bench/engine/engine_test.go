@@ -106,6 +106,7 @@ type gpuLike struct {
 	leanSets    []bool // each SetLeanGEMM call's "on"
 	staged      int    // WaitAdapterStaged calls
 	earlySets   []bool // each SetEarlyLaunch call's "on"
+	ropeSets    []bool // each SetFusedRoPE call's "on"
 	failLean    bool   // steps fail while SetLeanGEMM is on, as a GPU refusing a kernel would make them
 }
 
@@ -137,6 +138,7 @@ func (g *gpuLike) SetSmallGEMM(on bool)        { g.gemmSets = append(g.gemmSets,
 func (g *gpuLike) SetGEMMSplit(on bool)        { g.splitSets = append(g.splitSets, on) }
 func (g *gpuLike) SetDeepGEMM(on bool)         { g.deepSets = append(g.deepSets, on) }
 func (g *gpuLike) SetEarlyLaunch(on bool)      { g.earlySets = append(g.earlySets, on) }
+func (g *gpuLike) SetFusedRoPE(on bool)        { g.ropeSets = append(g.ropeSets, on) }
 func (g *gpuLike) SmallGEMMRows() int          { return 2 }
 func (g *gpuLike) SetTunedGEMM(on bool)        { g.tuneSets = append(g.tuneSets, on) }
 func (g *gpuLike) SetLeanGEMM(on bool)         { g.leanSets = append(g.leanSets, on) }
@@ -220,6 +222,15 @@ func TestGPUMeasurements(t *testing.T) {
 	if got := runsOf(NotEarly); !slices.Equal(got, want) || !slices.Equal(be.earlySets, []bool{false, true, false, true}) {
 		t.Errorf("no-early-launch runs %v with SetEarlyLaunch calls %v; want %v with [false true false true]", got, be.earlySets, want)
 	}
+	if got := runsOf(RoPEApart); !slices.Equal(got, want) || !slices.Equal(be.ropeSets, []bool{false, true, false, true}) {
+		t.Errorf("RoPE-apart runs %v with SetFusedRoPE calls %v; want %v with [false true false true]", got, be.ropeSets, want)
+	}
+	// Every variant's row has its default's beside it in the variants table.
+	for _, d := range rep.Decode {
+		if _, ok := rep.baseFor(d); ok != isVariant(d.Variant) {
+			t.Errorf("%s at batch %d: a default row to compare with: %v", d.Variant, d.Batch, ok)
+		}
+	}
 	// cuBLAS's GEMMs, ours unsplit, ours one block an SM and ours lean, each with LoRA and with LoRA and
 	// attention off, at the first context, for the batches that the backend's own GEMMs take
 	// (up to 2 rows here): at larger ones all would be cuBLAS. Each setting put back after each.
@@ -298,6 +309,7 @@ func TestGPUMeasurements(t *testing.T) {
 var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n)` +
 	`\| lora, no early launch \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
+	`\| lora, RoPE apart from attention \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora and attention off, GEMMs by cuBLAS \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora, GEMMs by cuBLAS \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora and attention off, GEMMs not split \| 2 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
@@ -308,7 +320,7 @@ var sideBySide = regexp.MustCompile(`\| lora, one stream \| 2 \| 2 \| 8 \| [0-9.
 	`\| lora, lean GEMMs beside LoRA blocks \| 2 \| 2 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`(.*\n){2}` +
 	`\| lora, one stream \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
-	`(.*\n){2}` +
+	`(.*\n){3}` +
 	`\| lora and attention off, cuBLAS GEMMs timed \| 4 \| 0 \| 8 \| [0-9.]+ \| lora and attention off \| [0-9.]+ \| [-+][0-9.]+ \|\n` +
 	`\| lora, cuBLAS GEMMs timed \| 4 \| 4 \| 8 \| [0-9.]+ \| lora \| [0-9.]+ \| [-+][0-9.]+ \|\n`)
 

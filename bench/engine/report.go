@@ -185,7 +185,7 @@ var baseOf = map[string][]string{
 	GraphsOff: {WithLoRA}, OneLaunch: {WithLoRA}, NotEarly: {WithLoRA}, OneStream: {WithLoRA},
 	Unprioritized: {WithLoRA}, CuBLAS: {WithLoRA}, CuBLASAttentionOff: {AttentionOff},
 	NotSplit: {WithLoRA}, NotSplitAttentionOff: {AttentionOff}, Deep: {WithLoRA}, DeepAttentionOff: {AttentionOff},
-	Timed: {WithLoRA}, TimedAttentionOff: {AttentionOff}, Lean: {WithLoRA}, LeanAttentionOff: {AttentionOff},
+	Timed: {WithLoRA}, TimedAttentionOff: {AttentionOff}, Lean: {WithLoRA}, LeanAttentionOff: {AttentionOff}, RoPEApart: {WithLoRA},
 }
 
 // baseFor is the row of the default that d's variant changes one thing of (baseOf), if measured.

@@ -65,6 +65,9 @@ const (
 	// NotEarly launches each kernel only once the one before it has ended (backends that may
 	// start it while that one finishes).
 	NotEarly = "lora, no early launch"
+	// RoPEApart rotates q and k in a kernel of their own before the attention's, not in the
+	// attention kernel (backends that fuse the two).
+	RoPEApart = "lora, RoPE apart from attention"
 )
 
 // isVariant says whether a decode measurement is a side-by-side variant rather than one of the
@@ -175,7 +178,8 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 }
 
 // variantRuns are batch b's side-by-side variants: at the first context, with graphs off,
-// with LoRA on one stream, on an unprioritized side stream, without early launches and
+// with LoRA on one stream, on an unprioritized side stream, without early launches, with RoPE
+// apart from attention and
 // (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit, with
 // its own one block an SM and with its own lean beside LoRA blocks, or (the largest batch, if
 // larger) with cuBLAS's GEMMs timed, and (at the reference batch, or the largest below it) in
@@ -196,6 +200,9 @@ func (r *runner) variantRuns(b int, first bool) []decodeRun {
 	}
 	if _, ok := r.be.(EarlyLauncher); ok {
 		runs = append(runs, decodeRun{NotEarly, min(reference, b)})
+	}
+	if _, ok := r.be.(RoPEFuser); ok {
+		runs = append(runs, decodeRun{RoPEApart, min(reference, b)})
 	}
 	if g, ok := r.be.(GEMMChooser); ok && b <= g.SmallGEMMRows() {
 		runs = append(runs, decodeRun{CuBLASAttentionOff, 0}, decodeRun{CuBLAS, min(reference, b)})
@@ -282,6 +289,8 @@ func (r *runner) configure(variant string) (restore func()) {
 		return turn(r.be, SideStreamer.SetLoRASidePriority, false)
 	case NotEarly:
 		return turn(r.be, EarlyLauncher.SetEarlyLaunch, false)
+	case RoPEApart:
+		return turn(r.be, RoPEFuser.SetFusedRoPE, false)
 	case NotSplit, NotSplitAttentionOff:
 		return turn(r.be, Splitter.SetGEMMSplit, false)
 	case Deep, DeepAttentionOff:

@@ -27,6 +27,7 @@ var settings = []setting{
 	{"lean", Lean, []string{"cublas", "deep"}, implements[LeanGEMMChooser]},
 	{"unsplit", NotSplit, []string{"cublas", "deep"}, implements[Splitter]},
 	{"tuned", Timed, nil, implements[GEMMTuner]},
+	{"rope-apart", RoPEApart, nil, implements[RoPEFuser]},
 }
 
 func implements[T any](be gpukern.Backend) bool {
@@ -48,7 +49,7 @@ func checkSettings(names []string) error {
 	for i, n := range names {
 		s, ok := settingNamed(n)
 		if !ok {
-			return fmt.Errorf("engine bench: no setting %q (cublas, deep, lean, unsplit, tuned)", n)
+			return fmt.Errorf("engine bench: no setting %q (cublas, deep, lean, unsplit, tuned, rope-apart)", n)
 		}
 		for _, other := range names[i+1:] {
 			if other == n || slices.Contains(s.excludes, other) {

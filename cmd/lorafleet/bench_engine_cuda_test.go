@@ -40,6 +40,7 @@ func TestBenchEngineOnCUDA(t *testing.T) {
 	for variant, want := range map[string][]int{
 		engine.WithLoRA: {2, 34}, engine.LoRAOff: {2, 34}, engine.AttentionOff: {2, 34},
 		engine.GraphsOff: {2, 34}, engine.OneStream: {2, 34}, engine.Unprioritized: {2, 34}, engine.NotEarly: {2, 34},
+		engine.RoPEApart: {2, 34},
 		engine.OneLaunch: {2},
 		engine.CuBLAS:    {2}, engine.CuBLASAttentionOff: {2}, engine.NotSplit: {2}, engine.NotSplitAttentionOff: {2},
 		engine.Deep: {2}, engine.DeepAttentionOff: {2}, engine.Lean: {2}, engine.LeanAttentionOff: {2},

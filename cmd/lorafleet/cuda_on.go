@@ -20,6 +20,7 @@ var _ interface {
 	engine.Flusher
 	engine.SideStreamer
 	engine.EarlyLauncher
+	engine.RoPEFuser
 	engine.Splitter
 	engine.DeepGEMMChooser
 	engine.LeanGEMMChooser

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
@@ -45,10 +46,44 @@ const (
 	decodeBlocks  = 8
 )
 
+// RoPEAttention implements gpukern.RoPEAttender: in a step of decode rows alone, decode_split
+// rotates its q and k and writes k and v into the cache itself, and no rope_write_kv runs (a
+// kernel a layer fewer); otherwise, or after SetFusedRoPE(false), RoPEWriteKV then Attention.
+func (b *Backend) RoPEAttention(out, q, qkv, delta gpukern.Tensor, rows int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache,
+	layer int, slots []int32, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
+	decodeOnly := !slices.ContainsFunc(seqs, func(s gpukern.AttnSeq) bool { return s.QLen != 1 })
+	if b.ropeApart || !decodeOnly || len(seqs) != rows || len(pos) != rows || len(slots) != rows {
+		b.RoPEWriteKV(q, qkv, delta, rows, p.Heads, pos, cosSin, cache, layer, slots)
+		b.Attention(out, q, cache, layer, seqs, p)
+		return
+	}
+	rope := &decodeRoPE{qkv: dev(qkv).ptr, delta: optional(delta), cosSin: dev(cosSin).ptr}
+	b.attention(out, q, cache, layer, seqs, p, rope, pos, slots)
+}
+
+// SetFusedRoPE lets RoPEAttention rotate q and k in decode_split (on, the default), or has it
+// run rope_write_kv before the attention always (benchmarks compare the two).
+func (b *Backend) SetFusedRoPE(on bool) {
+	b.do(b.flush)
+	b.ropeApart = !on
+}
+
+// decodeRoPE is what decode_split needs to do rope_write_kv's work (RoPEAttention).
+type decodeRoPE struct {
+	qkv, delta, cosSin, pos, slots drv.DevicePtr
+}
+
 // Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, whose
 // last split of each row's head combines the parts where contexts are split (host.DecodeSplits),
 // for decode rows; in one call for a mixed batch. Both also write the output in bf16 for the o projection's GEMM (bf16Copy).
 func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
+	b.attention(out, q, cache, layer, seqs, p, nil, nil, nil)
+}
+
+// attention is Attention, with decode_split doing rope_write_kv's work where rope is non-nil
+// (RoPEAttention: decode rows alone, pos and slots by row).
+func (b *Backend) attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams,
+	rope *decodeRoPE, pos, slots []int32) {
 	os, qs := dev(out), dev(q)
 	kc, vc := dev(cache.K[layer]), dev(cache.V[layer])
 	b.do(func() {
@@ -67,7 +102,10 @@ func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer
 			b.launch("flash_prefill", b.fn.flashPrefill, d2(n, p.Heads), d1(128), flashSharedBytes(p.HeadDim), a)
 		}
 		if len(plan.DecRows) > 0 {
-			b.decode(os.ptr, out16, qs, kc, vc, m, cache.BlockSize, p)
+			if rope != nil {
+				rope.pos, rope.slots = upload(b, pos), upload(b, slots)
+			}
+			b.decode(os.ptr, out16, qs, kc, vc, m, cache.BlockSize, p, rope)
 		}
 		b.copy16 = bf16Copy{of: os.ptr, n: size}
 	})
@@ -101,9 +139,9 @@ func (b *Backend) attnMetaOf(seqs []gpukern.AttnSeq) *attnMeta {
 }
 
 // decode launches decode_split for the plan's decode rows: where their contexts are split in
-// parts, each part goes to scratch and the last of a head's parts to finish combines them.
-// Callers are inside b.do.
-func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams) {
+// parts, each part goes to scratch and the last of a head's parts to finish combines them;
+// where rope is non-nil, its blocks do rope_write_kv's work first. Callers are inside b.do.
+func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMeta, blockSize int, p gpukern.AttnParams, rope *decodeRoPE) {
 	plan := &b.attnPlan
 	n := len(plan.DecRows)
 	splits := host.DecodeSplits(n, p.Heads, plan.MaxDecode, b.sms*decodeBlocks)
@@ -117,5 +155,11 @@ func (b *Backend) decode(out, out16 drv.DevicePtr, q, kc, vc *Tensor, m *attnMet
 	a := (&args{}).dptr(acc).dptr(ml).dptr(count).dptr(out).dptr(out16).ptr(q).ptr(kc).ptr(vc).dptr(m.decRows).
 		dptr(m.rowLen).dptr(m.rowTable).dptr(m.blocks).i32(blockSize).
 		i32(p.Heads).i32(p.KVHeads).i32(p.HeadDim).f32(p.Scale)
-	b.launch("decode_split", b.fn.decodeSplitOf(p.HeadDim), dims{X: n, Y: p.Heads, Z: splits}, d1(decodeThreads), (decodeThreads/32)*(p.HeadDim+2)*4, a)
+	if rope == nil {
+		rope = &decodeRoPE{}
+	}
+	a.dptr(rope.qkv).dptr(rope.delta).dptr(rope.pos).dptr(rope.cosSin).dptr(rope.slots)
+	op := kernel("decode_split", b.fn.decodeSplitOf(p.HeadDim), dims{X: n, Y: p.Heads, Z: splits}, d1(decodeThreads), (decodeThreads/32)*(p.HeadDim+2)*4, a)
+	op.Join = rope.delta != 0 // it adds qkv's LoRA delta, as rope_write_kv would
+	b.record(op)
 }

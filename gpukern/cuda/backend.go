@@ -125,6 +125,7 @@ type Backend struct {
 	tune       tuning               // cuBLAS GEMMs picked by timing (SetTunedGEMM)
 	early      bool                 // launches marked Early start before the kernel before them ends (Config.NoEarlyLaunch, SetEarlyLaunch)
 	earlyOK    bool                 // the GPU and driver allow it (until the driver refuses one)
+	ropeApart  bool                 // RoPEAttention launches rope_write_kv, not decode_split's own (SetFusedRoPE)
 	attnPlan   host.Attn            // scratch of Attention
 	attnMeta   attnMeta             // where the arena holds attnPlan's tables
 

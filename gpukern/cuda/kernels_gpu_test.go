@@ -5,6 +5,7 @@ package cuda_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -467,6 +468,82 @@ func TestAttention(t *testing.T) {
 	freeCache(gc, rc)
 	q.free()
 	o.free()
+}
+
+// RoPEAttention gives what RoPEWriteKV and then Attention give: in a step of decode rows alone
+// decode_split rotates q and k and writes k and v into the cache itself, with no rope_write_kv
+// (one split or several, the new position in any of them, heads sharing a KV head or not, with
+// and without qkv's LoRA delta); with a prefill row in the step, or after SetFusedRoPE(false),
+// the two kernels run as before. Fused or not, the GPU's outputs and caches agree to fp32's
+// tolerance (the same arithmetic, but for where the compiler fuses a multiply and an add: on
+// the emulator, to the bit); against the reference, whose cache keeps the new k and v in fp32
+// where the GPU's rounds them to bf16, the tolerance is bf16's.
+func TestRoPEAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	defer gpu.SetFusedRoPE(true)
+	for _, c := range []attnCase{
+		{4, 4, 16, []int{1, 1, 1}, []int{1, 5, 40}},   // a first position
+		{8, 2, 64, []int{1, 1, 1}, []int{17, 300, 1}}, // GQA
+		{6, 3, 48, []int{1, 1}, []int{530, 2}},        // lanes past hd; contexts in parts
+		{32, 32, 128, []int{1, 1}, []int{129, 64}},    // Llama-2's heads; parts that fill the GPU
+		{8, 2, 64, []int{1, 7}, []int{40, 7}},         // a prefill row: the two kernels
+	} {
+		const bs = 16
+		var seqs []gpukern.AttnSeq
+		var pos, slots []int32
+		blocks := 0
+		for i, q := range c.qlens {
+			nb := (c.ctxs[i] + bs - 1) / bs
+			table := make([]int32, nb)
+			for j := range table {
+				table[j] = int32(blocks + nb - 1 - j) // blocks out of order
+			}
+			blocks += nb
+			seqs = append(seqs, gpukern.AttnSeq{QStart: len(pos), QLen: q, CtxLen: c.ctxs[i], Blocks: table})
+			for p := c.ctxs[i] - q; p < c.ctxs[i]; p++ {
+				pos, slots = append(pos, int32(p)), append(slots, table[p/bs]*bs+int32(p%bs))
+			}
+		}
+		rows, width, n := len(pos), (c.heads+2*c.kvHeads)*c.hd, blocks*bs*c.kvHeads*c.hd
+		cs := act(ropeTable(slices.Max(c.ctxs), c.hd))
+		qkv, delta := act(randn(r, rows*width, 1)), act(randn(r, rows*width, 0.5))
+		p := gpukern.AttnParams{Heads: c.heads, KVHeads: c.kvHeads, HeadDim: c.hd, Scale: float32(1 / math.Sqrt(float64(c.hd)))}
+		shape := shapeOf(c.heads, c.kvHeads, c.hd) + " q" + shapeOf(c.qlens...) + " ctx" + shapeOf(c.ctxs...)
+		decodeOnly := slices.Max(c.qlens) == 1
+		for _, d := range []pair{{}, delta} {
+			var outs, ks, vs [2][]float32 // apart, fused
+			for i, fused := range []bool{false, true} {
+				gpu.SetFusedRoPE(fused)
+				name := fmt.Sprintf("rope+attention (fused %v, delta %v)", fused, d.n > 0)
+				gc, rc := cacheOf(rand.New(rand.NewPCG(8, 8)), blocks, bs, c.kvHeads, c.hd) // the same caches each time
+				q, o := out(rows*c.heads*c.hd), out(rows*c.heads*c.hd)
+				prof, err := gpu.Profile(func() { gpu.RoPEAttention(o.g, q.g, qkv.g, d.g, rows, pos, cs.g, gc, 0, slots, seqs, p) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, apart := prof["rope_write_kv"]; apart == (fused && decodeOnly) || prof["decode_split"] <= 0 {
+					t.Errorf("%s %s: kernels %v", name, shape, slices.Sorted(maps.Keys(prof)))
+				}
+				ref.RoPEWriteKV(q.r, qkv.r, d.r, rows, c.heads, pos, cs.r, rc, 0, slots)
+				ref.Attention(o.r, q.r, rc, 0, seqs, p)
+				o.compare(t, name, shape, tolBF16)
+				kp, vp := pair{g: gc.K[0], r: rc.K[0], n: n}, pair{g: gc.V[0], r: rc.V[0], n: n}
+				kp.compare(t, name+": K cache", shape, tolBF16)
+				vp.compare(t, name+": V cache", shape, tolBF16)
+				outs[i], ks[i], vs[i] = o.onGPU(t), kp.onGPU(t), vp.onGPU(t)
+				freeCache(gc, rc)
+				q.free()
+				o.free()
+			}
+			name := fmt.Sprintf("rope+attention fused against apart (delta %v)", d.n > 0)
+			record(t, name, shape, outs[1], outs[0], tolF32)
+			record(t, name+": K cache", shape, ks[1], ks[0], tolF32)
+			record(t, name+": V cache", shape, vs[1], vs[0], tolF32)
+		}
+		for _, x := range []pair{cs, qkv, delta} {
+			x.free()
+		}
+	}
 }
 
 // loraCase is a batch of segments over a projection of len(outDims) fused parts: rows per

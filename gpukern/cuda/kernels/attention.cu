@@ -229,7 +229,10 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_prefill(float 
 // m = -inf, l = 0 and acc = 0; the last of a (row, head)'s splits to finish, by count[i*heads +
 // h] (zero before the launch, and again after it), combines them into out (decode_combine), so
 // that a split context needs no second kernel. With one split the block writes out itself
-// (part_acc, part_ml and count are unused). Grid (n_dec, heads, splits); blockDim.x DEC_THREADS;
+// (part_acc, part_ml and count are unused). Where qkv is non-null (a step of decode rows alone),
+// the block first does rope_write_kv's work for its row and head (decode_rope: qkv, qkv_delta,
+// pos, cos_sin and slots as rope_write_kv takes them) and q is unused: the rotation needs no
+// kernel of its own. Grid (n_dec, heads, splits); blockDim.x DEC_THREADS;
 // dynamic shared memory (DEC_THREADS/32) * (hd + 2) floats. One kernel per size of head,
 // decode_split_hdN for hd <= N, so that each is compiled for its own lanes per position and
 // none pays the registers of another.
@@ -377,11 +380,43 @@ __device__ __forceinline__ void decode_run(float *sh, const float *qr, const __n
 
 #define DECODE_SPLIT_PARAMS                                                                                   \
 	float *part_acc, float *part_ml, int *count, float *out, __nv_bfloat16 *out16, const float *q,                 \
-		const __nv_bfloat16 *k_cache, const __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len,          \
-		const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd, float scale
+		__nv_bfloat16 *k_cache, __nv_bfloat16 *v_cache, const int *dec_rows, const int *row_len,                      \
+		const int *row_table, const int *blocks, int block_size, int heads, int kv_heads, int hd, float scale,       \
+		const float *qkv, const float *qkv_delta, const int *pos, const float *cos_sin, const int *slots
 #define DECODE_SPLIT_ARGS                                                                                      \
 	part_acc, part_ml, count, out, out16, q, k_cache, v_cache, dec_rows, row_len, row_table, blocks, block_size, \
-		heads, kv_heads, hd, scale
+		heads, kv_heads, hd, scale, qkv, qkv_delta, pos, cos_sin, slots
+
+// decode_rope is rope_write_kv's work for decode_split's block (decode row r, head h, the split
+// holding positions [first, end) of len): head h of q rotated into qs (shared memory, for the
+// block's loop), and, if the split holds the new position len-1, the row's k of head kvh
+// rotated and its v written to the row's slot of the caches. Where heads share a KV head (GQA)
+// each of their blocks writes the same values: each then reads its own write in its loop, and no
+// block reads a position another one has still to write. The caller's barrier after it lets the
+// block's threads see qs and the slot.
+__device__ NOINLINE void decode_rope(float *qs, __nv_bfloat16 *k_cache, __nv_bfloat16 *v_cache, const float *qkv,
+		const float *delta, const int *pos, const float *cos_sin, const int *slots, int r, int h, int kvh, int heads,
+		int kv_heads, int hd, bool holds_new) {
+	int half = hd / 2;
+	size_t base = (size_t)r * (heads + 2 * kv_heads) * hd;
+	const float *row = qkv + base, *drow = delta ? delta + base : nullptr;
+	const float *cs = cos_sin + (size_t)pos[r] * hd;
+	size_t kat = (size_t)(heads + kvh) * hd, vat = (size_t)(heads + kv_heads + kvh) * hd;
+	size_t slot = (size_t)slots[r] * kv_heads * hd + (size_t)kvh * hd;
+	for (int t = threadIdx.x; t < half; t += blockDim.x) {
+		float c = cs[t], s = cs[half + t];
+		float a = qkv_at(row, drow, (size_t)h * hd + t), b = qkv_at(row, drow, (size_t)h * hd + half + t);
+		qs[t] = a * c - b * s;
+		qs[half + t] = b * c + a * s;
+		if (holds_new) {
+			a = qkv_at(row, drow, kat + t), b = qkv_at(row, drow, kat + half + t);
+			k_cache[slot + t] = __float2bfloat16(a * c - b * s);
+			k_cache[slot + half + t] = __float2bfloat16(b * c + a * s);
+			v_cache[slot + t] = __float2bfloat16(qkv_at(row, drow, vat + t));
+			v_cache[slot + half + t] = __float2bfloat16(qkv_at(row, drow, vat + half + t));
+		}
+	}
+}
 
 // The splits of decode row i's head h combined (decode_split's last split to finish): out[(r*heads
 // + h)*hd + d] = sum_s acc_s[d] * exp(m_s - M) / sum_s l_s * exp(m_s - M), M the largest m_s, r =
@@ -437,7 +472,17 @@ __device__ __forceinline__ void decode_split(DECODE_SPLIT_PARAMS) {
 	const int *table = blocks + row_table[r];
 	size_t stride = (size_t)kv_heads * hd;
 	DYNAMIC_SHARED(float, sh); // per warp: m, l, acc[hd]
-	decode_run<LP>(sh, qr, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
+	__shared__ float qs[LP * 8]; // the block's q, for every lane's loads
+	if (qkv) { // rope_write_kv's work for this block: no kernel of its own
+		decode_rope(qs, k_cache, v_cache, qkv, qkv_delta, pos, cos_sin, slots, r, h, kvh, heads, kv_heads, hd,
+		            len > 0 && (len - 1) / each == sp);
+	} else {
+		for (int t = threadIdx.x; t < hd; t += blockDim.x) {
+			qs[t] = qr[t];
+		}
+	}
+	__syncthreads();
+	decode_run<LP>(sh, qs, k_cache, v_cache, table, block_size, stride, kvh, hd, scale, start, end);
 	__syncthreads();
 	// A warp that saw no position has m = -inf and adds nothing; if none did, big stays -inf.
 	float big = NEG_INF, total = 0.0f;

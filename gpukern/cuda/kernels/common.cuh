@@ -18,6 +18,12 @@
 #define NOINLINE __noinline__
 #endif
 
+// x[i], plus d[i] where d is non-null: a projection's output with its LoRA delta, which the
+// kernel that reads it adds (rope_write_kv, decode_split).
+__device__ __forceinline__ float qkv_at(const float *x, const float *d, size_t i) {
+	return d ? x[i] + d[i] : x[i];
+}
+
 // The sum of v over the warp, in every lane.
 __device__ float warp_sum(float v) {
 	for (int o = 16; o > 0; o >>= 1) {

@@ -10,10 +10,6 @@
 // Grid (rows, ceil(items / blockDim.x)), items = (heads + 2*kv_heads) * hd/2: a thread takes one
 // item of its row, a pair of q, then of k, then two consecutive values of v. A decode step has
 // few rows: one item per thread spreads them over the GPU with a single round of loads each.
-__device__ __forceinline__ float qkv_at(const float *x, const float *d, size_t i) {
-	return d ? x[i] + d[i] : x[i];
-}
-
 extern "C" __global__ void rope_write_kv(float *q, const float *qkv, const float *delta, const int *pos, const float *cos_sin,
 		__nv_bfloat16 *k_cache, __nv_bfloat16 *v_cache, const int *slots, int heads, int kv_heads, int hd) {
 	pdl_wait();
