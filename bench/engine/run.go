@@ -179,11 +179,10 @@ func (r *runner) decodeRuns(ctx context.Context, rep *Report, kv *gpukern.KVCach
 
 // variantRuns are batch b's side-by-side variants: at the first context, with graphs off,
 // with LoRA on one stream, on an unprioritized side stream, without early launches, with RoPE
-// apart from attention and
-// (batches that the backend's own GEMMs take) with cuBLAS's GEMMs, with its own unsplit, with
-// its own one block an SM and with its own lean beside LoRA blocks, or (the largest batch, if
-// larger) with cuBLAS's GEMMs timed, and (at the reference batch, or the largest below it) in
-// one launch per step.
+// apart from attention and (batches that the backend's own GEMMs take) with cuBLAS's GEMMs,
+// with its own unsplit, with its own one block an SM and with its own lean beside LoRA blocks,
+// or (the largest batch, if larger) with cuBLAS's GEMMs timed, and (at the reference batch,
+// or the largest below it) in one launch per step.
 func (r *runner) variantRuns(b int, first bool) []decodeRun {
 	if !first {
 		return nil

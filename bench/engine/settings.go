@@ -30,6 +30,7 @@ var settings = []setting{
 	{"rope-apart", RoPEApart, nil, implements[RoPEFuser]},
 }
 
+// implements says whether be has the interface T of a setting.
 func implements[T any](be gpukern.Backend) bool {
 	_, ok := be.(T)
 	return ok

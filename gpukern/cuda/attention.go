@@ -75,7 +75,8 @@ type decodeRoPE struct {
 
 // Attention implements gpukern.Backend: flash_prefill for prefill tiles; decode_split, whose
 // last split of each row's head combines the parts where contexts are split (host.DecodeSplits),
-// for decode rows; in one call for a mixed batch. Both also write the output in bf16 for the o projection's GEMM (bf16Copy).
+// for decode rows; in one call for a mixed batch. Both also write the output in bf16 for the o
+// projection's GEMM (bf16Copy).
 func (b *Backend) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
 	b.attention(out, q, cache, layer, seqs, p, nil, nil, nil)
 }

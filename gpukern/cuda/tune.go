@@ -31,7 +31,7 @@ const (
 	tuneSplitAlgos = 4
 )
 
-var tuneSplits = []int{2, 3, 4, 6, 8}
+var tuneSplits = []int{2, 3, 4, 6, 8} // the parts of k a split-K candidate has
 
 // tunedAlgo is a shape's pick among cuBLASLt's algorithms, and its entry in the log.
 type tunedAlgo struct {
