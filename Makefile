@@ -70,7 +70,7 @@ emu:
 # past its buffers (compute-sanitizer's job on a GPU): the kernel tests whose references are
 # cheap, and one prefill and decode step of the model. -asan slows Go's own code (the
 # references) about sixfold, so not every test.
-EMU_ASAN_TESTS := ^(TestSanitizerStep|TestSmallGEMM|TestRMSNorm|TestElementwise|TestRoPEWriteKV|TestArenaOverflow|TestAttention|TestLoRA)$$
+EMU_ASAN_TESTS := ^(TestSanitizerStep|TestSmallGEMM|TestRMSNorm|TestElementwise|TestRoPEWriteKV|TestArenaOverflow|TestAttention|TestRoPEAttention|TestLoRA)$$
 
 # The whole system in one process: embedded NATS, the router on 127.0.0.1:8080 and two
 # workers serving the demo model and its adapters
