@@ -59,8 +59,9 @@ type Config struct {
 	// backend that holds adapters in bf16 (cuda). Default float32.
 	HostBF16 bool
 	// Settings change the backend's defaults for the whole run, each as its side-by-side
-	// variant does (cublas, deep, lean, unsplit, tuned, rope-apart; Report.Winners): such a run measures
-	// the rows of the defaults alone, with these in place, and no variants. Default none.
+	// variant does (cublas, deep, lean, unsplit, tuned, rope-apart; Report.Winners): such a
+	// run measures the rows of the defaults alone, with these in place, and no variants.
+	// Default none.
 	Settings []string
 }
 
