@@ -419,6 +419,25 @@ type attnCase struct {
 	qlens, ctxs        []int
 }
 
+// layout lays c's sequences out in a paged cache of blocks of bs positions, each sequence's
+// table in blocks out of order, and returns them with the number of blocks and each query
+// row's position and cache slot.
+func (c attnCase) layout(bs int) (seqs []gpukern.AttnSeq, blocks int, pos, slots []int32) {
+	for i, q := range c.qlens {
+		nb := (c.ctxs[i] + bs - 1) / bs
+		table := make([]int32, nb)
+		for j := range table {
+			table[j] = int32(blocks + nb - 1 - j)
+		}
+		blocks += nb
+		seqs = append(seqs, gpukern.AttnSeq{QStart: len(pos), QLen: q, CtxLen: c.ctxs[i], Blocks: table})
+		for p := c.ctxs[i] - q; p < c.ctxs[i]; p++ {
+			pos, slots = append(pos, int32(p)), append(slots, table[p/bs]*int32(bs)+int32(p%bs))
+		}
+	}
+	return seqs, blocks, pos, slots
+}
+
 func TestAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	for _, c := range []attnCase{
@@ -435,18 +454,8 @@ func TestAttention(t *testing.T) {
 		{6, 3, 48, []int{1, 2}, []int{530, 2}},                     // lanes past hd, split
 	} {
 		const bs = 16
-		var seqs []gpukern.AttnSeq
-		rows, blocks := 0, 0
-		for i, q := range c.qlens {
-			nb := (c.ctxs[i] + bs - 1) / bs
-			table := make([]int32, nb)
-			for j := range table {
-				table[j] = int32(blocks + nb - 1 - j) // blocks out of order
-			}
-			blocks += nb
-			seqs = append(seqs, gpukern.AttnSeq{QStart: rows, QLen: q, CtxLen: c.ctxs[i], Blocks: table})
-			rows += q
-		}
+		seqs, blocks, pos, _ := c.layout(bs)
+		rows := len(pos)
 		gc, rc := cacheOf(r, blocks, bs, c.kvHeads, c.hd)
 		q, o := act(randn(r, rows*c.heads*c.hd, 1)), out(rows*c.heads*c.hd)
 		p := gpukern.AttnParams{Heads: c.heads, KVHeads: c.kvHeads, HeadDim: c.hd, Scale: float32(1 / math.Sqrt(float64(c.hd)))}
@@ -489,21 +498,7 @@ func TestRoPEAttention(t *testing.T) {
 		{8, 2, 64, []int{1, 7}, []int{40, 7}},         // a prefill row: the two kernels
 	} {
 		const bs = 16
-		var seqs []gpukern.AttnSeq
-		var pos, slots []int32
-		blocks := 0
-		for i, q := range c.qlens {
-			nb := (c.ctxs[i] + bs - 1) / bs
-			table := make([]int32, nb)
-			for j := range table {
-				table[j] = int32(blocks + nb - 1 - j) // blocks out of order
-			}
-			blocks += nb
-			seqs = append(seqs, gpukern.AttnSeq{QStart: len(pos), QLen: q, CtxLen: c.ctxs[i], Blocks: table})
-			for p := c.ctxs[i] - q; p < c.ctxs[i]; p++ {
-				pos, slots = append(pos, int32(p)), append(slots, table[p/bs]*bs+int32(p%bs))
-			}
-		}
+		seqs, blocks, pos, slots := c.layout(bs)
 		rows, width, n := len(pos), (c.heads+2*c.kvHeads)*c.hd, blocks*bs*c.kvHeads*c.hd
 		cs := act(ropeTable(slices.Max(c.ctxs), c.hd))
 		qkv, delta := act(randn(r, rows*width, 1)), act(randn(r, rows*width, 0.5))
