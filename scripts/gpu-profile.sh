@@ -25,13 +25,15 @@ rc=$?
 # down GEMMs of the first run (LoRA and attention off).
 "$ncu" -k 'regex:gemm_(small|deep)' -c 4 "${sections[@]}" "${bench[@]}" >"$out/ncu-gemm.txt" 2>&1
 rc=$((rc | $?))
-# Batch 128: the first layer's eight LoRA launches of the run with adapters, and its four GEMMs
-# of the first run, by cuBLAS (our GEMMs take 32 rows at most; cuBLAS's kernels on an H100 are
-# named nvjet, sm90_xmma or cutlass).
+# Batch 128: the first layer's eight LoRA launches of the run with adapters, its four GEMMs of
+# the first run, by cuBLAS (our GEMMs take 32 rows at most; cuBLAS's kernels on an H100 are
+# named nvjet, sm90_xmma or cutlass), and one decode_split of the "lora off" run (4,096 blocks:
+# 3.9 waves, 2.4 TB/s at f384bcb), its second step's ninth layer.
 bench128=(bin/lorafleet-cuda bench engine --batches 128 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1)
 {
 	"$ncu" -k 'regex:lora_' -c 8 "${sections[@]}" "${bench128[@]}"
 	"$ncu" -k 'regex:gemm|nvjet|xmma|cutlass' -c 4 "${sections[@]}" "${bench128[@]}"
+	"$ncu" -k 'regex:decode_split' --launch-skip 40 -c 1 "${sections[@]}" "${bench128[@]}"
 } >"$out/ncu-128.txt" 2>&1
 rc=$((rc | $?))
 grep -E '^  [a-z_0-9]+ \(|    Duration|DRAM Throughput|Achieved Occupancy|Block Limit Registers' "$out"/ncu*.txt
