@@ -9,7 +9,7 @@
 # 2. compute-sanitizer on one prefill and one decode step: memcheck (reads and writes out of
 #    bounds), synccheck (barriers in divergent code) and racecheck (shared-memory races);
 # 3. each kernel's registers, stack and spills as the machine's own NVRTC compiles it
-#    (TestKernelResources; CI checks them with the NVRTC of Debian's CUDA 11.8).
+#    (TestKernelResources; CI checks them with the NVRTC of Debian's CUDA 11.8 and with 12.5).
 # It prints a short table last and exits non-zero when anything failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
