@@ -10,6 +10,7 @@
 #include "emu.h"
 
 #include <cstdlib>
+#include <numeric>
 #include <utility>
 #include <vector>
 #if !defined(__x86_64__)
@@ -501,6 +502,27 @@ const Kernel table[] = {
 	KERNEL_IN("emu.cpp", emu, emu_trap, true),
 };
 
+// launches counts emu_launch's calls, which take turns at the order of their blocks (BlockOrder).
+unsigned long long launches;
+
+// A launch's order of its n blocks, by linear index (x fastest). A GPU runs blocks in no set
+// order, and code whose result depends on it (which block of a split finishes last and
+// combines the parts, say) is wrong; so the launches take turns: first to last, last to first,
+// and by a stride of about n/2 (prime to n, so that each block runs once), whose last block is
+// one from the middle.
+struct BlockOrder {
+	unsigned long long n, mode, stride;
+	BlockOrder(unsigned long long n, unsigned long long launch) : n(n), mode(launch % 3), stride(n / 2 + 1) {
+		while (std::gcd(stride, n) > 1) {
+			stride++;
+		}
+	}
+	// The k-th block to run (k < n).
+	unsigned long long at(unsigned long long k) const {
+		return mode == 0 ? k : mode == 1 ? n - 1 - k : k * stride % n;
+	}
+};
+
 } // namespace
 
 extern "C" {
@@ -512,7 +534,8 @@ int emu_kernel_arity(int i) { return table[i].arity; }
 
 // emu_launch runs kernel i over the grid, block threads (a multiple of 32, at most 1024) each,
 // with smem bytes of dynamic shared memory, filled with 0xff bytes (NaN as floats) so that
-// reading what no thread wrote shows. It returns the first failure, or null.
+// reading what no thread wrote shows, its blocks in one of BlockOrder's orders. It returns the
+// first failure, or null.
 const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned block, size_t smem, const uint64_t *args) {
 	if ((int)block > max_threads || block % 32 != 0) {
 		return "block size not emulated: a multiple of 32 up to 1024";
@@ -528,18 +551,16 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	gridDim = dim3{gx, gy, gz};
 	blockDim = dim3{block, 1, 1};
 	std::vector<unsigned char> shared(smem + 16);
-	for (unsigned z = 0; z < gz && !blk.err; z++) {
-		for (unsigned y = 0; y < gy && !blk.err; y++) {
-			for (unsigned x = 0; x < gx && !blk.err; x++) {
-				memset(shared.data(), 0xff, shared.size());
-				emu_dyn_smem = smem ? (unsigned char *)(((uintptr_t)shared.data() + 15) & ~(uintptr_t)15) : nullptr;
-				blockIdx = uint3{x, y, z};
-				if (blk.direct) {
-					run_direct();
-				} else {
-					run_block();
-				}
-			}
+	const BlockOrder order((unsigned long long)gx * gy * gz, launches++);
+	for (unsigned long long k = 0; k < order.n && !blk.err; k++) {
+		const unsigned long long b = order.at(k);
+		memset(shared.data(), 0xff, shared.size());
+		emu_dyn_smem = smem ? (unsigned char *)(((uintptr_t)shared.data() + 15) & ~(uintptr_t)15) : nullptr;
+		blockIdx = uint3{(unsigned)(b % gx), (unsigned)(b / gx % gy), (unsigned)(b / gx / gy)};
+		if (blk.direct) {
+			run_direct();
+		} else {
+			run_block();
 		}
 	}
 	emu_dyn_smem = nullptr;
