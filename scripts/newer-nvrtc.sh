@@ -28,7 +28,8 @@ if [ -z "$version" ]; then
 fi
 dir=$dest/${version//[^A-Za-z0-9.+-]/_}
 lib=$dir/usr/lib/x86_64-linux-gnu
-if ! ls "$lib"/libnvrtc.so.1[2-9] >/dev/null 2>&1; then
+if ! ls "$lib"/libnvrtc.so.1[2-9] "$lib"/libnvrtc-builtins.so.* >/dev/null 2>&1; then
+	rm -rf "$dir" # what an interrupted run left
 	mkdir -p "$dir"
 	# The library and the builtins of exactly this version (the library opens that builtins).
 	awk -v v="$version" '$1 == v {print $3}' "$index" | sort -u | while read -r f; do

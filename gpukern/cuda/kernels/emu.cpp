@@ -393,8 +393,8 @@ namespace k_sample {
 #include "sample.cu"
 } // namespace k_sample
 
-// Kernels that break the rules, for the emulator's own tests (emu_test.go): each must be
-// reported, not hang or pass.
+// The emulator's own tests' kernels (emu_test.go): those that break the rules must be reported,
+// not hang or pass.
 namespace k_emu {
 // Lane 0 waits at __syncthreads while the others wait for its shuffle.
 extern "C" __global__ void emu_deadlock(int *out) {
@@ -452,6 +452,13 @@ extern "C" __global__ void emu_mma(float *d, const uint16_t *a, const uint16_t *
 		d[(g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = df[i] - (float)(i + 1);
 	}
 }
+// Where the launch ran its blocks: out[0] counts them, out[1 + k] is the k-th block's linear
+// index (x fastest), for the test of BlockOrder.
+extern "C" __global__ void emu_block_order(int *out) {
+	if (threadIdx.x == 0) {
+		out[1 + atomicAdd(out, 1)] = (int)(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
+	}
+}
 } // namespace k_emu
 
 namespace {
@@ -499,7 +506,7 @@ const Kernel table[] = {
 	KERNEL_IN("emu.cpp", emu, emu_deadlock, true), KERNEL_IN("emu.cpp", emu, emu_shuffle_ended, true),
 	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),
 	KERNEL_IN("emu.cpp", emu, emu_divergent_barrier, true), KERNEL_IN("emu.cpp", emu, emu_mma, true),
-	KERNEL_IN("emu.cpp", emu, emu_trap, true),
+	KERNEL_IN("emu.cpp", emu, emu_trap, true), KERNEL_IN("emu.cpp", emu, emu_block_order, false),
 };
 
 // launches counts emu_launch's calls, which take turns at the order of their blocks (BlockOrder).

@@ -5,6 +5,7 @@ package kernels
 import (
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -51,6 +52,40 @@ func TestEmulatorReportsBrokenKernels(t *testing.T) {
 		}
 	}
 	runtime.KeepAlive(out)
+}
+
+// Launches take turns at the order of their blocks, each block running once: in three
+// launches in a row, one runs them first to last, and each ends with a different block (which
+// block ends last must not decide a result).
+func TestEmulatedBlockOrder(t *testing.T) {
+	grid := [3]int{5, 3, 2}
+	n := grid[0] * grid[1] * grid[2]
+	lasts := map[int32]bool{}
+	inOrder := false
+	for range 3 {
+		out := make([]int32, 1+n)
+		if err := EmulatedKernels()["emu_block_order"].Launch(grid, 32, 0, []uint64{addr(out)}); err != nil {
+			t.Fatal(err)
+		}
+		ran := out[1:]
+		if int(out[0]) != n || !slices.Equal(slices.Sorted(slices.Values(ran)), seq(n)) {
+			t.Fatalf("%d blocks ran, in the order %v: want each of %d once", out[0], ran, n)
+		}
+		inOrder = inOrder || slices.Equal(ran, seq(n))
+		lasts[ran[n-1]] = true
+	}
+	if !inOrder || len(lasts) != 3 {
+		t.Errorf("three launches: first to last %v, last blocks %v; want one in order and three different last blocks", inOrder, lasts)
+	}
+}
+
+// seq is 0, 1, …, n-1.
+func seq(n int) []int32 {
+	s := make([]int32, n)
+	for i := range s {
+		s[i] = int32(i)
+	}
+	return s
 }
 
 func addr[T any](s []T) uint64 { return uint64(uintptr(unsafe.Pointer(&s[0]))) }
