@@ -188,3 +188,15 @@ type RoPEAttender interface {
 	RoPEAttention(out, q, qkv, delta Tensor, rows int, pos []int32, cosSin Tensor, cache *KVCache, layer int, slots []int32,
 		seqs []AttnSeq, p AttnParams)
 }
+
+// RoPEAttention does RoPEWriteKV and then Attention of the same rows on be (the arguments as
+// RoPEAttender's), in one call where be is a RoPEAttender.
+func RoPEAttention(be Backend, out, q, qkv, delta Tensor, rows int, pos []int32, cosSin Tensor, cache *KVCache, layer int,
+	slots []int32, seqs []AttnSeq, p AttnParams) {
+	if ra, ok := be.(RoPEAttender); ok {
+		ra.RoPEAttention(out, q, qkv, delta, rows, pos, cosSin, cache, layer, slots, seqs, p)
+		return
+	}
+	be.RoPEWriteKV(q, qkv, delta, rows, p.Heads, pos, cosSin, cache, layer, slots)
+	be.Attention(out, q, cache, layer, seqs, p)
+}

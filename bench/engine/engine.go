@@ -213,15 +213,9 @@ func (g *gated) RoPEWriteKV(q, qkv, delta gpukern.Tensor, rows, heads int, pos [
 // lets a backend that fuses them do so (gpukern.RoPEAttender).
 func (g *gated) RoPEAttention(out, q, qkv, delta gpukern.Tensor, rows int, pos []int32, cosSin gpukern.Tensor, cache *gpukern.KVCache,
 	layer int, slots []int32, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {
-	if g.attentionOff {
-		return
+	if !g.attentionOff {
+		gpukern.RoPEAttention(g.Backend, out, q, qkv, delta, rows, pos, cosSin, cache, layer, slots, seqs, p)
 	}
-	if ra, ok := g.Backend.(gpukern.RoPEAttender); ok {
-		ra.RoPEAttention(out, q, qkv, delta, rows, pos, cosSin, cache, layer, slots, seqs, p)
-		return
-	}
-	g.Backend.RoPEWriteKV(q, qkv, delta, rows, p.Heads, pos, cosSin, cache, layer, slots)
-	g.Backend.Attention(out, q, cache, layer, seqs, p)
 }
 
 func (g *gated) Attention(out, q gpukern.Tensor, cache *gpukern.KVCache, layer int, seqs []gpukern.AttnSeq, p gpukern.AttnParams) {

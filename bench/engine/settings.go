@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/lorafleet/lorafleet/gpukern"
 )
@@ -36,6 +37,15 @@ func implements[T any](be gpukern.Backend) bool {
 	return ok
 }
 
+// SettingNames are the settings' names, in their order (Config.Settings, `bench engine --with`).
+func SettingNames() []string {
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.name
+	}
+	return names
+}
+
 // settingNamed is the setting of that name, if there is one.
 func settingNamed(name string) (setting, bool) {
 	i := slices.IndexFunc(settings, func(s setting) bool { return s.name == name })
@@ -50,7 +60,7 @@ func checkSettings(names []string) error {
 	for i, n := range names {
 		s, ok := settingNamed(n)
 		if !ok {
-			return fmt.Errorf("engine bench: no setting %q (cublas, deep, lean, unsplit, tuned, rope-apart)", n)
+			return fmt.Errorf("engine bench: no setting %q (%s)", n, strings.Join(SettingNames(), ", "))
 		}
 		for _, other := range names[i+1:] {
 			if other == n || slices.Contains(s.excludes, other) {

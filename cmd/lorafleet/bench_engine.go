@@ -39,7 +39,7 @@ func runBenchEngine(args []string, e env) error {
 	fs.IntVar(&c.PrefillSeqs, "prefill-seqs", 4, "sequences in the prefill step")
 	fs.Float64Var(&c.Bandwidth, "bandwidth", 3.0e12, "memory bandwidth of the floor, bytes/s (H100: 3.0e12 measured)")
 	fs.StringVar(&commit, "commit", "", "commit the binary was built from, for the report")
-	fs.StringVar(&with, "with", "", "settings in place of the defaults for the whole run, no variants (cublas, deep, lean, unsplit, tuned, rope-apart; see --winners)")
+	fs.StringVar(&with, "with", "", "settings in place of the defaults for the whole run, no variants ("+strings.Join(engine.SettingNames(), ", ")+"; see --winners)")
 	fs.StringVar(&out, "out", "", "directory for engine.json and engine.md (default: print the table only)")
 	peftFile := fs.String("peft", "", "JSON of bench/baselines/peft_generate.py run on the same GPU, to compare with")
 	again := fs.String("report", "", "engine.json of an earlier run: report it again (with --peft, say, measured after it) instead of measuring")

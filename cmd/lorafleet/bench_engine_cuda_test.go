@@ -20,13 +20,8 @@ import (
 func TestBenchEngineOnCUDA(t *testing.T) {
 	dir := t.TempDir()
 	const steps = 2
-	_, stderr, code := lorafleet(t, "", "bench", "engine", "--backend", "cuda", "--shape", "../../testdata/tiny-llama/model/config.json",
-		"--batches", "2,34", "--adapters", "0", "--contexts", "8", "--steps", "2", "--warmup", "1",
-		"--prefill-prompt", "16", "--prefill-seqs", "2", "--out", dir)
-	if code != 0 {
-		t.Fatalf("bench engine: exit %d: %s", code, stderr)
-	}
-	rep := readReport(t, filepath.Join(dir, "engine.json"))
+	rep := tinyBench(t, dir, "--backend", "cuda", "--batches", "2,34", "--adapters", "0", "--contexts", "8", "--steps", "2",
+		"--warmup", "1", "--prefill-prompt", "16", "--prefill-seqs", "2")
 	if rep.Error != "" {
 		t.Fatalf("report error: %s", rep.Error)
 	}
@@ -94,14 +89,8 @@ func TestBenchEngineOnCUDA(t *testing.T) {
 
 	// The winners measured together (gpu-session.sh): the defaults' rows alone, with the
 	// settings in place for the whole run.
-	with := filepath.Join(dir, "with")
-	_, stderr, code = lorafleet(t, "", "bench", "engine", "--backend", "cuda", "--shape", "../../testdata/tiny-llama/model/config.json",
-		"--batches", "2,34", "--adapters", "0", "--contexts", "8", "--steps", "1", "--warmup", "1",
-		"--prefill-prompt", "16", "--prefill-seqs", "1", "--with", "lean,unsplit,tuned", "--out", with)
-	if code != 0 {
-		t.Fatalf("bench engine --with: exit %d: %s", code, stderr)
-	}
-	rep = readReport(t, filepath.Join(with, "engine.json"))
+	rep = tinyBench(t, filepath.Join(dir, "with"), "--backend", "cuda", "--batches", "2,34", "--adapters", "0", "--contexts", "8",
+		"--steps", "1", "--warmup", "1", "--prefill-prompt", "16", "--prefill-seqs", "1", "--with", "lean,unsplit,tuned")
 	var variants []string
 	for _, d := range rep.Decode {
 		variants = append(variants, d.Variant)

@@ -14,13 +14,8 @@ import (
 // measurements and adds the baseline's table and verdicts.
 func TestBenchEngineReportAgain(t *testing.T) {
 	dir := t.TempDir()
-	_, stderr, code := lorafleet(t, "", "bench", "engine", "--backend", "cpu", "--shape", "../../testdata/tiny-llama/model/config.json",
-		"--batches", "2", "--adapters", "1", "--contexts", "8", "--steps", "2", "--warmup", "1",
-		"--prefill-prompt", "16", "--prefill-seqs", "1", "--out", dir)
-	if code != 0 {
-		t.Fatalf("bench engine: exit %d: %s", code, stderr)
-	}
-	first := readReport(t, filepath.Join(dir, "engine.json"))
+	first := tinyBench(t, dir, "--backend", "cpu", "--batches", "2", "--adapters", "1", "--contexts", "8", "--steps", "2",
+		"--warmup", "1", "--prefill-prompt", "16", "--prefill-seqs", "1")
 	peft := filepath.Join(dir, "peft.json")
 	baseline := `{"device": "test", "batch": 2, "prompt": 8, "new_tokens": 4, "cases": [{"case": "base", "adapters": 0, "tokens_per_s": 10}]}`
 	if err := os.WriteFile(peft, []byte(baseline), 0o644); err != nil {
@@ -45,6 +40,21 @@ func TestBenchEngineReportAgain(t *testing.T) {
 	if _, _, code := lorafleet(t, "", "bench", "engine", "--report", peft); code == 0 {
 		t.Error("a report that is not engine.json was accepted")
 	}
+}
+
+// tinyBenchArgs are `bench engine`'s arguments on the tiny Llama's shape, flags after.
+func tinyBenchArgs(flags ...string) []string {
+	return append([]string{"bench", "engine", "--shape", "../../testdata/tiny-llama/model/config.json"}, flags...)
+}
+
+// tinyBench runs `bench engine` on the tiny Llama's shape with flags, writing into dir, and
+// returns its report.
+func tinyBench(t *testing.T, dir string, flags ...string) *engine.Report {
+	t.Helper()
+	if _, stderr, code := lorafleet(t, "", tinyBenchArgs(append(flags, "--out", dir)...)...); code != 0 {
+		t.Fatalf("bench engine %v: exit %d: %s", flags, code, stderr)
+	}
+	return readReport(t, filepath.Join(dir, "engine.json"))
 }
 
 func readReport(t *testing.T, path string) *engine.Report {
@@ -84,8 +94,8 @@ func TestBenchEngineWinnersAndWith(t *testing.T) {
 	if _, _, code := lorafleet(t, "", "bench", "engine", "--report", report, "--with", "lean"); code == 0 {
 		t.Error("--with beside --report was accepted")
 	}
-	args := []string{"bench", "engine", "--backend", "cpu", "--shape", "../../testdata/tiny-llama/model/config.json",
-		"--batches", "2", "--adapters", "1", "--contexts", "8", "--steps", "1", "--warmup", "0", "--prefill-prompt", "8", "--prefill-seqs", "1"}
+	args := tinyBenchArgs("--backend", "cpu", "--batches", "2", "--adapters", "1", "--contexts", "8", "--steps", "1", "--warmup", "0",
+		"--prefill-prompt", "8", "--prefill-seqs", "1")
 	if _, stderr, code := lorafleet(t, "", append(args, "--with", "lean,fast")...); code == 0 || !strings.Contains(stderr, `no setting "fast"`) {
 		t.Errorf("--with lean,fast: exit %d: %s", code, stderr)
 	}

@@ -199,12 +199,7 @@ func (m *Model) Forward(b *Batch, kv *gpukern.KVCache) ([]float32, error) {
 		segs := loraSegments(&ws.segs, b.Adapters, li)
 		be.RMSNorm(ws.h, ws.x, pending, pendingDelta, ly.inNorm, rows, c.Hidden, eps)
 		delta := m.project(ws.qkv, ws.h, ly, linQKV, rows, segs)
-		if ra, ok := be.(gpukern.RoPEAttender); ok {
-			ra.RoPEAttention(ws.attn, ws.q, ws.qkv, delta, rows, b.Positions, m.cosSin, kv, li, b.Slots, b.Seqs, attn)
-		} else {
-			be.RoPEWriteKV(ws.q, ws.qkv, delta, rows, c.Heads, b.Positions, m.cosSin, kv, li, b.Slots)
-			be.Attention(ws.attn, ws.q, kv, li, b.Seqs, attn)
-		}
+		gpukern.RoPEAttention(be, ws.attn, ws.q, ws.qkv, delta, rows, b.Positions, m.cosSin, kv, li, b.Slots, b.Seqs, attn)
 		delta = m.project(ws.h, ws.attn, ly, linO, rows, segs)
 
 		be.RMSNorm(ws.h, ws.x, ws.h, delta, ly.postNorm, rows, c.Hidden, eps)
