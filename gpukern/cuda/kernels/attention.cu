@@ -404,14 +404,14 @@ __device__ NOINLINE void decode_rope(float *qs, __nv_bfloat16 *k_cache, __nv_bfl
 	size_t kat = (size_t)(heads + kvh) * hd, vat = (size_t)(heads + kv_heads + kvh) * hd;
 	size_t slot = (size_t)slots[r] * kv_heads * hd + (size_t)kvh * hd;
 	for (int t = threadIdx.x; t < half; t += blockDim.x) {
-		float c = cs[t], s = cs[half + t];
-		float a = qkv_at(row, drow, (size_t)h * hd + t), b = qkv_at(row, drow, (size_t)h * hd + half + t);
-		qs[t] = a * c - b * s;
-		qs[half + t] = b * c + a * s;
+		const float c = cs[t], s = cs[half + t];
+		const float2 qr = rope_pair(row, drow, (size_t)h * hd, t, half, c, s);
+		qs[t] = qr.x;
+		qs[half + t] = qr.y;
 		if (holds_new) {
-			a = qkv_at(row, drow, kat + t), b = qkv_at(row, drow, kat + half + t);
-			k_cache[slot + t] = __float2bfloat16(a * c - b * s);
-			k_cache[slot + half + t] = __float2bfloat16(b * c + a * s);
+			const float2 kr = rope_pair(row, drow, kat, t, half, c, s);
+			k_cache[slot + t] = __float2bfloat16(kr.x);
+			k_cache[slot + half + t] = __float2bfloat16(kr.y);
 			v_cache[slot + t] = __float2bfloat16(qkv_at(row, drow, vat + t));
 			v_cache[slot + half + t] = __float2bfloat16(qkv_at(row, drow, vat + half + t));
 		}

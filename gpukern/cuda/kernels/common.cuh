@@ -24,6 +24,13 @@ __device__ __forceinline__ float qkv_at(const float *x, const float *d, size_t i
 	return d ? x[i] + d[i] : x[i];
 }
 
+// The pair of values i and i + half (rotate_half's pairs) of the head that starts at at in a
+// qkv row (with its delta, qkv_at), rotated by cos c and sin s (rope_write_kv, decode_split).
+__device__ __forceinline__ float2 rope_pair(const float *row, const float *drow, size_t at, int i, int half, float c, float s) {
+	const float a = qkv_at(row, drow, at + i), b = qkv_at(row, drow, at + half + i);
+	return {a * c - b * s, b * c + a * s};
+}
+
 // The sum of v over the warp, in every lane.
 __device__ float warp_sum(float v) {
 	for (int o = 16; o > 0; o >>= 1) {

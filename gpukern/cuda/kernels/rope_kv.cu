@@ -32,16 +32,14 @@ extern "C" __global__ void rope_write_kv(float *q, const float *qkv, const float
 	int p = isq ? t : t - qp, h = p / half, i = p % half;
 	const float *cs = cos_sin + (size_t)pos[r] * hd;
 	float c = cs[i], s = cs[half + i];
-	size_t at = (size_t)(isq ? h : heads + h) * hd;
-	float a = qkv_at(row, drow, at + i), b = qkv_at(row, drow, at + half + i);
-	float x = a * c - b * s, y = b * c + a * s;
+	const float2 xy = rope_pair(row, drow, (size_t)(isq ? h : heads + h) * hd, i, half, c, s);
 	if (isq) {
 		float *qo = q + ((size_t)r * heads + h) * hd;
-		qo[i] = x;
-		qo[half + i] = y;
+		qo[i] = xy.x;
+		qo[half + i] = xy.y;
 		return;
 	}
 	__nv_bfloat16 *ko = k_cache + slot + (size_t)h * hd;
-	ko[i] = __float2bfloat16(x);
-	ko[half + i] = __float2bfloat16(y);
+	ko[i] = __float2bfloat16(xy.x);
+	ko[half + i] = __float2bfloat16(xy.y);
 }
