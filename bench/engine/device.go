@@ -60,6 +60,11 @@ type (
 		LastAdapterUpload() (prepare, transfer time.Duration, err error)
 		WaitAdapterStaged() error
 	}
+	// CopyMeasurer measures the device memory's bandwidth with device-to-device copies of n
+	// bytes (bytes read and written per second).
+	CopyMeasurer interface {
+		CopyBandwidth(n int64) (float64, error)
+	}
 	// MemInfoer reports the device's free and total memory.
 	MemInfoer interface {
 		MemInfo() (free, total int64, err error)
@@ -251,6 +256,25 @@ func (r *runner) stepsWhileLoading(up Uploader, batch *model.Batch, kv *gpukern.
 		prepares, uploads = append(prepares, ms(p)), append(uploads, ms(u))
 	}
 	return steps, prepares, uploads, nil
+}
+
+// maxCopyBytes is the size of the copy that measures the card's bandwidth: a GPU copies
+// a gigabyte at full speed, and a test's small model copies no more than its weights.
+const maxCopyBytes = 1 << 30
+
+// copyBandwidth measures the device's copy bandwidth, if the backend can: 0 where it cannot.
+func (r *runner) copyBandwidth(progress func(string)) (float64, error) {
+	cm, ok := r.be.(CopyMeasurer)
+	if !ok {
+		return 0, nil
+	}
+	n := min(r.weightBytes(), maxCopyBytes)
+	progress(fmt.Sprintf("copy bandwidth: %d MB device to device", n/1e6))
+	bw, err := cm.CopyBandwidth(n)
+	if err != nil {
+		return 0, fmt.Errorf("engine bench: %w", err)
+	}
+	return bw, nil
 }
 
 // memory reads the device's memory in use, if the backend reports it.

@@ -12,20 +12,23 @@ import (
 
 // Report is a run's results, written as JSON and as a markdown table.
 type Report struct {
-	Device    string     `json:"device"` // GPU (or CPU) and driver, as the backend describes itself
-	Commit    string     `json:"commit"`
-	Model     string     `json:"model"`
-	Rank      int        `json:"rank"`
-	Bandwidth float64    `json:"bandwidth_bytes_per_s"` // of the floor
-	Steps     int        `json:"timed_steps"`
-	Settings  []string   `json:"settings,omitempty"` // Config.Settings: the defaults changed for the whole run
-	Decode    []Decode   `json:"decode"`
-	Failed    []string   `json:"failed,omitempty"` // variants whose measurement failed, with the error; the run went on
-	Prefill   Prefill    `json:"prefill"`
-	Loading   *Loading   `json:"loading,omitempty"`  // decode while adapters load (GPU backends)
-	Memory    *Memory    `json:"memory,omitempty"`   // device memory in use (GPU backends)
-	Profiles  []*Profile `json:"profiles,omitempty"` // where a decode step's time goes (GPU backends)
-	Graphs    *Graphs    `json:"graphs,omitempty"`   // how the steps ran: eagerly or as CUDA graphs
+	Device    string  `json:"device"` // GPU (or CPU) and driver, as the backend describes itself
+	Commit    string  `json:"commit"`
+	Model     string  `json:"model"`
+	Rank      int     `json:"rank"`
+	Bandwidth float64 `json:"bandwidth_bytes_per_s"` // of the floor
+	// CopyBandwidth is the card's, measured by a device-to-device copy (bytes read and
+	// written per second); 0 where the backend cannot measure it.
+	CopyBandwidth float64    `json:"copy_bandwidth_bytes_per_s,omitempty"`
+	Steps         int        `json:"timed_steps"`
+	Settings      []string   `json:"settings,omitempty"` // Config.Settings: the defaults changed for the whole run
+	Decode        []Decode   `json:"decode"`
+	Failed        []string   `json:"failed,omitempty"` // variants whose measurement failed, with the error; the run went on
+	Prefill       Prefill    `json:"prefill"`
+	Loading       *Loading   `json:"loading,omitempty"`  // decode while adapters load (GPU backends)
+	Memory        *Memory    `json:"memory,omitempty"`   // device memory in use (GPU backends)
+	Profiles      []*Profile `json:"profiles,omitempty"` // where a decode step's time goes (GPU backends)
+	Graphs        *Graphs    `json:"graphs,omitempty"`   // how the steps ran: eagerly or as CUDA graphs
 	// TimedGEMMs are the timings behind the "cuBLAS GEMMs timed" rows (GEMMTuner backends).
 	TimedGEMMs []TimedGEMM `json:"timed_gemms,omitempty"`
 	PEFT       *PEFT       `json:"peft,omitempty"`    // the baseline measured on the same GPU, if given
@@ -93,6 +96,9 @@ func (r *Report) Markdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Device: %s · commit %s\n\nModel: %s; adapters of rank %d on all seven projections; median of %d steps; floor at %.2f TB/s.\n\n",
 		r.Device, r.Commit, r.Model, r.Rank, r.Steps, r.Bandwidth/1e12)
+	if r.CopyBandwidth > 0 {
+		fmt.Fprintf(&b, "The card's device-to-device copy (bytes read and written): %.2f TB/s.\n\n", r.CopyBandwidth/1e12)
+	}
 	if len(r.Settings) > 0 {
 		fmt.Fprintf(&b, "Settings: %s (`bench engine --with`): every row with these in place of the defaults.\n\n", strings.Join(r.Settings, ", "))
 	}

@@ -79,12 +79,12 @@ func TestBenchEngineOnCUDA(t *testing.T) {
 	if l := rep.Loading; l == nil || l.Loads != steps || !(l.UploadMS > 0) || !(l.StepMS > 0) {
 		t.Errorf("loading %+v", l)
 	}
-	if rep.Memory == nil || rep.Memory.UsedBytes <= 0 || !(rep.Prefill.TokensPerS > 0) {
-		t.Errorf("memory %+v, prefill %+v", rep.Memory, rep.Prefill)
+	if rep.Memory == nil || rep.Memory.UsedBytes <= 0 || !(rep.Prefill.TokensPerS > 0) || !(rep.CopyBandwidth > 0) {
+		t.Errorf("memory %+v, prefill %+v, copy bandwidth %g", rep.Memory, rep.Prefill, rep.CopyBandwidth)
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "engine.md"))
-	if err != nil || !strings.Contains(string(md), "| 34 × ") {
-		t.Errorf("engine.md (%v) lacks the timed GEMMs' table:\n%s", err, md)
+	if err != nil || !strings.Contains(string(md), "| 34 × ") || !strings.Contains(string(md), "device-to-device copy") {
+		t.Errorf("engine.md (%v) lacks the timed GEMMs' table or the copy bandwidth:\n%s", err, md)
 	}
 
 	// The winners measured together (gpu-session.sh): the defaults' rows alone, with the

@@ -3,9 +3,12 @@
 package cuda
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/lorafleet/lorafleet/gpukern/cuda/drv"
 
@@ -60,6 +63,83 @@ func (b *Backend) Time(f func()) (time.Duration, error) {
 		return 0, fmt.Errorf("cuda: timing: %w", err)
 	}
 	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// copyRuns is how many copies CopyBandwidth times, after one that warms up.
+const copyRuns = 9
+
+// copyFill is the byte CopyBandwidth's source holds, to check that the copies arrived.
+const copyFill = 0xa5
+
+// CopyBandwidth measures the device memory's bandwidth as a device-to-device copy of n bytes
+// sees it: bytes read and written per second, at the median of copyRuns copies. It checks
+// the copy's first and last bytes: a copy that moved nothing would time as a fast one.
+func (b *Backend) CopyBandwidth(n int64) (float64, error) {
+	var src, dst drv.DevicePtr
+	var err error
+	b.do(func() {
+		if src, err = drv.MemAlloc(n); err == nil {
+			if dst, err = drv.MemAlloc(n); err != nil {
+				_ = drv.MemFree(src)
+			}
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cuda: copy bandwidth: %w", err)
+	}
+	defer b.do(func() {
+		_ = drv.MemFree(src)
+		_ = drv.MemFree(dst)
+	})
+	b.do(func() { err = drv.MemsetD8(src, copyFill, n) })
+	if err != nil {
+		return 0, fmt.Errorf("cuda: copy bandwidth: %w", err)
+	}
+	var copyErr error
+	copyOnce := func() {
+		b.do(func() { copyErr = cmp.Or(copyErr, drv.MemcpyDtoDAsync(dst, src, n, b.stream)) })
+	}
+	times := make([]time.Duration, 0, copyRuns)
+	for i := range copyRuns + 1 {
+		d, err := b.Time(copyOnce)
+		if err = cmp.Or(copyErr, err); err != nil {
+			return 0, fmt.Errorf("cuda: copy bandwidth: %w", err)
+		}
+		if i > 0 {
+			times = append(times, d)
+		}
+	}
+	if err := b.checkCopy(dst, n); err != nil {
+		return 0, fmt.Errorf("cuda: copy bandwidth: %w", err)
+	}
+	slices.Sort(times)
+	median := times[len(times)/2]
+	if median <= 0 {
+		return 0, fmt.Errorf("cuda: copy bandwidth: a copy of %d bytes took %v, too little to time", n, median)
+	}
+	return float64(2*n) / median.Seconds(), nil
+}
+
+// checkCopy reads back the first and last bytes of a copy of n bytes to dst and checks that
+// they hold copyFill.
+func (b *Backend) checkCopy(dst drv.DevicePtr, n int64) error {
+	var head, tail [64]byte
+	k := min(n, int64(len(head)))
+	var err error
+	b.do(func() {
+		if err = drv.MemcpyDtoH(unsafe.Pointer(&head[0]), dst, k); err == nil {
+			err = drv.MemcpyDtoH(unsafe.Pointer(&tail[0]), dst+drv.DevicePtr(n-k), k)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("reading the copy back: %w", err)
+	}
+	for i, c := range append(head[:k], tail[:k]...) {
+		if c != copyFill {
+			return fmt.Errorf("byte %d of those read back is %#x, not %#x: the copy did not arrive", i, c, copyFill)
+		}
+	}
+	return nil
 }
 
 // LastAdapterUpload waits for the last adapter upload and returns the host time spent

@@ -148,6 +148,7 @@ var (
 	MemcpyHtoD             = cu.MemcpyHtoD
 	MemcpyDtoH             = cu.MemcpyDtoH
 	MemcpyHtoDAsync        = cu.MemcpyHtoDAsync
+	MemcpyDtoDAsync        = cu.MemcpyDtoDAsync
 	MemFreeHost            = cu.MemFreeHost
 	MemInfo                = cu.MemInfo
 	Version                = cu.Version

@@ -151,6 +151,24 @@ func MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, n int64, s Stream) error
 	})
 }
 
+// MemcpyDtoDAsync queues a copy of n bytes from device memory to device memory on s.
+func MemcpyDtoDAsync(dst, src DevicePtr, n int64, s Stream) error {
+	emu.Lock()
+	defer emu.Unlock()
+	return run(s, func() error {
+		d, err := hostOf(dst, n)
+		if err != nil {
+			return err
+		}
+		from, err := hostOf(src, n)
+		if err != nil {
+			return err
+		}
+		C.memmove(d, from, C.size_t(n))
+		return nil
+	})
+}
+
 // AllocHost returns n bytes of host memory (page-locked on a GPU machine).
 func AllocHost(n int) (unsafe.Pointer, error) {
 	p := C.malloc(C.size_t(max(n, 1)))
