@@ -18,7 +18,9 @@ mkdir -p "$out"
 cd "$root"
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 bench=(bin/lorafleet-cuda bench engine --batches 32 --adapters 32 --contexts 128 --steps 3 --warmup 1 --prefill-seqs 1)
-sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis)
+# --clock-control none: the card's clocks as the runs find them (ncu would otherwise lock them
+# to base, 1.45 GHz on the H100 up to f384bcb; the device machines' rules leave clocks alone).
+sections=(--clock-control none --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis)
 "$ncu" -k 'regex:decode_split|lora_' --launch-skip 130 -c 9 "${sections[@]}" "${bench[@]}" >"$out/ncu.txt" 2>&1
 rc=$?
 # The first four gemm_small and gemm_deep launches: the first layer's qkv, o, gate/up and
