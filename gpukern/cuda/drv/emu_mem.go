@@ -139,20 +139,17 @@ func MemcpyDtoH(dst unsafe.Pointer, src DevicePtr, n int64) error {
 
 // MemcpyHtoDAsync queues a copy of n bytes of page-locked host memory to the device on s.
 func MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, n int64, s Stream) error {
-	emu.Lock()
-	defer emu.Unlock()
-	return run(s, func() error {
-		d, err := hostOf(dst, n)
-		if err != nil {
-			return err
-		}
-		C.memcpy(d, src, C.size_t(n))
-		return nil
-	})
+	return copyAsync(dst, func() (unsafe.Pointer, error) { return src, nil }, n, s)
 }
 
 // MemcpyDtoDAsync queues a copy of n bytes from device memory to device memory on s.
 func MemcpyDtoDAsync(dst, src DevicePtr, n int64, s Stream) error {
+	return copyAsync(dst, func() (unsafe.Pointer, error) { return hostOf(src, n) }, n, s)
+}
+
+// copyAsync queues a copy of n bytes to the device at dst on s, from where src says when the
+// copy runs.
+func copyAsync(dst DevicePtr, src func() (unsafe.Pointer, error), n int64, s Stream) error {
 	emu.Lock()
 	defer emu.Unlock()
 	return run(s, func() error {
@@ -160,7 +157,7 @@ func MemcpyDtoDAsync(dst, src DevicePtr, n int64, s Stream) error {
 		if err != nil {
 			return err
 		}
-		from, err := hostOf(src, n)
+		from, err := src()
 		if err != nil {
 			return err
 		}
