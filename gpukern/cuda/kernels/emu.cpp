@@ -2,13 +2,16 @@
 
 // The CPU emulator's scheduler and table of kernels (emu.go). A block's threads are fibers
 // run round-robin, each until it waits at a barrier (__syncthreads, or a warp's shuffle) or
-// ends; a barrier opens once every thread of its block or warp that has not ended is there.
+// ends, thread by thread or, on some launches, warp by warp (a warp's threads until none of
+// them can run); a barrier opens once every thread of its block or warp that has not ended is
+// there.
 // A barrier that can never open (threads ended or waiting elsewhere) is reported as a
 // deadlock rather than hanging, as a shuffle reading a lane that has ended is reported.
 // Kernels that the table marks barrier-free run their threads one after another as plain
 // calls, which is much faster; one that reaches a barrier all the same is reported.
 #include "emu.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <numeric>
 #include <utility>
@@ -159,6 +162,10 @@ struct {
 	const uint64_t *args;
 	const char *err; // the launch's first failure
 	bool direct;     // threads run as plain calls: a barrier is an error
+	// The order the threads take turns in (Order): until they end or wait at a barrier, each
+	// in turn, then again; or, by_warp, warp by warp in the order of their first threads.
+	int order[max_threads];
+	bool by_warp;
 } blk;
 
 void fail(const char *msg) {
@@ -212,11 +219,45 @@ void entry() {
 }
 
 void run_direct() {
-	for (int i = 0; i < blk.n && !blk.err; i++) {
+	for (int k = 0; k < blk.n && !blk.err; k++) {
+		const int i = blk.order[k];
 		blk.cur = i;
 		threadIdx = uint3{(unsigned)i, 0, 0};
 		blk.body(blk.args);
 	}
+}
+
+// run_turn runs thread i until it waits at a barrier or ends, if it can run (it has not ended
+// and waits at no barrier), and says whether it ran.
+bool run_turn(int i) {
+	Fiber &f = blk.fibers[i];
+	if (f.done || f.waiting) {
+		return false;
+	}
+	blk.cur = i;
+	threadIdx = uint3{(unsigned)i, 0, 0};
+	switch_to(blk.sched, f.ctx, Stack{f.stack, stack_bytes});
+	return true;
+}
+
+// run_round gives every thread that can run a turn, in blk.order, and says whether any ran.
+// Warp by warp (blk.by_warp: blk.order holds each warp's threads together), a warp's threads
+// take turns until none of them can run before the next warp's do: the warp runs ahead
+// through its shuffles, as far as the block's next __syncthreads.
+bool run_round() {
+	bool ran = false;
+	const int group = blk.by_warp ? 32 : 1;
+	for (int g = 0; g < blk.n; g += group) {
+		for (bool again = true; again;) {
+			again = false;
+			for (int k = g; k < g + group; k++) {
+				again = run_turn(blk.order[k]) || again;
+			}
+			ran = ran || again;
+			again = again && blk.by_warp;
+		}
+	}
+	return ran;
 }
 
 void run_block() {
@@ -239,20 +280,10 @@ void run_block() {
 		blk.warps[w] = Barrier{0, min(32, n - w * 32), nullptr};
 	}
 	for (;;) {
-		bool ran = false, all_done = true;
-		for (int i = 0; i < n; i++) {
-			Fiber &f = blk.fibers[i];
-			if (f.done) {
-				continue;
-			}
-			all_done = false;
-			if (f.waiting) {
-				continue;
-			}
-			blk.cur = i;
-			threadIdx = uint3{(unsigned)i, 0, 0};
-			switch_to(blk.sched, f.ctx, Stack{f.stack, stack_bytes});
-			ran = true;
+		const bool ran = run_round();
+		bool all_done = true;
+		for (int i = 0; i < n && all_done; i++) {
+			all_done = blk.fibers[i].done;
 		}
 		if (all_done) {
 			return;
@@ -453,10 +484,76 @@ extern "C" __global__ void emu_mma(float *d, const uint16_t *a, const uint16_t *
 	}
 }
 // Where the launch ran its blocks: out[0] counts them, out[1 + k] is the k-th block's linear
-// index (x fastest), for the test of BlockOrder.
+// index (x fastest), for the test of Order.
 extern "C" __global__ void emu_block_order(int *out) {
 	if (threadIdx.x == 0) {
 		out[1 + atomicAdd(out, 1)] = (int)(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
+	}
+}
+// The order block 0's threads ran in (out as emu_block_order's), for the test of Order; this
+// one as fibers (for the barrier after), emu_thread_order_direct as plain calls (barrier-free).
+extern "C" __global__ void emu_thread_order(int *out) {
+	if (blockIdx.x == 0) {
+		out[1 + atomicAdd(out, 1)] = (int)threadIdx.x;
+	}
+	__syncthreads();
+}
+extern "C" __global__ void emu_thread_order_direct(int *out) {
+	if (blockIdx.x == 0) {
+		out[1 + atomicAdd(out, 1)] = (int)threadIdx.x;
+	}
+}
+// Each thread of block 0 records itself (out as emu_block_order's) after each of two shuffles
+// (of its own index): warp by warp, a warp's threads record twice before another warp's do.
+extern "C" __global__ void emu_warp_turns(int *out) {
+	for (int i = 0; i < 2; i++) {
+		const int me = __shfl_sync(0xffffffffu, (int)threadIdx.x, threadIdx.x & 31);
+		if (blockIdx.x == 0) {
+			out[1 + atomicAdd(out, 1)] = me;
+		}
+	}
+}
+// Two races that a GPU may or may not show, for the test that the emulator shows them in some
+// launches. Thread 0 sets s with no barrier before the others read it: out[t] is what thread t
+// read (first to last, every thread finds it set).
+extern "C" __global__ void emu_racy_broadcast(float *out) {
+	__shared__ float s;
+	if (threadIdx.x == 0) {
+		s = 1.0f;
+	}
+	out[threadIdx.x] = s;
+	__syncthreads();
+}
+// Each warp reads the next warp's s, shuffles, and then writes its own for the next round with
+// no barrier to wait for the other warps' reads: out[r*warps + w] is what warp w read in round r
+// (0 in round 0, 1 in round 1 without the race). Thread by thread, every thread reads before
+// any gets past its shuffle; a warp running ahead writes before the others read.
+extern "C" __global__ void emu_racy_warps(int *out) {
+	__shared__ int s[32];
+	const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+	if (lane == 0) {
+		s[warp] = 0;
+	}
+	__syncthreads();
+	for (int r = 0; r < 2; r++) {
+		const int seen = __shfl_sync(0xffffffffu, s[(warp + 1) % warps], 0);
+		if (lane == 0) {
+			s[warp] = r + 1;
+			out[r * warps + warp] = seen;
+		}
+		__syncthreads();
+	}
+}
+// Block 0 writes its static shared memory and block b > 0 reads its own, unwritten: out[b] =
+// s[0], which a GPU leaves undefined and the emulator fills with 0xff bytes or zeros.
+extern "C" __global__ void emu_static_shared(float *out) {
+	__shared__ float s[4];
+	if (threadIdx.x == 0 && blockIdx.x == 0) {
+		s[0] = 1.0f;
+	}
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		out[blockIdx.x] = s[0];
 	}
 }
 } // namespace k_emu
@@ -507,24 +604,30 @@ const Kernel table[] = {
 	KERNEL_IN("emu.cpp", emu, emu_unmarked_barrier, false), KERNEL_IN("emu.cpp", emu, emu_partial_mask, true),
 	KERNEL_IN("emu.cpp", emu, emu_divergent_barrier, true), KERNEL_IN("emu.cpp", emu, emu_mma, true),
 	KERNEL_IN("emu.cpp", emu, emu_trap, true), KERNEL_IN("emu.cpp", emu, emu_block_order, false),
+	KERNEL_IN("emu.cpp", emu, emu_thread_order, true), KERNEL_IN("emu.cpp", emu, emu_thread_order_direct, false),
+	KERNEL_IN("emu.cpp", emu, emu_static_shared, true), KERNEL_IN("emu.cpp", emu, emu_warp_turns, true),
+	KERNEL_IN("emu.cpp", emu, emu_racy_broadcast, true), KERNEL_IN("emu.cpp", emu, emu_racy_warps, true),
 };
 
-// launches counts emu_launch's calls, which take turns at the order of their blocks (BlockOrder).
+// launches counts emu_launch's calls, which take turns at how they run (emu_launch).
 unsigned long long launches;
 
-// A launch's order of its n blocks, by linear index (x fastest). A GPU runs blocks in no set
-// order, and code whose result depends on it (which block of a split finishes last and
-// combines the parts, say) is wrong; so the launches take turns: first to last, last to first,
-// and by a stride of about n/2 (prime to n, so that each block runs once), whose last block is
-// one from the middle.
-struct BlockOrder {
+// An order of n blocks (by linear index, x fastest) or of a block's n threads. A GPU runs
+// blocks in no set order, nor a block's warps, and code whose result depends on it is wrong:
+// which block of a split finishes last and combines the parts, say, or a thread reading
+// shared memory that another writes with no barrier between them (in first-to-last order the
+// reader sees the write wherever the writer's index is the lower). So the launches take turns
+// at three orders, for their blocks (mode launch % 3) and for their threads (mode launch / 3
+// % 3: nine launches in a row meet every pair): first to last, last to first, and by a
+// stride of about n/2 (prime to n, so that each runs once), whose last is one from the middle.
+struct Order {
 	unsigned long long n, mode, stride;
-	BlockOrder(unsigned long long n, unsigned long long launch) : n(n), mode(launch % 3), stride(n / 2 + 1) {
+	Order(unsigned long long n, unsigned long long mode) : n(n), mode(mode % 3), stride(n / 2 + 1) {
 		while (std::gcd(stride, n) > 1) {
 			stride++;
 		}
 	}
-	// The k-th block to run (k < n).
+	// The k-th to run (k < n).
 	unsigned long long at(unsigned long long k) const {
 		return mode == 0 ? k : mode == 1 ? n - 1 - k : k * stride % n;
 	}
@@ -534,15 +637,25 @@ struct BlockOrder {
 
 extern "C" {
 
+// The bounds of the section that holds the kernels' static shared memory (emu.h's
+// __shared__), which the linker defines.
+extern unsigned char __start_emu_shared[], __stop_emu_shared[];
+
 int emu_kernels() { return sizeof table / sizeof table[0]; }
 const char *emu_kernel_name(int i) { return table[i].name; }
 const char *emu_kernel_file(int i) { return table[i].file; }
 int emu_kernel_arity(int i) { return table[i].arity; }
 
 // emu_launch runs kernel i over the grid, block threads (a multiple of 32, at most 1024) each,
-// with smem bytes of dynamic shared memory, filled with 0xff bytes (NaN as floats) so that
-// reading what no thread wrote shows, its blocks in one of BlockOrder's orders. It returns the
-// first failure, or null.
+// with smem bytes of dynamic shared memory. Launches take turns at how (a cycle of 36
+// launches): the blocks, and each block's threads, run in one of Order's orders; the threads take
+// turns thread by thread or warp by warp, a warp then racing ahead of the others to the next
+// __syncthreads, and so reading and writing shared memory that a missing barrier leaves to
+// them. Before each block it fills the dynamic shared memory with 0xff bytes (NaN as floats),
+// so that reading what no thread wrote shows, and the static shared memory with 0xff bytes or
+// zeros: a flag that one thread sets for the others (`last`, the split GEMMs' and
+// attention's) must read as neither true nor false before it is set. It returns the first
+// failure, or null.
 const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned block, size_t smem, const uint64_t *args) {
 	if ((int)block > max_threads || block % 32 != 0) {
 		return "block size not emulated: a multiple of 32 up to 1024";
@@ -558,10 +671,24 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	gridDim = dim3{gx, gy, gz};
 	blockDim = dim3{block, 1, 1};
 	std::vector<unsigned char> shared(smem + 16);
-	const BlockOrder order((unsigned long long)gx * gy * gz, launches++);
+	const unsigned long long launch = launches++;
+	// The cycle: the blocks' order, the threads', the static shared memory's filling,
+	// thread or warp turns; any 36 launches in a row meet every combination.
+	const Order order((unsigned long long)gx * gy * gz, launch), threads(block, launch / 3);
+	blk.by_warp = launch / 18 % 2;
+	const int poison = launch / 9 % 2 ? 0 : 0xff;
+	int first[max_threads / 32]; // where each warp's first thread comes in the order
+	for (unsigned k = block; k-- > 0;) {
+		blk.order[k] = (int)threads.at(k);
+		first[blk.order[k] >> 5] = (int)k;
+	}
+	if (blk.by_warp) { // each warp's threads together, in the order of the warps' first ones
+		std::stable_sort(blk.order, blk.order + block, [&](int a, int b) { return first[a >> 5] < first[b >> 5]; });
+	}
 	for (unsigned long long k = 0; k < order.n && !blk.err; k++) {
 		const unsigned long long b = order.at(k);
 		memset(shared.data(), 0xff, shared.size());
+		memset(__start_emu_shared, poison, __stop_emu_shared - __start_emu_shared);
 		emu_dyn_smem = smem ? (unsigned char *)(((uintptr_t)shared.data() + 15) & ~(uintptr_t)15) : nullptr;
 		blockIdx = uint3{(unsigned)(b % gx), (unsigned)(b / gx % gy), (unsigned)(b / gx / gy)};
 		if (blk.direct) {

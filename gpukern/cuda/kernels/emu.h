@@ -10,7 +10,11 @@
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __shared__ static // one block runs at a time: a static is the block's shared memory
+// One block runs at a time: a static is the block's shared memory. They all lie in one section,
+// which emu_launch fills before each block (with 0xff bytes or zeros): on a GPU a block's
+// shared memory starts with whatever was there, and a kernel reading what none of its block's
+// threads wrote must not find the last block's value.
+#define __shared__ static __attribute__((section("emu_shared")))
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define __restrict__ __restrict

@@ -79,6 +79,107 @@ func TestEmulatedBlockOrder(t *testing.T) {
 	}
 }
 
+// So do their threads, each thread running once: in nine launches in a row, one runs block
+// 0's threads first to last, one last to first, and they end with three different threads;
+// as fibers (at a barrier) and as plain calls alike.
+func TestEmulatedThreadOrder(t *testing.T) {
+	const threads = 96
+	for _, kernel := range []string{"emu_thread_order", "emu_thread_order_direct"} {
+		lasts := map[int32]bool{}
+		forward, backward := false, false
+		for range 9 {
+			out := make([]int32, 1+threads)
+			if err := EmulatedKernels()[kernel].Launch([3]int{2, 1, 1}, threads, 0, []uint64{addr(out)}); err != nil {
+				t.Fatal(err)
+			}
+			ran := out[1:]
+			if int(out[0]) != threads || !slices.Equal(slices.Sorted(slices.Values(ran)), seq(threads)) {
+				t.Fatalf("%s: %d threads ran, in the order %v: want each of %d once", kernel, out[0], ran, threads)
+			}
+			forward = forward || slices.Equal(ran, seq(threads))
+			reversed := seq(threads)
+			slices.Reverse(reversed)
+			backward = backward || slices.Equal(ran, reversed)
+			lasts[ran[threads-1]] = true
+		}
+		if !forward || !backward || len(lasts) != 3 {
+			t.Errorf("%s, nine launches: first to last %v, last to first %v, last threads %v; want both orders and three different last threads",
+				kernel, forward, backward, lasts)
+		}
+	}
+}
+
+// In some launches the threads take turns thread by thread, in others warp by warp: a warp
+// then runs through its shuffles before the next one starts.
+func TestEmulatedWarpTurns(t *testing.T) {
+	const threads = 64
+	byThread, byWarp := false, false
+	for range 36 {
+		out := make([]int32, 1+2*threads)
+		if err := EmulatedKernels()["emu_warp_turns"].Launch([3]int{2, 1, 1}, threads, 0, []uint64{addr(out)}); err != nil {
+			t.Fatal(err)
+		}
+		if out[0] != 2*threads {
+			t.Fatalf("%d records, want %d", out[0], 2*threads)
+		}
+		// The first half of the records: one warp's two each (warp by warp), or every
+		// thread's first (thread by thread).
+		warps := map[int32]bool{}
+		for _, tid := range out[1 : 1+threads] {
+			warps[tid/32] = true
+		}
+		byWarp = byWarp || len(warps) == 1
+		byThread = byThread || len(warps) == 2
+	}
+	if !byWarp || !byThread {
+		t.Errorf("36 launches: warp by warp %v, thread by thread %v; want both", byWarp, byThread)
+	}
+}
+
+// What these orders are for: a race between a block's threads, whose result the first-to-last
+// order alone would never show, shows in some of 36 launches in a row (and, as on a GPU, not in
+// every one). emu_racy_broadcast's readers run before its writer (in another order of the
+// threads); emu_racy_warps' warps overwrite what the others still have to read (warp by warp).
+func TestEmulatorShowsRaces(t *testing.T) {
+	const threads = 96
+	broadcast, warps := false, false
+	for range 36 {
+		got := make([]float32, threads)
+		if err := EmulatedKernels()["emu_racy_broadcast"].Launch([3]int{1, 1, 1}, threads, 0, []uint64{addr(got)}); err != nil {
+			t.Fatal(err)
+		}
+		broadcast = broadcast || slices.ContainsFunc(got, func(v float32) bool { return v != 1 })
+		seen := make([]int32, 2*threads/32)
+		if err := EmulatedKernels()["emu_racy_warps"].Launch([3]int{1, 1, 1}, threads, 0, []uint64{addr(seen)}); err != nil {
+			t.Fatal(err)
+		}
+		warps = warps || !slices.Equal(seen, []int32{0, 0, 0, 1, 1, 1})
+	}
+	if !broadcast || !warps {
+		t.Errorf("36 launches: the broadcast's race shown %v, the warps' %v; want both", broadcast, warps)
+	}
+}
+
+// A block's static shared memory starts filled with 0xff bytes or with zeros, by turns of nine
+// launches, not with the last block's values, whichever order the blocks run in.
+func TestEmulatedStaticSharedPoisoned(t *testing.T) {
+	seen := map[uint32]bool{}
+	for range 18 {
+		out := make([]float32, 3)
+		if err := EmulatedKernels()["emu_static_shared"].Launch([3]int{3, 1, 1}, 32, 0, []uint64{addr(out)}); err != nil {
+			t.Fatal(err)
+		}
+		b1, b2 := math.Float32bits(out[1]), math.Float32bits(out[2])
+		if out[0] != 1 || b1 != b2 || b1 != math.MaxUint32 && b1 != 0 {
+			t.Fatalf("block 0 read %v, blocks 1 and 2 %#x and %#x: want 1, then 0xff bytes or zeros", out[0], b1, b2)
+		}
+		seen[b1] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("18 launches filled shared memory with %v alone: want 0xff bytes and zeros by turns", seen)
+	}
+}
+
 // seq is 0, 1, …, n-1.
 func seq(n int) []int32 {
 	s := make([]int32, n)
@@ -88,7 +189,14 @@ func seq(n int) []int32 {
 	return s
 }
 
-func addr[T any](s []T) uint64 { return uint64(uintptr(unsafe.Pointer(&s[0]))) }
+// sink makes every slice whose address goes to a kernel (addr) escape to the heap: one on a
+// goroutine's stack moves when the stack grows, and the kernel would write where it was.
+var sink any
+
+func addr[T any](s []T) uint64 {
+	sink = s
+	return uint64(uintptr(unsafe.Pointer(&s[0])))
+}
 
 // A grid-stride kernel covers every element whatever the grid; the arguments are read from
 // their cells' low bytes.
