@@ -262,19 +262,20 @@ func (r *runner) stepsWhileLoading(up Uploader, batch *model.Batch, kv *gpukern.
 // a gigabyte at full speed, and a test's small model copies no more than its weights.
 const maxCopyBytes = 1 << 30
 
-// copyBandwidth measures the device's copy bandwidth, if the backend can: 0 where it cannot.
-func (r *runner) copyBandwidth(progress func(string)) (float64, error) {
+// copyBandwidth measures the device's copy bandwidth into rep, if the backend can.
+func (r *runner) copyBandwidth(rep *Report, progress func(string)) error {
 	cm, ok := r.be.(CopyMeasurer)
 	if !ok {
-		return 0, nil
+		return nil
 	}
 	n := min(r.weightBytes(), maxCopyBytes)
 	progress(fmt.Sprintf("copy bandwidth: %d MB device to device", n/1e6))
 	bw, err := cm.CopyBandwidth(n)
 	if err != nil {
-		return 0, fmt.Errorf("engine bench: %w", err)
+		return fmt.Errorf("engine bench: %w", err)
 	}
-	return bw, nil
+	rep.CopyBandwidth, rep.CopyBytes = bw, n
+	return nil
 }
 
 // memory reads the device's memory in use, if the backend reports it.

@@ -178,7 +178,7 @@ func Run(ctx context.Context, be gpukern.Backend, cfg Config, progress func(stri
 	rep := &Report{Device: be.Name(), Model: shapeOf(cfg.Model), Rank: cfg.Rank, Bandwidth: cfg.Bandwidth, Steps: cfg.Steps,
 		Settings: cfg.Settings}
 	defer r.applySettings()()
-	if rep.CopyBandwidth, err = r.copyBandwidth(progress); err != nil {
+	if err = r.copyBandwidth(rep, progress); err != nil {
 		rep.Error = err.Error()
 		return rep, err
 	}

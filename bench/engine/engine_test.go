@@ -93,21 +93,22 @@ func TestProfilesTheLargestBatch(t *testing.T) {
 type gpuLike struct {
 	*cpuref.Backend
 	live, loads int
-	bf16Loads   int    // loads whose data came in bf16
-	graphsOff   []bool // each SetGraphs call's "off"
-	flushOps    int    // as SetFlushOps set it
-	flushSets   []int  // each SetFlushOps call's n
-	sideSets    []bool // each SetLoRASideStream call's "on"
-	prioSets    []bool // each SetLoRASidePriority call's "prioritized"
-	gemmSets    []bool // each SetSmallGEMM call's "on"
-	splitSets   []bool // each SetGEMMSplit call's "on"
-	deepSets    []bool // each SetDeepGEMM call's "on"
-	tuneSets    []bool // each SetTunedGEMM call's "on"
-	leanSets    []bool // each SetLeanGEMM call's "on"
-	staged      int    // WaitAdapterStaged calls
-	earlySets   []bool // each SetEarlyLaunch call's "on"
-	ropeSets    []bool // each SetFusedRoPE call's "on"
-	failLean    bool   // steps fail while SetLeanGEMM is on, as a GPU refusing a kernel would make them
+	bf16Loads   int     // loads whose data came in bf16
+	graphsOff   []bool  // each SetGraphs call's "off"
+	flushOps    int     // as SetFlushOps set it
+	flushSets   []int   // each SetFlushOps call's n
+	sideSets    []bool  // each SetLoRASideStream call's "on"
+	prioSets    []bool  // each SetLoRASidePriority call's "prioritized"
+	gemmSets    []bool  // each SetSmallGEMM call's "on"
+	splitSets   []bool  // each SetGEMMSplit call's "on"
+	deepSets    []bool  // each SetDeepGEMM call's "on"
+	tuneSets    []bool  // each SetTunedGEMM call's "on"
+	leanSets    []bool  // each SetLeanGEMM call's "on"
+	staged      int     // WaitAdapterStaged calls
+	earlySets   []bool  // each SetEarlyLaunch call's "on"
+	ropeSets    []bool  // each SetFusedRoPE call's "on"
+	failLean    bool    // steps fail while SetLeanGEMM is on, as a GPU refusing a kernel would make them
+	copies      []int64 // each CopyBandwidth call's size
 }
 
 func (g *gpuLike) Sync() error {
@@ -159,6 +160,10 @@ func (g *gpuLike) WaitAdapterStaged() error {
 	return nil
 }
 func (g *gpuLike) MemInfo() (free, total int64, err error) { return 3 << 30, 8 << 30, nil }
+func (g *gpuLike) CopyBandwidth(n int64) (float64, error) {
+	g.copies = append(g.copies, n)
+	return 2.5e12, nil
+}
 func (g *gpuLike) GraphStats() host.GraphStats {
 	return host.GraphStats{Replayed: 40, Captured: 2, Eager: 9, Failed: 1, FirstFailure: errors.New("capture invalidated")}
 }
@@ -190,6 +195,12 @@ func TestGPUMeasurements(t *testing.T) {
 	}
 	if want := []bool{true, false, true, false}; !slices.Equal(be.graphsOff, want) {
 		t.Errorf("SetGraphs(off) calls %v, want %v", be.graphsOff, want)
+	}
+	// The copy bandwidth, measured once with a copy of the tiny model's weights (less than
+	// the gigabyte a large model's copy takes).
+	weights := (&runner{cfg: cfg}).weightBytes()
+	if !slices.Equal(be.copies, []int64{weights}) || rep.CopyBandwidth != 2.5e12 || rep.CopyBytes != weights {
+		t.Errorf("copies %v of %d bytes' weights; report %g bytes/s over %d bytes", be.copies, weights, rep.CopyBandwidth, rep.CopyBytes)
 	}
 	// One launch per step at the largest batch up to the reference, the first context; the
 	// backend's setting put back after it.

@@ -17,9 +17,10 @@ type Report struct {
 	Model     string  `json:"model"`
 	Rank      int     `json:"rank"`
 	Bandwidth float64 `json:"bandwidth_bytes_per_s"` // of the floor
-	// CopyBandwidth is the card's, measured by a device-to-device copy (bytes read and
-	// written per second); 0 where the backend cannot measure it.
+	// CopyBandwidth is the card's, measured by a device-to-device copy of CopyBytes (bytes
+	// read and written per second); 0 where the backend cannot measure it.
 	CopyBandwidth float64    `json:"copy_bandwidth_bytes_per_s,omitempty"`
+	CopyBytes     int64      `json:"copy_bytes,omitempty"`
 	Steps         int        `json:"timed_steps"`
 	Settings      []string   `json:"settings,omitempty"` // Config.Settings: the defaults changed for the whole run
 	Decode        []Decode   `json:"decode"`
@@ -97,7 +98,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	fmt.Fprintf(&b, "Device: %s · commit %s\n\nModel: %s; adapters of rank %d on all seven projections; median of %d steps; floor at %.2f TB/s.\n\n",
 		r.Device, r.Commit, r.Model, r.Rank, r.Steps, r.Bandwidth/1e12)
 	if r.CopyBandwidth > 0 {
-		fmt.Fprintf(&b, "The card's device-to-device copy (bytes read and written): %.2f TB/s.\n\n", r.CopyBandwidth/1e12)
+		fmt.Fprintf(&b, "The card's device-to-device copy of %d MB (bytes read and written): %.2f TB/s.\n\n", r.CopyBytes/1e6, r.CopyBandwidth/1e12)
 	}
 	if len(r.Settings) > 0 {
 		fmt.Fprintf(&b, "Settings: %s (`bench engine --with`): every row with these in place of the defaults.\n\n", strings.Join(r.Settings, ", "))

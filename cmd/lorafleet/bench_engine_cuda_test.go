@@ -79,7 +79,7 @@ func TestBenchEngineOnCUDA(t *testing.T) {
 	if l := rep.Loading; l == nil || l.Loads != steps || !(l.UploadMS > 0) || !(l.StepMS > 0) {
 		t.Errorf("loading %+v", l)
 	}
-	if rep.Memory == nil || rep.Memory.UsedBytes <= 0 || !(rep.Prefill.TokensPerS > 0) || !(rep.CopyBandwidth > 0) {
+	if rep.Memory == nil || rep.Memory.UsedBytes <= 0 || !(rep.Prefill.TokensPerS > 0) || !(rep.CopyBandwidth > 0) || rep.CopyBytes <= 0 {
 		t.Errorf("memory %+v, prefill %+v, copy bandwidth %g", rep.Memory, rep.Prefill, rep.CopyBandwidth)
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "engine.md"))
