@@ -248,14 +248,14 @@ bool run_round() {
 	bool ran = false;
 	const int group = blk.by_warp ? 32 : 1;
 	for (int g = 0; g < blk.n; g += group) {
-		for (bool again = true; again;) {
+		bool again;
+		do {
 			again = false;
 			for (int k = g; k < g + group; k++) {
 				again = run_turn(blk.order[k]) || again;
 			}
 			ran = ran || again;
-			again = again && blk.by_warp;
-		}
+		} while (again && blk.by_warp);
 	}
 	return ran;
 }
@@ -678,7 +678,7 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	blk.by_warp = launch / 18 % 2;
 	const int poison = launch / 9 % 2 ? 0 : 0xff;
 	int first[max_threads / 32]; // where each warp's first thread comes in the order
-	for (unsigned k = block; k-- > 0;) {
+	for (unsigned k = block; k-- > 0;) { // last to first: the earliest place is the one kept
 		blk.order[k] = (int)threads.at(k);
 		first[blk.order[k] >> 5] = (int)k;
 	}
