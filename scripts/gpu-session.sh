@@ -9,6 +9,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 final=${OUT:-/tmp}
+mkdir -p "$final"
 work=$(mktemp -d)
 export LORAFLEET_CUBIN_CACHE=${LORAFLEET_CUBIN_CACHE:-${TMPDIR:-/tmp}/lorafleet-cubin} # compiled once, for all three
 cd "$root"

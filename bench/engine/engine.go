@@ -115,17 +115,21 @@ func (c *Config) setDefaults() error {
 
 // MaxAdapters is the number of adapters the run keeps on the backend at once (the size of a
 // GPU backend's adapter pool): the most any step uses, and a spare slot that takes the
-// uploads of the decode-while-loading measurement.
+// uploads of the decode-while-loading measurement. The variants (a run without Settings) use
+// min(reference, batch) adapters, whatever Adapters lists.
 func (c *Config) MaxAdapters() (int, error) {
 	if err := c.setDefaults(); err != nil {
 		return 0, err
 	}
-	n := c.PrefillSeqs
+	n, top := c.PrefillSeqs, slices.Max(c.Batches)
 	for _, k := range c.Adapters {
 		if k == 0 {
-			k = slices.Max(c.Batches)
+			k = top
 		}
-		n = max(n, min(k, slices.Max(c.Batches)))
+		n = max(n, min(k, top))
+	}
+	if len(c.Settings) == 0 {
+		n = max(n, min(reference, top))
 	}
 	return n + 1, nil
 }

@@ -88,6 +88,29 @@ func TestProfilesTheLargestBatch(t *testing.T) {
 	}
 }
 
+// The variants run with min(reference, batch) adapters whatever --adapters lists, so the run
+// keeps that many on the backend: with one adapter listed and a batch above the reference, a
+// variant's step once indexed past the adapters the run had (a panic).
+func TestVariantsHaveTheirAdapters(t *testing.T) {
+	cfg := Config{Model: tinyShape(t), Batches: []int{reference + 2}, Adapters: []int{1}, Contexts: []int{8}, Rank: 4,
+		Steps: 1, Warmup: 0, PrefillPrompt: 8, PrefillSeqs: 1}
+	if n, err := cfg.MaxAdapters(); err != nil || n != reference+1 {
+		t.Fatalf("MaxAdapters = %d, %v; want %d (the variants' and a spare)", n, err, reference+1)
+	}
+	rep, err := Run(context.Background(), &gpuLike{Backend: cpuref.New(1), flushOps: 64}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := rep.find(GraphsOff, reference+2, reference, 8); !ok || !(d.StepMS > 0) {
+		t.Errorf("no graphs-off row with %d adapters: %+v", reference, rep.Decode)
+	}
+	withSettings := cfg
+	withSettings.Settings = []string{"lean"}
+	if n, err := withSettings.MaxAdapters(); err != nil || n != 2 {
+		t.Errorf("with settings (no variants), MaxAdapters = %d, %v; want 2", n, err)
+	}
+}
+
 // gpuLike is the CPU backend with what bench/engine measures on a GPU backend: graphs to turn
 // off, adapter uploads to time, memory to report. It counts live adapters and graph toggles.
 type gpuLike struct {
