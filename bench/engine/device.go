@@ -269,7 +269,7 @@ func (r *runner) copyBandwidth(rep *Report, progress func(string)) error {
 		return nil
 	}
 	n := min(r.weightBytes(), maxCopyBytes)
-	progress(fmt.Sprintf("copy bandwidth: %d MB device to device", n/1e6))
+	progress(fmt.Sprintf("copy bandwidth: %.1f MB device to device", float64(n)/1e6))
 	bw, err := cm.CopyBandwidth(n)
 	if err != nil {
 		return fmt.Errorf("engine bench: %w", err)

@@ -98,7 +98,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	fmt.Fprintf(&b, "Device: %s · commit %s\n\nModel: %s; adapters of rank %d on all seven projections; median of %d steps; floor at %.2f TB/s.\n\n",
 		r.Device, r.Commit, r.Model, r.Rank, r.Steps, r.Bandwidth/1e12)
 	if r.CopyBandwidth > 0 {
-		fmt.Fprintf(&b, "The card's device-to-device copy of %d MB (bytes read and written): %.2f TB/s.\n\n", r.CopyBytes/1e6, r.CopyBandwidth/1e12)
+		fmt.Fprintf(&b, "The card's device-to-device copy of %.1f MB (bytes read and written): %.2f TB/s.\n\n", float64(r.CopyBytes)/1e6, r.CopyBandwidth/1e12)
 	}
 	if len(r.Settings) > 0 {
 		fmt.Fprintf(&b, "Settings: %s (`bench engine --with`): every row with these in place of the defaults.\n\n", strings.Join(r.Settings, ", "))
