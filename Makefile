@@ -30,7 +30,7 @@ FUZZ_TARGETS := \
 	./worker/sim:FuzzParseProfile:50000x \
 	./gpukern/cuda/nvrtc:FuzzParseUsage:50000x
 
-.PHONY: all build build-cuda build-gpu-check check-cuda check-nvrtc-newer emu run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
+.PHONY: all build build-cuda build-gpu-check check-cuda check-nvrtc-newer emu gpu-dry-run run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
 
 all: build
 
@@ -72,6 +72,13 @@ emu:
 	$(GO) test -count=1 -tags cuda,cudaemu -timeout 20m ./gpukern/cuda
 	$(GO) test -count=1 -tags cuda,cudaemu -run TestBenchEngineOnCUDA ./cmd/lorafleet
 	$(GO) test -count=1 -asan -tags cuda,cudaemu -run '$(EMU_ASAN_TESTS)' ./gpukern/cuda
+	$(MAKE) gpu-dry-run
+
+# scripts/gpu-session.sh's bench parts on the emulator: the glue between the GPU scripts and
+# bench engine, checked before a GPU call depends on it.
+gpu-dry-run:
+	$(GO) build -tags cuda,cudaemu -o bin/lorafleet-emu ./cmd/lorafleet
+	bash scripts/gpu-dry-run.sh
 
 # The emulated tests run again under AddressSanitizer, which reports a kernel's reads and writes
 # past its buffers (compute-sanitizer's job on a GPU): the kernel tests whose references are

@@ -21,7 +21,8 @@ cd "$root"
 commit=$(cat bin/COMMIT 2>/dev/null || echo unknown)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
-timeout -s TERM -k 30 "${GPU_BENCH_ENGINE_SECONDS:-240}" bin/lorafleet-cuda bench engine --commit "$commit" --out "$out" "$@" \
+cuda=${LORAFLEET_CUDA_BIN:-bin/lorafleet-cuda} # another binary for scripts/gpu-dry-run.sh
+timeout -s TERM -k 30 "${GPU_BENCH_ENGINE_SECONDS:-240}" "$cuda" bench engine --commit "$commit" --out "$out" "$@" \
 	>/dev/null 2>"$out/engine.log"
 rc=$?
 [ $rc -eq 0 ] || { echo "bench engine: rc $rc; last lines:"; tail -5 "$out/engine.log"; }
@@ -38,5 +39,5 @@ fi
 peft=()
 [ -s "$out/peft.json" ] && peft=(--peft "$out/peft.json")
 [ -s "$out/engine.json" ] || exit 1
-bin/lorafleet-cuda bench engine --report "$out/engine.json" "${peft[@]}" --out "$out" || exit 1
+"$cuda" bench engine --report "$out/engine.json" "${peft[@]}" --out "$out" || exit 1
 exit $rc
