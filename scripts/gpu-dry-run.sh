@@ -2,8 +2,8 @@
 # A dry run of scripts/gpu-session.sh's bench parts on the CPU emulator (make gpu-dry-run, part
 # of make emu), so that what joins the scripts to `bench engine` breaks here rather than in a
 # GPU call: every variant on the tiny model's shape at batches 2 and 34 (34 over 32, as the GPU
-# run's 128 is), the report, the winners measured together (--with, where any won: on the
-# emulator, by its noise) and the archive. It checks that each part ran and what the report
+# run's 128 is), one adapter and one a row, two contexts, the report, the winners measured
+# together (--with, where any won: on the emulator, by its noise) and the archive. It checks that each part ran and what the report
 # holds, not speed. From bin/lorafleet-emu (`go build -tags cuda,cudaemu`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +17,7 @@ fail() {
 }
 
 LORAFLEET_CUDA_BIN=bin/lorafleet-emu GPU_SESSION_PARTS=bench GPU_BENCH_PEFT=0 OUT=$out \
-	GPU_BENCH_ARGS="--shape testdata/tiny-llama/model/config.json --batches 2,34 --adapters 1,2 --contexts 8 --steps 2 --warmup 1 --prefill-prompt 16 --prefill-seqs 1" \
+	GPU_BENCH_ARGS="--shape testdata/tiny-llama/model/config.json --batches 2,34 --adapters 1,0 --contexts 8,16 --steps 2 --warmup 1 --prefill-prompt 16 --prefill-seqs 1" \
 	bash scripts/gpu-session.sh >"$out/session.log" 2>&1 || fail "gpu-session.sh failed"
 grep -q '^gpu-bench: rc 0 ' "$out/session.log" || fail "gpu-bench.sh failed"
 grep -qE '^bench --with [a-z,-]+: rc 0 |^bench --with: no variant beat the defaults$' "$out/session.log" || fail "bench --with failed"
