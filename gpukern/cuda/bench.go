@@ -75,6 +75,9 @@ const copyFill = 0xa5
 // sees it: bytes read and written per second, at the median of copyRuns copies. It checks
 // the copy's first and last bytes: a copy that moved nothing would time as a fast one.
 func (b *Backend) CopyBandwidth(n int64) (float64, error) {
+	if n <= 0 {
+		return 0, fmt.Errorf("cuda: copy bandwidth: a copy of %d bytes", n)
+	}
 	var src, dst drv.DevicePtr
 	var err error
 	b.do(func() {
