@@ -111,6 +111,29 @@ func TestVariantsHaveTheirAdapters(t *testing.T) {
 	}
 }
 
+// Any mix of batches (over the reference or not, in any order), adapter counts (0: one a row;
+// more than the batch) and settings runs to the end: the flags are the user's input.
+func TestAnyConfigRuns(t *testing.T) {
+	for _, batches := range [][]int{{3}, {reference + 1}, {reference + 8, 2}} {
+		for _, adapters := range [][]int{{0}, {1}, {reference + 8}, {5, 5, 0}} {
+			for _, settings := range [][]string{nil, {"lean"}} {
+				cfg := Config{Model: tinyShape(t), Batches: batches, Adapters: adapters, Contexts: []int{8, 16}, Rank: 4,
+					Steps: 1, Warmup: 0, PrefillPrompt: 8, PrefillSeqs: 3, Settings: settings}
+				func() {
+					defer func() {
+						if p := recover(); p != nil {
+							t.Errorf("batches %v, adapters %v, settings %v: panic: %v", batches, adapters, settings, p)
+						}
+					}()
+					if _, err := Run(context.Background(), &gpuLike{Backend: cpuref.New(1), flushOps: 64}, cfg, nil); err != nil {
+						t.Errorf("batches %v, adapters %v, settings %v: %v", batches, adapters, settings, err)
+					}
+				}()
+			}
+		}
+	}
+}
+
 // gpuLike is the CPU backend with what bench/engine measures on a GPU backend: graphs to turn
 // off, adapter uploads to time, memory to report. It counts live adapters and graph toggles.
 type gpuLike struct {
