@@ -633,6 +633,22 @@ struct Order {
 	}
 };
 
+// order_threads sets the order in which a block's n threads take turns (blk.order, Order's of
+// that mode) and whether warp by warp (blk.by_warp: each warp's threads then together, warps in
+// the order of their first threads).
+void order_threads(unsigned n, unsigned long long mode, bool by_warp) {
+	const Order threads(n, mode);
+	int first[max_threads / 32]; // where each warp's first thread comes in the order
+	for (unsigned k = n; k-- > 0;) { // last to first: the earliest place is the one kept
+		blk.order[k] = (int)threads.at(k);
+		first[blk.order[k] >> 5] = (int)k;
+	}
+	blk.by_warp = by_warp;
+	if (by_warp) {
+		std::stable_sort(blk.order, blk.order + n, [&](int a, int b) { return first[a >> 5] < first[b >> 5]; });
+	}
+}
+
 } // namespace
 
 extern "C" {
@@ -674,17 +690,9 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	const unsigned long long launch = launches++;
 	// The cycle: the blocks' order, the threads', the static shared memory's filling,
 	// thread or warp turns; any 36 launches in a row meet every combination.
-	const Order order((unsigned long long)gx * gy * gz, launch), threads(block, launch / 3);
-	blk.by_warp = launch / 18 % 2;
+	const Order order((unsigned long long)gx * gy * gz, launch);
+	order_threads(block, launch / 3, launch / 18 % 2);
 	const int poison = launch / 9 % 2 ? 0 : 0xff;
-	int first[max_threads / 32]; // where each warp's first thread comes in the order
-	for (unsigned k = block; k-- > 0;) { // last to first: the earliest place is the one kept
-		blk.order[k] = (int)threads.at(k);
-		first[blk.order[k] >> 5] = (int)k;
-	}
-	if (blk.by_warp) { // each warp's threads together, in the order of the warps' first ones
-		std::stable_sort(blk.order, blk.order + block, [&](int a, int b) { return first[a >> 5] < first[b >> 5]; });
-	}
 	for (unsigned long long k = 0; k < order.n && !blk.err; k++) {
 		const unsigned long long b = order.at(k);
 		memset(shared.data(), 0xff, shared.size());

@@ -25,9 +25,10 @@ import (
 // machine without a GPU, through gpukern/cuda/drv's emulated driver. The emulator is
 // exact about what a kernel computes from its arguments and grid (barriers and warp shuffles
 // included, with deadlocks and reads of ended lanes reported), not about timing: blocks run
-// one at a time (launches take turns at their blocks' order: first to last, last to first,
-// strided, so that code that needs one block to end last fails), and threads only switch at
-// barriers.
+// one at a time and threads only switch at barriers, launches taking turns at how (emu.cpp's
+// emu_launch): the order of the blocks and of each block's threads, thread or warp turns, and
+// what shared memory starts as, so that code that needs one block to end last or one thread
+// to write before another reads, with no barrier between, fails.
 
 // Emulated is a kernel that the emulator runs.
 type Emulated struct {

@@ -87,6 +87,8 @@ func TestEmulatedThreadOrder(t *testing.T) {
 	for _, kernel := range []string{"emu_thread_order", "emu_thread_order_direct"} {
 		lasts := map[int32]bool{}
 		forward, backward := false, false
+		reversed := seq(threads)
+		slices.Reverse(reversed)
 		for range 9 {
 			out := make([]int32, 1+threads)
 			if err := EmulatedKernels()[kernel].Launch([3]int{2, 1, 1}, threads, 0, []uint64{addr(out)}); err != nil {
@@ -97,8 +99,6 @@ func TestEmulatedThreadOrder(t *testing.T) {
 				t.Fatalf("%s: %d threads ran, in the order %v: want each of %d once", kernel, out[0], ran, threads)
 			}
 			forward = forward || slices.Equal(ran, seq(threads))
-			reversed := seq(threads)
-			slices.Reverse(reversed)
 			backward = backward || slices.Equal(ran, reversed)
 			lasts[ran[threads-1]] = true
 		}
