@@ -838,3 +838,37 @@ func TestSample(t *testing.T) {
 		lt.free()
 	}
 }
+
+// TestSampleEveryLaunchTurn samples the same rows in 36 launches in a row and wants the same
+// tokens from each: on the emulator, they take every order of threads and warps that its
+// launches take turns at (emu.cpp), whatever launch the test starts at, so that a barrier
+// missing between two of sample_rows' reductions over the same shared memory, which shows only
+// where one warp runs ahead of the others, fails here (TestSample, three launches, would meet
+// such a turn only by chance). Its top-k and top-p rows make the kernel reduce many times.
+// TestSample checks the tokens against the reference.
+func TestSampleEveryLaunchTurn(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	const rows, vocab = 4, 300
+	lt := act(randn(r, rows*vocab, 3))
+	defer lt.free()
+	params := make([]gpukern.SampleParams, rows)
+	for i := range params {
+		params[i] = gpukern.SampleParams{Temperature: 1, TopP: 1, TopK: int32(2 + 5*i), U: (float32(i) + 0.5) / rows}
+		if i%2 == 1 {
+			params[i].TopP = 0.7
+		}
+	}
+	var first []int32
+	for launch := range 36 {
+		got := make([]int32, rows)
+		gpu.Sample(got, lt.g, 0, vocab, params)
+		if err := gpu.Sync(); err != nil {
+			t.Fatalf("launch %d: %v", launch, err)
+		}
+		if first == nil {
+			first = got
+		} else if !slices.Equal(got, first) {
+			t.Fatalf("launch %d sampled %v, the first %v", launch, got, first)
+		}
+	}
+}
