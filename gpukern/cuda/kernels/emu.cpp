@@ -9,6 +9,8 @@
 // deadlock rather than hanging, as a shuffle reading a lane that has ended is reported.
 // Kernels that the table marks barrier-free run their threads one after another as plain
 // calls, which is much faster; one that reaches a barrier all the same is reported.
+// Blocks run one at a time, but for one wait: the first block of a launch to reach an atomic
+// waits after it while the launch's other blocks run to their end (emu_atomic, run_others).
 #include "emu.h"
 
 #include <algorithm>
@@ -147,8 +149,8 @@ struct Fiber {
 	bool done = false;
 };
 
-// The block being run.
-struct {
+// A block being run: the launch's block, and the others' while it waits after an atomic.
+struct Block {
 	std::vector<Fiber> fibers; // grows to the largest block; stacks are kept
 	int n, cur;
 	Barrier all, warps[max_threads / 32];
@@ -166,19 +168,26 @@ struct {
 	// in turn, then again; or, by_warp, warp by warp in the order of their first threads.
 	int order[max_threads];
 	bool by_warp;
-} blk;
+	// may_pause: the block's first atomic (emu_atomic) hands the launch's other blocks their
+	// turn, to their end, and paused says that it has.
+	bool may_pause, paused;
+};
+// The launch's first block to reach an atomic waits in blocks[0] while the others run in
+// blocks[1] (emu_atomic, run_others); blk is the one running.
+Block blocks[2];
+Block *blk = &blocks[0];
 
 void fail(const char *msg) {
-	if (!blk.err) {
-		blk.err = msg;
+	if (!blk->err) {
+		blk->err = msg;
 	}
 }
 
 void release(Barrier &b) {
 	b.arrived = 0;
-	for (int i = 0; i < blk.n; i++) {
-		if (blk.fibers[i].waiting == &b) {
-			blk.fibers[i].waiting = nullptr;
+	for (int i = 0; i < blk->n; i++) {
+		if (blk->fibers[i].waiting == &b) {
+			blk->fibers[i].waiting = nullptr;
 		}
 	}
 }
@@ -188,9 +197,9 @@ void arrive(Barrier &b) {
 		release(b);
 		return;
 	}
-	Fiber &f = blk.fibers[blk.cur];
+	Fiber &f = blk->fibers[blk->cur];
 	f.waiting = &b;
-	switch_to(f.ctx, blk.sched, blk.sched_stack);
+	switch_to(f.ctx, blk->sched, blk->sched_stack);
 }
 
 // leave takes an ended thread out of b, which may then open.
@@ -203,87 +212,102 @@ void leave(Barrier &b) {
 
 // end_thread ends the running thread: it leaves its barriers, and its fiber never resumes.
 [[noreturn]] void end_thread() {
-	int t = blk.cur;
-	Fiber &f = blk.fibers[t];
+	int t = blk->cur;
+	Fiber &f = blk->fibers[t];
 	f.done = true;
-	leave(blk.all);
-	leave(blk.warps[t >> 5]);
-	switch_to(f.ctx, blk.sched, blk.sched_stack, true); // for good: the next block starts the fiber afresh
+	leave(blk->all);
+	leave(blk->warps[t >> 5]);
+	switch_to(f.ctx, blk->sched, blk->sched_stack, true); // for good: the next block starts the fiber afresh
 	abort();
 }
 
 void entry() {
-	started(&blk.sched_stack);
-	blk.body(blk.args);
+	started(&blk->sched_stack);
+	blk->body(blk->args);
 	end_thread();
 }
 
 void run_direct() {
-	for (int k = 0; k < blk.n && !blk.err; k++) {
-		const int i = blk.order[k];
-		blk.cur = i;
+	for (int k = 0; k < blk->n && !blk->err; k++) {
+		const int i = blk->order[k];
+		blk->cur = i;
 		threadIdx = uint3{(unsigned)i, 0, 0};
-		blk.body(blk.args);
+		blk->body(blk->args);
 	}
 }
 
 // run_turn runs thread i until it waits at a barrier or ends, if it can run (it has not ended
 // and waits at no barrier), and says whether it ran.
 bool run_turn(int i) {
-	Fiber &f = blk.fibers[i];
+	Fiber &f = blk->fibers[i];
 	if (f.done || f.waiting) {
 		return false;
 	}
-	blk.cur = i;
+	blk->cur = i;
 	threadIdx = uint3{(unsigned)i, 0, 0};
-	switch_to(blk.sched, f.ctx, Stack{f.stack, stack_bytes});
+	switch_to(blk->sched, f.ctx, Stack{f.stack, stack_bytes});
 	return true;
 }
 
-// run_round gives every thread that can run a turn, in blk.order, and says whether any ran.
-// Warp by warp (blk.by_warp: blk.order holds each warp's threads together), a warp's threads
+// run_round gives every thread that can run a turn, in blk->order, and says whether any ran.
+// Warp by warp (blk->by_warp: blk->order holds each warp's threads together), a warp's threads
 // take turns until none of them can run before the next warp's do: the warp runs ahead
 // through its shuffles, as far as the block's next __syncthreads.
 bool run_round() {
 	bool ran = false;
-	const int group = blk.by_warp ? 32 : 1;
-	for (int g = 0; g < blk.n; g += group) {
+	const int group = blk->by_warp ? 32 : 1;
+	for (int g = 0; g < blk->n; g += group) {
 		bool again;
 		do {
 			again = false;
 			for (int k = g; k < g + group; k++) {
-				again = run_turn(blk.order[k]) || again;
+				again = run_turn(blk->order[k]) || again;
+				if (blk->paused) {
+					return true; // the launch's other blocks first (emu_atomic)
+				}
 			}
 			ran = ran || again;
-		} while (again && blk.by_warp);
+		} while (again && blk->by_warp);
 	}
 	return ran;
 }
 
-void run_block() {
-	int n = blk.n;
+// start_block starts the block's threads afresh, at the kernel's first line, and says whether
+// it could.
+bool start_block() {
+	int n = blk->n;
 	for (int i = 0; i < n; i++) {
-		Fiber &f = blk.fibers[i];
+		Fiber &f = blk->fibers[i];
 		if (!f.stack) {
 			f.stack = (char *)malloc(stack_bytes);
 			if (!f.stack) {
 				fail("out of memory for thread stacks");
-				return;
+				return false;
 			}
 		}
 		start(f.ctx, f.stack, stack_bytes, entry);
 		f.waiting = nullptr;
 		f.done = false;
 	}
-	blk.all = Barrier{0, n, nullptr};
+	blk->all = Barrier{0, n, nullptr};
 	for (int w = 0; w * 32 < n; w++) {
-		blk.warps[w] = Barrier{0, min(32, n - w * 32), nullptr};
+		blk->warps[w] = Barrier{0, min(32, n - w * 32), nullptr};
 	}
+	return true;
+}
+
+// run_block runs the started block's threads until they have all ended, the launch has
+// failed, or the block waits after its first atomic (blk->paused).
+void run_block() {
+	const int n = blk->n;
 	for (;;) {
 		const bool ran = run_round();
+		if (blk->paused) {
+			return;
+		}
 		bool all_done = true;
 		for (int i = 0; i < n && all_done; i++) {
-			all_done = blk.fibers[i].done;
+			all_done = blk->fibers[i].done;
 		}
 		if (all_done) {
 			return;
@@ -300,11 +324,11 @@ void run_block() {
 static const char *const not_barrier_free = "the kernel reaches a barrier but is marked barrier-free in emu.cpp's table";
 
 void emu_syncthreads(const char *site) {
-	if (blk.direct) {
+	if (blk->direct) {
 		fail(not_barrier_free);
 		return;
 	}
-	Barrier &b = blk.all;
+	Barrier &b = blk->all;
 	if (b.arrived == 0) {
 		b.site = site;
 	} else if (strcmp(b.site, site) != 0) {
@@ -313,21 +337,30 @@ void emu_syncthreads(const char *site) {
 	arrive(b);
 }
 
+void emu_atomic() {
+	if (blk->direct || !blk->may_pause) {
+		return;
+	}
+	blk->may_pause = false;
+	blk->paused = true;
+	switch_to(blk->fibers[blk->cur].ctx, blk->sched, blk->sched_stack); // back once the others have run
+}
+
 uint64_t emu_shfl(uint64_t v, int src) {
-	if (blk.direct) {
+	if (blk->direct) {
 		fail(not_barrier_free);
 		return v;
 	}
 	int t = threadIdx.x, s = (t & ~31) + src; // threadIdx changes while this fiber waits
-	blk.slot[t] = v;
-	arrive(blk.warps[t >> 5]);
+	blk->slot[t] = v;
+	arrive(blk->warps[t >> 5]);
 	uint64_t r = v;
-	if (s >= blk.n || blk.fibers[s].done) {
+	if (s >= blk->n || blk->fibers[s].done) {
 		fail("a shuffle reads a lane that has ended");
 	} else {
-		r = blk.slot[s];
+		r = blk->slot[s];
 	}
-	arrive(blk.warps[t >> 5]); // no lane writes its slot again before every lane has read
+	arrive(blk->warps[t >> 5]); // no lane writes its slot again before every lane has read
 	return r;
 }
 
@@ -341,27 +374,27 @@ float bf16_word_lo(unsigned w) { return __uint_as_float(w << 16); }
 float bf16_word_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
 float mma_a(int lane0, int row, int col) {
 	int l = lane0 + (row & 7) * 4 + (col & 7) / 2, reg = (row >= 8) + 2 * (col >= 8);
-	unsigned w = blk.mma[l].a[reg];
+	unsigned w = blk->mma[l].a[reg];
 	return col & 1 ? bf16_word_hi(w) : bf16_word_lo(w);
 }
 float mma_b(int lane0, int row, int col) {
 	int l = lane0 + col * 4 + (row & 7) / 2;
-	unsigned w = blk.mma[l].b[row >= 8];
+	unsigned w = blk->mma[l].b[row >= 8];
 	return row & 1 ? bf16_word_hi(w) : bf16_word_lo(w);
 }
 } // namespace
 
 void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
-	if (blk.direct) {
+	if (blk->direct) {
 		fail(not_barrier_free);
 		return;
 	}
 	int t = threadIdx.x, lane0 = t & ~31; // threadIdx changes while this fiber waits
-	memcpy(blk.mma[t].a, a, sizeof blk.mma[t].a);
-	memcpy(blk.mma[t].b, b, sizeof blk.mma[t].b);
-	arrive(blk.warps[t >> 5]);
+	memcpy(blk->mma[t].a, a, sizeof blk->mma[t].a);
+	memcpy(blk->mma[t].b, b, sizeof blk->mma[t].b);
+	arrive(blk->warps[t >> 5]);
 	for (int l = lane0; l < lane0 + 32; l++) {
-		if (l >= blk.n || blk.fibers[l].done) {
+		if (l >= blk->n || blk->fibers[l].done) {
 			fail("an mma_bf16 without every lane of the warp");
 		}
 	}
@@ -374,13 +407,13 @@ void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
 		}
 		d[i] = sum;
 	}
-	arrive(blk.warps[t >> 5]); // no lane writes its fragments again before every lane has read
+	arrive(blk->warps[t >> 5]); // no lane writes its fragments again before every lane has read
 }
 
 // Fails the launch and ends the calling thread.
 [[noreturn]] void fail_thread(const char *msg) {
 	fail(msg);
-	if (blk.direct) {
+	if (blk->direct) {
 		abort(); // a barrier-free kernel runs as plain calls: there is no fiber to end
 	}
 	end_thread();
@@ -556,6 +589,30 @@ extern "C" __global__ void emu_static_shared(float *out) {
 		out[blockIdx.x] = s[0];
 	}
 }
+// Each thread writes its part (1) and thread 0 counts its block done, after a barrier where
+// barrier is non-zero and with none (the race) where it is 0; the block to count last adds
+// every block's parts into out[1] (gridDim.x * blockDim.x, without the race). out[0] is the
+// count, out[2 + blockIdx.x * blockDim.x + threadIdx.x] the parts: the split GEMMs' and split
+// attention's combines, in small.
+extern "C" __global__ void emu_racy_count(int *out, int barrier) {
+	__shared__ int last;
+	const int n = gridDim.x * blockDim.x;
+	out[2 + blockIdx.x * blockDim.x + threadIdx.x] = 1;
+	if (barrier) {
+		__syncthreads();
+	}
+	if (threadIdx.x == 0) {
+		last = atomicAdd(out, 1) == (int)gridDim.x - 1;
+	}
+	__syncthreads();
+	if (last && threadIdx.x == 0) {
+		int sum = 0;
+		for (int i = 0; i < n; i++) {
+			sum += out[2 + i];
+		}
+		out[1] = sum;
+	}
+}
 } // namespace k_emu
 
 namespace {
@@ -607,6 +664,7 @@ const Kernel table[] = {
 	KERNEL_IN("emu.cpp", emu, emu_thread_order, true), KERNEL_IN("emu.cpp", emu, emu_thread_order_direct, false),
 	KERNEL_IN("emu.cpp", emu, emu_static_shared, true), KERNEL_IN("emu.cpp", emu, emu_warp_turns, true),
 	KERNEL_IN("emu.cpp", emu, emu_racy_broadcast, true), KERNEL_IN("emu.cpp", emu, emu_racy_warps, true),
+	KERNEL_IN("emu.cpp", emu, emu_racy_count, true),
 };
 
 // launches counts emu_launch's calls, which take turns at how they run (emu_launch).
@@ -633,29 +691,80 @@ struct Order {
 	}
 };
 
-// order_threads sets the order in which a block's n threads take turns (blk.order, Order's of
-// that mode) and whether warp by warp (blk.by_warp: each warp's threads then together, warps in
+// order_threads sets the order in which a block's n threads take turns (blk->order, Order's of
+// that mode) and whether warp by warp (blk->by_warp: each warp's threads then together, warps in
 // the order of their first threads).
 void order_threads(unsigned n, unsigned long long mode, bool by_warp) {
 	const Order threads(n, mode);
 	int first[max_threads / 32]; // where each warp's first thread comes in the order
 	for (unsigned k = n; k-- > 0;) { // last to first: the earliest place is the one kept
-		blk.order[k] = (int)threads.at(k);
-		first[blk.order[k] >> 5] = (int)k;
+		blk->order[k] = (int)threads.at(k);
+		first[blk->order[k] >> 5] = (int)k;
 	}
-	blk.by_warp = by_warp;
+	blk->by_warp = by_warp;
 	if (by_warp) {
-		std::stable_sort(blk.order, blk.order + n, [&](int a, int b) { return first[a >> 5] < first[b >> 5]; });
+		std::stable_sort(blk->order, blk->order + n, [&](int a, int b) { return first[a >> 5] < first[b >> 5]; });
 	}
+}
+
+// The bounds of the section that holds the kernels' static shared memory (emu.h's
+// __shared__), which the linker defines.
+extern "C" unsigned char __start_emu_shared[], __stop_emu_shared[];
+
+// run_block_at runs block b (its linear index, x fastest) of the launch in blk, its dynamic
+// shared memory (shared: the launch's bytes and 16 to align them) filled with 0xff bytes and
+// its static shared memory with poison.
+void run_block_at(unsigned long long b, std::vector<unsigned char> &shared, int poison) {
+	memset(shared.data(), 0xff, shared.size());
+	memset(__start_emu_shared, poison, __stop_emu_shared - __start_emu_shared);
+	emu_dyn_smem = shared.size() > 16 ? (unsigned char *)(((uintptr_t)shared.data() + 15) & ~(uintptr_t)15) : nullptr;
+	blockIdx = uint3{(unsigned)(b % gridDim.x), (unsigned)(b / gridDim.x % gridDim.y), (unsigned)(b / gridDim.x / gridDim.y)};
+	if (blk->direct) {
+		run_direct();
+	} else if (start_block()) {
+		run_block();
+	}
+}
+
+// run_others runs the launch's blocks from the k-th in order on, to their end, while the block
+// in blocks[0] waits after its first atomic: blocks[1] runs them, with shared memory of their
+// own, and the waiting block finds its shared memory and coordinates as it left them. A GPU
+// may hold a block's other threads back that long: where a block counts itself done (the
+// split GEMMs' and split attention's combines) before a barrier has seen all of its threads
+// write their part, the block that counts last then reads parts not yet written.
+void run_others(const Order &order, unsigned long long k, size_t smem, int poison) {
+	Block &waiting = blocks[0], &others = blocks[1];
+	const std::vector<unsigned char> statics(__start_emu_shared, __stop_emu_shared);
+	const uint3 idx = blockIdx;
+	unsigned char *const dyn = emu_dyn_smem;
+	if (others.fibers.size() < waiting.fibers.size()) {
+		others.fibers.resize(waiting.fibers.size());
+	}
+	others.n = waiting.n;
+	others.body = waiting.body;
+	others.args = waiting.args;
+	others.err = nullptr;
+	others.direct = waiting.direct;
+	std::copy(waiting.order, waiting.order + waiting.n, others.order);
+	others.by_warp = waiting.by_warp;
+	others.may_pause = others.paused = false;
+	blk = &others;
+	std::vector<unsigned char> shared(smem + 16);
+	for (; k < order.n && !others.err; k++) {
+		run_block_at(order.at(k), shared, poison);
+	}
+	blk = &waiting;
+	if (others.err) {
+		fail(others.err);
+	}
+	memcpy(__start_emu_shared, statics.data(), statics.size());
+	blockIdx = idx;
+	emu_dyn_smem = dyn;
 }
 
 } // namespace
 
 extern "C" {
-
-// The bounds of the section that holds the kernels' static shared memory (emu.h's
-// __shared__), which the linker defines.
-extern unsigned char __start_emu_shared[], __stop_emu_shared[];
 
 int emu_kernels() { return sizeof table / sizeof table[0]; }
 const char *emu_kernel_name(int i) { return table[i].name; }
@@ -676,14 +785,15 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	if ((int)block > max_threads || block % 32 != 0) {
 		return "block size not emulated: a multiple of 32 up to 1024";
 	}
-	if (blk.fibers.size() < block) {
-		blk.fibers.resize(block);
+	blk = &blocks[0];
+	if (blk->fibers.size() < block) {
+		blk->fibers.resize(block);
 	}
-	blk.n = block;
-	blk.body = table[i].body;
-	blk.args = args;
-	blk.err = nullptr;
-	blk.direct = !table[i].barriers;
+	blk->n = block;
+	blk->body = table[i].body;
+	blk->args = args;
+	blk->err = nullptr;
+	blk->direct = !table[i].barriers;
 	gridDim = dim3{gx, gy, gz};
 	blockDim = dim3{block, 1, 1};
 	std::vector<unsigned char> shared(smem + 16);
@@ -693,20 +803,21 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	const Order order((unsigned long long)gx * gy * gz, launch);
 	order_threads(block, launch / 3, launch / 18 % 2);
 	const int poison = launch / 9 % 2 ? 0 : 0xff;
-	for (unsigned long long k = 0; k < order.n && !blk.err; k++) {
-		const unsigned long long b = order.at(k);
-		memset(shared.data(), 0xff, shared.size());
-		memset(__start_emu_shared, poison, __stop_emu_shared - __start_emu_shared);
-		emu_dyn_smem = smem ? (unsigned char *)(((uintptr_t)shared.data() + 15) & ~(uintptr_t)15) : nullptr;
-		blockIdx = uint3{(unsigned)(b % gx), (unsigned)(b / gx % gy), (unsigned)(b / gx / gy)};
-		if (blk.direct) {
-			run_direct();
-		} else {
-			run_block();
+	bool paused = false; // a block has waited after its first atomic (one a launch)
+	for (unsigned long long k = 0; k < order.n && !blk->err; k++) {
+		blk->may_pause = !paused && k + 1 < order.n;
+		blk->paused = false;
+		run_block_at(order.at(k), shared, poison);
+		if (blk->paused) {
+			paused = true;
+			run_others(order, k + 1, smem, poison);
+			blk->paused = false;
+			run_block(); // the waiting block, to its end
+			break;
 		}
 	}
 	emu_dyn_smem = nullptr;
-	return blk.err;
+	return blk->err;
 }
 
 } // extern "C"

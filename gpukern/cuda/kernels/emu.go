@@ -28,7 +28,9 @@ import (
 // one at a time and threads only switch at barriers, launches taking turns at how (emu.cpp's
 // emu_launch): the order of the blocks and of each block's threads, thread or warp turns, and
 // what shared memory starts as, so that code that needs one block to end last or one thread
-// to write before another reads, with no barrier between, fails.
+// to write before another reads, with no barrier between, fails. The first block of a launch
+// to reach an atomic waits there while the others run to their end, so that a block counting
+// itself done before its threads have written what it counted fails too.
 
 // Emulated is a kernel that the emulator runs.
 type Emulated struct {

@@ -97,10 +97,14 @@ template <class T> T emu_shfl_as(T v, int src) {
 	memcpy(&out, &b, sizeof(T));
 	return out;
 }
-// Atomics, fences and cache hints: one thread runs at a time, and memory is the host's.
+// Atomics, fences and cache hints: one thread runs at a time, and memory is the host's. The
+// first block of a launch to reach an atomic waits there while the launch's other blocks run
+// to their end (emu_atomic), as a GPU may hold it back.
+void emu_atomic();
 inline int atomicAdd(int *p, int v) {
 	int old = *p;
 	*p += v;
+	emu_atomic();
 	return old;
 }
 inline void __threadfence() {}

@@ -160,6 +160,36 @@ func TestEmulatorShowsRaces(t *testing.T) {
 	}
 }
 
+// A race between blocks: a block that counts itself done before all of its threads have
+// written their part (emu_racy_count with no barrier) leaves the block that counts last parts to
+// read that are not yet written. Blocks run one at a time, but the first to reach an atomic
+// waits there while the others run to their end, so the race shows in some of 36 launches in a
+// row; with the barrier, in none.
+func TestEmulatorShowsRacesBetweenBlocks(t *testing.T) {
+	const blocks, threads = 3, 64
+	for _, barrier := range []uint64{0, 1} {
+		shown := 0
+		for range 36 {
+			out := make([]int32, 2+blocks*threads)
+			if err := EmulatedKernels()["emu_racy_count"].Launch([3]int{blocks, 1, 1}, threads, 0, []uint64{addr(out), barrier}); err != nil {
+				t.Fatal(err)
+			}
+			if out[0] != blocks {
+				t.Fatalf("barrier %d: %d blocks counted, want %d", barrier, out[0], blocks)
+			}
+			if out[1] != blocks*threads {
+				shown++
+			}
+		}
+		if barrier == 0 && shown == 0 {
+			t.Error("36 launches without the barrier: the last block always read every part; want the race shown")
+		}
+		if barrier == 1 && shown > 0 {
+			t.Errorf("with the barrier, %d of 36 launches read parts not yet written", shown)
+		}
+	}
+}
+
 // A block's static shared memory starts filled with 0xff bytes or with zeros, by turns of nine
 // launches, not with the last block's values, whichever order the blocks run in.
 func TestEmulatedStaticSharedPoisoned(t *testing.T) {
