@@ -30,7 +30,7 @@ FUZZ_TARGETS := \
 	./worker/sim:FuzzParseProfile:50000x \
 	./gpukern/cuda/nvrtc:FuzzParseUsage:50000x
 
-.PHONY: all build build-cuda build-gpu-check check-cuda check-nvrtc-newer emu gpu-dry-run run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
+.PHONY: all build build-cuda build-gpu-check check-cuda check-nvrtc-newer emu emu-barrier-audit gpu-dry-run run test unit fuzz lint testdata bench bench-haproxy bench-routing tflint clean
 
 all: build
 
@@ -73,6 +73,11 @@ emu:
 	$(GO) test -count=1 -tags cuda,cudaemu -run TestBenchEngineOnCUDA ./cmd/lorafleet
 	$(GO) test -count=1 -asan -tags cuda,cudaemu -run '$(EMU_ASAN_TESTS)' ./gpukern/cuda
 	$(MAKE) gpu-dry-run
+
+# Each of the kernels' barriers deleted in turn, the emulated suite run without it: which ones
+# no test would miss (scripts/emu-barrier-audit.sh; about an hour on 2 cores, not in test).
+emu-barrier-audit:
+	bash scripts/emu-barrier-audit.sh
 
 # scripts/gpu-session.sh's bench parts on the emulator: the glue between the GPU scripts and
 # bench engine, checked before a GPU call depends on it.

@@ -779,8 +779,9 @@ int emu_kernel_arity(int i) { return table[i].arity; }
 // them. Before each block it fills the dynamic shared memory with 0xff bytes (NaN as floats),
 // so that reading what no thread wrote shows, and the static shared memory with 0xff bytes or
 // zeros: a flag that one thread sets for the others (`last`, the split GEMMs' and
-// attention's) must read as neither true nor false before it is set. It returns the first
-// failure, or null.
+// attention's) must read as neither true nor false before it is set. The first block to
+// reach an atomic waits after it while the blocks after it in the order run (run_others). It
+// returns the first failure, or null.
 const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned block, size_t smem, const uint64_t *args) {
 	if ((int)block > max_threads || block % 32 != 0) {
 		return "block size not emulated: a multiple of 32 up to 1024";
@@ -803,13 +804,11 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	const Order order((unsigned long long)gx * gy * gz, launch);
 	order_threads(block, launch / 3, launch / 18 % 2);
 	const int poison = launch / 9 % 2 ? 0 : 0xff;
-	bool paused = false; // a block has waited after its first atomic (one a launch)
 	for (unsigned long long k = 0; k < order.n && !blk->err; k++) {
-		blk->may_pause = !paused && k + 1 < order.n;
+		blk->may_pause = k + 1 < order.n; // until one block of the launch has waited
 		blk->paused = false;
 		run_block_at(order.at(k), shared, poison);
 		if (blk->paused) {
-			paused = true;
 			run_others(order, k + 1, smem, poison);
 			blk->paused = false;
 			run_block(); // the waiting block, to its end
