@@ -75,7 +75,7 @@ emu:
 	$(MAKE) gpu-dry-run
 
 # Each of the kernels' barriers deleted in turn, the emulated suite run without it: which ones
-# no test would miss (scripts/emu-barrier-audit.sh; about an hour on 2 cores, not in test).
+# no test would miss (scripts/emu-barrier-audit.sh; about half an hour on 2 cores, not in test).
 emu-barrier-audit:
 	bash scripts/emu-barrier-audit.sh
 
