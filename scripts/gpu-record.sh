@@ -54,12 +54,10 @@ for part in check bench profile; do
 done
 
 echo "gpu-record: $device, commit $commit: $(cd "$to" && echo *) in $to"
-# section FILE START END: FILE's lines from START's to END's, less the tables' rule lines (none
-# where FILE has no such section: the targets are judged on Llama-2-7B's shape only).
-section() { sed -n "/$2/,/$3/p" "$1" | grep -vE '^\|---' || echo "(${1##*/} has no section /$2/)"; }
-section "$to/engine.md" '^Each variant against' '^Prefill:'
-section "$to/engine.md" '^The issue.s targets' '$^'
+. "$(dirname "$0")/engine-md.sh"
+engine_md "$to/engine.md" variants
+engine_md "$to/engine.md" targets
 if [ -s "$to/with.md" ]; then
 	grep -m1 '^Settings: ' "$to/with.md" || echo "with.md names no settings"
-	section "$to/with.md" '^The issue.s targets' '$^'
+	engine_md "$to/with.md" targets
 fi

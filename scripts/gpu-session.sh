@@ -21,6 +21,7 @@ export LORAFLEET_CUDA_BIN=${LORAFLEET_CUDA_BIN:-bin/lorafleet-cuda}
 read -ra extra <<<"${GPU_BENCH_ARGS:-}"
 parts=" ${GPU_SESSION_PARTS:-check bench profile} "
 cd "$root"
+. scripts/engine-md.sh
 
 if [[ $parts == *" check "* ]]; then
 	OUT=$work timeout -k 10 200 bash scripts/gpu-check.sh >"$work/check.txt" 2>&1
@@ -35,8 +36,8 @@ if [[ $parts == *" bench "* ]]; then
 	echo "gpu-bench: rc $? at ${SECONDS}s"
 	if [ -f "$work/gpu-bench/engine.md" ]; then
 		# The side-by-side variants and the targets (the rest is in the archive).
-		sed -n '/^Each variant against/,/^Prefill:/p' "$work/gpu-bench/engine.md" | grep -vE '^\|---|^Prefill:' | cut -c1-120
-		sed -n '/^The issue.s targets/,$p' "$work/gpu-bench/engine.md" | grep -vE '^\|---' | cut -c1-160
+		engine_md "$work/gpu-bench/engine.md" variants
+		engine_md "$work/gpu-bench/engine.md" targets
 	else # no report (the bench died): each measurement as its log said it
 		grep -A1 '^decode ' "$work/bench.txt" | grep -v '^--$' | paste - - | cut -c1-160 | tail -80
 	fi
@@ -56,7 +57,7 @@ if [[ $parts == *" bench "* ]]; then
 			--adapters 1,8,32 --contexts 128 --commit "$(cat bin/COMMIT 2>/dev/null)" "${peft[@]}" --out "$work/gpu-bench-with" \
 			"${extra[@]}" >/dev/null 2>"$work/with.log"
 		echo "bench --with $with: rc $? at ${SECONDS}s"
-		sed -n '/^The issue.s targets/,$p' "$work/gpu-bench-with/engine.md" 2>/dev/null | grep -vE '^\|---' | cut -c1-160
+		engine_md "$work/gpu-bench-with/engine.md" targets
 	else
 		echo "bench --with: no variant beat the defaults"
 	fi

@@ -149,10 +149,23 @@ struct Fiber {
 	bool done = false;
 };
 
-// A block being run: the launch's block, and the others' while it waits after an atomic.
+// The launch being run: what all of its blocks share.
+struct {
+	int n; // threads a block
+	void (*body)(const uint64_t *);
+	const uint64_t *args;
+	const char *err; // the first failure
+	bool direct;     // threads run as plain calls: a barrier is an error
+	// The order the threads take turns in (Order): until they end or wait at a barrier, each
+	// in turn, then again; or, by_warp, warp by warp in the order of their first threads.
+	int order[max_threads];
+	bool by_warp;
+} launch;
+
+// A block being run: its threads and where they wait.
 struct Block {
 	std::vector<Fiber> fibers; // grows to the largest block; stacks are kept
-	int n, cur;
+	int cur;
 	Barrier all, warps[max_threads / 32];
 	uint64_t slot[max_threads]; // each thread's value in a shuffle
 	struct {
@@ -160,14 +173,6 @@ struct Block {
 	} mma[max_threads]; // each thread's fragments in an mma_bf16
 	Context sched;
 	Stack sched_stack;
-	void (*body)(const uint64_t *);
-	const uint64_t *args;
-	const char *err; // the launch's first failure
-	bool direct;     // threads run as plain calls: a barrier is an error
-	// The order the threads take turns in (Order): until they end or wait at a barrier, each
-	// in turn, then again; or, by_warp, warp by warp in the order of their first threads.
-	int order[max_threads];
-	bool by_warp;
 	// may_pause: the block's first atomic (emu_atomic) hands the launch's other blocks their
 	// turn, to their end, and paused says that it has.
 	bool may_pause, paused;
@@ -178,14 +183,14 @@ Block blocks[2];
 Block *blk = &blocks[0];
 
 void fail(const char *msg) {
-	if (!blk->err) {
-		blk->err = msg;
+	if (!launch.err) {
+		launch.err = msg;
 	}
 }
 
 void release(Barrier &b) {
 	b.arrived = 0;
-	for (int i = 0; i < blk->n; i++) {
+	for (int i = 0; i < launch.n; i++) {
 		if (blk->fibers[i].waiting == &b) {
 			blk->fibers[i].waiting = nullptr;
 		}
@@ -223,16 +228,16 @@ void leave(Barrier &b) {
 
 void entry() {
 	started(&blk->sched_stack);
-	blk->body(blk->args);
+	launch.body(launch.args);
 	end_thread();
 }
 
 void run_direct() {
-	for (int k = 0; k < blk->n && !blk->err; k++) {
-		const int i = blk->order[k];
+	for (int k = 0; k < launch.n && !launch.err; k++) {
+		const int i = launch.order[k];
 		blk->cur = i;
 		threadIdx = uint3{(unsigned)i, 0, 0};
-		blk->body(blk->args);
+		launch.body(launch.args);
 	}
 }
 
@@ -249,25 +254,25 @@ bool run_turn(int i) {
 	return true;
 }
 
-// run_round gives every thread that can run a turn, in blk->order, and says whether any ran.
-// Warp by warp (blk->by_warp: blk->order holds each warp's threads together), a warp's threads
-// take turns until none of them can run before the next warp's do: the warp runs ahead
-// through its shuffles, as far as the block's next __syncthreads.
+// run_round gives every thread that can run a turn, in launch.order, and says whether any
+// ran. Warp by warp (launch.by_warp: launch.order holds each warp's threads together), a
+// warp's threads take turns until none of them can run before the next warp's do: the warp
+// runs ahead through its shuffles, as far as the block's next __syncthreads.
 bool run_round() {
 	bool ran = false;
-	const int group = blk->by_warp ? 32 : 1;
-	for (int g = 0; g < blk->n; g += group) {
+	const int group = launch.by_warp ? 32 : 1;
+	for (int g = 0; g < launch.n; g += group) {
 		bool again;
 		do {
 			again = false;
 			for (int k = g; k < g + group; k++) {
-				again = run_turn(blk->order[k]) || again;
+				again = run_turn(launch.order[k]) || again;
 				if (blk->paused) {
 					return true; // the launch's other blocks first (emu_atomic)
 				}
 			}
 			ran = ran || again;
-		} while (again && blk->by_warp);
+		} while (again && launch.by_warp);
 	}
 	return ran;
 }
@@ -275,7 +280,7 @@ bool run_round() {
 // start_block starts the block's threads afresh, at the kernel's first line, and says whether
 // it could.
 bool start_block() {
-	int n = blk->n;
+	int n = launch.n;
 	for (int i = 0; i < n; i++) {
 		Fiber &f = blk->fibers[i];
 		if (!f.stack) {
@@ -299,7 +304,7 @@ bool start_block() {
 // run_block runs the started block's threads until they have all ended, the launch has
 // failed, or the block waits after its first atomic (blk->paused).
 void run_block() {
-	const int n = blk->n;
+	const int n = launch.n;
 	for (;;) {
 		const bool ran = run_round();
 		if (blk->paused) {
@@ -324,7 +329,7 @@ void run_block() {
 static const char *const not_barrier_free = "the kernel reaches a barrier but is marked barrier-free in emu.cpp's table";
 
 void emu_syncthreads(const char *site) {
-	if (blk->direct) {
+	if (launch.direct) {
 		fail(not_barrier_free);
 		return;
 	}
@@ -338,7 +343,7 @@ void emu_syncthreads(const char *site) {
 }
 
 void emu_atomic() {
-	if (blk->direct || !blk->may_pause) {
+	if (launch.direct || !blk->may_pause) {
 		return;
 	}
 	blk->may_pause = false;
@@ -347,7 +352,7 @@ void emu_atomic() {
 }
 
 uint64_t emu_shfl(uint64_t v, int src) {
-	if (blk->direct) {
+	if (launch.direct) {
 		fail(not_barrier_free);
 		return v;
 	}
@@ -355,7 +360,7 @@ uint64_t emu_shfl(uint64_t v, int src) {
 	blk->slot[t] = v;
 	arrive(blk->warps[t >> 5]);
 	uint64_t r = v;
-	if (s >= blk->n || blk->fibers[s].done) {
+	if (s >= launch.n || blk->fibers[s].done) {
 		fail("a shuffle reads a lane that has ended");
 	} else {
 		r = blk->slot[s];
@@ -385,7 +390,7 @@ float mma_b(int lane0, int row, int col) {
 } // namespace
 
 void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
-	if (blk->direct) {
+	if (launch.direct) {
 		fail(not_barrier_free);
 		return;
 	}
@@ -394,7 +399,7 @@ void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
 	memcpy(blk->mma[t].b, b, sizeof blk->mma[t].b);
 	arrive(blk->warps[t >> 5]);
 	for (int l = lane0; l < lane0 + 32; l++) {
-		if (l >= blk->n || blk->fibers[l].done) {
+		if (l >= launch.n || blk->fibers[l].done) {
 			fail("an mma_bf16 without every lane of the warp");
 		}
 	}
@@ -413,7 +418,7 @@ void mma_bf16(float d[4], const unsigned a[4], const unsigned b[2]) {
 // Fails the launch and ends the calling thread.
 [[noreturn]] void fail_thread(const char *msg) {
 	fail(msg);
-	if (blk->direct) {
+	if (launch.direct) {
 		abort(); // a barrier-free kernel runs as plain calls: there is no fiber to end
 	}
 	end_thread();
@@ -691,19 +696,19 @@ struct Order {
 	}
 };
 
-// order_threads sets the order in which a block's n threads take turns (blk->order, Order's of
-// that mode) and whether warp by warp (blk->by_warp: each warp's threads then together, warps in
-// the order of their first threads).
+// order_threads sets the order in which a block's n threads take turns (launch.order, Order's
+// of that mode) and whether warp by warp (launch.by_warp: each warp's threads then together,
+// warps in the order of their first threads).
 void order_threads(unsigned n, unsigned long long mode, bool by_warp) {
 	const Order threads(n, mode);
 	int first[max_threads / 32]; // where each warp's first thread comes in the order
 	for (unsigned k = n; k-- > 0;) { // last to first: the earliest place is the one kept
-		blk->order[k] = (int)threads.at(k);
-		first[blk->order[k] >> 5] = (int)k;
+		launch.order[k] = (int)threads.at(k);
+		first[launch.order[k] >> 5] = (int)k;
 	}
-	blk->by_warp = by_warp;
+	launch.by_warp = by_warp;
 	if (by_warp) {
-		std::stable_sort(blk->order, blk->order + n, [&](int a, int b) { return first[a >> 5] < first[b >> 5]; });
+		std::stable_sort(launch.order, launch.order + n, [&](int a, int b) { return first[a >> 5] < first[b >> 5]; });
 	}
 }
 
@@ -719,7 +724,7 @@ void run_block_at(unsigned long long b, std::vector<unsigned char> &shared, int 
 	memset(__start_emu_shared, poison, __stop_emu_shared - __start_emu_shared);
 	emu_dyn_smem = shared.size() > 16 ? (unsigned char *)(((uintptr_t)shared.data() + 15) & ~(uintptr_t)15) : nullptr;
 	blockIdx = uint3{(unsigned)(b % gridDim.x), (unsigned)(b / gridDim.x % gridDim.y), (unsigned)(b / gridDim.x / gridDim.y)};
-	if (blk->direct) {
+	if (launch.direct) {
 		run_direct();
 	} else if (start_block()) {
 		run_block();
@@ -740,23 +745,13 @@ void run_others(const Order &order, unsigned long long k, size_t smem, int poiso
 	if (others.fibers.size() < waiting.fibers.size()) {
 		others.fibers.resize(waiting.fibers.size());
 	}
-	others.n = waiting.n;
-	others.body = waiting.body;
-	others.args = waiting.args;
-	others.err = nullptr;
-	others.direct = waiting.direct;
-	std::copy(waiting.order, waiting.order + waiting.n, others.order);
-	others.by_warp = waiting.by_warp;
 	others.may_pause = others.paused = false;
 	blk = &others;
 	std::vector<unsigned char> shared(smem + 16);
-	for (; k < order.n && !others.err; k++) {
+	for (; k < order.n && !launch.err; k++) {
 		run_block_at(order.at(k), shared, poison);
 	}
 	blk = &waiting;
-	if (others.err) {
-		fail(others.err);
-	}
 	memcpy(__start_emu_shared, statics.data(), statics.size());
 	blockIdx = idx;
 	emu_dyn_smem = dyn;
@@ -790,21 +785,21 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 	if (blk->fibers.size() < block) {
 		blk->fibers.resize(block);
 	}
-	blk->n = block;
-	blk->body = table[i].body;
-	blk->args = args;
-	blk->err = nullptr;
-	blk->direct = !table[i].barriers;
+	launch.n = block;
+	launch.body = table[i].body;
+	launch.args = args;
+	launch.err = nullptr;
+	launch.direct = !table[i].barriers;
 	gridDim = dim3{gx, gy, gz};
 	blockDim = dim3{block, 1, 1};
 	std::vector<unsigned char> shared(smem + 16);
-	const unsigned long long launch = launches++;
+	const unsigned long long nth = launches++; // which launch this is: its turn in the cycle
 	// The cycle: the blocks' order, the threads', the static shared memory's filling,
 	// thread or warp turns; any 36 launches in a row meet every combination.
-	const Order order((unsigned long long)gx * gy * gz, launch);
-	order_threads(block, launch / 3, launch / 18 % 2);
-	const int poison = launch / 9 % 2 ? 0 : 0xff;
-	for (unsigned long long k = 0; k < order.n && !blk->err; k++) {
+	const Order order((unsigned long long)gx * gy * gz, nth);
+	order_threads(block, nth / 3, nth / 18 % 2);
+	const int poison = nth / 9 % 2 ? 0 : 0xff;
+	for (unsigned long long k = 0; k < order.n && !launch.err; k++) {
 		blk->may_pause = k + 1 < order.n; // until one block of the launch has waited
 		blk->paused = false;
 		run_block_at(order.at(k), shared, poison);
@@ -816,7 +811,7 @@ const char *emu_launch(int i, unsigned gx, unsigned gy, unsigned gz, unsigned bl
 		}
 	}
 	emu_dyn_smem = nullptr;
-	return blk->err;
+	return launch.err;
 }
 
 } // extern "C"
